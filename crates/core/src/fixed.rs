@@ -1,0 +1,147 @@
+//! Fixed-point encoding of reals into a ring: `encode(x) = round(x * 2^f) mod M`.
+//!
+//! Rounding error: decoding an encoded value returns `x` to within 2^-(f+1) (round to nearest),
+//! plus f64's own rounding of `x * 2^f`, which is exact for |x| < 2^(52-f).
+
+use crate::error::{CoreError, Result};
+use crate::ring::{Ring, RingTensor};
+use ndarray::{ArrayD, ArrayViewD};
+use std::marker::PhantomData;
+
+/// A validated fixed-point configuration: `frac_bits` fractional bits, values in
+/// (-2^int_bits, 2^int_bits).
+///
+/// Invariant (checked by [`FixedPoint::new`]): the product of two in-range encodings,
+/// below 2^(2(int_bits+frac_bits)), stays below the ring's truncation bound 2^`R::PRODUCT_BITS`,
+/// so products neither wrap around nor break the truncation protocol's precondition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedPoint<R: Ring> {
+    frac_bits: u32,
+    int_bits: u32,
+    ring: PhantomData<R>,
+}
+
+impl<R: Ring> FixedPoint<R> {
+    /// A configuration with `frac_bits` fractional and `int_bits` integer bits, refused with an
+    /// error naming the numbers if products of in-range values could overflow.
+    pub fn new(frac_bits: u32, int_bits: u32) -> Result<Self> {
+        let product_bits = 2 * (frac_bits + int_bits);
+        if frac_bits == 0 || frac_bits > 48 {
+            return Err(CoreError::InvalidConfig(format!(
+                "{}: {frac_bits} fractional bits; pond supports 1 to 48",
+                R::NAME
+            )));
+        }
+        if product_bits > R::PRODUCT_BITS {
+            return Err(CoreError::InvalidConfig(format!(
+                "{}: {frac_bits} fractional + {int_bits} integer bits give products up to 2^{product_bits}, \
+                 above the ring's truncation bound 2^{} (use at most {} bits in total)",
+                R::NAME,
+                R::PRODUCT_BITS,
+                R::PRODUCT_BITS / 2
+            )));
+        }
+        Ok(FixedPoint {
+            frac_bits,
+            int_bits,
+            ring: PhantomData,
+        })
+    }
+
+    /// pond's default for the ring: 16 fractional bits for Z64 and CRT, 24 for Z128, and the
+    /// most integer bits the ring allows.
+    pub fn default_for_ring() -> Self {
+        let frac_bits = if R::PRODUCT_BITS >= 80 { 24 } else { 16 };
+        Self::new(frac_bits, R::PRODUCT_BITS / 2 - frac_bits).expect("every ring's default fits")
+    }
+
+    /// Fractional bits f.
+    pub fn frac_bits(&self) -> u32 {
+        self.frac_bits
+    }
+
+    /// Integer bits.
+    pub fn int_bits(&self) -> u32 {
+        self.int_bits
+    }
+
+    /// 2^f, the encoding scale.
+    pub fn scale(&self) -> f64 {
+        (self.frac_bits as f64).exp2()
+    }
+
+    /// One unit in the last place, 2^-f.
+    pub fn ulp(&self) -> f64 {
+        1.0 / self.scale()
+    }
+
+    /// Exclusive bound on the magnitude of encodable values, 2^int_bits.
+    pub fn bound(&self) -> f64 {
+        (self.int_bits as f64).exp2()
+    }
+
+    /// round(x * 2^f) for one in-range value; `index` only names the value in the error.
+    pub fn encode_scalar(&self, x: f64, index: usize) -> Result<i128> {
+        if !x.is_finite() || x.abs() >= self.bound() {
+            return Err(CoreError::OutOfRange {
+                value: x,
+                index,
+                bound: self.bound(),
+                int_bits: self.int_bits,
+            });
+        }
+        Ok((x * self.scale()).round() as i128)
+    }
+
+    /// Encodes every value; the first out-of-range value is reported with its index.
+    pub fn encode(&self, values: ArrayViewD<'_, f64>) -> Result<R::Tensor> {
+        let ints: ArrayD<i128> = {
+            let flat = values
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| self.encode_scalar(x, i))
+                .collect::<Result<Vec<_>>>()?;
+            ArrayD::from_shape_vec(values.raw_dim(), flat).expect("same element count")
+        };
+        Ok(R::Tensor::from_signed(ints.view()))
+    }
+
+    /// The real values of a tensor (signed representative divided by 2^f).
+    pub fn decode(&self, tensor: &R::Tensor) -> ArrayD<f64> {
+        let inv = self.ulp();
+        tensor.to_signed().mapv(|v| v as f64 * inv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Crt, TfeModuli, Z128, Z64};
+
+    #[test]
+    fn refuses_configs_whose_products_overflow() {
+        assert!(FixedPoint::<Z64>::new(16, 15).is_ok());
+        let err = FixedPoint::<Z64>::new(20, 12).unwrap_err().to_string();
+        assert!(err.contains("2^64") && err.contains("2^62"), "{err}");
+        assert!(FixedPoint::<Z128>::new(24, 19).is_ok());
+        assert!(FixedPoint::<Z128>::new(24, 20).is_err());
+        assert!(FixedPoint::<Crt<TfeModuli>>::new(16, 14).is_ok());
+        assert!(FixedPoint::<Crt<TfeModuli>>::new(16, 15).is_err());
+        assert!(FixedPoint::<Z64>::new(0, 10).is_err());
+    }
+
+    #[test]
+    fn out_of_range_names_value_and_index() {
+        let fp = FixedPoint::<Z64>::new(16, 8).unwrap();
+        let x = ndarray::arr1(&[1.0, 300.0]).into_dyn();
+        match fp.encode(x.view()) {
+            Err(CoreError::OutOfRange { value, index, .. }) => {
+                assert_eq!((value, index), (300.0, 1))
+            }
+            other => panic!("expected OutOfRange, got {other:?}"),
+        }
+        assert!(fp
+            .encode(ndarray::arr1(&[f64::NAN]).into_dyn().view())
+            .is_err());
+    }
+}

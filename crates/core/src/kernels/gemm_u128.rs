@@ -1,0 +1,10 @@
+//! TEMPORARY placeholder until the fast kernel lands.
+use ndarray::{Array2, ArrayView2};
+/// C = A·B mod 2^128.
+pub fn gemm_u128(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) -> Array2<u128> {
+    Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+        (0..a.ncols()).fold(0u128, |s, t| {
+            s.wrapping_add(a[[i, t]].wrapping_mul(b[[t, j]]))
+        })
+    })
+}

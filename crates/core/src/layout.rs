@@ -1,0 +1,126 @@
+//! Shape operations shared by every ring: they move elements without doing arithmetic, so they
+//! are written once over any `ArrayD<T>` and applied to each plane of a ring tensor.
+
+use crate::error::{CoreError, Result};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use std::ops::Range;
+
+/// Checks that two shapes are equal, for the elementwise operation `op`.
+pub fn check_same_shape(op: &'static str, left: &[usize], right: &[usize]) -> Result<()> {
+    if left == right {
+        Ok(())
+    } else {
+        Err(CoreError::ShapeMismatch {
+            op,
+            left: left.to_vec(),
+            right: right.to_vec(),
+        })
+    }
+}
+
+fn invalid(
+    op: &'static str,
+    shape: &[usize],
+    tensor: &[usize],
+    reason: impl Into<String>,
+) -> CoreError {
+    CoreError::InvalidShape {
+        op,
+        shape: shape.to_vec(),
+        tensor: tensor.to_vec(),
+        reason: reason.into(),
+    }
+}
+
+/// Row-major reshape.
+pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+    if shape.iter().product::<usize>() != a.len() {
+        return Err(invalid(
+            "reshape",
+            shape,
+            a.shape(),
+            "element counts differ",
+        ));
+    }
+    let standard = a.as_standard_layout();
+    ArrayD::from_shape_vec(IxDyn(shape), standard.iter().cloned().collect())
+        .map_err(|e| invalid("reshape", shape, a.shape(), e.to_string()))
+}
+
+/// Axis permutation, materialised in standard layout.
+pub fn permute<T: Clone>(a: &ArrayD<T>, axes: &[usize]) -> Result<ArrayD<T>> {
+    let mut seen = vec![false; a.ndim()];
+    let valid = axes.len() == a.ndim()
+        && axes
+            .iter()
+            .all(|&ax| ax < seen.len() && !std::mem::replace(&mut seen[ax], true));
+    if !valid {
+        return Err(invalid(
+            "permute",
+            axes,
+            a.shape(),
+            "not a permutation of the axes",
+        ));
+    }
+    Ok(a.view()
+        .permuted_axes(IxDyn(axes))
+        .as_standard_layout()
+        .into_owned())
+}
+
+/// Elements `range` of `axis`.
+pub fn slice_axis<T: Clone>(a: &ArrayD<T>, axis: usize, range: Range<usize>) -> Result<ArrayD<T>> {
+    if axis >= a.ndim() || range.start > range.end || range.end > a.shape()[axis] {
+        return Err(invalid(
+            "slice_axis",
+            &[axis, range.start, range.end],
+            a.shape(),
+            "axis or range out of bounds",
+        ));
+    }
+    Ok(a.slice_axis(Axis(axis), Slice::from(range)).to_owned())
+}
+
+/// Concatenation along `axis`.
+pub fn concat<T: Clone>(axis: usize, parts: &[&ArrayD<T>]) -> Result<ArrayD<T>> {
+    let Some(first) = parts.first() else {
+        return Err(invalid("concat", &[axis], &[], "no tensors to concatenate"));
+    };
+    if axis >= first.ndim() {
+        return Err(invalid(
+            "concat",
+            &[axis],
+            first.shape(),
+            "axis out of bounds",
+        ));
+    }
+    for p in parts {
+        let same_rank = p.ndim() == first.ndim();
+        let others_equal =
+            same_rank && (0..p.ndim()).all(|i| i == axis || p.shape()[i] == first.shape()[i]);
+        if !others_equal {
+            return Err(CoreError::ShapeMismatch {
+                op: "concat",
+                left: first.shape().to_vec(),
+                right: p.shape().to_vec(),
+            });
+        }
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(axis), &views)
+        .map_err(|e| invalid("concat", &[axis], first.shape(), e.to_string()))
+}
+
+/// Numpy-style broadcast to `shape`, materialised.
+pub fn broadcast_to<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+    a.broadcast(IxDyn(shape))
+        .map(|v| v.to_owned())
+        .ok_or_else(|| {
+            invalid(
+                "broadcast_to",
+                shape,
+                a.shape(),
+                "shapes are not broadcast-compatible",
+            )
+        })
+}

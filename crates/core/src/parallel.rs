@@ -1,0 +1,57 @@
+//! Elementwise loops that go parallel (rayon) only when the tensor is large enough to pay for it.
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
+
+/// Below this many elements an elementwise loop stays on the calling thread.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+/// `f(a[i], b[i])` for every i, into a new array. Shapes must already be equal.
+pub fn zip_map<A, B, C>(
+    a: ArrayViewD<'_, A>,
+    b: ArrayViewD<'_, B>,
+    f: impl Fn(A, B) -> C + Sync + Send,
+) -> ArrayD<C>
+where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    C: Send,
+{
+    let zip = Zip::from(&a).and(&b);
+    if a.len() >= PARALLEL_MIN_ELEMENTS {
+        zip.par_map_collect(|&x, &y| f(x, y))
+    } else {
+        zip.map_collect(|&x, &y| f(x, y))
+    }
+}
+
+/// `a[i] = f(a[i], b[i])` for every i. Shapes must already be equal.
+pub fn zip_assign<A, B>(
+    a: ArrayViewMutD<'_, A>,
+    b: ArrayViewD<'_, B>,
+    f: impl Fn(A, B) -> A + Sync + Send,
+) where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+{
+    let parallel = a.len() >= PARALLEL_MIN_ELEMENTS;
+    let zip = Zip::from(a).and(&b);
+    if parallel {
+        zip.par_for_each(|x, &y| *x = f(*x, y));
+    } else {
+        zip.for_each(|x, &y| *x = f(*x, y));
+    }
+}
+
+/// `f(a[i])` for every i, into a new array.
+pub fn map<A, C>(a: ArrayViewD<'_, A>, f: impl Fn(A) -> C + Sync + Send) -> ArrayD<C>
+where
+    A: Copy + Send + Sync,
+    C: Send,
+{
+    let zip = Zip::from(&a);
+    if a.len() >= PARALLEL_MIN_ELEMENTS {
+        zip.par_map_collect(|&x| f(x))
+    } else {
+        zip.map_collect(|&x| f(x))
+    }
+}
