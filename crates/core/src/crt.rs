@@ -58,8 +58,9 @@ pub struct Crt<M: CrtModuli>(PhantomData<M>);
 impl<M: CrtModuli> Ring for Crt<M> {
     type Tensor = CrtTensor<M>;
     const NAME: &'static str = M::NAME;
-    /// Statistical truncation masks |x| < 2^k with 40 more bits and needs k + 41 <= log2 M.
-    const PRODUCT_BITS: u32 = M::MODULUS_BITS - 41;
+    /// Statistical truncation shifts x (|x| < 2^k) to [0, 2^(k+1)) and masks it with r uniform
+    /// in [0, 2^(k+41)) (40-bit statistical hiding); the sum must stay below M: k + 42 <= log2 M.
+    const PRODUCT_BITS: u32 = M::MODULUS_BITS - 42;
     fn modulus() -> BigUint {
         M::MODULI.iter().map(|&m| BigUint::from(m)).product()
     }

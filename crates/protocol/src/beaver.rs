@@ -1,0 +1,239 @@
+//! Products of private tensors by Beaver's trick, with fresh or reused (Pond) masks.
+//!
+//! For a bilinear op ∘ (elementwise, matmul, conv2d) and operands x = a + E, y = b + F, where cp
+//! dealt masks a, b and shares of c = a ∘ b and the servers opened E = x - a and F = y - b:
+//!
+//!   x ∘ y = c + E ∘ b + a ∘ F + E ∘ F
+//!
+//! server0 computes c0 + E ∘ (b0 + F) + a0 ∘ F and server1 c1 + E ∘ b1 + a1 ∘ F: two local
+//! products each. A [`MaskedTensor`] operand already has its E opened, so only the other
+//! operand is opened: a weight masked once costs nothing per batch.
+//!
+//! Costs (B bytes per element; |x| element count of x): each server sends |x| (if x is not
+//! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round.
+
+use crate::dealer::{Bilinear, Correlation, MaskSide};
+use crate::error::Result;
+use crate::session::Session;
+use crate::tensors::{Held, MaskedTensor, PrivateTensor, PublicTensor};
+use crate::transport::Role;
+use crate::truncation::ProtocolRing;
+use pond_core::RingTensor;
+use std::borrow::Cow;
+
+/// An operand of a private product.
+#[derive(Debug, Clone, Copy)]
+pub enum Operand<'a, R: ProtocolRing> {
+    /// A private tensor: a fresh mask is dealt and x - a is opened.
+    Private(&'a PrivateTensor<R>),
+    /// A masked tensor: its mask and opened difference are reused.
+    Masked(&'a MaskedTensor<R>),
+}
+
+impl<'a, R: ProtocolRing> Operand<'a, R> {
+    fn shape(&self) -> &'a [usize] {
+        match self {
+            Operand::Private(x) => x.shape(),
+            Operand::Masked(x) => x.shape(),
+        }
+    }
+
+    fn side(&self) -> MaskSide<'a, R::Tensor> {
+        match self {
+            Operand::Private(x) => MaskSide::Fresh(x.shape()),
+            Operand::Masked(x) => MaskSide::Reused(&x.mask),
+        }
+    }
+}
+
+impl<'a, R: ProtocolRing> From<&'a PrivateTensor<R>> for Operand<'a, R> {
+    fn from(x: &'a PrivateTensor<R>) -> Self {
+        Operand::Private(x)
+    }
+}
+
+impl<'a, R: ProtocolRing> From<&'a MaskedTensor<R>> for Operand<'a, R> {
+    fn from(x: &'a MaskedTensor<R>) -> Self {
+        Operand::Masked(x)
+    }
+}
+
+/// A server's view of one operand during a product: its mask share and the opened difference,
+/// borrowed from a masked tensor or owned when fresh.
+struct Opened<'a, T: Clone> {
+    mask: Cow<'a, T>,
+    diff: Cow<'a, T>,
+}
+
+impl Session {
+    /// x ∘ y on shares, for any bilinear `op` (see the module docs for the formula and costs).
+    /// The result is at scale 2^(2f) for fixed-point inputs: truncate it afterwards.
+    pub fn product<'a, R: ProtocolRing>(
+        &mut self,
+        op: Bilinear,
+        x: impl Into<Operand<'a, R>>,
+        y: impl Into<Operand<'a, R>>,
+    ) -> Result<PrivateTensor<R>> {
+        let (x, y) = (x.into(), y.into());
+        let out_shape = op.output_shape(x.shape(), y.shape())?;
+        let name = match op {
+            Bilinear::Mul => "mul",
+            Bilinear::Matmul => "matmul",
+            Bilinear::Conv2d(_) => "conv2d",
+        };
+        self.op(name, |s| {
+            let dealt = s.deal::<R>(&Correlation::Product {
+                op,
+                lhs: x.side(),
+                rhs: y.side(),
+            })?;
+            let tag = s.next_tag();
+            if s.role() == Role::Cp {
+                return Ok(PrivateTensor::from_share(&out_shape, None));
+            }
+            let mut dealt = dealt.into_iter().map(|h| match h {
+                Held::Share(t) | Held::Whole(t) => t,
+            });
+            let mut fresh = |operand: Operand<'a, R>| -> Result<Option<(R::Tensor, R::Tensor)>> {
+                match operand {
+                    Operand::Private(p) => {
+                        let mask = dealt.next().expect("one mask per fresh operand");
+                        let diff = p.share().expect("servers hold shares").sub(&mask)?;
+                        Ok(Some((mask, diff)))
+                    }
+                    Operand::Masked(_) => Ok(None),
+                }
+            };
+            let (x_fresh, y_fresh) = (fresh(x)?, fresh(y)?);
+            let c = dealt.next().expect("the product share comes last");
+            // Open both differences in one round: send both, then receive both.
+            let peer = s.role().peer().expect("servers have a peer");
+            for (_, diff) in x_fresh.iter().chain(y_fresh.iter()) {
+                s.send_tensor(peer, tag, diff)?;
+            }
+            let mut open = |f: Option<(R::Tensor, R::Tensor)>,
+                            operand: Operand<'a, R>|
+             -> Result<Opened<'a, R::Tensor>> {
+                match (f, operand) {
+                    (Some((mask, mine)), _) => {
+                        let mut theirs: R::Tensor = s.recv_tensor(peer, tag, mine.shape())?;
+                        theirs.add_assign(&mine)?;
+                        Ok(Opened {
+                            mask: Cow::Owned(mask),
+                            diff: Cow::Owned(theirs),
+                        })
+                    }
+                    (None, Operand::Masked(m)) => Ok(Opened {
+                        mask: Cow::Borrowed(m.mask.tensor()),
+                        diff: Cow::Borrowed(
+                            m.masked
+                                .as_ref()
+                                .expect("servers hold the opened difference"),
+                        ),
+                    }),
+                    (None, Operand::Private(_)) => unreachable!("private operands are fresh"),
+                }
+            };
+            let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
+            let b_term = if s.role() == Role::Server0 {
+                Cow::Owned(f.mask.add(&f.diff)?)
+            } else {
+                f.mask
+            };
+            let mut z = op.apply(e.diff.as_ref(), b_term.as_ref())?;
+            z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
+            z.add_assign(&c)?;
+            Ok(PrivateTensor::from_share(&out_shape, Some(z)))
+        })
+    }
+
+    /// Elementwise product x * y (Beaver).
+    pub fn mul<'a, R: ProtocolRing>(
+        &mut self,
+        x: impl Into<Operand<'a, R>>,
+        y: impl Into<Operand<'a, R>>,
+    ) -> Result<PrivateTensor<R>> {
+        self.product(Bilinear::Mul, x, y)
+    }
+
+    /// Matrix product x @ y (Beaver).
+    pub fn matmul<'a, R: ProtocolRing>(
+        &mut self,
+        x: impl Into<Operand<'a, R>>,
+        y: impl Into<Operand<'a, R>>,
+    ) -> Result<PrivateTensor<R>> {
+        self.product(Bilinear::Matmul, x, y)
+    }
+
+    /// Convolution of an NCHW input with OIHW filters (Beaver).
+    pub fn conv2d<'a, R: ProtocolRing>(
+        &mut self,
+        x: impl Into<Operand<'a, R>>,
+        filters: impl Into<Operand<'a, R>>,
+        params: pond_core::Conv2dParams,
+    ) -> Result<PrivateTensor<R>> {
+        self.product(Bilinear::Conv2d(params), x, filters)
+    }
+
+    /// x * x with a square pair (a, a*a): x^2 = a^2 + 2aE + E^2.
+    /// Traffic: servers n·B each, cp n·B to server1; one round.
+    pub fn square<R: ProtocolRing>(&mut self, x: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        self.op("square", |s| {
+            let dealt = s.deal::<R>(&Correlation::Square { shape: x.shape() })?;
+            let tag = s.next_tag();
+            let Some(xi) = x.share() else {
+                return Ok(PrivateTensor::from_share(x.shape(), None));
+            };
+            let [a, c]: [R::Tensor; 2] = dealt
+                .into_iter()
+                .map(|h| match h {
+                    Held::Share(t) | Held::Whole(t) => t,
+                })
+                .collect::<Vec<_>>()
+                .try_into()
+                .map_err(|_| crate::ProtocolError::Usage {
+                    op: "square",
+                    reason: "square needs two dealt tensors".into(),
+                })?;
+            let e = s.open(tag, &xi.sub(&a)?)?;
+            let mut z = a.mul(&e)?.mul_scalar(2);
+            z.add_assign(&c)?;
+            if s.role() == Role::Server0 {
+                z.add_assign(&e.mul(&e)?)?;
+            }
+            Ok(PrivateTensor::from_share(x.shape(), Some(z)))
+        })
+    }
+
+    /// Public times private, elementwise (local, no traffic).
+    pub fn mul_public<R: ProtocolRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        p: &PublicTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        let share = x.share().map(|xi| xi.mul(&p.value)).transpose()?;
+        Ok(PrivateTensor::from_share(x.shape(), share))
+    }
+
+    /// Private x @ public p (local, no traffic).
+    pub fn matmul_public<R: ProtocolRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        p: &PublicTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        let shape = Bilinear::Matmul.output_shape(x.shape(), p.shape())?;
+        let share = x.share().map(|xi| xi.matmul(&p.value)).transpose()?;
+        Ok(PrivateTensor::from_share(&shape, share))
+    }
+
+    /// Public p @ private x (local, no traffic).
+    pub fn public_matmul<R: ProtocolRing>(
+        &mut self,
+        p: &PublicTensor<R>,
+        x: &PrivateTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        let shape = Bilinear::Matmul.output_shape(p.shape(), x.shape())?;
+        let share = x.share().map(|xi| p.value.matmul(xi)).transpose()?;
+        Ok(PrivateTensor::from_share(&shape, share))
+    }
+}

@@ -1,0 +1,340 @@
+//! The crypto producer's part: correlated randomness dealt with seeds.
+//!
+//! Every dealt value follows one pattern. cp knows the value v; server0's share v0 comes from the
+//! PRG key server0 shares with cp; server1's share is either also seeded (when v itself is
+//! uniform and cp can pick it as v0 + v1) or the correction v - v0, which cp sends to server1.
+//! So a Beaver triple costs one tensor of traffic (the product's correction), and masks cost
+//! nothing.
+//!
+//! [`TripleSource`] decides when cp's work happens: [`OnlineDealer`] deals during the operation,
+//! [`PregeneratedTriples`] deals a known list of correlations beforehand (the offline phase), so
+//! the online phase only receives nothing from cp and can be timed on its own.
+
+use crate::error::{ProtocolError, Result};
+use crate::session::Session;
+use crate::tensors::Held;
+use crate::transport::{Role, Tag};
+use crate::truncation::ProtocolRing;
+use pond_core::{Conv2dParams, Ring, RingTensor};
+use std::collections::VecDeque;
+
+/// PRG purposes within one step (the low 4 bits of a stream id).
+pub mod purpose {
+    /// Mask of the left operand.
+    pub const LHS_MASK: u64 = 1;
+    /// Mask of the right operand.
+    pub const RHS_MASK: u64 = 2;
+    /// server0's share of a dealt product or correction.
+    pub const PRODUCT: u64 = 3;
+    /// Input sharing.
+    pub const INPUT: u64 = 4;
+    /// Further dealt values (truncation and comparison material), numbered from here.
+    pub const EXTRA: u64 = 5;
+}
+
+/// A bilinear operation that Beaver's trick computes on shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bilinear {
+    /// Elementwise product.
+    Mul,
+    /// Matrix product.
+    Matmul,
+    /// 2-D convolution, NCHW input by OIHW filters.
+    Conv2d(Conv2dParams),
+}
+
+impl Bilinear {
+    /// The operation on plain ring tensors.
+    pub fn apply<T: RingTensor>(&self, a: &T, b: &T) -> pond_core::Result<T> {
+        match self {
+            Bilinear::Mul => a.mul(b),
+            Bilinear::Matmul => a.matmul(b),
+            Bilinear::Conv2d(p) => a.conv2d(b, *p),
+        }
+    }
+
+    /// Output shape for operand shapes `a`, `b`, or the typed shape error.
+    pub fn output_shape(&self, a: &[usize], b: &[usize]) -> pond_core::Result<Vec<usize>> {
+        let mismatch = |op| pond_core::CoreError::ShapeMismatch {
+            op,
+            left: a.to_vec(),
+            right: b.to_vec(),
+        };
+        match self {
+            Bilinear::Mul if a == b => Ok(a.to_vec()),
+            Bilinear::Mul => Err(mismatch("mul")),
+            Bilinear::Matmul => match (a, b) {
+                (&[m, k], &[k2, n]) if k == k2 => Ok(vec![m, n]),
+                _ => Err(mismatch("matmul")),
+            },
+            Bilinear::Conv2d(p) => {
+                let g = pond_core::kernels::im2col::ConvGeometry::new(a, b, *p)?;
+                Ok(vec![g.batch, g.filters, g.output.0, g.output.1])
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Bilinear::Mul => "mul",
+            Bilinear::Matmul => "matmul",
+            Bilinear::Conv2d(_) => "conv2d",
+        }
+    }
+}
+
+/// One operand of a product as the dealer sees it.
+#[derive(Debug)]
+pub enum MaskSide<'a, T> {
+    /// Needs a fresh mask of this shape.
+    Fresh(&'a [usize]),
+    /// Already masked (a [`crate::MaskedTensor`]): the product reuses its mask.
+    Reused(&'a Held<T>),
+}
+
+impl<T> Clone for MaskSide<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for MaskSide<'_, T> {}
+
+impl<T: RingTensor> MaskSide<'_, T> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            MaskSide::Fresh(s) => s,
+            MaskSide::Reused(m) => m.tensor().shape(),
+        }
+    }
+}
+
+/// Correlated randomness that an operation asks the dealer for.
+#[derive(Debug)]
+pub enum Correlation<'a, R: Ring> {
+    /// A Beaver triple for `op`: masks for the fresh sides and shares of op(lhs mask, rhs mask).
+    Product {
+        /// The product.
+        op: Bilinear,
+        /// Left operand.
+        lhs: MaskSide<'a, R::Tensor>,
+        /// Right operand.
+        rhs: MaskSide<'a, R::Tensor>,
+    },
+    /// A square pair: a fresh mask a and shares of a*a.
+    Square {
+        /// Shape of a.
+        shape: &'a [usize],
+    },
+    /// The ring's truncation material for a tensor of `shape` (see [`ProtocolRing`]).
+    Truncation {
+        /// Shape of the truncated tensor.
+        shape: &'a [usize],
+        /// Bits to shift away.
+        frac_bits: u32,
+    },
+}
+
+impl<R: Ring> Clone for Correlation<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: Ring> Copy for Correlation<'_, R> {}
+
+impl<R: Ring> Correlation<'_, R> {
+    /// A description (kind and shapes) used to check that a pregenerated item is the one asked for.
+    pub fn signature(&self) -> String {
+        match self {
+            Correlation::Product { op, lhs, rhs } => {
+                let side = |s: &MaskSide<'_, R::Tensor>| match s {
+                    MaskSide::Fresh(shape) => format!("fresh{shape:?}"),
+                    MaskSide::Reused(m) => format!("reused{:?}", m.tensor().shape()),
+                };
+                format!("{} {} x {}", op.name(), side(lhs), side(rhs))
+            }
+            Correlation::Square { shape } => format!("square {shape:?}"),
+            Correlation::Truncation { shape, frac_bits } => {
+                format!("truncation {shape:?} by {frac_bits}")
+            }
+        }
+    }
+}
+
+/// What the dealer hands one party for one correlation, in an order each operation documents:
+/// for a product, [lhs mask if fresh, rhs mask if fresh, product]. Servers get shares; cp gets
+/// whole values (or nothing it does not need).
+pub type Dealt<T> = Vec<Held<T>>;
+
+/// A fresh uniform mask: server i's share from the key it shares with cp, cp's whole value the
+/// sum of both. No traffic.
+pub fn deal_uniform<T: RingTensor>(
+    s: &Session,
+    tag: Tag,
+    purpose: u64,
+    shape: &[usize],
+) -> Result<Held<T>> {
+    match s.role() {
+        Role::Server0 | Role::Server1 => Ok(Held::Share(s.shared_random(
+            Role::Cp,
+            tag,
+            purpose,
+            shape,
+        )?)),
+        Role::Cp => {
+            let a0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
+            let a1: T = s.shared_random(Role::Server1, tag, purpose, shape)?;
+            Ok(Held::Whole(a0.add(&a1)?))
+        }
+    }
+}
+
+/// Shares of a value cp computes: server0's share is seeded, server1 receives the correction.
+/// `value` runs on cp only. Traffic: cp sends one tensor of `shape` to server1.
+pub fn deal_value<T: RingTensor>(
+    s: &mut Session,
+    tag: Tag,
+    purpose: u64,
+    shape: &[usize],
+    value: impl FnOnce() -> Result<T>,
+) -> Result<Held<T>> {
+    match s.role() {
+        Role::Server0 => Ok(Held::Share(s.shared_random(
+            Role::Cp,
+            tag,
+            purpose,
+            shape,
+        )?)),
+        Role::Server1 => Ok(Held::Share(s.recv_tensor(Role::Cp, tag, shape)?)),
+        Role::Cp => {
+            let v = value()?;
+            let v0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
+            s.send_tensor(Role::Server1, tag, &v.sub(&v0)?)?;
+            Ok(Held::Whole(v))
+        }
+    }
+}
+
+/// The mask of one operand on cp: freshly dealt or the reused one.
+fn mask<'t, T: RingTensor>(dealt: &'t Option<Held<T>>, side: &'t MaskSide<'_, T>) -> &'t T {
+    match (dealt, side) {
+        (Some(h), _) => h.tensor(),
+        (None, MaskSide::Reused(m)) => m.tensor(),
+        (None, MaskSide::Fresh(_)) => unreachable!("fresh sides are dealt before the product"),
+    }
+}
+
+/// Decides when cp's work for a correlation happens.
+pub trait TripleSource<R: ProtocolRing>: Send {
+    /// The dealt values for `c`, for this party.
+    fn deal(&mut self, s: &mut Session, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>>;
+}
+
+/// Deals each correlation when the operation asks for it (cp computes and sends during the
+/// online phase).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OnlineDealer;
+
+impl<R: ProtocolRing> TripleSource<R> for OnlineDealer {
+    fn deal(&mut self, s: &mut Session, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
+        let tag = s.next_tag();
+        match *c {
+            Correlation::Product { op, lhs, rhs } => {
+                let fresh = |s: &Session, side: &MaskSide<'_, R::Tensor>, p| match side {
+                    MaskSide::Fresh(shape) => deal_uniform::<R::Tensor>(s, tag, p, shape).map(Some),
+                    MaskSide::Reused(_) => Ok(None),
+                };
+                let a = fresh(s, &lhs, purpose::LHS_MASK)?;
+                let b = fresh(s, &rhs, purpose::RHS_MASK)?;
+                let shape = op.output_shape(lhs.shape(), rhs.shape())?;
+                let c = deal_value(s, tag, purpose::PRODUCT, &shape, || {
+                    let a = mask(&a, &lhs);
+                    let b = mask(&b, &rhs);
+                    Ok(op.apply(a, b)?)
+                })?;
+                Ok(a.into_iter().chain(b).chain(std::iter::once(c)).collect())
+            }
+            Correlation::Square { shape } => {
+                let a: Held<R::Tensor> = deal_uniform(s, tag, purpose::LHS_MASK, shape)?;
+                let c = deal_value(s, tag, purpose::PRODUCT, shape, || {
+                    Ok(a.tensor().mul(a.tensor())?)
+                })?;
+                Ok(vec![a, c])
+            }
+            Correlation::Truncation { shape, frac_bits } => {
+                R::deal_truncation(s, tag, shape, frac_bits)
+            }
+        }
+    }
+}
+
+/// Correlations dealt ahead of time (the offline phase), handed out in order during the online
+/// phase. Asking for a different correlation than the next one prepared is an error naming both.
+pub struct PregeneratedTriples<R: ProtocolRing> {
+    queue: VecDeque<(String, Dealt<R::Tensor>)>,
+}
+
+impl<R: ProtocolRing> PregeneratedTriples<R> {
+    /// Deals every correlation of `plan` now (all three parties call this with the same plan).
+    pub fn generate(s: &mut Session, plan: &[Correlation<'_, R>]) -> Result<Self> {
+        let mut queue = VecDeque::with_capacity(plan.len());
+        for c in plan {
+            queue.push_back((c.signature(), OnlineDealer.deal(s, c)?));
+        }
+        Ok(PregeneratedTriples { queue })
+    }
+
+    /// Correlations left.
+    pub fn remaining(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+impl<R: ProtocolRing> TripleSource<R> for PregeneratedTriples<R> {
+    fn deal(&mut self, _s: &mut Session, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
+        let wanted = c.signature();
+        match self.queue.pop_front() {
+            Some((sig, dealt)) if sig == wanted => Ok(dealt),
+            Some((sig, _)) => Err(ProtocolError::Usage {
+                op: "pregenerated triples",
+                reason: format!(
+                    "next prepared correlation is `{sig}`, but the program asked for `{wanted}`"
+                ),
+            }),
+            None => Err(ProtocolError::Usage {
+                op: "pregenerated triples",
+                reason: format!("exhausted; the program asked for `{wanted}`"),
+            }),
+        }
+    }
+}
+
+impl Session {
+    /// Makes `source` deal the correlations of ring `R` from now on (replacing any previous one).
+    pub fn use_triple_source<R: ProtocolRing>(&mut self, source: Box<dyn TripleSource<R>>) {
+        self.set_triple_source(Some(Box::new(source)));
+    }
+
+    /// Removes the installed source; correlations are dealt online again.
+    pub fn use_online_dealer(&mut self) {
+        self.set_triple_source(None);
+    }
+
+    /// Deals `c` through the installed source for ring `R`, or online.
+    pub fn deal<R: ProtocolRing>(&mut self, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
+        let installed = self.set_triple_source(None);
+        let result = match installed {
+            Some(mut any) => {
+                let out = match any.downcast_mut::<Box<dyn TripleSource<R>>>() {
+                    Some(source) => source.deal(self, c),
+                    None => OnlineDealer.deal(self, c),
+                };
+                self.set_triple_source(Some(any));
+                out
+            }
+            None => OnlineDealer.deal(self, c),
+        };
+        result
+    }
+}

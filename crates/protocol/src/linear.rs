@@ -1,0 +1,140 @@
+//! Local operations on shares: no communication, no dealer.
+
+use crate::error::Result;
+use crate::session::Session;
+use crate::tensors::{PrivateTensor, PublicTensor};
+use crate::transport::Role;
+use pond_core::{Ring, RingTensor};
+use std::ops::Range;
+
+fn same_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
+    pond_core::layout::check_same_shape(op, a, b).map_err(Into::into)
+}
+
+/// Applies a shape-changing function to the share (servers) and to the public shape.
+fn restructure<R: Ring>(
+    x: &PrivateTensor<R>,
+    f: impl Fn(&R::Tensor) -> pond_core::Result<R::Tensor>,
+) -> Result<PrivateTensor<R>> {
+    // The shape is computed on an empty-content proxy for cp, so cp checks shapes too.
+    match x.share() {
+        Some(xi) => {
+            let y = f(xi)?;
+            Ok(PrivateTensor::from_share(&y.shape().to_vec(), Some(y)))
+        }
+        None => {
+            let y = f(&R::Tensor::zeros(x.shape()))?;
+            Ok(PrivateTensor::from_share(y.shape(), None))
+        }
+    }
+}
+
+impl Session {
+    /// x + y.
+    pub fn add<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        y: &PrivateTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        same_shape("add", x.shape(), y.shape())?;
+        let share = match (x.share(), y.share()) {
+            (Some(a), Some(b)) => Some(a.add(b)?),
+            _ => None,
+        };
+        Ok(PrivateTensor::from_share(x.shape(), share))
+    }
+
+    /// x - y.
+    pub fn sub<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        y: &PrivateTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        same_shape("sub", x.shape(), y.shape())?;
+        let share = match (x.share(), y.share()) {
+            (Some(a), Some(b)) => Some(a.sub(b)?),
+            _ => None,
+        };
+        Ok(PrivateTensor::from_share(x.shape(), share))
+    }
+
+    /// -x.
+    pub fn neg<R: Ring>(&self, x: &PrivateTensor<R>) -> PrivateTensor<R> {
+        PrivateTensor::from_share(x.shape(), x.share().map(|a| a.neg()))
+    }
+
+    /// x + p for a public p (server0 adds it to its share).
+    pub fn add_public<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        p: &PublicTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        same_shape("add_public", x.shape(), p.shape())?;
+        let share = match x.share() {
+            Some(a) if self.role() == Role::Server0 => Some(a.add(&p.value)?),
+            other => other.cloned(),
+        };
+        Ok(PrivateTensor::from_share(x.shape(), share))
+    }
+
+    /// x + c for a ring scalar c (server0 adds it).
+    pub fn add_scalar<R: Ring>(&self, x: &PrivateTensor<R>, c: i128) -> PrivateTensor<R> {
+        let share = match x.share() {
+            Some(a) if self.role() == Role::Server0 => Some(a.add_scalar(c)),
+            other => other.cloned(),
+        };
+        PrivateTensor::from_share(x.shape(), share)
+    }
+
+    /// c * x for a ring scalar c.
+    pub fn mul_scalar<R: Ring>(&self, x: &PrivateTensor<R>, c: i128) -> PrivateTensor<R> {
+        PrivateTensor::from_share(x.shape(), x.share().map(|a| a.mul_scalar(c)))
+    }
+
+    /// Sum over `axis`.
+    pub fn sum_axis<R: Ring>(&self, x: &PrivateTensor<R>, axis: usize) -> Result<PrivateTensor<R>> {
+        restructure(x, |t| t.sum_axis(axis))
+    }
+
+    /// Same elements, new shape.
+    pub fn reshape<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        shape: &[usize],
+    ) -> Result<PrivateTensor<R>> {
+        restructure(x, |t| t.reshape(shape))
+    }
+
+    /// Axes permuted.
+    pub fn permute<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        axes: &[usize],
+    ) -> Result<PrivateTensor<R>> {
+        restructure(x, |t| t.permute(axes))
+    }
+
+    /// 2-D transpose.
+    pub fn transpose<R: Ring>(&self, x: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        restructure(x, |t| t.transpose())
+    }
+
+    /// A range of one axis.
+    pub fn slice_axis<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        axis: usize,
+        range: Range<usize>,
+    ) -> Result<PrivateTensor<R>> {
+        restructure(x, |t| t.slice_axis(axis, range.clone()))
+    }
+
+    /// Broadcast to `shape`.
+    pub fn broadcast_to<R: Ring>(
+        &self,
+        x: &PrivateTensor<R>,
+        shape: &[usize],
+    ) -> Result<PrivateTensor<R>> {
+        restructure(x, |t| t.broadcast_to(shape))
+    }
+}

@@ -1,0 +1,138 @@
+//! Getting secrets in and out: input sharing, masking, opening and revealing.
+
+use crate::dealer::{deal_uniform, purpose};
+use crate::error::{ProtocolError, Result};
+use crate::session::Session;
+use crate::tensors::{MaskedTensor, PrivateTensor, PublicTensor};
+use crate::transport::{Role, Tag};
+use pond_core::{Ring, RingTensor};
+
+fn need_value<'v, T: RingTensor>(
+    s: &Session,
+    value: Option<&'v T>,
+    shape: &[usize],
+) -> Result<&'v T> {
+    let v = value.ok_or_else(|| ProtocolError::Usage {
+        op: "share_input",
+        reason: format!("{} is the input owner but has no value", s.role()),
+    })?;
+    if v.shape() != shape {
+        return Err(pond_core::CoreError::ShapeMismatch {
+            op: "share_input (value vs declared shape)",
+            left: v.shape().to_vec(),
+            right: shape.to_vec(),
+        }
+        .into());
+    }
+    Ok(v)
+}
+
+impl Session {
+    /// Secret-shares `value`, held by `owner` (other parties pass `None`), as a private tensor of
+    /// the public `shape`. The share of the server other than the owner comes from a seed.
+    ///
+    /// Traffic: none when the owner is a server; when the owner is cp, cp sends n·B bytes to
+    /// server1 (n elements, B bytes per element). Rounds: 0 or 1.
+    pub fn share_input<R: Ring>(
+        &mut self,
+        owner: Role,
+        value: Option<&R::Tensor>,
+        shape: &[usize],
+    ) -> Result<PrivateTensor<R>> {
+        self.op("share_input", |s| {
+            let tag = s.next_tag();
+            let me = s.role();
+            let share = match (owner, me) {
+                (Role::Cp, Role::Cp) => {
+                    let x = need_value(s, value, shape)?;
+                    let x0: R::Tensor =
+                        s.shared_random(Role::Server0, tag, purpose::INPUT, shape)?;
+                    s.send_tensor(Role::Server1, tag, &x.sub(&x0)?)?;
+                    None
+                }
+                (Role::Cp, Role::Server0) => {
+                    Some(s.shared_random(Role::Cp, tag, purpose::INPUT, shape)?)
+                }
+                (Role::Cp, Role::Server1) => Some(s.recv_tensor(Role::Cp, tag, shape)?),
+                (_, Role::Cp) => None,
+                (owner, me) if owner == me => {
+                    let x = need_value(s, value, shape)?;
+                    let peer = me.peer().expect("servers have a peer");
+                    let other: R::Tensor = s.shared_random(peer, tag, purpose::INPUT, shape)?;
+                    Some(x.sub(&other)?)
+                }
+                (owner, _) => Some(s.shared_random(owner, tag, purpose::INPUT, shape)?),
+            };
+            Ok(PrivateTensor::from_share(shape, share))
+        })
+    }
+
+    /// For servers: sends this server's `share` to the other and returns the sum (the opened
+    /// value). Traffic: n·B bytes per server; 1 round.
+    pub fn open<T: RingTensor>(&mut self, tag: Tag, share: &T) -> Result<T> {
+        let other = self.exchange_with_peer(tag, share)?;
+        Ok(other.add(share)?)
+    }
+
+    /// Reveals `x` to both servers (cp learns nothing and gets `None`).
+    /// Traffic: n·B bytes per server; 1 round.
+    pub fn reveal<R: Ring>(&mut self, x: &PrivateTensor<R>) -> Result<Option<PublicTensor<R>>> {
+        self.op("reveal", |s| {
+            let tag = s.next_tag();
+            match x.share() {
+                Some(share) => Ok(Some(PublicTensor::new(s.open(tag, share)?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Reveals `x` to `owner` only; everyone else gets `None`.
+    /// Traffic: when the owner is a server, the other server sends n·B bytes; when it is cp,
+    /// both servers do. 1 round.
+    pub fn reveal_to<R: Ring>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        owner: Role,
+    ) -> Result<Option<R::Tensor>> {
+        self.op("reveal_to", |s| {
+            let tag = s.next_tag();
+            let me = s.role();
+            match (x.share(), me == owner) {
+                (Some(share), false) => {
+                    s.send_tensor(owner, tag, share)?;
+                    Ok(None)
+                }
+                (Some(share), true) => {
+                    let peer = me.peer().expect("servers have a peer");
+                    let other: R::Tensor = s.recv_tensor(peer, tag, x.shape())?;
+                    Ok(Some(other.add(share)?))
+                }
+                (None, true) => {
+                    let x0: R::Tensor = s.recv_tensor(Role::Server0, tag, x.shape())?;
+                    let x1: R::Tensor = s.recv_tensor(Role::Server1, tag, x.shape())?;
+                    Ok(Some(x0.add(&x1)?))
+                }
+                (None, false) => Ok(None),
+            }
+        })
+    }
+
+    /// Masks `x` once with a fresh mask a from cp and opens x - a to both servers, so later
+    /// products with x reuse the mask (see [`MaskedTensor`]).
+    /// Traffic: n·B bytes per server; 1 round.
+    pub fn mask<R: Ring>(&mut self, x: &PrivateTensor<R>) -> Result<MaskedTensor<R>> {
+        self.op("mask", |s| {
+            let tag = s.next_tag();
+            let mask = deal_uniform::<R::Tensor>(s, tag, purpose::LHS_MASK, x.shape())?;
+            let masked = match x.share() {
+                Some(share) => Some(s.open(tag, &share.sub(mask.tensor())?)?),
+                None => None,
+            };
+            Ok(MaskedTensor {
+                value: x.clone(),
+                mask,
+                masked,
+            })
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! The values a protocol program works with. Shapes are public; contents depend on the role.
+//!
+//! | type | server0 / server1 hold | cp holds |
+//! |---|---|---|
+//! | [`PublicTensor`] | the value | the value, when it was made public to cp too |
+//! | [`PrivateTensor`] | an additive share (x = x0 + x1) | nothing |
+//! | [`MaskedTensor`] | a share of x, a share of its mask a, and the opened x - a | the mask a |
+
+use pond_core::{Ring, RingTensor};
+
+/// A tensor every server knows in the clear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicTensor<R: Ring> {
+    /// The value.
+    pub value: R::Tensor,
+}
+
+impl<R: Ring> PublicTensor<R> {
+    /// Wraps a value.
+    pub fn new(value: R::Tensor) -> Self {
+        PublicTensor { value }
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+}
+
+/// A secret held as additive shares by the two servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivateTensor<R: Ring> {
+    shape: Vec<usize>,
+    share: Option<R::Tensor>,
+}
+
+impl<R: Ring> PrivateTensor<R> {
+    /// A server's share (`Some`) or cp's placeholder (`None`) for a tensor of `shape`.
+    pub fn from_share(shape: &[usize], share: Option<R::Tensor>) -> Self {
+        debug_assert!(share.as_ref().is_none_or(|s| s.shape() == shape));
+        PrivateTensor {
+            shape: shape.to_vec(),
+            share,
+        }
+    }
+
+    /// The public shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True if there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// This server's share; `None` on cp.
+    pub fn share(&self) -> Option<&R::Tensor> {
+        self.share.as_ref()
+    }
+
+    /// This server's share, owned; `None` on cp.
+    pub fn into_share(self) -> Option<R::Tensor> {
+        self.share
+    }
+}
+
+/// A mask dealt by cp: servers hold additive shares of it, cp holds it whole.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held<T> {
+    /// A server's additive share.
+    Share(T),
+    /// cp's copy of the whole value.
+    Whole(T),
+}
+
+impl<T> Held<T> {
+    /// The tensor, whichever form this party holds.
+    pub fn tensor(&self) -> &T {
+        match self {
+            Held::Share(t) | Held::Whole(t) => t,
+        }
+    }
+}
+
+/// A private tensor kept with its mask and the opened masked value, Pond-style: a weight is
+/// masked once and every product with it afterwards opens only the other operand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedTensor<R: Ring> {
+    /// The private value x.
+    pub value: PrivateTensor<R>,
+    /// The mask a (shares on servers, whole on cp).
+    pub mask: Held<R::Tensor>,
+    /// x - a, known to both servers; `None` on cp.
+    pub masked: Option<R::Tensor>,
+}
+
+impl<R: Ring> MaskedTensor<R> {
+    /// The public shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+}

@@ -1,0 +1,302 @@
+//! How bytes move between the three parties: the [`Transport`] trait, an in-memory
+//! implementation for three threads, and [`CountingTransport`], which counts bytes and rounds
+//! around any transport.
+
+use crate::error::{ProtocolError, Result};
+use std::fmt;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// One of the three parties.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// First compute server (holds share 0).
+    Server0,
+    /// Second compute server (holds share 1).
+    Server1,
+    /// Crypto producer: deals correlated randomness, never holds a share of data.
+    Cp,
+}
+
+impl Role {
+    /// The three roles in index order.
+    pub const ALL: [Role; 3] = [Role::Server0, Role::Server1, Role::Cp];
+
+    /// 0, 1 or 2.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The other compute server, for a server.
+    pub fn peer(self) -> Option<Role> {
+        match self {
+            Role::Server0 => Some(Role::Server1),
+            Role::Server1 => Some(Role::Server0),
+            Role::Cp => None,
+        }
+    }
+
+    /// True for server0 and server1.
+    pub fn is_server(self) -> bool {
+        self != Role::Cp
+    }
+
+    /// The role named `name` ("server0", "server1", "cp").
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.to_string() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Server0 => "server0",
+            Role::Server1 => "server1",
+            Role::Cp => "cp",
+        })
+    }
+}
+
+/// Identifies a message: the session it belongs to and the protocol step that sent it. The
+/// three SPMD copies of a program take the same steps, so sender and receiver agree on the tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag {
+    /// Session id, the same on all three parties.
+    pub session: u64,
+    /// Step counter at the time of sending.
+    pub step: u64,
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session {} step {}", self.session, self.step)
+    }
+}
+
+/// Sends tagged byte messages to a role and receives them from a role, blocking.
+///
+/// Messages between two parties arrive in the order they were sent. `recv` returns the next
+/// message from `from`; if its tag differs from `tag` that is an error naming both tags, and if
+/// nothing arrives within `timeout` that is an error naming the peer.
+pub trait Transport: Send {
+    /// The role this transport speaks for.
+    fn role(&self) -> Role;
+    /// Sends `payload` to `to`.
+    fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()>;
+    /// Receives the next message from `from`, which must carry `tag`.
+    fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>>;
+}
+
+type Message = (Tag, Vec<u8>);
+
+/// In-process transport over channels, for running the three parties as three threads.
+///
+/// Dropping a party's transport (because it returned or panicked) disconnects its channels, so
+/// its peers' pending and future receives fail at once with [`ProtocolError::Disconnected`].
+pub struct InMemoryTransport {
+    role: Role,
+    to: [Option<Sender<Message>>; 3],
+    from: [Option<Receiver<Message>>; 3],
+}
+
+impl InMemoryTransport {
+    /// Three connected transports, indexed by [`Role::index`].
+    pub fn connected() -> [InMemoryTransport; 3] {
+        let mut senders: [[Option<Sender<Message>>; 3]; 3] = Default::default();
+        let mut receivers: [[Option<Receiver<Message>>; 3]; 3] = Default::default();
+        for a in 0..3 {
+            for b in 0..3 {
+                if a != b {
+                    let (tx, rx) = channel();
+                    senders[a][b] = Some(tx);
+                    receivers[b][a] = Some(rx);
+                }
+            }
+        }
+        let mut out = Role::ALL.map(|role| InMemoryTransport {
+            role,
+            to: Default::default(),
+            from: Default::default(),
+        });
+        for (i, t) in out.iter_mut().enumerate() {
+            t.to = std::mem::take(&mut senders[i]);
+            t.from = std::mem::take(&mut receivers[i]);
+        }
+        out
+    }
+}
+
+impl Transport for InMemoryTransport {
+    fn role(&self) -> Role {
+        self.role
+    }
+
+    fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
+        let sender = self.to[to.index()]
+            .as_ref()
+            .ok_or(ProtocolError::SelfMessage { role: to })?;
+        sender
+            .send((tag, payload))
+            .map_err(|_| ProtocolError::Disconnected { peer: to })
+    }
+
+    fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
+        let receiver = self.from[from.index()]
+            .as_ref()
+            .ok_or(ProtocolError::SelfMessage { role: from })?;
+        let (got, payload) = receiver.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => ProtocolError::Timeout {
+                peer: from,
+                tag,
+                waited: timeout,
+            },
+            RecvTimeoutError::Disconnected => ProtocolError::Disconnected { peer: from },
+        })?;
+        if got != tag {
+            return Err(ProtocolError::TagMismatch {
+                peer: from,
+                expected: tag,
+                got,
+            });
+        }
+        Ok(payload)
+    }
+}
+
+/// Traffic seen by one party.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    /// Payload bytes sent to each role (indexed by [`Role::index`]).
+    pub bytes_sent: [u64; 3],
+    /// Payload bytes received from each role.
+    pub bytes_received: [u64; 3],
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Communication rounds: a send that follows a receive (or is the party's first send)
+    /// starts a new round, so a round is one batch of messages sent before waiting for answers.
+    pub rounds: u64,
+}
+
+impl Traffic {
+    /// Total payload bytes sent.
+    pub fn total_sent(&self) -> u64 {
+        self.bytes_sent.iter().sum()
+    }
+
+    /// Component-wise difference `self - earlier`.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        Traffic {
+            bytes_sent: std::array::from_fn(|i| self.bytes_sent[i] - earlier.bytes_sent[i]),
+            bytes_received: std::array::from_fn(|i| {
+                self.bytes_received[i] - earlier.bytes_received[i]
+            }),
+            messages_sent: self.messages_sent - earlier.messages_sent,
+            rounds: self.rounds - earlier.rounds,
+        }
+    }
+}
+
+/// Counts payload bytes and rounds of any transport (a wrapper, swanky's `TrackChannel` style).
+pub struct CountingTransport<T: Transport> {
+    inner: T,
+    traffic: Traffic,
+    received_since_send: bool,
+}
+
+impl<T: Transport> CountingTransport<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        CountingTransport {
+            inner,
+            traffic: Traffic::default(),
+            received_since_send: true,
+        }
+    }
+
+    /// Counters so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// The wrapped transport.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: Transport> Transport for CountingTransport<T> {
+    fn role(&self) -> Role {
+        self.inner.role()
+    }
+
+    fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
+        if self.received_since_send {
+            self.traffic.rounds += 1;
+            self.received_since_send = false;
+        }
+        self.traffic.bytes_sent[to.index()] += payload.len() as u64;
+        self.traffic.messages_sent += 1;
+        self.inner.send(to, tag, payload)
+    }
+
+    fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
+        let payload = self.inner.recv(from, tag, timeout)?;
+        self.traffic.bytes_received[from.index()] += payload.len() as u64;
+        self.received_since_send = true;
+        Ok(payload)
+    }
+}
+
+/// Records every message a party sends (destination, tag, payload), for transcript comparisons
+/// in tests.
+pub struct RecordingTransport<T: Transport> {
+    inner: T,
+    transcript: Vec<(Role, Tag, Vec<u8>)>,
+}
+
+impl<T: Transport> RecordingTransport<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        RecordingTransport {
+            inner,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// Every message sent so far.
+    pub fn transcript(&self) -> &[(Role, Tag, Vec<u8>)] {
+        &self.transcript
+    }
+}
+
+impl<T: Transport> Transport for RecordingTransport<T> {
+    fn role(&self) -> Role {
+        self.inner.role()
+    }
+
+    fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
+        self.transcript.push((to, tag, payload.clone()));
+        self.inner.send(to, tag, payload)
+    }
+
+    fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
+        self.inner.recv(from, tag, timeout)
+    }
+}
+
+impl Transport for Box<dyn Transport> {
+    fn role(&self) -> Role {
+        (**self).role()
+    }
+
+    fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
+        (**self).send(to, tag, payload)
+    }
+
+    fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
+        (**self).recv(from, tag, timeout)
+    }
+}
