@@ -15,9 +15,7 @@ use std::ops::Range;
 use strength_reduce::StrengthReducedU64;
 
 /// A set of pairwise-coprime moduli, all below 2^21, with product below 2^127.
-pub trait CrtModuli:
-    Copy + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync + 'static
-{
+pub trait CrtModuli: Copy + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync + 'static {
     /// The moduli.
     const MODULI: &'static [u64];
     /// Ring name.
@@ -105,20 +103,14 @@ struct Garner {
 
 impl Garner {
     fn new(moduli: &[u64]) -> Self {
-        let inv = (0..moduli.len())
-            .map(|i| (0..i).map(|j| inverse_mod(moduli[j], moduli[i])).collect())
-            .collect();
+        let inv = (0..moduli.len()).map(|i| (0..i).map(|j| inverse_mod(moduli[j], moduli[i])).collect()).collect();
         let mut prefix = Vec::with_capacity(moduli.len());
         let mut p = 1u128;
         for &m in moduli {
             prefix.push(p);
             p *= m as u128;
         }
-        Garner {
-            inv,
-            prefix,
-            modulus: p,
-        }
+        Garner { inv, prefix, modulus: p }
     }
 
     /// The value in [0, M) with the given residues.
@@ -128,8 +120,8 @@ impl Garner {
         for i in 0..moduli.len() {
             let m = moduli[i];
             let mut v = residues[i];
-            for j in 0..i {
-                v = (v + m - digits[j] % m) % m * self.inv[i][j] % m;
+            for (d, inv) in digits[..i].iter().zip(&self.inv[i]) {
+                v = (v + m - d % m) % m * inv % m;
             }
             digits[i] = v;
             x += v as u128 * self.prefix[i];
@@ -145,26 +137,15 @@ impl<M: CrtModuli> CrtTensor<M> {
     }
 
     fn from_planes(planes: Vec<ArrayD<u64>>) -> Self {
-        CrtTensor {
-            planes,
-            moduli: PhantomData,
-        }
+        CrtTensor { planes, moduli: PhantomData }
     }
 
     fn map_planes(&self, f: impl Fn(&ArrayD<u64>, u64) -> ArrayD<u64>) -> Self {
-        Self::from_planes(
-            self.planes
-                .iter()
-                .zip(M::MODULI)
-                .map(|(p, &m)| f(p, m))
-                .collect(),
-        )
+        Self::from_planes(self.planes.iter().zip(M::MODULI).map(|(p, &m)| f(p, m)).collect())
     }
 
     fn try_map_planes(&self, f: impl Fn(&ArrayD<u64>) -> Result<ArrayD<u64>>) -> Result<Self> {
-        Ok(Self::from_planes(
-            self.planes.iter().map(f).collect::<Result<_>>()?,
-        ))
+        Ok(Self::from_planes(self.planes.iter().map(f).collect::<Result<_>>()?))
     }
 
     fn binary(
@@ -203,11 +184,7 @@ impl<M: CrtModuli> CrtTensor<M> {
     fn matrices(&self, other: &Self) -> Result<()> {
         let (a, b) = (self.shape(), other.shape());
         if a.len() != 2 || b.len() != 2 || a[1] != b[0] {
-            return Err(CoreError::ShapeMismatch {
-                op: "matmul",
-                left: a.to_vec(),
-                right: b.to_vec(),
-            });
+            return Err(CoreError::ShapeMismatch { op: "matmul", left: a.to_vec(), right: b.to_vec() });
         }
         Ok(())
     }
@@ -238,41 +215,22 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         self.planes[0].shape()
     }
     fn zeros(shape: &[usize]) -> Self {
-        Self::from_planes(
-            M::MODULI
-                .iter()
-                .map(|_| ArrayD::zeros(IxDyn(shape)))
-                .collect(),
-        )
+        Self::from_planes(M::MODULI.iter().map(|_| ArrayD::zeros(IxDyn(shape))).collect())
     }
     fn from_signed(values: ArrayViewD<'_, i128>) -> Self {
-        Self::from_planes(
-            M::MODULI
-                .iter()
-                .map(|&m| map(values.view(), move |v| reduce_signed(v, m)))
-                .collect(),
-        )
+        Self::from_planes(M::MODULI.iter().map(|&m| map(values.view(), move |v| reduce_signed(v, m))).collect())
     }
     fn to_signed(&self) -> ArrayD<i128> {
         let garner = Garner::new(M::MODULI);
         let half = garner.modulus / 2;
         let mut out = ArrayD::<i128>::zeros(IxDyn(self.shape()));
         let lanes: Vec<_> = self.planes.iter().map(|p| p.as_standard_layout()).collect();
-        let flat: Vec<&[u64]> = lanes
-            .iter()
-            .map(|p| p.as_slice().expect("standard layout"))
-            .collect();
+        let flat: Vec<&[u64]> = lanes.iter().map(|p| p.as_slice().expect("standard layout")).collect();
         let mut residues = vec![0u64; M::MODULI.len()];
         for (i, slot) in out.iter_mut().enumerate() {
-            flat.iter()
-                .zip(residues.iter_mut())
-                .for_each(|(p, r)| *r = p[i]);
+            flat.iter().zip(residues.iter_mut()).for_each(|(p, r)| *r = p[i]);
             let x = garner.reconstruct(M::MODULI, &residues);
-            *slot = if x > half {
-                x as i128 - garner.modulus as i128
-            } else {
-                x as i128
-            };
+            *slot = if x > half { x as i128 - garner.modulus as i128 } else { x as i128 };
         }
         out
     }
@@ -286,11 +244,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
                 rest * inv
             })
             .collect();
-        let standard: Vec<_> = self
-            .planes
-            .iter()
-            .map(|p| p.as_standard_layout().into_owned())
-            .collect();
+        let standard: Vec<_> = self.planes.iter().map(|p| p.as_standard_layout().into_owned()).collect();
         (0..self.len())
             .map(|i| {
                 let sum: BigUint = standard
@@ -374,9 +328,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             .map(|((x, w), &m)| {
                 let patches = kernels::im2col::im2col(x.view(), &g);
                 let w = layout::reshape(w, &[g.filters, g.patch_cols()])?;
-                let w = w
-                    .into_dimensionality::<Ix2>()
-                    .expect("reshaped to two axes");
+                let w = w.into_dimensionality::<Ix2>().expect("reshaped to two axes");
                 let product = kernels::gemm_crt::gemm_mod(patches.view(), w.t(), m);
                 Ok(kernels::im2col::patches_to_nchw(product, &g))
             })
@@ -398,9 +350,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             shape.remove(axis);
             let mut acc = ArrayD::<u64>::zeros(IxDyn(&shape));
             for lane in p.axis_iter(Axis(axis)) {
-                ndarray::Zip::from(&mut acc)
-                    .and(&lane)
-                    .for_each(|s, &x| *s = add_mod(*s, x, m));
+                ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = add_mod(*s, x, m));
             }
             acc
         }))
@@ -439,12 +389,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let n: usize = shape.iter().product();
         let expected = n * Self::BYTES_PER_ELEMENT;
         if bytes.len() != expected {
-            return Err(CoreError::BadEncoding {
-                ring: M::NAME,
-                shape: shape.to_vec(),
-                expected,
-                got: bytes.len(),
-            });
+            return Err(CoreError::BadEncoding { ring: M::NAME, shape: shape.to_vec(), expected, got: bytes.len() });
         }
         let plane_bytes = n * M::RESIDUE_BYTES;
         let planes = M::MODULI
@@ -513,10 +458,7 @@ mod tests {
         let garner = Garner::new(TfeModuli::MODULI);
         for (i, b) in big.iter().enumerate() {
             let residues: Vec<u64> = t.planes.iter().map(|p| p[[i]]).collect();
-            assert_eq!(
-                BigUint::from(garner.reconstruct(TfeModuli::MODULI, &residues)),
-                *b
-            );
+            assert_eq!(BigUint::from(garner.reconstruct(TfeModuli::MODULI, &residues)), *b);
         }
     }
 }

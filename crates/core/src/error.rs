@@ -43,9 +43,7 @@ pub enum CoreError {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// A byte buffer that does not decode to the expected tensor.
-    #[error(
-        "cannot decode {ring} tensor of shape {shape:?}: expected {expected} bytes, got {got}"
-    )]
+    #[error("cannot decode {ring} tensor of shape {shape:?}: expected {expected} bytes, got {got}")]
     BadEncoding {
         /// The ring's name.
         ring: &'static str,

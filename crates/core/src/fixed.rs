@@ -41,11 +41,7 @@ impl<R: Ring> FixedPoint<R> {
                 R::PRODUCT_BITS / 2
             )));
         }
-        Ok(FixedPoint {
-            frac_bits,
-            int_bits,
-            ring: PhantomData,
-        })
+        Ok(FixedPoint { frac_bits, int_bits, ring: PhantomData })
     }
 
     /// pond's default for the ring: 16 fractional bits for Z64 and CRT, 24 for Z128, and the
@@ -83,12 +79,7 @@ impl<R: Ring> FixedPoint<R> {
     /// round(x * 2^f) for one in-range value; `index` only names the value in the error.
     pub fn encode_scalar(&self, x: f64, index: usize) -> Result<i128> {
         if !x.is_finite() || x.abs() >= self.bound() {
-            return Err(CoreError::OutOfRange {
-                value: x,
-                index,
-                bound: self.bound(),
-                int_bits: self.int_bits,
-            });
+            return Err(CoreError::OutOfRange { value: x, index, bound: self.bound(), int_bits: self.int_bits });
         }
         Ok((x * self.scale()).round() as i128)
     }
@@ -96,11 +87,7 @@ impl<R: Ring> FixedPoint<R> {
     /// Encodes every value; the first out-of-range value is reported with its index.
     pub fn encode(&self, values: ArrayViewD<'_, f64>) -> Result<R::Tensor> {
         let ints: ArrayD<i128> = {
-            let flat = values
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| self.encode_scalar(x, i))
-                .collect::<Result<Vec<_>>>()?;
+            let flat = values.iter().enumerate().map(|(i, &x)| self.encode_scalar(x, i)).collect::<Result<Vec<_>>>()?;
             ArrayD::from_shape_vec(values.raw_dim(), flat).expect("same element count")
         };
         Ok(R::Tensor::from_signed(ints.view()))
@@ -140,8 +127,6 @@ mod tests {
             }
             other => panic!("expected OutOfRange, got {other:?}"),
         }
-        assert!(fp
-            .encode(ndarray::arr1(&[f64::NAN]).into_dyn().view())
-            .is_err());
+        assert!(fp.encode(ndarray::arr1(&[f64::NAN]).into_dyn().view()).is_err());
     }
 }

@@ -10,37 +10,18 @@ pub fn check_same_shape(op: &'static str, left: &[usize], right: &[usize]) -> Re
     if left == right {
         Ok(())
     } else {
-        Err(CoreError::ShapeMismatch {
-            op,
-            left: left.to_vec(),
-            right: right.to_vec(),
-        })
+        Err(CoreError::ShapeMismatch { op, left: left.to_vec(), right: right.to_vec() })
     }
 }
 
-fn invalid(
-    op: &'static str,
-    shape: &[usize],
-    tensor: &[usize],
-    reason: impl Into<String>,
-) -> CoreError {
-    CoreError::InvalidShape {
-        op,
-        shape: shape.to_vec(),
-        tensor: tensor.to_vec(),
-        reason: reason.into(),
-    }
+fn invalid(op: &'static str, shape: &[usize], tensor: &[usize], reason: impl Into<String>) -> CoreError {
+    CoreError::InvalidShape { op, shape: shape.to_vec(), tensor: tensor.to_vec(), reason: reason.into() }
 }
 
 /// Row-major reshape.
 pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
     if shape.iter().product::<usize>() != a.len() {
-        return Err(invalid(
-            "reshape",
-            shape,
-            a.shape(),
-            "element counts differ",
-        ));
+        return Err(invalid("reshape", shape, a.shape(), "element counts differ"));
     }
     let standard = a.as_standard_layout();
     ArrayD::from_shape_vec(IxDyn(shape), standard.iter().cloned().collect())
@@ -50,33 +31,18 @@ pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
 /// Axis permutation, materialised in standard layout.
 pub fn permute<T: Clone>(a: &ArrayD<T>, axes: &[usize]) -> Result<ArrayD<T>> {
     let mut seen = vec![false; a.ndim()];
-    let valid = axes.len() == a.ndim()
-        && axes
-            .iter()
-            .all(|&ax| ax < seen.len() && !std::mem::replace(&mut seen[ax], true));
+    let valid =
+        axes.len() == a.ndim() && axes.iter().all(|&ax| ax < seen.len() && !std::mem::replace(&mut seen[ax], true));
     if !valid {
-        return Err(invalid(
-            "permute",
-            axes,
-            a.shape(),
-            "not a permutation of the axes",
-        ));
+        return Err(invalid("permute", axes, a.shape(), "not a permutation of the axes"));
     }
-    Ok(a.view()
-        .permuted_axes(IxDyn(axes))
-        .as_standard_layout()
-        .into_owned())
+    Ok(a.view().permuted_axes(IxDyn(axes)).as_standard_layout().into_owned())
 }
 
 /// Elements `range` of `axis`.
 pub fn slice_axis<T: Clone>(a: &ArrayD<T>, axis: usize, range: Range<usize>) -> Result<ArrayD<T>> {
     if axis >= a.ndim() || range.start > range.end || range.end > a.shape()[axis] {
-        return Err(invalid(
-            "slice_axis",
-            &[axis, range.start, range.end],
-            a.shape(),
-            "axis or range out of bounds",
-        ));
+        return Err(invalid("slice_axis", &[axis, range.start, range.end], a.shape(), "axis or range out of bounds"));
     }
     Ok(a.slice_axis(Axis(axis), Slice::from(range)).to_owned())
 }
@@ -87,17 +53,11 @@ pub fn concat<T: Clone>(axis: usize, parts: &[&ArrayD<T>]) -> Result<ArrayD<T>> 
         return Err(invalid("concat", &[axis], &[], "no tensors to concatenate"));
     };
     if axis >= first.ndim() {
-        return Err(invalid(
-            "concat",
-            &[axis],
-            first.shape(),
-            "axis out of bounds",
-        ));
+        return Err(invalid("concat", &[axis], first.shape(), "axis out of bounds"));
     }
     for p in parts {
         let same_rank = p.ndim() == first.ndim();
-        let others_equal =
-            same_rank && (0..p.ndim()).all(|i| i == axis || p.shape()[i] == first.shape()[i]);
+        let others_equal = same_rank && (0..p.ndim()).all(|i| i == axis || p.shape()[i] == first.shape()[i]);
         if !others_equal {
             return Err(CoreError::ShapeMismatch {
                 op: "concat",
@@ -107,20 +67,12 @@ pub fn concat<T: Clone>(axis: usize, parts: &[&ArrayD<T>]) -> Result<ArrayD<T>> 
         }
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    ndarray::concatenate(Axis(axis), &views)
-        .map_err(|e| invalid("concat", &[axis], first.shape(), e.to_string()))
+    ndarray::concatenate(Axis(axis), &views).map_err(|e| invalid("concat", &[axis], first.shape(), e.to_string()))
 }
 
 /// Numpy-style broadcast to `shape`, materialised.
 pub fn broadcast_to<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
     a.broadcast(IxDyn(shape))
         .map(|v| v.to_owned())
-        .ok_or_else(|| {
-            invalid(
-                "broadcast_to",
-                shape,
-                a.shape(),
-                "shapes are not broadcast-compatible",
-            )
-        })
+        .ok_or_else(|| invalid("broadcast_to", shape, a.shape(), "shapes are not broadcast-compatible"))
 }

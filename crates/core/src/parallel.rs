@@ -6,11 +6,7 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// `f(a[i], b[i])` for every i, into a new array. Shapes must already be equal.
-pub fn zip_map<A, B, C>(
-    a: ArrayViewD<'_, A>,
-    b: ArrayViewD<'_, B>,
-    f: impl Fn(A, B) -> C + Sync + Send,
-) -> ArrayD<C>
+pub fn zip_map<A, B, C>(a: ArrayViewD<'_, A>, b: ArrayViewD<'_, B>, f: impl Fn(A, B) -> C + Sync + Send) -> ArrayD<C>
 where
     A: Copy + Send + Sync,
     B: Copy + Send + Sync,
@@ -25,11 +21,8 @@ where
 }
 
 /// `a[i] = f(a[i], b[i])` for every i. Shapes must already be equal.
-pub fn zip_assign<A, B>(
-    a: ArrayViewMutD<'_, A>,
-    b: ArrayViewD<'_, B>,
-    f: impl Fn(A, B) -> A + Sync + Send,
-) where
+pub fn zip_assign<A, B>(a: ArrayViewMutD<'_, A>, b: ArrayViewD<'_, B>, f: impl Fn(A, B) -> A + Sync + Send)
+where
     A: Copy + Send + Sync,
     B: Copy + Send + Sync,
 {

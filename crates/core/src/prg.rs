@@ -39,9 +39,7 @@ impl PrgKey {
     /// Panics only if the OS cannot provide randomness (then nothing secure can run).
     pub fn from_os() -> Self {
         let mut key = [0u8; 32];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut key)
-            .expect("the operating system's random number generator failed");
+        rand::rngs::OsRng.try_fill_bytes(&mut key).expect("the operating system's random number generator failed");
         PrgKey(key)
     }
 
@@ -82,26 +80,22 @@ impl PrgKey {
 
 /// Fills `out` with uniform `u64`s from `stream` of `key`.
 pub fn fill_u64(key: &PrgKey, stream: u64, out: &mut [u64]) {
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = key.rng(stream);
-            rng.set_word_pos(2 * (c * CHUNK) as u128);
-            rng.fill_bytes(bytemuck::cast_slice_mut(chunk));
-            chunk.iter_mut().for_each(|w| *w = u64::from_le(*w));
-        });
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        let mut rng = key.rng(stream);
+        rng.set_word_pos(2 * (c * CHUNK) as u128);
+        rng.fill_bytes(bytemuck::cast_slice_mut(chunk));
+        chunk.iter_mut().for_each(|w| *w = u64::from_le(*w));
+    });
 }
 
 /// Fills `out` with uniform `u128`s from `stream` of `key`.
 pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = key.rng(stream);
-            rng.set_word_pos(4 * (c * CHUNK) as u128);
-            rng.fill_bytes(bytemuck::cast_slice_mut(chunk));
-            chunk.iter_mut().for_each(|w| *w = u128::from_le(*w));
-        });
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        let mut rng = key.rng(stream);
+        rng.set_word_pos(4 * (c * CHUNK) as u128);
+        rng.fill_bytes(bytemuck::cast_slice_mut(chunk));
+        chunk.iter_mut().for_each(|w| *w = u128::from_le(*w));
+    });
 }
 
 /// Fills `out` with residues uniform in [0, modulus) by rejection sampling of 32-bit words
@@ -111,28 +105,26 @@ pub fn fill_residues(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &
     let reducer = StrengthReducedU32::new(modulus);
     // Largest multiple of the modulus that fits in 2^32: words at or above it are rejected.
     let zone = (1u64 << 32) / u64::from(modulus) * u64::from(modulus);
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = key.rng(stream);
-            rng.set_word_pos((((plane as u128) << 24) | c as u128) << 36);
-            let mut words = [0u32; 64];
-            let mut used = words.len();
-            for slot in chunk.iter_mut() {
-                loop {
-                    if used == words.len() {
-                        rng.fill_bytes(bytemuck::cast_slice_mut(&mut words));
-                        used = 0;
-                    }
-                    let w = u32::from_le(words[used]);
-                    used += 1;
-                    if u64::from(w) < zone {
-                        *slot = u64::from(w % reducer);
-                        break;
-                    }
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        let mut rng = key.rng(stream);
+        rng.set_word_pos((((plane as u128) << 24) | c as u128) << 36);
+        let mut words = [0u32; 64];
+        let mut used = words.len();
+        for slot in chunk.iter_mut() {
+            loop {
+                if used == words.len() {
+                    rng.fill_bytes(bytemuck::cast_slice_mut(&mut words));
+                    used = 0;
+                }
+                let w = u32::from_le(words[used]);
+                used += 1;
+                if u64::from(w) < zone {
+                    *slot = u64::from(w % reducer);
+                    break;
                 }
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]
@@ -170,10 +162,7 @@ mod tests {
         assert!(r.iter().all(|&x| x < 1201));
         let mut seen = vec![false; 1201];
         r.iter().for_each(|&x| seen[x as usize] = true);
-        assert!(
-            seen.iter().all(|&s| s),
-            "50k draws hit every residue of 1201 with overwhelming probability"
-        );
+        assert!(seen.iter().all(|&s| s), "50k draws hit every residue of 1201 with overwhelming probability");
     }
 
     #[test]

@@ -23,10 +23,7 @@ pub struct Conv2dParams {
 
 impl Conv2dParams {
     /// Stride 1, no padding ("valid").
-    pub const VALID: Conv2dParams = Conv2dParams {
-        stride: (1, 1),
-        padding: (0, 0),
-    };
+    pub const VALID: Conv2dParams = Conv2dParams { stride: (1, 1), padding: (0, 0) };
 
     /// Output height and width for an `h`x`w` input and a `kh`x`kw` filter, if the filter fits.
     pub fn output_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {

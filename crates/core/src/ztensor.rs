@@ -86,10 +86,7 @@ macro_rules! impl_word {
             fn fill_random(key: &PrgKey, stream: u64, out: &mut [Self]) {
                 $fill(key, stream, out)
             }
-            fn gemm(
-                a: ndarray::ArrayView2<'_, Self>,
-                b: ndarray::ArrayView2<'_, Self>,
-            ) -> Array2<Self> {
+            fn gemm(a: ndarray::ArrayView2<'_, Self>, b: ndarray::ArrayView2<'_, Self>) -> Array2<Self> {
                 $gemm(a, b)
             }
             fn extend_le(words: &[Self], out: &mut Vec<u8>) {
@@ -109,13 +106,7 @@ macro_rules! impl_word {
 }
 
 impl_word!(u64, i64, "z64", prg::fill_u64, kernels::gemm_u64::gemm_u64);
-impl_word!(
-    u128,
-    i128,
-    "z128",
-    prg::fill_u128,
-    kernels::gemm_u128::gemm_u128
-);
+impl_word!(u128, i128, "z128", prg::fill_u128, kernels::gemm_u128::gemm_u128);
 
 /// A tensor over Z_2^BITS for a word type `W`.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,40 +160,23 @@ impl<W: Word> ZTensor<W> {
     }
 
     fn as_matrix(&self, op: &'static str, other: &[usize]) -> Result<ndarray::ArrayView2<'_, W>> {
-        self.data
-            .view()
-            .into_dimensionality::<Ix2>()
-            .map_err(|_| CoreError::ShapeMismatch {
-                op,
-                left: self.shape().to_vec(),
-                right: other.to_vec(),
-            })
-    }
-
-    fn unary(&self, f: impl Fn(W) -> W + Sync + Send) -> Self {
-        ZTensor {
-            data: map(self.data.view(), f),
-        }
-    }
-
-    fn binary(
-        &self,
-        op: &'static str,
-        other: &Self,
-        f: impl Fn(W, W) -> W + Sync + Send,
-    ) -> Result<Self> {
-        layout::check_same_shape(op, self.shape(), other.shape())?;
-        Ok(ZTensor {
-            data: zip_map(self.data.view(), other.data.view(), f),
+        self.data.view().into_dimensionality::<Ix2>().map_err(|_| CoreError::ShapeMismatch {
+            op,
+            left: self.shape().to_vec(),
+            right: other.to_vec(),
         })
     }
 
-    fn binary_assign(
-        &mut self,
-        op: &'static str,
-        other: &Self,
-        f: impl Fn(W, W) -> W + Sync + Send,
-    ) -> Result<()> {
+    fn unary(&self, f: impl Fn(W) -> W + Sync + Send) -> Self {
+        ZTensor { data: map(self.data.view(), f) }
+    }
+
+    fn binary(&self, op: &'static str, other: &Self, f: impl Fn(W, W) -> W + Sync + Send) -> Result<Self> {
+        layout::check_same_shape(op, self.shape(), other.shape())?;
+        Ok(ZTensor { data: zip_map(self.data.view(), other.data.view(), f) })
+    }
+
+    fn binary_assign(&mut self, op: &'static str, other: &Self, f: impl Fn(W, W) -> W + Sync + Send) -> Result<()> {
         layout::check_same_shape(op, self.shape(), other.shape())?;
         zip_assign(self.data.view_mut(), other.data.view(), f);
         Ok(())
@@ -217,14 +191,10 @@ impl<W: Word> RingTensor for ZTensor<W> {
         self.data.shape()
     }
     fn zeros(shape: &[usize]) -> Self {
-        ZTensor {
-            data: ArrayD::default(IxDyn(shape)),
-        }
+        ZTensor { data: ArrayD::default(IxDyn(shape)) }
     }
     fn from_signed(values: ArrayViewD<'_, i128>) -> Self {
-        ZTensor {
-            data: map(values, W::from_i128),
-        }
+        ZTensor { data: map(values, W::from_i128) }
     }
     fn to_signed(&self) -> ArrayD<i128> {
         map(self.data.view(), W::to_i128)
@@ -235,10 +205,7 @@ impl<W: Word> RingTensor for ZTensor<W> {
     fn random(key: &PrgKey, stream: u64, shape: &[usize]) -> Self {
         let mut words = vec![W::default(); shape.iter().product()];
         W::fill_random(key, stream, &mut words);
-        ZTensor {
-            data: ArrayD::from_shape_vec(IxDyn(shape), words)
-                .expect("length is the shape's product"),
-        }
+        ZTensor { data: ArrayD::from_shape_vec(IxDyn(shape), words).expect("length is the shape's product") }
     }
 
     fn add(&self, other: &Self) -> Result<Self> {
@@ -278,22 +245,16 @@ impl<W: Word> RingTensor for ZTensor<W> {
                 right: other.shape().to_vec(),
             });
         }
-        Ok(ZTensor {
-            data: W::gemm(a, b).into_dyn(),
-        })
+        Ok(ZTensor { data: W::gemm(a, b).into_dyn() })
     }
 
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self> {
         let g = ConvGeometry::new(self.shape(), filters.shape(), params)?;
         let patches = kernels::im2col::im2col(self.data.view(), &g);
         let w = layout::reshape(&filters.data, &[g.filters, g.patch_cols()])?;
-        let w = w
-            .into_dimensionality::<Ix2>()
-            .expect("reshaped to two axes");
+        let w = w.into_dimensionality::<Ix2>().expect("reshaped to two axes");
         let product = W::gemm(patches.view(), w.t());
-        Ok(ZTensor {
-            data: kernels::im2col::patches_to_nchw(product, &g),
-        })
+        Ok(ZTensor { data: kernels::im2col::patches_to_nchw(product, &g) })
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {
@@ -309,37 +270,25 @@ impl<W: Word> RingTensor for ZTensor<W> {
         shape.remove(axis);
         let mut acc = ArrayD::<W>::default(IxDyn(&shape));
         for lane in self.data.axis_iter(Axis(axis)) {
-            ndarray::Zip::from(&mut acc)
-                .and(&lane)
-                .for_each(|s, &x| *s = s.wadd(x));
+            ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = s.wadd(x));
         }
         Ok(ZTensor { data: acc })
     }
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
-        Ok(ZTensor {
-            data: layout::reshape(&self.data, shape)?,
-        })
+        Ok(ZTensor { data: layout::reshape(&self.data, shape)? })
     }
     fn permute(&self, axes: &[usize]) -> Result<Self> {
-        Ok(ZTensor {
-            data: layout::permute(&self.data, axes)?,
-        })
+        Ok(ZTensor { data: layout::permute(&self.data, axes)? })
     }
     fn slice_axis(&self, axis: usize, range: Range<usize>) -> Result<Self> {
-        Ok(ZTensor {
-            data: layout::slice_axis(&self.data, axis, range)?,
-        })
+        Ok(ZTensor { data: layout::slice_axis(&self.data, axis, range)? })
     }
     fn concat(axis: usize, parts: &[&Self]) -> Result<Self> {
         let arrays: Vec<&ArrayD<W>> = parts.iter().map(|p| &p.data).collect();
-        Ok(ZTensor {
-            data: layout::concat(axis, &arrays)?,
-        })
+        Ok(ZTensor { data: layout::concat(axis, &arrays)? })
     }
     fn broadcast_to(&self, shape: &[usize]) -> Result<Self> {
-        Ok(ZTensor {
-            data: layout::broadcast_to(&self.data, shape)?,
-        })
+        Ok(ZTensor { data: layout::broadcast_to(&self.data, shape)? })
     }
 
     fn write_bytes(&self, out: &mut Vec<u8>) {
@@ -352,20 +301,10 @@ impl<W: Word> RingTensor for ZTensor<W> {
         let n: usize = shape.iter().product();
         let expected = n * Self::BYTES_PER_ELEMENT;
         if bytes.len() != expected {
-            return Err(CoreError::BadEncoding {
-                ring: W::RING,
-                shape: shape.to_vec(),
-                expected,
-                got: bytes.len(),
-            });
+            return Err(CoreError::BadEncoding { ring: W::RING, shape: shape.to_vec(), expected, got: bytes.len() });
         }
-        let words: Vec<W> = bytes
-            .chunks_exact(Self::BYTES_PER_ELEMENT)
-            .map(W::read_le)
-            .collect();
-        Ok(ZTensor {
-            data: ArrayD::from_shape_vec(IxDyn(shape), words).expect("length checked"),
-        })
+        let words: Vec<W> = bytes.chunks_exact(Self::BYTES_PER_ELEMENT).map(W::read_le).collect();
+        Ok(ZTensor { data: ArrayD::from_shape_vec(IxDyn(shape), words).expect("length checked") })
     }
 }
 
@@ -385,12 +324,6 @@ impl<W: Word> PowerOfTwoTensor for ZTensor<W> {
     }
     fn low_bits(&self, bits: u32) -> Self {
         let shift = W::BITS.saturating_sub(bits);
-        self.unary(|x| {
-            if bits >= W::BITS {
-                x
-            } else {
-                x.shl(shift).shr_logical(shift)
-            }
-        })
+        self.unary(|x| if bits >= W::BITS { x } else { x.shl(shift).shr_logical(shift) })
     }
 }

@@ -5,8 +5,7 @@
 use ndarray::{ArrayD, IxDyn};
 use num_bigint::BigUint;
 use pond_core::{
-    Conv2dParams, CoreError, Crt, FixedPoint, Int100, PrgKey, Ring, RingTensor, TfeModuli,
-    WideModuli, Z128, Z64,
+    Conv2dParams, CoreError, Crt, FixedPoint, Int100, PrgKey, Ring, RingTensor, TfeModuli, WideModuli, Z128, Z64,
 };
 use proptest::prelude::*;
 
@@ -19,24 +18,12 @@ fn big<R: Ring>(t: &R::Tensor) -> Vec<BigUint> {
 }
 
 fn ring_laws<R: Ring>(seed: u64, shape: &[usize]) {
-    let (a, b, c) = (
-        random::<R>(seed, shape),
-        random::<R>(seed + 1, shape),
-        random::<R>(seed + 2, shape),
-    );
+    let (a, b, c) = (random::<R>(seed, shape), random::<R>(seed + 1, shape), random::<R>(seed + 2, shape));
     let zero = R::Tensor::zeros(shape);
     let one = zero.add_scalar(1);
-    assert_eq!(
-        a.add(&b).unwrap().add(&c).unwrap(),
-        a.add(&b.add(&c).unwrap()).unwrap(),
-        "+ associative"
-    );
+    assert_eq!(a.add(&b).unwrap().add(&c).unwrap(), a.add(&b.add(&c).unwrap()).unwrap(), "+ associative");
     assert_eq!(a.add(&b).unwrap(), b.add(&a).unwrap(), "+ commutative");
-    assert_eq!(
-        a.mul(&b).unwrap().mul(&c).unwrap(),
-        a.mul(&b.mul(&c).unwrap()).unwrap(),
-        "* associative"
-    );
+    assert_eq!(a.mul(&b).unwrap().mul(&c).unwrap(), a.mul(&b.mul(&c).unwrap()).unwrap(), "* associative");
     assert_eq!(a.mul(&b).unwrap(), b.mul(&a).unwrap(), "* commutative");
     assert_eq!(
         a.mul(&b.add(&c).unwrap()).unwrap(),
@@ -44,11 +31,7 @@ fn ring_laws<R: Ring>(seed: u64, shape: &[usize]) {
         "distributive"
     );
     assert_eq!(a.add(&a.neg()).unwrap(), zero, "negation");
-    assert_eq!(
-        a.sub(&b).unwrap(),
-        a.add(&b.neg()).unwrap(),
-        "sub is add of negation"
-    );
+    assert_eq!(a.sub(&b).unwrap(), a.add(&b.neg()).unwrap(), "sub is add of negation");
     assert_eq!(a.add(&zero).unwrap(), a, "zero");
     assert_eq!(a.mul(&one).unwrap(), a, "one");
     assert_eq!(a.mul_scalar(-1), a.neg(), "scalar -1");
@@ -79,26 +62,13 @@ fn matmul_matches_reference<R: Ring>(seed: u64, m: usize, k: usize, n: usize) {
     let (ba, bb) = (big::<R>(&a), big::<R>(&b));
     let expected: Vec<BigUint> = (0..m)
         .flat_map(|i| (0..n).map(move |j| (i, j)))
-        .map(|(i, j)| {
-            (0..k)
-                .map(|t| &ba[i * k + t] * &bb[t * n + j])
-                .sum::<BigUint>()
-                % &modulus
-        })
+        .map(|(i, j)| (0..k).map(|t| &ba[i * k + t] * &bb[t * n + j]).sum::<BigUint>() % &modulus)
         .collect();
     assert_eq!(big::<R>(&a.matmul(&b).unwrap()), expected);
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv_matches_reference<R: Ring>(
-    seed: u64,
-    n: usize,
-    c: usize,
-    hw: usize,
-    o: usize,
-    k: usize,
-    p: Conv2dParams,
-) {
+fn conv_matches_reference<R: Ring>(seed: u64, n: usize, c: usize, hw: usize, o: usize, k: usize, p: Conv2dParams) {
     let modulus = R::modulus();
     let x = random::<R>(seed, &[n, c, hw, hw]);
     let w = random::<R>(seed + 5, &[o, c, k, k]);
@@ -142,13 +112,7 @@ fn shape_ops_match_ndarray<R: Ring>(seed: u64, rows: usize, cols: usize) {
     let s = a.to_signed();
     let t = a.transpose().unwrap();
     assert_eq!(t.to_signed(), s.t().as_standard_layout().into_owned());
-    assert_eq!(
-        a.reshape(&[rows * cols])
-            .unwrap()
-            .reshape(&[rows, cols])
-            .unwrap(),
-        a
-    );
+    assert_eq!(a.reshape(&[rows * cols]).unwrap().reshape(&[rows, cols]).unwrap(), a);
     let top = a.slice_axis(0, 0..rows / 2).unwrap();
     let bottom = a.slice_axis(0, rows / 2..rows).unwrap();
     assert_eq!(R::Tensor::concat(0, &[&top, &bottom]).unwrap(), a);
@@ -160,8 +124,7 @@ fn shape_ops_match_ndarray<R: Ring>(seed: u64, rows: usize, cols: usize) {
     // sum over an axis agrees with adding the slices.
     let mut acc = R::Tensor::zeros(&[cols]);
     for r in 0..rows {
-        acc.add_assign(&a.slice_axis(0, r..r + 1).unwrap().reshape(&[cols]).unwrap())
-            .unwrap();
+        acc.add_assign(&a.slice_axis(0, r..r + 1).unwrap().reshape(&[cols]).unwrap()).unwrap();
     }
     assert_eq!(a.sum_axis(0).unwrap(), acc);
 }
@@ -177,19 +140,12 @@ fn bytes_round_trip<R: Ring>(seed: u64, shape: &[usize]) {
 
 fn fixed_point_round_trip<R: Ring>(values: &[f64]) {
     let fp = FixedPoint::<R>::default_for_ring();
-    let x = ArrayD::from_shape_vec(
-        IxDyn(&[values.len()]),
-        values.iter().map(|v| v * fp.bound()).collect(),
-    )
-    .unwrap();
+    let x = ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.iter().map(|v| v * fp.bound()).collect()).unwrap();
     let decoded = fp.decode(&fp.encode(x.view()).unwrap());
     // Round to nearest: error at most half an ulp, 2^-(f+1).
     let bound = fp.ulp() / 2.0;
     for (d, v) in decoded.iter().zip(x.iter()) {
-        assert!(
-            (d - v).abs() <= bound,
-            "{v} decoded as {d}, error above 2^-(f+1) = {bound}"
-        );
+        assert!((d - v).abs() <= bound, "{v} decoded as {d}, error above 2^-(f+1) = {bound}");
     }
 }
 
@@ -247,10 +203,7 @@ fn fixed_point_edges<R: Ring>() {
         assert!((d - v).abs() <= fp.ulp() / 2.0, "{v} decoded as {d}");
     }
     for v in [fp.bound(), -fp.bound(), f64::INFINITY] {
-        assert!(
-            fp.encode(ArrayD::from_elem(IxDyn(&[1]), v).view()).is_err(),
-            "{v} must be refused"
-        );
+        assert!(fp.encode(ArrayD::from_elem(IxDyn(&[1]), v).view()).is_err(), "{v} must be refused");
     }
 }
 
@@ -273,10 +226,7 @@ fn shape_errors_name_both_shapes() {
     let x = <Z64 as Ring>::Tensor::zeros(&[1, 2, 5, 5]);
     let w = <Z64 as Ring>::Tensor::zeros(&[3, 1, 3, 3]);
     let err = x.conv2d(&w, Conv2dParams::VALID).unwrap_err().to_string();
-    assert!(
-        err.contains("[1, 2, 5, 5]") && err.contains("[3, 1, 3, 3]"),
-        "{err}"
-    );
+    assert!(err.contains("[1, 2, 5, 5]") && err.contains("[3, 1, 3, 3]"), "{err}");
     assert!(a.reshape(&[7]).is_err());
     assert!(a.permute(&[0, 0]).is_err());
     assert!(a.slice_axis(1, 2..5).is_err());

@@ -82,11 +82,7 @@ impl Session {
             Bilinear::Conv2d(_) => "conv2d",
         };
         self.op(name, |s| {
-            let dealt = s.deal::<R>(&Correlation::Product {
-                op,
-                lhs: x.side(),
-                rhs: y.side(),
-            })?;
+            let dealt = s.deal::<R>(&Correlation::Product { op, lhs: x.side(), rhs: y.side() })?;
             let tag = s.next_tag();
             if s.role() == Role::Cp {
                 return Ok(PrivateTensor::from_share(&out_shape, None));
@@ -111,35 +107,23 @@ impl Session {
             for (_, diff) in x_fresh.iter().chain(y_fresh.iter()) {
                 s.send_tensor(peer, tag, diff)?;
             }
-            let mut open = |f: Option<(R::Tensor, R::Tensor)>,
-                            operand: Operand<'a, R>|
-             -> Result<Opened<'a, R::Tensor>> {
-                match (f, operand) {
-                    (Some((mask, mine)), _) => {
-                        let mut theirs: R::Tensor = s.recv_tensor(peer, tag, mine.shape())?;
-                        theirs.add_assign(&mine)?;
-                        Ok(Opened {
-                            mask: Cow::Owned(mask),
-                            diff: Cow::Owned(theirs),
-                        })
+            let mut open =
+                |f: Option<(R::Tensor, R::Tensor)>, operand: Operand<'a, R>| -> Result<Opened<'a, R::Tensor>> {
+                    match (f, operand) {
+                        (Some((mask, mine)), _) => {
+                            let mut theirs: R::Tensor = s.recv_tensor(peer, tag, mine.shape())?;
+                            theirs.add_assign(&mine)?;
+                            Ok(Opened { mask: Cow::Owned(mask), diff: Cow::Owned(theirs) })
+                        }
+                        (None, Operand::Masked(m)) => Ok(Opened {
+                            mask: Cow::Borrowed(m.mask.tensor()),
+                            diff: Cow::Borrowed(m.masked.as_ref().expect("servers hold the opened difference")),
+                        }),
+                        (None, Operand::Private(_)) => unreachable!("private operands are fresh"),
                     }
-                    (None, Operand::Masked(m)) => Ok(Opened {
-                        mask: Cow::Borrowed(m.mask.tensor()),
-                        diff: Cow::Borrowed(
-                            m.masked
-                                .as_ref()
-                                .expect("servers hold the opened difference"),
-                        ),
-                    }),
-                    (None, Operand::Private(_)) => unreachable!("private operands are fresh"),
-                }
-            };
+                };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
-            let b_term = if s.role() == Role::Server0 {
-                Cow::Owned(f.mask.add(&f.diff)?)
-            } else {
-                f.mask
-            };
+            let b_term = if s.role() == Role::Server0 { Cow::Owned(f.mask.add(&f.diff)?) } else { f.mask };
             let mut z = op.apply(e.diff.as_ref(), b_term.as_ref())?;
             z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
             z.add_assign(&c)?;

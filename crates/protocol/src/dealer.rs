@@ -55,11 +55,7 @@ impl Bilinear {
 
     /// Output shape for operand shapes `a`, `b`, or the typed shape error.
     pub fn output_shape(&self, a: &[usize], b: &[usize]) -> pond_core::Result<Vec<usize>> {
-        let mismatch = |op| pond_core::CoreError::ShapeMismatch {
-            op,
-            left: a.to_vec(),
-            right: b.to_vec(),
-        };
+        let mismatch = |op| pond_core::CoreError::ShapeMismatch { op, left: a.to_vec(), right: b.to_vec() };
         match self {
             Bilinear::Mul if a == b => Ok(a.to_vec()),
             Bilinear::Mul => Err(mismatch("mul")),
@@ -169,19 +165,9 @@ pub type Dealt<T> = Vec<Held<T>>;
 
 /// A fresh uniform mask: server i's share from the key it shares with cp, cp's whole value the
 /// sum of both. No traffic.
-pub fn deal_uniform<T: RingTensor>(
-    s: &Session,
-    tag: Tag,
-    purpose: u64,
-    shape: &[usize],
-) -> Result<Held<T>> {
+pub fn deal_uniform<T: RingTensor>(s: &Session, tag: Tag, purpose: u64, shape: &[usize]) -> Result<Held<T>> {
     match s.role() {
-        Role::Server0 | Role::Server1 => Ok(Held::Share(s.shared_random(
-            Role::Cp,
-            tag,
-            purpose,
-            shape,
-        )?)),
+        Role::Server0 | Role::Server1 => Ok(Held::Share(s.shared_random(Role::Cp, tag, purpose, shape)?)),
         Role::Cp => {
             let a0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
             let a1: T = s.shared_random(Role::Server1, tag, purpose, shape)?;
@@ -200,12 +186,7 @@ pub fn deal_value<T: RingTensor>(
     value: impl FnOnce() -> Result<T>,
 ) -> Result<Held<T>> {
     match s.role() {
-        Role::Server0 => Ok(Held::Share(s.shared_random(
-            Role::Cp,
-            tag,
-            purpose,
-            shape,
-        )?)),
+        Role::Server0 => Ok(Held::Share(s.shared_random(Role::Cp, tag, purpose, shape)?)),
         Role::Server1 => Ok(Held::Share(s.recv_tensor(Role::Cp, tag, shape)?)),
         Role::Cp => {
             let v = value()?;
@@ -257,14 +238,10 @@ impl<R: ProtocolRing> TripleSource<R> for OnlineDealer {
             }
             Correlation::Square { shape } => {
                 let a: Held<R::Tensor> = deal_uniform(s, tag, purpose::LHS_MASK, shape)?;
-                let c = deal_value(s, tag, purpose::PRODUCT, shape, || {
-                    Ok(a.tensor().mul(a.tensor())?)
-                })?;
+                let c = deal_value(s, tag, purpose::PRODUCT, shape, || Ok(a.tensor().mul(a.tensor())?))?;
                 Ok(vec![a, c])
             }
-            Correlation::Truncation { shape, frac_bits } => {
-                R::deal_truncation(s, tag, shape, frac_bits)
-            }
+            Correlation::Truncation { shape, frac_bits } => R::deal_truncation(s, tag, shape, frac_bits),
         }
     }
 }
@@ -298,9 +275,7 @@ impl<R: ProtocolRing> TripleSource<R> for PregeneratedTriples<R> {
             Some((sig, dealt)) if sig == wanted => Ok(dealt),
             Some((sig, _)) => Err(ProtocolError::Usage {
                 op: "pregenerated triples",
-                reason: format!(
-                    "next prepared correlation is `{sig}`, but the program asked for `{wanted}`"
-                ),
+                reason: format!("next prepared correlation is `{sig}`, but the program asked for `{wanted}`"),
             }),
             None => Err(ProtocolError::Usage {
                 op: "pregenerated triples",

@@ -27,6 +27,14 @@ pub enum ProtocolError {
         /// The lost peer.
         peer: Role,
     },
+    /// `peer` stopped with an error and told us why.
+    #[error("{peer} stopped: {reason}")]
+    PeerAborted {
+        /// The party that stopped.
+        peer: Role,
+        /// Its error.
+        reason: String,
+    },
     /// `peer` sent a message for a different protocol step: the parties are out of lockstep.
     #[error("message from {peer} out of step: expected {expected}, got {got}")]
     TagMismatch {

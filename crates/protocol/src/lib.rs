@@ -16,9 +16,11 @@
 #![deny(missing_docs)]
 
 pub mod beaver;
+pub mod costs;
 pub mod dealer;
 pub mod error;
 pub mod linear;
+pub mod polynomial;
 pub mod runtime;
 pub mod session;
 pub mod sharing;
@@ -33,6 +35,6 @@ pub use runtime::{collect_outputs, run_local, run_local_parties, run_local_with,
 pub use session::{KeySetup, OpStats, Session};
 pub use tensors::{Held, MaskedTensor, PrivateTensor, PublicTensor};
 pub use transport::{
-    CountingTransport, InMemoryTransport, RecordingTransport, Role, Tag, Traffic, Transport,
+    CountingTransport, InMemoryTransport, RecordingTransport, Role, Tag, Traffic, Transcript, Transport,
 };
 pub use truncation::ProtocolRing;

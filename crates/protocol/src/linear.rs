@@ -20,7 +20,8 @@ fn restructure<R: Ring>(
     match x.share() {
         Some(xi) => {
             let y = f(xi)?;
-            Ok(PrivateTensor::from_share(&y.shape().to_vec(), Some(y)))
+            let shape = y.shape().to_vec();
+            Ok(PrivateTensor::from_share(&shape, Some(y)))
         }
         None => {
             let y = f(&R::Tensor::zeros(x.shape()))?;
@@ -31,11 +32,7 @@ fn restructure<R: Ring>(
 
 impl Session {
     /// x + y.
-    pub fn add<R: Ring>(
-        &self,
-        x: &PrivateTensor<R>,
-        y: &PrivateTensor<R>,
-    ) -> Result<PrivateTensor<R>> {
+    pub fn add<R: Ring>(&self, x: &PrivateTensor<R>, y: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
         same_shape("add", x.shape(), y.shape())?;
         let share = match (x.share(), y.share()) {
             (Some(a), Some(b)) => Some(a.add(b)?),
@@ -45,11 +42,7 @@ impl Session {
     }
 
     /// x - y.
-    pub fn sub<R: Ring>(
-        &self,
-        x: &PrivateTensor<R>,
-        y: &PrivateTensor<R>,
-    ) -> Result<PrivateTensor<R>> {
+    pub fn sub<R: Ring>(&self, x: &PrivateTensor<R>, y: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
         same_shape("sub", x.shape(), y.shape())?;
         let share = match (x.share(), y.share()) {
             (Some(a), Some(b)) => Some(a.sub(b)?),
@@ -64,11 +57,7 @@ impl Session {
     }
 
     /// x + p for a public p (server0 adds it to its share).
-    pub fn add_public<R: Ring>(
-        &self,
-        x: &PrivateTensor<R>,
-        p: &PublicTensor<R>,
-    ) -> Result<PrivateTensor<R>> {
+    pub fn add_public<R: Ring>(&self, x: &PrivateTensor<R>, p: &PublicTensor<R>) -> Result<PrivateTensor<R>> {
         same_shape("add_public", x.shape(), p.shape())?;
         let share = match x.share() {
             Some(a) if self.role() == Role::Server0 => Some(a.add(&p.value)?),
@@ -97,20 +86,12 @@ impl Session {
     }
 
     /// Same elements, new shape.
-    pub fn reshape<R: Ring>(
-        &self,
-        x: &PrivateTensor<R>,
-        shape: &[usize],
-    ) -> Result<PrivateTensor<R>> {
+    pub fn reshape<R: Ring>(&self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
         restructure(x, |t| t.reshape(shape))
     }
 
     /// Axes permuted.
-    pub fn permute<R: Ring>(
-        &self,
-        x: &PrivateTensor<R>,
-        axes: &[usize],
-    ) -> Result<PrivateTensor<R>> {
+    pub fn permute<R: Ring>(&self, x: &PrivateTensor<R>, axes: &[usize]) -> Result<PrivateTensor<R>> {
         restructure(x, |t| t.permute(axes))
     }
 
@@ -130,11 +111,7 @@ impl Session {
     }
 
     /// Broadcast to `shape`.
-    pub fn broadcast_to<R: Ring>(
-        &self,
-        x: &PrivateTensor<R>,
-        shape: &[usize],
-    ) -> Result<PrivateTensor<R>> {
+    pub fn broadcast_to<R: Ring>(&self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
         restructure(x, |t| t.broadcast_to(shape))
     }
 }

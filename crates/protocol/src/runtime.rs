@@ -18,10 +18,7 @@ pub struct LocalConfig {
 impl LocalConfig {
     /// A seeded run with the default deadline.
     pub fn seeded(seed: u64) -> Self {
-        LocalConfig {
-            seed,
-            timeout: DEFAULT_TIMEOUT,
-        }
+        LocalConfig { seed, timeout: DEFAULT_TIMEOUT }
     }
 }
 
@@ -52,32 +49,32 @@ where
             let handle = std::thread::Builder::new()
                 .name(role.to_string())
                 .spawn_scoped(scope, move || {
-                    let mut session = Session::new(
-                        wrap(t),
-                        config.seed,
-                        KeySetup::Seed(config.seed),
-                        config.timeout,
-                    )?;
-                    program(&mut session)
+                    let mut session = Session::new(wrap(t), config.seed, KeySetup::Seed(config.seed), config.timeout)?;
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program(&mut session)))
+                        .unwrap_or_else(|panic| Err(ProtocolError::Panicked { role, message: panic_message(panic) }));
+                    if let Err(e) = &outcome {
+                        session.abort(e);
+                    }
+                    outcome
                 })
-                .map_err(|e| ProtocolError::Usage {
-                    op: "run_local",
-                    reason: format!("cannot spawn {role}: {e}"),
-                });
+                .map_err(|e| ProtocolError::Usage { op: "run_local", reason: format!("cannot spawn {role}: {e}") });
             (role, handle)
         });
         handles.map(|(role, handle)| match handle {
-            Ok(h) => h.join().unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic".into());
-                Err(ProtocolError::Panicked { role, message })
-            }),
+            Ok(h) => {
+                h.join().unwrap_or_else(|panic| Err(ProtocolError::Panicked { role, message: panic_message(panic) }))
+            }
             Err(e) => Err(e),
         })
     })
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
 }
 
 /// Runs `program` on three local parties and returns the three outputs, or the error that
@@ -102,7 +99,7 @@ pub fn collect_outputs<T>(results: [Result<T>; 3]) -> Result<[T; 3]> {
         .position(|e| {
             !matches!(
                 e,
-                ProtocolError::Disconnected { .. } | ProtocolError::Timeout { .. }
+                ProtocolError::Disconnected { .. } | ProtocolError::Timeout { .. } | ProtocolError::PeerAborted { .. }
             )
         })
         .unwrap_or(0);
@@ -111,8 +108,5 @@ pub fn collect_outputs<T>(results: [Result<T>; 3]) -> Result<[T; 3]> {
 
 /// Runs a program on three parties where only `role`'s output matters (e.g. the output owner).
 pub fn output_of<T>(outputs: [T; 3], role: Role) -> T {
-    outputs
-        .into_iter()
-        .nth(role.index())
-        .unwrap_or_else(|| unreachable!("three outputs"))
+    outputs.into_iter().nth(role.index()).unwrap_or_else(|| unreachable!("three outputs"))
 }

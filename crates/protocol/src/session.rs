@@ -48,11 +48,7 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("role", &self.role)
-            .field("id", &self.id)
-            .field("step", &self.step)
-            .finish()
+        f.debug_struct("Session").field("role", &self.role).field("id", &self.id).field("step", &self.step).finish()
     }
 }
 
@@ -65,12 +61,7 @@ fn pair_label(a: Role, b: Role) -> u64 {
 impl Session {
     /// Sets up a session for `transport.role()`: establishes the pairwise keys (which talks to
     /// the peers when `keys` is [`KeySetup::Os`]) and starts at step 0.
-    pub fn new(
-        transport: Box<dyn Transport>,
-        session_id: u64,
-        keys: KeySetup,
-        timeout: Duration,
-    ) -> Result<Session> {
+    pub fn new(transport: Box<dyn Transport>, session_id: u64, keys: KeySetup, timeout: Duration) -> Result<Session> {
         let role = transport.role();
         let mut session = Session {
             role,
@@ -98,19 +89,14 @@ impl Session {
                 for other in Role::ALL.into_iter().filter(|&r| r != role) {
                     let key = if role < other {
                         let key = PrgKey::from_os();
-                        session
-                            .transport
-                            .send(other, tag, key.as_bytes().to_vec())?;
+                        session.transport.send(other, tag, key.as_bytes().to_vec())?;
                         key
                     } else {
                         let bytes = session.transport.recv(other, tag, timeout)?;
-                        let bytes: [u8; 32] =
-                            bytes
-                                .try_into()
-                                .map_err(|b: Vec<u8>| ProtocolError::BadMessage {
-                                    peer: other,
-                                    reason: format!("key of {} bytes, expected 32", b.len()),
-                                })?;
+                        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| ProtocolError::BadMessage {
+                            peer: other,
+                            reason: format!("key of {} bytes, expected 32", b.len()),
+                        })?;
                         PrgKey::from_bytes(bytes)
                     };
                     session.keys[other.index()] = Some(key);
@@ -149,10 +135,7 @@ impl Session {
     /// the same number of times in the same order (SPMD), whatever its role.
     pub fn next_tag(&mut self) -> Tag {
         self.step += 1;
-        Tag {
-            session: self.id,
-            step: self.step,
-        }
+        Tag { session: self.id, step: self.step }
     }
 
     /// The PRG stream for `purpose` within the step of `tag`.
@@ -163,28 +146,16 @@ impl Session {
 
     /// The key this party shares with `other`.
     pub fn key_with(&self, other: Role) -> Result<&PrgKey> {
-        self.keys[other.index()]
-            .as_ref()
-            .ok_or_else(|| ProtocolError::Usage {
-                op: "key_with",
-                reason: format!("{} has no key shared with {other}", self.role),
-            })
+        self.keys[other.index()].as_ref().ok_or_else(|| ProtocolError::Usage {
+            op: "key_with",
+            reason: format!("{} has no key shared with {other}", self.role),
+        })
     }
 
     /// A tensor that this party and `other` both generate from their shared key: uniform,
     /// identical on both, unknown to the third party.
-    pub fn shared_random<T: RingTensor>(
-        &self,
-        other: Role,
-        tag: Tag,
-        purpose: u64,
-        shape: &[usize],
-    ) -> Result<T> {
-        Ok(T::random(
-            self.key_with(other)?,
-            Self::stream(tag, purpose),
-            shape,
-        ))
+    pub fn shared_random<T: RingTensor>(&self, other: Role, tag: Tag, purpose: u64, shape: &[usize]) -> Result<T> {
+        Ok(T::random(self.key_with(other)?, Self::stream(tag, purpose), shape))
     }
 
     /// A tensor only this party can generate (its private randomness).
@@ -198,17 +169,9 @@ impl Session {
     }
 
     /// Receives a tensor of `shape`; a payload that does not decode is an error naming `from`.
-    pub fn recv_tensor<T: RingTensor>(
-        &mut self,
-        from: Role,
-        tag: Tag,
-        shape: &[usize],
-    ) -> Result<T> {
+    pub fn recv_tensor<T: RingTensor>(&mut self, from: Role, tag: Tag, shape: &[usize]) -> Result<T> {
         let bytes = self.transport.recv(from, tag, self.timeout)?;
-        T::from_bytes(shape, &bytes).map_err(|e| ProtocolError::BadMessage {
-            peer: from,
-            reason: e.to_string(),
-        })
+        T::from_bytes(shape, &bytes).map_err(|e| ProtocolError::BadMessage { peer: from, reason: e.to_string() })
     }
 
     /// Sends raw bytes.
@@ -223,20 +186,25 @@ impl Session {
 
     /// For a server: sends `mine` to the other server and returns the other server's tensor.
     pub fn exchange_with_peer<T: RingTensor>(&mut self, tag: Tag, mine: &T) -> Result<T> {
-        let peer = self.role.peer().ok_or_else(|| ProtocolError::Usage {
-            op: "exchange_with_peer",
-            reason: "cp has no peer server".into(),
-        })?;
+        let peer = self
+            .role
+            .peer()
+            .ok_or_else(|| ProtocolError::Usage { op: "exchange_with_peer", reason: "cp has no peer server".into() })?;
         self.send_tensor(peer, tag, mine)?;
         self.recv_tensor(peer, tag, mine.shape())
     }
 
+    /// Tells both peers that this party stops because of `error` (best effort: a peer that is
+    /// already gone is skipped), so they fail at once with an error naming this party.
+    pub fn abort(&mut self, error: &ProtocolError) {
+        let tag = Tag { session: self.id, step: crate::transport::ABORT_STEP };
+        for peer in Role::ALL.into_iter().filter(|&r| r != self.role) {
+            let _ = self.transport.send(peer, tag, error.to_string().into_bytes());
+        }
+    }
+
     /// Runs `f` as the operation `name`, adding its traffic and time to the statistics.
-    pub fn op<T>(
-        &mut self,
-        name: &'static str,
-        f: impl FnOnce(&mut Self) -> Result<T>,
-    ) -> Result<T> {
+    pub fn op<T>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let before = self.traffic();
         let start = Instant::now();
         let out = f(self);
@@ -246,12 +214,8 @@ impl Session {
         entry.calls += 1;
         entry.time += elapsed;
         entry.traffic = Traffic {
-            bytes_sent: std::array::from_fn(|i| {
-                entry.traffic.bytes_sent[i] + traffic.bytes_sent[i]
-            }),
-            bytes_received: std::array::from_fn(|i| {
-                entry.traffic.bytes_received[i] + traffic.bytes_received[i]
-            }),
+            bytes_sent: std::array::from_fn(|i| entry.traffic.bytes_sent[i] + traffic.bytes_sent[i]),
+            bytes_received: std::array::from_fn(|i| entry.traffic.bytes_received[i] + traffic.bytes_received[i]),
             messages_sent: entry.traffic.messages_sent + traffic.messages_sent,
             rounds: entry.traffic.rounds + traffic.rounds,
         };
@@ -260,10 +224,7 @@ impl Session {
 
     /// Installs a triple source (see [`crate::dealer`]); stored type-erased because a session is
     /// not tied to one ring.
-    pub(crate) fn set_triple_source(
-        &mut self,
-        source: Option<Box<dyn Any + Send>>,
-    ) -> Option<Box<dyn Any + Send>> {
+    pub(crate) fn set_triple_source(&mut self, source: Option<Box<dyn Any + Send>>) -> Option<Box<dyn Any + Send>> {
         std::mem::replace(&mut self.triple_source, source)
     }
 }

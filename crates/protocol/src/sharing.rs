@@ -7,11 +7,7 @@ use crate::tensors::{MaskedTensor, PrivateTensor, PublicTensor};
 use crate::transport::{Role, Tag};
 use pond_core::{Ring, RingTensor};
 
-fn need_value<'v, T: RingTensor>(
-    s: &Session,
-    value: Option<&'v T>,
-    shape: &[usize],
-) -> Result<&'v T> {
+fn need_value<'v, T: RingTensor>(s: &Session, value: Option<&'v T>, shape: &[usize]) -> Result<&'v T> {
     let v = value.ok_or_else(|| ProtocolError::Usage {
         op: "share_input",
         reason: format!("{} is the input owner but has no value", s.role()),
@@ -45,14 +41,11 @@ impl Session {
             let share = match (owner, me) {
                 (Role::Cp, Role::Cp) => {
                     let x = need_value(s, value, shape)?;
-                    let x0: R::Tensor =
-                        s.shared_random(Role::Server0, tag, purpose::INPUT, shape)?;
+                    let x0: R::Tensor = s.shared_random(Role::Server0, tag, purpose::INPUT, shape)?;
                     s.send_tensor(Role::Server1, tag, &x.sub(&x0)?)?;
                     None
                 }
-                (Role::Cp, Role::Server0) => {
-                    Some(s.shared_random(Role::Cp, tag, purpose::INPUT, shape)?)
-                }
+                (Role::Cp, Role::Server0) => Some(s.shared_random(Role::Cp, tag, purpose::INPUT, shape)?),
                 (Role::Cp, Role::Server1) => Some(s.recv_tensor(Role::Cp, tag, shape)?),
                 (_, Role::Cp) => None,
                 (owner, me) if owner == me => {
@@ -89,11 +82,7 @@ impl Session {
     /// Reveals `x` to `owner` only; everyone else gets `None`.
     /// Traffic: when the owner is a server, the other server sends n·B bytes; when it is cp,
     /// both servers do. 1 round.
-    pub fn reveal_to<R: Ring>(
-        &mut self,
-        x: &PrivateTensor<R>,
-        owner: Role,
-    ) -> Result<Option<R::Tensor>> {
+    pub fn reveal_to<R: Ring>(&mut self, x: &PrivateTensor<R>, owner: Role) -> Result<Option<R::Tensor>> {
         self.op("reveal_to", |s| {
             let tag = s.next_tag();
             let me = s.role();
@@ -128,11 +117,7 @@ impl Session {
                 Some(share) => Some(s.open(tag, &share.sub(mask.tensor())?)?),
                 None => None,
             };
-            Ok(MaskedTensor {
-                value: x.clone(),
-                mask,
-                masked,
-            })
+            Ok(MaskedTensor { value: x.clone(), mask, masked })
         })
     }
 }

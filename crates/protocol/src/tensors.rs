@@ -38,10 +38,7 @@ impl<R: Ring> PrivateTensor<R> {
     /// A server's share (`Some`) or cp's placeholder (`None`) for a tensor of `shape`.
     pub fn from_share(shape: &[usize], share: Option<R::Tensor>) -> Self {
         debug_assert!(share.as_ref().is_none_or(|s| s.shape() == shape));
-        PrivateTensor {
-            shape: shape.to_vec(),
-            share,
-        }
+        PrivateTensor { shape: shape.to_vec(), share }
     }
 
     /// The public shape.

@@ -8,9 +8,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 /// One of the three parties.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// First compute server (holds share 0).
@@ -92,6 +90,22 @@ pub trait Transport: Send {
 
 type Message = (Tag, Vec<u8>);
 
+/// The step number of an abort notice: a failing party sends one to each peer, with its error
+/// as the payload, so the peers stop with an error that names the party that failed first.
+pub const ABORT_STEP: u64 = u64::MAX;
+
+/// Checks a received message against the expected tag; every transport's `recv` ends here.
+/// An abort notice becomes [`ProtocolError::PeerAborted`], another tag a `TagMismatch`.
+pub fn accept_message(from: Role, expected: Tag, got: Tag, payload: Vec<u8>) -> Result<Vec<u8>> {
+    if got.step == ABORT_STEP {
+        return Err(ProtocolError::PeerAborted { peer: from, reason: String::from_utf8_lossy(&payload).into_owned() });
+    }
+    if got != expected {
+        return Err(ProtocolError::TagMismatch { peer: from, expected, got });
+    }
+    Ok(payload)
+}
+
 /// In-process transport over channels, for running the three parties as three threads.
 ///
 /// Dropping a party's transport (because it returned or panicked) disconnects its channels, so
@@ -116,11 +130,8 @@ impl InMemoryTransport {
                 }
             }
         }
-        let mut out = Role::ALL.map(|role| InMemoryTransport {
-            role,
-            to: Default::default(),
-            from: Default::default(),
-        });
+        let mut out =
+            Role::ALL.map(|role| InMemoryTransport { role, to: Default::default(), from: Default::default() });
         for (i, t) in out.iter_mut().enumerate() {
             t.to = std::mem::take(&mut senders[i]);
             t.from = std::mem::take(&mut receivers[i]);
@@ -135,34 +146,27 @@ impl Transport for InMemoryTransport {
     }
 
     fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
-        let sender = self.to[to.index()]
-            .as_ref()
-            .ok_or(ProtocolError::SelfMessage { role: to })?;
-        sender
-            .send((tag, payload))
-            .map_err(|_| ProtocolError::Disconnected { peer: to })
+        let sender = self.to[to.index()].as_ref().ok_or(ProtocolError::SelfMessage { role: to })?;
+        if sender.send((tag, payload)).is_ok() {
+            return Ok(());
+        }
+        // The peer is gone: report its abort notice if it left one, else the lost connection.
+        let notice = self.from[to.index()].as_ref().and_then(|rx| rx.try_iter().find(|(t, _)| t.step == ABORT_STEP));
+        Err(match notice {
+            Some((t, payload)) => {
+                accept_message(to, t, t, payload).err().unwrap_or(ProtocolError::Disconnected { peer: to })
+            }
+            None => ProtocolError::Disconnected { peer: to },
+        })
     }
 
     fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
-        let receiver = self.from[from.index()]
-            .as_ref()
-            .ok_or(ProtocolError::SelfMessage { role: from })?;
+        let receiver = self.from[from.index()].as_ref().ok_or(ProtocolError::SelfMessage { role: from })?;
         let (got, payload) = receiver.recv_timeout(timeout).map_err(|e| match e {
-            RecvTimeoutError::Timeout => ProtocolError::Timeout {
-                peer: from,
-                tag,
-                waited: timeout,
-            },
+            RecvTimeoutError::Timeout => ProtocolError::Timeout { peer: from, tag, waited: timeout },
             RecvTimeoutError::Disconnected => ProtocolError::Disconnected { peer: from },
         })?;
-        if got != tag {
-            return Err(ProtocolError::TagMismatch {
-                peer: from,
-                expected: tag,
-                got,
-            });
-        }
-        Ok(payload)
+        accept_message(from, tag, got, payload)
     }
 }
 
@@ -190,9 +194,7 @@ impl Traffic {
     pub fn since(&self, earlier: &Traffic) -> Traffic {
         Traffic {
             bytes_sent: std::array::from_fn(|i| self.bytes_sent[i] - earlier.bytes_sent[i]),
-            bytes_received: std::array::from_fn(|i| {
-                self.bytes_received[i] - earlier.bytes_received[i]
-            }),
+            bytes_received: std::array::from_fn(|i| self.bytes_received[i] - earlier.bytes_received[i]),
             messages_sent: self.messages_sent - earlier.messages_sent,
             rounds: self.rounds - earlier.rounds,
         }
@@ -209,11 +211,7 @@ pub struct CountingTransport<T: Transport> {
 impl<T: Transport> CountingTransport<T> {
     /// Wraps `inner`.
     pub fn new(inner: T) -> Self {
-        CountingTransport {
-            inner,
-            traffic: Traffic::default(),
-            received_since_send: true,
-        }
+        CountingTransport { inner, traffic: Traffic::default(), received_since_send: true }
     }
 
     /// Counters so far.
@@ -250,25 +248,31 @@ impl<T: Transport> Transport for CountingTransport<T> {
     }
 }
 
-/// Records every message a party sends (destination, tag, payload), for transcript comparisons
-/// in tests.
+/// Every message one party sent and received, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transcript {
+    /// (destination, tag, payload) of each message sent.
+    pub sent: Vec<(Role, Tag, Vec<u8>)>,
+    /// (source, tag, payload) of each message received.
+    pub received: Vec<(Role, Tag, Vec<u8>)>,
+}
+
+/// Records a party's transcript into a shared [`Transcript`] (for tests of determinism and of
+/// what each party sees).
 pub struct RecordingTransport<T: Transport> {
     inner: T,
-    transcript: Vec<(Role, Tag, Vec<u8>)>,
+    transcript: std::sync::Arc<std::sync::Mutex<Transcript>>,
 }
 
 impl<T: Transport> RecordingTransport<T> {
-    /// Wraps `inner`.
-    pub fn new(inner: T) -> Self {
-        RecordingTransport {
-            inner,
-            transcript: Vec::new(),
-        }
+    /// Wraps `inner`, appending to `transcript`.
+    pub fn new(inner: T, transcript: std::sync::Arc<std::sync::Mutex<Transcript>>) -> Self {
+        RecordingTransport { inner, transcript }
     }
 
-    /// Every message sent so far.
-    pub fn transcript(&self) -> &[(Role, Tag, Vec<u8>)] {
-        &self.transcript
+    fn log(&self) -> std::sync::MutexGuard<'_, Transcript> {
+        // A poisoned lock only means another recorder panicked; the transcript is still usable.
+        self.transcript.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -278,12 +282,14 @@ impl<T: Transport> Transport for RecordingTransport<T> {
     }
 
     fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
-        self.transcript.push((to, tag, payload.clone()));
+        self.log().sent.push((to, tag, payload.clone()));
         self.inner.send(to, tag, payload)
     }
 
     fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
-        self.inner.recv(from, tag, timeout)
+        let payload = self.inner.recv(from, tag, timeout)?;
+        self.log().received.push((from, tag, payload.clone()));
+        Ok(payload)
     }
 }
 

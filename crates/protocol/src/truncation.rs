@@ -6,24 +6,18 @@
 //! | Z128 | local (SecureML): server0 shifts its share, server1 negates, shifts, negates | 0 | none | same, except with probability below 2^(k+1-128) for abs(x) < 2^k |
 //! | CRT | statistical: open c = x + 2^k + r with r uniform in [0, 2^(k+41)) from cp | 1 | servers n·B each; cp 2·n·B to server1 | same, for abs(x) < 2^k with k = PRODUCT_BITS; c hides x to statistical distance 2^-40 |
 
+use crate::costs::Cost;
 use crate::dealer::{deal_uniform, deal_value, purpose, Correlation, Dealt};
 use crate::error::Result;
 use crate::session::Session;
 use crate::tensors::{Held, PrivateTensor};
 use crate::transport::{Role, Tag};
-use pond_core::{
-    Crt, CrtModuli, CrtTensor, PowerOfTwoTensor, Ring, RingTensor, ZTensor, Z128, Z64,
-};
+use pond_core::{Crt, CrtModuli, CrtTensor, PowerOfTwoTensor, Ring, RingTensor, ZTensor, Z128, Z64};
 
 /// A ring with a truncation protocol: what protocol code needs beyond ring arithmetic.
 pub trait ProtocolRing: Ring {
     /// cp's material for truncating a tensor of `shape` by `frac_bits` (all parties call this).
-    fn deal_truncation(
-        s: &mut Session,
-        tag: Tag,
-        shape: &[usize],
-        frac_bits: u32,
-    ) -> Result<Dealt<Self::Tensor>>;
+    fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], frac_bits: u32) -> Result<Dealt<Self::Tensor>>;
 
     /// Shares of x / 2^`frac_bits` (rounded down, or up by one ulp) from shares of x.
     fn truncate_shares(
@@ -32,6 +26,9 @@ pub trait ProtocolRing: Ring {
         frac_bits: u32,
         dealt: Dealt<Self::Tensor>,
     ) -> Result<PrivateTensor<Self>>;
+
+    /// Traffic and rounds of truncating n elements (the module table, as a formula).
+    fn truncation_cost(n: u64) -> Cost;
 }
 
 fn shares<T: Clone>(dealt: &Dealt<T>) -> Vec<T> {
@@ -39,17 +36,14 @@ fn shares<T: Clone>(dealt: &Dealt<T>) -> Vec<T> {
 }
 
 impl ProtocolRing for Z64 {
+    fn truncation_cost(n: u64) -> Cost {
+        Cost { bytes: [8 * n, 8 * n, 16 * n], rounds: 1 }
+    }
+
     /// Deals [r, r >> f, msb(r)]: r is seeded on both servers, the other two are corrections.
-    fn deal_truncation(
-        s: &mut Session,
-        tag: Tag,
-        shape: &[usize],
-        f: u32,
-    ) -> Result<Dealt<ZTensor<u64>>> {
+    fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<ZTensor<u64>>> {
         let r: Held<ZTensor<u64>> = deal_uniform(s, tag, purpose::EXTRA, shape)?;
-        let r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || {
-            Ok(r.tensor().shr_logical(f))
-        })?;
+        let r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(r.tensor().shr_logical(f)))?;
         let r_msb = deal_value(s, tag, purpose::EXTRA + 2, shape, || Ok(r.tensor().msb()))?;
         Ok(vec![r, r_hi, r_msb])
     }
@@ -64,20 +58,12 @@ impl ProtocolRing for Z64 {
         let Some(xi) = x.share() else {
             return Ok(PrivateTensor::from_share(x.shape(), None));
         };
-        let [r, r_hi, r_msb]: [ZTensor<u64>; 3] =
-            shares(&dealt)
-                .try_into()
-                .map_err(|_| crate::ProtocolError::Usage {
-                    op: "truncate",
-                    reason: "Z64 truncation needs three dealt tensors".into(),
-                })?;
+        let [r, r_hi, r_msb]: [ZTensor<u64>; 3] = shares(&dealt).try_into().map_err(|_| {
+            crate::ProtocolError::Usage { op: "truncate", reason: "Z64 truncation needs three dealt tensors".into() }
+        })?;
         let server0 = s.role() == Role::Server0;
         // y = x + 2^62 lies in [0, 2^63) when abs(x) < 2^62, so msb(y) = 0.
-        let y = if server0 {
-            xi.add_scalar(1 << 62)
-        } else {
-            xi.clone()
-        };
+        let y = if server0 { xi.add_scalar(1 << 62) } else { xi.clone() };
         let c = s.open(tag, &y.add(&r)?)?;
         // y = c - r + 2^64 w, where the wrap bit is w = msb(r) * (1 - msb(c)).
         let not_c_msb = c.msb().neg().add_scalar(1);
@@ -92,13 +78,12 @@ impl ProtocolRing for Z64 {
 }
 
 impl ProtocolRing for Z128 {
+    fn truncation_cost(_: u64) -> Cost {
+        Cost::default()
+    }
+
     /// Local truncation needs nothing from cp.
-    fn deal_truncation(
-        _: &mut Session,
-        _: Tag,
-        _: &[usize],
-        _: u32,
-    ) -> Result<Dealt<ZTensor<u128>>> {
+    fn deal_truncation(_: &mut Session, _: Tag, _: &[usize], _: u32) -> Result<Dealt<ZTensor<u128>>> {
         Ok(Vec::new())
     }
 
@@ -117,30 +102,22 @@ impl ProtocolRing for Z128 {
 }
 
 impl<M: CrtModuli> ProtocolRing for Crt<M> {
+    fn truncation_cost(n: u64) -> Cost {
+        let b = (M::MODULI.len() * M::RESIDUE_BYTES) as u64;
+        Cost { bytes: [n * b, n * b, 2 * n * b], rounds: 1 }
+    }
+
     /// Deals [r, r >> f] as corrections, r uniform in [0, 2^(k+41)) from cp's private randomness.
-    fn deal_truncation(
-        s: &mut Session,
-        tag: Tag,
-        shape: &[usize],
-        f: u32,
-    ) -> Result<Dealt<CrtTensor<M>>> {
+    fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<CrtTensor<M>>> {
         let r_int = (s.role() == Role::Cp).then(|| {
             let words: ZTensor<u128> = s.private_random(tag, purpose::EXTRA, shape);
             words.low_bits(Self::PRODUCT_BITS + 41).to_signed()
         });
         let r = deal_value(s, tag, purpose::EXTRA, shape, || {
-            Ok(CrtTensor::from_signed(
-                r_int.as_ref().expect("cp computed r").view(),
-            ))
+            Ok(CrtTensor::from_signed(r_int.as_ref().expect("cp computed r").view()))
         })?;
         let r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || {
-            Ok(CrtTensor::from_signed(
-                r_int
-                    .as_ref()
-                    .expect("cp computed r")
-                    .mapv(|v| v >> f)
-                    .view(),
-            ))
+            Ok(CrtTensor::from_signed(r_int.as_ref().expect("cp computed r").mapv(|v| v >> f).view()))
         })?;
         Ok(vec![r, r_hi])
     }
@@ -155,29 +132,19 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         let Some(xi) = x.share() else {
             return Ok(PrivateTensor::from_share(x.shape(), None));
         };
-        let [r, r_hi]: [CrtTensor<M>; 2] =
-            shares(&dealt)
-                .try_into()
-                .map_err(|_| crate::ProtocolError::Usage {
-                    op: "truncate",
-                    reason: "CRT truncation needs two dealt tensors".into(),
-                })?;
+        let [r, r_hi]: [CrtTensor<M>; 2] = shares(&dealt).try_into().map_err(|_| crate::ProtocolError::Usage {
+            op: "truncate",
+            reason: "CRT truncation needs two dealt tensors".into(),
+        })?;
         let k = Self::PRODUCT_BITS;
         let server0 = s.role() == Role::Server0;
-        let y = if server0 {
-            xi.add_scalar(1i128 << k)
-        } else {
-            xi.clone()
-        };
+        let y = if server0 { xi.add_scalar(1i128 << k) } else { xi.clone() };
         let c = s.open(tag, &y.add(&r)?)?;
         let mut z = r_hi.neg();
         if server0 {
             // c = y + r < 2^(k+42) <= M as an integer: take its representative in [0, M).
-            let modulus = u128::try_from(Self::modulus())
-                .expect("CRT moduli have a product below 2^127") as i128;
-            let c_hi = c
-                .to_signed()
-                .mapv(|v| (if v < 0 { v + modulus } else { v } >> f) - (1i128 << (k - f)));
+            let modulus = u128::try_from(Self::modulus()).expect("CRT moduli have a product below 2^127") as i128;
+            let c_hi = c.to_signed().mapv(|v| (if v < 0 { v + modulus } else { v } >> f) - (1i128 << (k - f)));
             z.add_assign(&CrtTensor::from_signed(c_hi.view()))?;
         }
         Ok(PrivateTensor::from_share(x.shape(), Some(z)))
@@ -187,16 +154,9 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
 impl Session {
     /// Shares of x / 2^`frac_bits` from shares of x, by the ring's protocol (see the module
     /// table for rounds, traffic and error).
-    pub fn truncate<R: ProtocolRing>(
-        &mut self,
-        x: &PrivateTensor<R>,
-        frac_bits: u32,
-    ) -> Result<PrivateTensor<R>> {
+    pub fn truncate<R: ProtocolRing>(&mut self, x: &PrivateTensor<R>, frac_bits: u32) -> Result<PrivateTensor<R>> {
         self.op("truncate", |s| {
-            let dealt = s.deal::<R>(&Correlation::Truncation {
-                shape: x.shape(),
-                frac_bits,
-            })?;
+            let dealt = s.deal::<R>(&Correlation::Truncation { shape: x.shape(), frac_bits })?;
             R::truncate_shares(s, x, frac_bits, dealt)
         })
     }

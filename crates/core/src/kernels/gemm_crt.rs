@@ -52,17 +52,13 @@ pub fn gemm_mod(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, m: u64) -> Array
     let mut acc: Option<Array2<f64>> = None;
     for start in (0..k).step_by(exact_chunk(m).max(1)) {
         let end = (start + exact_chunk(m)).min(k);
-        let mut part = af
-            .slice(s![.., start..end])
-            .dot(&bf.slice(s![start..end, ..]));
+        let mut part = af.slice(s![.., start..end]).dot(&bf.slice(s![start..end, ..]));
         part.par_mapv_inplace(|p| reduce(p, mf, inv_m));
         acc = Some(match acc {
             None => part,
             Some(mut sum) => {
                 // Both terms are in [0, m): their sum is exact and below 2m.
-                Zip::from(&mut sum)
-                    .and(&part)
-                    .par_for_each(|s, &p| *s = reduce(*s + p, mf, inv_m));
+                Zip::from(&mut sum).and(&part).par_for_each(|s, &p| *s = reduce(*s + p, mf, inv_m));
                 sum
             }
         });
@@ -79,9 +75,7 @@ pub fn gemm_mod(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, m: u64) -> Array
 /// The plain scalar reference: u128 accumulation, then one reduction.
 pub fn gemm_mod_reference(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, m: u64) -> Array2<u64> {
     Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
-        let sum: u128 = (0..a.ncols())
-            .map(|t| a[[i, t]] as u128 * b[[t, j]] as u128)
-            .sum();
+        let sum: u128 = (0..a.ncols()).map(|t| a[[i, t]] as u128 * b[[t, j]] as u128).sum();
         (sum % m as u128) as u64
     })
 }
@@ -92,8 +86,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn residues(m: u64, r: usize, c: usize) -> impl Strategy<Value = Array2<u64>> {
-        proptest::collection::vec(0..m, r * c)
-            .prop_map(move |v| Array2::from_shape_vec((r, c), v).unwrap())
+        proptest::collection::vec(0..m, r * c).prop_map(move |v| Array2::from_shape_vec((r, c), v).unwrap())
     }
 
     proptest! {
@@ -114,10 +107,7 @@ mod tests {
         // All residues at the centred extreme: the worst case for exactness.
         let a = Array2::from_elem((2, k), m / 2);
         let b = Array2::from_elem((k, 3), m / 2);
-        assert_eq!(
-            gemm_mod(a.view(), b.view(), m),
-            gemm_mod_reference(a.view(), b.view(), m)
-        );
+        assert_eq!(gemm_mod(a.view(), b.view(), m), gemm_mod_reference(a.view(), b.view(), m));
         assert_eq!(exact_chunk(m), 8192);
     }
 }

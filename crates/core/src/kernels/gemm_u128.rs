@@ -77,11 +77,7 @@ pub fn gemm_u128(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) -> Array2<u12
 ///
 /// Panics if `a.ncols() != b.nrows()`.
 pub fn gemm_u128_reference(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) -> Array2<u128> {
-    assert_eq!(
-        a.ncols(),
-        b.nrows(),
-        "gemm_u128_reference: inner dimensions differ"
-    );
+    assert_eq!(a.ncols(), b.nrows(), "gemm_u128_reference: inner dimensions differ");
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let mut c = Array2::<u128>::zeros((m, n));
     for i in 0..m {
@@ -99,13 +95,7 @@ pub fn gemm_u128_reference(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) -> 
 /// Splits the output into roughly `4 × threads` work units: returns
 /// `(rows per unit, columns per unit)`, with rows a multiple of `row_align`
 /// (at most `max_rows`) and columns a multiple of `col_align`.
-fn work_split(
-    m: usize,
-    n: usize,
-    row_align: usize,
-    max_rows: usize,
-    col_align: usize,
-) -> (usize, usize) {
+fn work_split(m: usize, n: usize, row_align: usize, max_rows: usize, col_align: usize) -> (usize, usize) {
     let want = 4 * rayon::current_num_threads();
     let row_tiles = m.div_ceil(row_align);
     let tiles_per_unit = row_tiles.div_ceil(want).clamp(1, max_rows / row_align);
@@ -128,55 +118,50 @@ mod portable {
     const KB: usize = 128;
 
     /// Accumulates `A · B` into the zero-initialised `c`.
-    pub(super) fn gemm(
-        a: ArrayView2<'_, u128>,
-        b: ArrayView2<'_, u128>,
-        mut c: ArrayViewMut2<'_, u128>,
-    ) {
+    pub(super) fn gemm(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>, mut c: ArrayViewMut2<'_, u128>) {
         let b = b.as_standard_layout();
         let (k, n) = b.dim();
         let (rows, cols) = work_split(a.nrows(), n, 1, MB, NB);
-        c.axis_chunks_iter_mut(Axis(0), rows)
-            .into_par_iter()
-            .zip(a.axis_chunks_iter(Axis(0), rows))
-            .for_each(|(mut c_rows, a_rows)| {
-                c_rows
-                    .axis_chunks_iter_mut(Axis(1), cols)
-                    .into_par_iter()
-                    .enumerate()
-                    .for_each(|(q, mut c_blk)| {
-                        let j0 = q * cols;
-                        for j in (0..c_blk.ncols()).step_by(NB) {
-                            let j1 = (j + NB).min(c_blk.ncols());
-                            for k0 in (0..k).step_by(KB) {
-                                let k1 = (k0 + KB).min(k);
-                                let b_blk = b.slice(s![k0..k1, j0 + j..j0 + j1]);
-                                for (mut c_row, a_row) in c_blk
-                                    .slice_mut(s![.., j..j1])
-                                    .rows_mut()
-                                    .into_iter()
-                                    .zip(a_rows.slice(s![.., k0..k1]).rows())
-                                {
-                                    for (&x, b_row) in a_row.iter().zip(b_blk.rows()) {
-                                        for (cv, &y) in c_row.iter_mut().zip(b_row.iter()) {
-                                            *cv = cv.wrapping_add(x.wrapping_mul(y));
-                                        }
+        c.axis_chunks_iter_mut(Axis(0), rows).into_par_iter().zip(a.axis_chunks_iter(Axis(0), rows)).for_each(
+            |(mut c_rows, a_rows)| {
+                c_rows.axis_chunks_iter_mut(Axis(1), cols).into_par_iter().enumerate().for_each(|(q, mut c_blk)| {
+                    let j0 = q * cols;
+                    for j in (0..c_blk.ncols()).step_by(NB) {
+                        let j1 = (j + NB).min(c_blk.ncols());
+                        for k0 in (0..k).step_by(KB) {
+                            let k1 = (k0 + KB).min(k);
+                            let b_blk = b.slice(s![k0..k1, j0 + j..j0 + j1]);
+                            for (mut c_row, a_row) in c_blk
+                                .slice_mut(s![.., j..j1])
+                                .rows_mut()
+                                .into_iter()
+                                .zip(a_rows.slice(s![.., k0..k1]).rows())
+                            {
+                                for (&x, b_row) in a_row.iter().zip(b_blk.rows()) {
+                                    for (cv, &y) in c_row.iter_mut().zip(b_row.iter()) {
+                                        *cv = cv.wrapping_add(x.wrapping_mul(y));
                                     }
                                 }
                             }
                         }
-                    });
-            });
+                    }
+                });
+            },
+        );
     }
 }
 
 /// AVX-512 IFMA path (x86-64 only, selected at run time).
+///
+/// The AVX-512 intrinsics and target features are stable since Rust 1.89, so
+/// this module needs a 1.89+ toolchain even where the crate declares older.
 #[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
 mod ifma {
     use super::*;
     use std::arch::x86_64::{
-        __m512i, _mm512_add_epi64, _mm512_loadu_si512, _mm512_madd52hi_epu64,
-        _mm512_madd52lo_epu64, _mm512_set1_epi64, _mm512_setzero_si512, _mm512_storeu_si512,
+        __m512i, _mm512_add_epi64, _mm512_loadu_si512, _mm512_madd52hi_epu64, _mm512_madd52lo_epu64, _mm512_set1_epi64,
+        _mm512_setzero_si512, _mm512_storeu_si512,
     };
 
     /// Columns per `B` panel: one zmm register of 64-bit lanes.
@@ -205,11 +190,7 @@ mod ifma {
 
     /// Splits `v` into limbs `[v mod 2^52, (v >> 52) mod 2^52, v >> 104]`.
     fn split(v: u128) -> [u64; LIMBS] {
-        [
-            v as u64 & MASK52,
-            (v >> 52) as u64 & MASK52,
-            (v >> 104) as u64,
-        ]
+        [v as u64 & MASK52, (v >> 52) as u64 & MASK52, (v >> 104) as u64]
     }
 
     /// Where a work unit finds its `B` panels.
@@ -223,11 +204,7 @@ mod ifma {
     }
 
     /// Accumulates `A · B` into the zero-initialised `c` (all dimensions non-zero).
-    pub(super) fn gemm(
-        a: ArrayView2<'_, u128>,
-        b: ArrayView2<'_, u128>,
-        mut c: ArrayViewMut2<'_, u128>,
-    ) {
+    pub(super) fn gemm(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>, mut c: ArrayViewMut2<'_, u128>) {
         let (k, n) = b.dim();
         let b = b.as_standard_layout();
         let b = b.as_slice().expect("standard layout is contiguous");
@@ -235,30 +212,21 @@ mod ifma {
         // With several row units every panel is used several times: pack `B`
         // once up front. A single row unit uses each panel once, so it packs
         // block by block, keeping the packed copy in cache.
-        let b_packed = if rows < a.nrows() {
-            pack_b(b, k, n)
-        } else {
-            Vec::new()
-        };
-        c.axis_chunks_iter_mut(Axis(0), rows)
-            .into_par_iter()
-            .zip(a.axis_chunks_iter(Axis(0), rows))
-            .for_each(|(mut c_rows, a_rows)| {
-                c_rows
-                    .axis_chunks_iter_mut(Axis(1), cols)
-                    .into_par_iter()
-                    .enumerate()
-                    .for_each(|(q, c_blk)| {
-                        let panels = if b_packed.is_empty() {
-                            Panels::Raw { b, n, j0: q * cols }
-                        } else {
-                            Panels::Packed(&b_packed[q * (cols / NR) * k..])
-                        };
-                        // SAFETY: `available()` returned true before `gemm` was
-                        // called, so the CPU supports AVX-512F and IFMA.
-                        unsafe { block(a_rows, panels, k, c_blk) };
-                    });
-            });
+        let b_packed = if rows < a.nrows() { pack_b(b, k, n) } else { Vec::new() };
+        c.axis_chunks_iter_mut(Axis(0), rows).into_par_iter().zip(a.axis_chunks_iter(Axis(0), rows)).for_each(
+            |(mut c_rows, a_rows)| {
+                c_rows.axis_chunks_iter_mut(Axis(1), cols).into_par_iter().enumerate().for_each(|(q, c_blk)| {
+                    let panels = if b_packed.is_empty() {
+                        Panels::Raw { b, n, j0: q * cols }
+                    } else {
+                        Panels::Packed(&b_packed[q * (cols / NR) * k..])
+                    };
+                    // SAFETY: `available()` returned true before `gemm` was
+                    // called, so the CPU supports AVX-512F and IFMA.
+                    unsafe { block(a_rows, panels, k, c_blk) };
+                });
+            },
+        );
     }
 
     /// The packed step of row `row` of `B` for the panel starting at column
@@ -289,16 +257,13 @@ mod ifma {
         // Groups of panels per task: read `B` row by row, a few panels wide.
         let group = panels.div_ceil(2 * rayon::current_num_threads()).min(16);
         let mut packed = Vec::with_capacity(panels * k);
-        packed.spare_capacity_mut()[..panels * k]
-            .par_chunks_mut(group * k)
-            .enumerate()
-            .for_each(|(g, dst)| {
-                for (kk, row) in b.chunks_exact(n).enumerate() {
-                    for p in 0..dst.len() / k {
-                        dst[p * k + kk].write(b_step(row, (g * group + p) * NR));
-                    }
+        packed.spare_capacity_mut()[..panels * k].par_chunks_mut(group * k).enumerate().for_each(|(g, dst)| {
+            for (kk, row) in b.chunks_exact(n).enumerate() {
+                for p in 0..dst.len() / k {
+                    dst[p * k + kk].write(b_step(row, (g * group + p) * NR));
                 }
-            });
+            }
+        });
         // SAFETY: the chunks cover the first `panels * k` slots and every slot
         // `p * k + kk` of a chunk (panel `p`, step `kk < k`) was written above.
         unsafe { packed.set_len(panels * k) };
@@ -320,12 +285,7 @@ mod ifma {
     /// Computes one work unit: rows `a` (all of `k`) times the `B` panels
     /// starting at `panels`, added into `c`.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    fn block(
-        a: ArrayView2<'_, u128>,
-        panels: Panels<'_>,
-        k: usize,
-        mut c: ArrayViewMut2<'_, u128>,
-    ) {
+    fn block(a: ArrayView2<'_, u128>, panels: Panels<'_>, k: usize, mut c: ArrayViewMut2<'_, u128>) {
         let kc = k.div_ceil(k.div_ceil(KC_MAX));
         let mut a_packed = vec![0u64; a.nrows() * kc * LIMBS];
         let mut b_local = match panels {
@@ -336,10 +296,7 @@ mod ifma {
         for k0 in (0..k).step_by(kc) {
             let k1 = (k0 + kc).min(k);
             let len = k1 - k0;
-            for (i, dst) in (0..a.nrows())
-                .step_by(MR)
-                .zip(a_packed.chunks_mut(MR * len * LIMBS))
-            {
+            for (i, dst) in (0..a.nrows()).step_by(MR).zip(a_packed.chunks_mut(MR * len * LIMBS)) {
                 pack_a(a.slice(s![i..(i + MR).min(a.nrows()), k0..k1]), dst);
             }
             for q in 0..c.ncols().div_ceil(NR) {
@@ -354,10 +311,7 @@ mod ifma {
                     }
                 };
                 let cols = NR.min(c.ncols() - q * NR);
-                for (i, a_blk) in (0..a.nrows())
-                    .step_by(MR)
-                    .zip(a_packed.chunks(MR * len * LIMBS))
-                {
+                for (i, a_blk) in (0..a.nrows()).step_by(MR).zip(a_packed.chunks(MR * len * LIMBS)) {
                     let mr = MR.min(a.nrows() - i);
                     let acc = &mut acc[..mr];
                     match mr {
@@ -481,9 +435,7 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Array2::from_shape_simple_fn((rows, cols), || {
-            (u128::from(next()) << 64) | u128::from(next())
-        })
+        Array2::from_shape_simple_fn((rows, cols), || (u128::from(next()) << 64) | u128::from(next()))
     }
 
     fn check(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) {
@@ -534,12 +486,7 @@ mod tests {
     #[test]
     fn long_k_crosses_block_boundaries() {
         // Above the k-block size and the 1365-step carry interval.
-        for (m, k, n, seed) in [
-            (3, 5000, 11, 1),
-            (9, 1025, 17, 2),
-            (1, 1365, 9, 3),
-            (17, 2049, 1, 4),
-        ] {
+        for (m, k, n, seed) in [(3, 5000, 11, 1), (9, 1025, 17, 2), (1, 1365, 9, 3), (17, 2049, 1, 4)] {
             let a = fixed(m, k, seed);
             let b = fixed(k, n, seed + 100);
             check(a.view(), b.view());

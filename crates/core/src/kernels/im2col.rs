@@ -41,15 +41,7 @@ impl ConvGeometry {
             return Err(mismatch());
         }
         let output = params.output_size(h, w, kh, kw).ok_or_else(mismatch)?;
-        Ok(ConvGeometry {
-            batch: n,
-            channels: c,
-            input: (h, w),
-            filters: o,
-            kernel: (kh, kw),
-            output,
-            params,
-        })
+        Ok(ConvGeometry { batch: n, channels: c, input: (h, w), filters: o, kernel: (kh, kw), output, params })
     }
 
     /// Rows of the patch matrix: N * OH * OW.
@@ -66,10 +58,7 @@ impl ConvGeometry {
 /// The patch matrix of an NCHW input: row (n, oy, ox) holds the C*KH*KW input values under the
 /// filter at that output position (zero where the filter covers padding), in (c, ky, kx) order,
 /// matching an OIHW filter reshaped to (O, C*KH*KW).
-pub fn im2col<T: Copy + Default + Send + Sync>(
-    x: ArrayViewD<'_, T>,
-    g: &ConvGeometry,
-) -> Array2<T> {
+pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeometry) -> Array2<T> {
     let (oh, ow) = g.output;
     let (kh, kw) = g.kernel;
     let (h, w) = g.input;
@@ -82,36 +71,27 @@ pub fn im2col<T: Copy + Default + Send + Sync>(
     if per_image == 0 {
         return patches;
     }
-    let flat = patches
-        .as_slice_mut()
-        .expect("freshly allocated arrays are contiguous");
-    flat.par_chunks_mut(per_image)
-        .enumerate()
-        .for_each(|(n, out)| {
-            let image = x.index_axis(Axis(0), n);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let row = &mut out[(oy * ow + ox) * cols..][..cols];
-                    let mut idx = 0;
-                    for c in 0..g.channels {
-                        for ky in 0..kh {
-                            let iy = (oy * sh + ky) as isize - ph as isize;
-                            for kx in 0..kw {
-                                let ix = (ox * sw + kx) as isize - pw as isize;
-                                let inside =
-                                    iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
-                                row[idx] = if inside {
-                                    image[[c, iy as usize, ix as usize]]
-                                } else {
-                                    T::default()
-                                };
-                                idx += 1;
-                            }
+    let flat = patches.as_slice_mut().expect("freshly allocated arrays are contiguous");
+    flat.par_chunks_mut(per_image).enumerate().for_each(|(n, out)| {
+        let image = x.index_axis(Axis(0), n);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = &mut out[(oy * ow + ox) * cols..][..cols];
+                let mut idx = 0;
+                for c in 0..g.channels {
+                    for ky in 0..kh {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        for kx in 0..kw {
+                            let ix = (ox * sw + kx) as isize - pw as isize;
+                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                            row[idx] = if inside { image[[c, iy as usize, ix as usize]] } else { T::default() };
+                            idx += 1;
                         }
                     }
                 }
             }
-        });
+        }
+    });
     patches
 }
 

@@ -1,0 +1,89 @@
+//! Traffic and rounds of every operation, as formulas in the tensor sizes. Tests check the
+//! measured counters against these exactly; `pond bench` prints them as `expected_bytes`.
+//!
+//! Bytes are payload bytes sent by [server0, server1, cp]; rounds are server rounds (a server's
+//! send phases: sends not separated by a receive). cp never waits for anyone, so it has no
+//! rounds of its own: its messages are produced ahead of the servers' need.
+
+use crate::dealer::Bilinear;
+use crate::polynomial::{needed_powers, power_level, Polynomial};
+use crate::transport::Role;
+use crate::truncation::ProtocolRing;
+use pond_core::{Ring, RingTensor};
+
+/// Traffic and rounds of one operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Cost {
+    /// Bytes sent by server0, server1, cp.
+    pub bytes: [u64; 3],
+    /// Server rounds.
+    pub rounds: u64,
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost { bytes: std::array::from_fn(|i| self.bytes[i] + o.bytes[i]), rounds: self.rounds + o.rounds }
+    }
+}
+
+impl std::ops::Mul<u64> for Cost {
+    type Output = Cost;
+    fn mul(self, k: u64) -> Cost {
+        Cost { bytes: self.bytes.map(|b| b * k), rounds: self.rounds * k }
+    }
+}
+
+fn b<R: Ring>() -> u64 {
+    R::Tensor::BYTES_PER_ELEMENT as u64
+}
+
+fn count(shape: &[usize]) -> u64 {
+    shape.iter().product::<usize>() as u64
+}
+
+/// Input sharing of n elements by `owner`: free from a server, n·B from cp to server1.
+pub fn share_input<R: Ring>(owner: Role, n: u64) -> Cost {
+    match owner {
+        Role::Cp => Cost { bytes: [0, 0, n * b::<R>()], rounds: 0 },
+        _ => Cost::default(),
+    }
+}
+
+/// Opening n elements to both servers (reveal, mask): n·B per server, one round.
+pub fn open<R: Ring>(n: u64) -> Cost {
+    Cost { bytes: [n * b::<R>(), n * b::<R>(), 0], rounds: 1 }
+}
+
+/// A Beaver product `op` of operands with shapes `x`, `y`; a masked operand is not opened again.
+pub fn product<R: Ring>(op: Bilinear, x: &[usize], x_masked: bool, y: &[usize], y_masked: bool) -> Cost {
+    let out = op.output_shape(x, y).map(|s| count(&s)).unwrap_or(0);
+    let opened = if x_masked { 0 } else { count(x) } + if y_masked { 0 } else { count(y) };
+    Cost { bytes: [opened * b::<R>(), opened * b::<R>(), out * b::<R>()], rounds: u64::from(opened > 0) }
+}
+
+/// Square of n elements: n·B per server, n·B from cp, one round.
+pub fn square<R: Ring>(n: u64) -> Cost {
+    Cost { bytes: [n * b::<R>(), n * b::<R>(), n * b::<R>()], rounds: 1 }
+}
+
+/// Truncation of n elements (see [`crate::truncation`]).
+pub fn truncation<R: ProtocolRing>(n: u64) -> Cost {
+    R::truncation_cost(n)
+}
+
+/// Polynomial evaluation on n elements (see [`crate::polynomial`]).
+pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
+    let needed = needed_powers(p.coeffs);
+    let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+    let mut cost = if p.scale_bits > 0 { truncation::<R>(n) } else { Cost::default() };
+    for level in 1..=top {
+        let m = needed.iter().filter(|&&i| power_level(i) == level).count() as u64;
+        let shape = [(m * n) as usize];
+        cost = cost + product::<R>(Bilinear::Mul, &shape, false, &shape, false) + truncation::<R>(m * n);
+    }
+    if p.coeffs.iter().skip(1).any(|&c| c != 0.0) {
+        cost = cost + truncation::<R>(n);
+    }
+    cost
+}

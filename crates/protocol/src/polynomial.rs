@@ -1,0 +1,207 @@
+//! Polynomial evaluation on shares, and the polynomial approximations of sigmoid and ReLU.
+//!
+//! A polynomial p is evaluated in t = x / 2^s (s = `scale_bits`), so that on the stated
+//! interval every power of t lies in [-1, 1] and stays inside the fixed-point range. The powers
+//! t^i that p needs are computed level by level, t^i = t^a * t^b with a the largest power of two
+//! below i, so t^i is ready after ceil(log2 i) levels; all products of one level are batched into
+//! one Beaver multiplication and one truncation. The terms are then summed at scale 2^2f and
+//! truncated once.
+//!
+//! Why not Horner or dealer-supplied powers: Horner needs deg(p) sequential multiplications
+//! (2·deg(p) rounds with truncation), while the power tree needs ceil(log2 deg(p)) levels; dealer
+//! powers (open x - r once, expand (c + r)^i) would need shares of r^i at scale 2^(i·f), which
+//! leaves the fixed-point range of Z64 from i = 3 on.
+//!
+//! Rounds per server: 1 (scaling, if s > 0) + 2 per level + 1 (final truncation) for Z64 and
+//! CRT; Z128 truncates locally, so 1 per level. Bytes per server: for each level with m
+//! products of n elements, 2·m·n·B (both operands opened) plus the truncation's m·n·B (Z64,
+//! CRT); the scaling and final truncations n·B each.
+
+use crate::error::Result;
+use crate::session::Session;
+use crate::tensors::PrivateTensor;
+use crate::truncation::ProtocolRing;
+use pond_core::FixedPoint;
+use std::collections::BTreeMap;
+
+/// A polynomial approximation in t = x / 2^`scale_bits`, valid on `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polynomial {
+    /// Coefficients of t^0, t^1, ... (in t, not in x).
+    pub coeffs: &'static [f64],
+    /// s in t = x / 2^s: the interval is [-2^s, 2^s].
+    pub scale_bits: u32,
+    /// Maximum absolute error against the approximated function on the interval, in real
+    /// arithmetic (fixed-point error comes on top).
+    pub max_error: f64,
+}
+
+/// Sigmoid on [-8, 8]: the degree-9 Chebyshev interpolant (least squares on 4000 Chebyshev
+/// nodes) of 1/(1+e^-x) in t = x/8; max error 0.0123 on [-8, 8]. Outside the interval the
+/// polynomial diverges: use exact comparisons to clip when inputs can leave it.
+pub const SIGMOID: Polynomial = Polynomial {
+    coeffs: &[
+        0.5,
+        0.2295622592 * 8.0,
+        0.0,
+        -0.01107128432 * 512.0,
+        0.0,
+        0.0003398609868 * 32768.0,
+        0.0,
+        -5.052365568e-06 * 2097152.0,
+        0.0,
+        2.827773385e-08 * 134217728.0,
+    ],
+    scale_bits: 3,
+    max_error: 0.0123,
+};
+
+/// ReLU on [-4, 4]: the degree-4 Chebyshev interpolant of max(x, 0) in t = x/4 (the kind of
+/// approximation tf-encrypted's Pond uses); max error 0.255 on [-4, 4].
+pub const RELU: Polynomial = Polynomial {
+    coeffs: &[0.2546480726, 0.5 * 4.0, 0.1909858908 * 16.0, 0.0, -0.005305162724 * 256.0],
+    scale_bits: 2,
+    max_error: 0.255,
+};
+
+impl Polynomial {
+    /// p(x) in plain f64 (the reference for tests and the plaintext backend).
+    pub fn eval(&self, x: f64) -> f64 {
+        let t = x / f64::from(1u32 << self.scale_bits);
+        self.coeffs.iter().rev().fold(0.0, |acc, c| acc * t + c)
+    }
+
+    /// Degree.
+    pub fn degree(&self) -> usize {
+        self.coeffs.len().saturating_sub(1)
+    }
+}
+
+/// The split t^i = t^a * t^b used by the power tree (a the largest power of two below i).
+pub fn power_split(i: usize) -> (usize, usize) {
+    let a = 1usize << (usize::BITS - 1 - (i - 1).leading_zeros());
+    (a, i - a)
+}
+
+/// The level at which t^i is computed: ceil(log2 i).
+pub fn power_level(i: usize) -> u32 {
+    usize::BITS - (i - 1).leading_zeros()
+}
+
+/// Every power the coefficients need, with the powers their computation needs.
+pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
+    let mut needed: std::collections::BTreeSet<usize> =
+        coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, _)| i).collect();
+    let mut stack: Vec<usize> = needed.iter().copied().collect();
+    while let Some(i) = stack.pop() {
+        if i > 1 {
+            let (a, b) = power_split(i);
+            for j in [a, b] {
+                if needed.insert(j) {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    needed.into_iter().collect()
+}
+
+impl Session {
+    /// p(x) on shares (see the module docs for the method, rounds and traffic).
+    pub fn polynomial<R: ProtocolRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        p: &Polynomial,
+        fp: FixedPoint<R>,
+    ) -> Result<PrivateTensor<R>> {
+        self.op("polynomial", |s| {
+            let f = fp.frac_bits();
+            let n = x.len();
+            let t = if p.scale_bits > 0 { s.truncate(x, p.scale_bits)? } else { x.clone() };
+            let flat = s.reshape(&t, &[n])?;
+            let needed = needed_powers(p.coeffs);
+            let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, flat)]);
+            let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+            for level in 1..=top {
+                let at_level: Vec<usize> = needed.iter().copied().filter(|&i| power_level(i) == level).collect();
+                let lhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).0]).collect();
+                let rhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).1]).collect();
+                let (lhs, rhs) = (s.concat(&lhs)?, s.concat(&rhs)?);
+                let product = s.mul(&lhs, &rhs)?;
+                let product = s.truncate(&product, f)?;
+                for (k, &i) in at_level.iter().enumerate() {
+                    let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
+                    powers.insert(i, part);
+                }
+            }
+            let mut acc: Option<PrivateTensor<R>> = None;
+            for (i, &c) in p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0) {
+                let term = s.mul_scalar(&powers[&i], fp.encode_scalar(c, i)?);
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => s.add(&a, &term)?,
+                });
+            }
+            let sum = match acc {
+                Some(a) => s.truncate(&a, f)?,
+                None => s.mul_scalar(&powers[&1], 0),
+            };
+            let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
+            let out = s.add_scalar(&sum, constant);
+            s.reshape(&out, x.shape())
+        })
+    }
+
+    /// The polynomial sigmoid [`SIGMOID`].
+    pub fn sigmoid<R: ProtocolRing>(&mut self, x: &PrivateTensor<R>, fp: FixedPoint<R>) -> Result<PrivateTensor<R>> {
+        self.polynomial(x, &SIGMOID, fp)
+    }
+
+    /// The polynomial ReLU [`RELU`].
+    pub fn relu_poly<R: ProtocolRing>(&mut self, x: &PrivateTensor<R>, fp: FixedPoint<R>) -> Result<PrivateTensor<R>> {
+        self.polynomial(x, &RELU, fp)
+    }
+
+    /// Concatenation of 1-D private tensors.
+    pub fn concat<R: ProtocolRing>(&self, parts: &[&PrivateTensor<R>]) -> Result<PrivateTensor<R>> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let shares: Option<Vec<&R::Tensor>> = parts.iter().map(|p| p.share()).collect();
+        let share = match shares {
+            Some(sh) if parts.len() == 1 => Some(sh[0].clone()),
+            Some(sh) => Some(<R::Tensor as pond_core::RingTensor>::concat(0, &sh)?),
+            None => None,
+        };
+        Ok(PrivateTensor::from_share(&[len], share))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_tree() {
+        assert_eq!(power_split(2), (1, 1));
+        assert_eq!(power_split(3), (2, 1));
+        assert_eq!(power_split(9), (8, 1));
+        assert_eq!(power_level(2), 1);
+        assert_eq!(power_level(4), 2);
+        assert_eq!(power_level(5), 3);
+        assert_eq!(power_level(9), 4);
+        assert_eq!(needed_powers(SIGMOID.coeffs), vec![1, 2, 3, 4, 5, 7, 8, 9]);
+    }
+
+    #[test]
+    fn approximations_meet_their_stated_error() {
+        for (p, f, lo, hi) in [
+            (&SIGMOID, (|x: f64| 1.0 / (1.0 + (-x).exp())) as fn(f64) -> f64, -8.0, 8.0),
+            (&RELU, (|x: f64| x.max(0.0)) as fn(f64) -> f64, -4.0, 4.0),
+        ] {
+            let worst = (0..=20_000)
+                .map(|i| lo + (hi - lo) * i as f64 / 20_000.0)
+                .map(|x| (p.eval(x) - f(x)).abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= p.max_error, "max error {worst} above stated {}", p.max_error);
+        }
+    }
+}

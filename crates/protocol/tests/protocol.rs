@@ -1,0 +1,201 @@
+//! Correctness of the protocol against plaintext ring arithmetic, per ring: sharing, Beaver
+//! products with fresh and reused masks, truncation within its stated error, polynomials within
+//! the derived fixed-point bound.
+
+mod common;
+
+use common::*;
+use ndarray::{ArrayD, IxDyn};
+use pond_core::{Conv2dParams, Crt, FixedPoint, Int100, Ring, RingTensor, WideModuli, Z128, Z64};
+use pond_protocol::polynomial::{Polynomial, SIGMOID};
+use pond_protocol::*;
+use proptest::prelude::*;
+
+fn sharing_reconstructs<R: ProtocolRing>(seed: u64, shape: &[usize], owner: Role) {
+    let x = random::<R>(seed, shape);
+    let out = run(seed, |s| Ok(share(&s.share_input::<R>(owner, owned(s, owner, &x), shape)?)));
+    assert_eq!(reconstruct(&out), x);
+}
+
+fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: usize) {
+    let (x, y) = (random::<R>(seed, &[m, k]), random::<R>(seed + 1, &[k, n]));
+    let (u, v) = (random::<R>(seed + 2, &[m, k]), random::<R>(seed + 3, &[m, k]));
+    let img = random::<R>(seed + 4, &[2, 2, m + 2, k + 2]);
+    let filt = random::<R>(seed + 5, &[3, 2, 3, 3]);
+    let p = Conv2dParams { stride: (1, 2), padding: (1, 0) };
+    let out = run(seed, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[m, k])?;
+        let py = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &y), &[k, n])?;
+        let pu = s.share_input::<R>(Role::Server1, owned(s, Role::Server1, &u), &[m, k])?;
+        let pv = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &v), &[m, k])?;
+        let pi = s.share_input::<R>(Role::Server1, owned(s, Role::Server1, &img), img.shape())?;
+        let pf = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &filt), filt.shape())?;
+        let my = s.mask(&py)?;
+        let mx = s.mask(&px)?;
+        let mf = s.mask(&pf)?;
+        Ok([
+            share(&s.matmul(&px, &py)?),
+            share(&s.matmul(&px, &my)?),
+            share(&s.matmul(&mx, &my)?),
+            share(&s.matmul(&mx, &py)?),
+            share(&s.mul(&pu, &pv)?),
+            share(&s.square(&pu)?),
+            share(&s.conv2d(&pi, &pf, p)?),
+            share(&s.conv2d(&pi, &mf, p)?),
+        ])
+    });
+    let take = |i: usize| reconstruct(&[out[0][i].clone(), out[1][i].clone(), out[2][i].clone()]);
+    let xy = x.matmul(&y).unwrap();
+    for i in 0..4 {
+        assert_eq!(take(i), xy, "matmul variant {i}");
+    }
+    assert_eq!(take(4), u.mul(&v).unwrap());
+    assert_eq!(take(5), u.mul(&u).unwrap());
+    let conv = img.conv2d(&filt, p).unwrap();
+    assert_eq!(take(6), conv);
+    assert_eq!(take(7), conv);
+}
+
+/// Truncating x by f must give floor(x / 2^f) or floor(x / 2^f) + 1 (error below 1 ulp).
+fn truncation_within_one_ulp<R: ProtocolRing>(seed: u64, values: &[i128], f: u32) {
+    let x = R::Tensor::from_signed(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view());
+    let out = run(seed, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
+        Ok(share(&s.truncate(&px, f)?))
+    });
+    let got = reconstruct(&out).to_signed();
+    for (v, g) in values.iter().zip(got.iter()) {
+        let floor = v >> f;
+        assert!(
+            *g == floor || *g == floor + 1,
+            "{}: truncate({v}, {f}) = {g}, expected {floor} or {}",
+            R::NAME,
+            floor + 1
+        );
+    }
+}
+
+/// Fixed-point matmul then truncation: each decoded entry is within 1 ulp (2^-f) of the exact
+/// product of the encoded inputs, by the truncation bound above.
+fn fixed_point_matmul<R: ProtocolRing>(seed: u64, xs: Vec<f64>, ys: Vec<f64>, m: usize, k: usize, n: usize) {
+    let fp = FixedPoint::<R>::new(16, 8).unwrap();
+    let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[m, k]), xs).unwrap().view()).unwrap();
+    let y = fp.encode(ArrayD::from_shape_vec(IxDyn(&[k, n]), ys).unwrap().view()).unwrap();
+    let out = run(seed, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[m, k])?;
+        let py = s.share_input::<R>(Role::Server1, owned(s, Role::Server1, &y), &[k, n])?;
+        let z = s.matmul(&px, &py)?;
+        Ok(share(&s.truncate(&z, 16)?))
+    });
+    let got = fp.decode(&reconstruct(&out));
+    let exact = x.matmul(&y).unwrap().to_signed().mapv(|v| v as f64 / (1u64 << 32) as f64);
+    for (g, e) in got.iter().zip(exact.iter()) {
+        assert!((g - e).abs() <= fp.ulp(), "{}: {g} vs exact {e}", R::NAME);
+    }
+}
+
+macro_rules! ring_protocol_suite {
+    ($name:ident, $ring:ty, $max_abs:expr) => {
+        mod $name {
+            use super::*;
+            type R = $ring;
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(24))]
+                #[test]
+                fn sharing(seed in any::<u64>(), shape in prop::collection::vec(0usize..6, 0..4),
+                           owner in prop::sample::select(Role::ALL.to_vec())) {
+                    sharing_reconstructs::<R>(seed, &shape, owner)
+                }
+                #[test]
+                fn products(seed in any::<u64>(), m in 1usize..6, k in 1usize..7, n in 1usize..6) {
+                    products_match_plaintext::<R>(seed, m, k, n)
+                }
+                #[test]
+                fn truncation(seed in any::<u64>(), values in prop::collection::vec(-$max_abs..$max_abs, 1..50), f in 1u32..40) {
+                    truncation_within_one_ulp::<R>(seed, &values, f)
+                }
+                #[test]
+                fn fixed_point(seed in any::<u64>(), (m, k, n, xs, ys) in (1usize..5, 1usize..9, 1usize..5).prop_flat_map(|(m, k, n)| (
+                    Just(m), Just(k), Just(n),
+                    prop::collection::vec(-15.0f64..15.0, m * k),
+                    prop::collection::vec(-15.0f64..15.0, k * n)))) {
+                    fixed_point_matmul::<R>(seed, xs, ys, m, k, n)
+                }
+            }
+
+            #[test]
+            fn truncation_at_the_edges_of_the_range() {
+                let max: i128 = $max_abs;
+                let edges = [0, 1, -1, 2, -2, max - 1, -max, -max + 1, max - 2, 1 << 20, -(1 << 20) - 1];
+                for f in [1, 16, 24, 40] {
+                    truncation_within_one_ulp::<R>(f as u64, &edges, f);
+                }
+            }
+        }
+    };
+}
+
+ring_protocol_suite!(z64, Z64, 1i128 << 62);
+ring_protocol_suite!(z128, Z128, 1i128 << 87);
+ring_protocol_suite!(crt10, Int100, 1i128 << 60);
+ring_protocol_suite!(crt5, Crt<WideModuli>, 1i128 << 62);
+
+/// Z128's local truncation fails with probability below 2^(k+1-128) per element for
+/// abs(x) < 2^k; at the documented k = 87 that is 2^-40, so 1e6 draws never see a failure
+/// unless the protocol is wrong.
+#[test]
+fn z128_local_truncation_never_fails_over_a_million_draws() {
+    let n = 1_000_000;
+    let words = random::<Z128>(5, &[n]);
+    let values = words.to_signed().mapv(|v| v >> (128 - 88)); // uniform in [-2^87, 2^87)
+    let x = <Z128 as Ring>::Tensor::from_signed(values.view());
+    let out = run(6, |s| {
+        let px = s.share_input::<Z128>(Role::Cp, owned(s, Role::Cp, &x), &[n])?;
+        Ok(share(&s.truncate(&px, 24)?))
+    });
+    let got = reconstruct(&out).to_signed();
+    let failures = values.iter().zip(got.iter()).filter(|(v, g)| **g != *v >> 24 && **g != (*v >> 24) + 1).count();
+    assert_eq!(failures, 0);
+}
+
+/// The fixed-point error of the power tree, bounded recursively: with e_i the error of t^i and
+/// |t| <= 1, e_{a+b} <= e_a + e_b + e_a e_b + 2^-f (one truncation); e_1 is the encoding plus the
+/// scaling truncation error. The sum adds each coefficient's rounding (2^-(f+1) per term, |t^i| <= 1)
+/// and the final truncation (2^-f).
+fn polynomial_bound(p: &Polynomial, ulp: f64) -> f64 {
+    use pond_protocol::polynomial::{needed_powers, power_split};
+    let mut e = std::collections::BTreeMap::from([(1usize, ulp / 2.0 / f64::from(1u32 << p.scale_bits) + ulp)]);
+    for i in needed_powers(p.coeffs).into_iter().filter(|&i| i > 1) {
+        let (a, b) = power_split(i);
+        let v = e[&a] + e[&b] + e[&a] * e[&b] + ulp;
+        e.insert(i, v);
+    }
+    let terms: f64 =
+        p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, c)| c.abs() * e[&i] + ulp / 2.0).sum();
+    terms + ulp + ulp / 2.0
+}
+
+fn sigmoid_within_bound<R: ProtocolRing>(values: &[f64]) {
+    let fp = FixedPoint::<R>::default_for_ring();
+    let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view()).unwrap();
+    let out = run(3, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
+        Ok(share(&s.sigmoid(&px, fp)?))
+    });
+    let got = fp.decode(&reconstruct(&out));
+    let bound = polynomial_bound(&SIGMOID, fp.ulp());
+    for (v, g) in values.iter().zip(got.iter()) {
+        let want = SIGMOID.eval(*v);
+        assert!((g - want).abs() <= bound, "{}: sigmoid_poly({v}) = {g}, plaintext {want}, bound {bound}", R::NAME);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn sigmoid_polynomial_matches_plaintext(values in prop::collection::vec(-8.0f64..8.0, 1..64)) {
+        sigmoid_within_bound::<Z64>(&values);
+        sigmoid_within_bound::<Z128>(&values);
+        sigmoid_within_bound::<Int100>(&values);
+    }
+}

@@ -1,0 +1,320 @@
+//! What the parties see and what they pay: uniformity of every party's view, traffic and
+//! rounds against the formulas of `costs`, determinism, failures and bad input.
+
+mod common;
+
+use common::*;
+use pond_core::{FixedPoint, Int100, Ring, RingTensor, Z128, Z64};
+use pond_protocol::costs::{self, Cost};
+use pond_protocol::polynomial::SIGMOID;
+use pond_protocol::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs `program` with every party's transport recorded; returns the outputs and transcripts.
+fn run_recorded<T: Send>(seed: u64, program: impl Fn(&mut Session) -> Result<T> + Sync) -> ([T; 3], [Transcript; 3]) {
+    let logs: [Arc<Mutex<Transcript>>; 3] = Default::default();
+    let results = run_local_with(
+        LocalConfig::seeded(seed),
+        |t| {
+            let log = logs[t.role().index()].clone();
+            Box::new(RecordingTransport::new(t, log)) as Box<dyn Transport>
+        },
+        program,
+    );
+    let outputs = collect_outputs(results).expect("protocol run failed");
+    (outputs, logs.map(|l| l.lock().unwrap().clone()))
+}
+
+/// Pearson's chi-square statistic of `samples` against the uniform distribution on `bins`.
+fn chi_square(samples: impl Iterator<Item = usize>, bins: usize) -> f64 {
+    let mut counts = vec![0u64; bins];
+    let mut n = 0u64;
+    for s in samples {
+        counts[s] += 1;
+        n += 1;
+    }
+    let expected = n as f64 / bins as f64;
+    counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
+}
+
+/// Upper 1e-6 quantile of chi-square with `dof` degrees of freedom (Wilson-Hilferty): a
+/// uniform view exceeds it with probability about 1e-6, the false-positive rate of each check.
+fn chi_square_threshold(dof: usize) -> f64 {
+    let k = dof as f64;
+    let z = 4.753; // standard normal upper 1e-6 quantile
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+/// One program touching every operation: input from every owner, mask, products, square,
+/// truncation, polynomial. The secret is a fixed, very non-uniform constant.
+fn everything<R: ProtocolRing>(s: &mut Session, secret: &R::Tensor) -> Result<()> {
+    let fp = FixedPoint::<R>::default_for_ring();
+    let shape = secret.shape().to_vec();
+    let x = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, secret), &shape)?;
+    let y = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, secret), &shape)?;
+    let m = s.mask(&y)?;
+    let z = s.mul(&x, &m)?;
+    let z = s.truncate(&z, fp.frac_bits())?;
+    let w = s.square(&z)?;
+    let w = s.truncate(&w, fp.frac_bits())?;
+    s.sigmoid(&w, fp)?;
+    Ok(())
+}
+
+fn received_bytes(t: &Transcript) -> Vec<u8> {
+    t.received.iter().flat_map(|(_, _, p)| p.iter().copied()).collect()
+}
+
+#[test]
+fn every_party_view_is_uniform_z64_z128() {
+    fn check<R: ProtocolRing>() {
+        let fp = FixedPoint::<R>::default_for_ring();
+        let secret = fp.encode(ndarray::ArrayD::from_elem(vec![4096], 1.0).view()).unwrap();
+        let mut views: [Vec<u8>; 3] = Default::default();
+        for seed in 0..4 {
+            let (_, transcripts) = run_recorded(seed, |s| everything::<R>(s, &secret));
+            for (v, t) in views.iter_mut().zip(&transcripts) {
+                v.extend(received_bytes(t));
+            }
+        }
+        let threshold = chi_square_threshold(255);
+        for (role, view) in Role::ALL.iter().zip(&views) {
+            if view.is_empty() {
+                assert_eq!(*role, Role::Cp, "only cp receives nothing");
+                continue;
+            }
+            let stat = chi_square(view.iter().map(|&b| b as usize), 256);
+            assert!(stat < threshold, "{}: {role}'s view fails uniformity: chi2 {stat} >= {threshold}", R::NAME);
+        }
+        // Negative control: the secret's own bytes are far from uniform, so the test can fail.
+        let plain = secret.to_bytes().repeat(16);
+        assert!(chi_square(plain.iter().map(|&b| b as usize), 256) > threshold);
+    }
+    check::<Z64>();
+    check::<Z128>();
+}
+
+#[test]
+fn every_party_view_is_uniform_crt() {
+    // Residues modulo the first modulus (1201), plane 0 of each received tensor.
+    let fp = FixedPoint::<Int100>::default_for_ring();
+    let n = 8192;
+    let secret = fp.encode(ndarray::ArrayD::from_elem(vec![n], 1.0).view()).unwrap();
+    let mut residues: [Vec<usize>; 3] = Default::default();
+    for seed in 0..3 {
+        let (_, transcripts) = run_recorded(seed, |s| everything::<Int100>(s, &secret));
+        for (r, t) in residues.iter_mut().zip(&transcripts) {
+            for (_, _, payload) in &t.received {
+                let count = payload.len() / <Int100 as Ring>::Tensor::BYTES_PER_ELEMENT;
+                r.extend(payload[..2 * count].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as usize));
+            }
+        }
+    }
+    let threshold = chi_square_threshold(1200);
+    for (role, r) in Role::ALL.iter().zip(&residues) {
+        if !r.is_empty() {
+            let stat = chi_square(r.iter().copied(), 1201);
+            assert!(stat < threshold, "crt: {role}'s view fails uniformity: chi2 {stat} >= {threshold}");
+        }
+    }
+}
+
+/// Measures one operation's traffic on every party (after a setup that ends in a receive on
+/// both servers, so the operation's first send starts a round).
+fn measure<R: ProtocolRing>(
+    n: usize,
+    op: impl Fn(&mut Session, &PrivateTensor<R>, &MaskedTensor<R>) -> Result<()> + Sync,
+) -> [Traffic; 3] {
+    let x = random::<R>(1, &[n, n]);
+    run(9, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[n, n])?;
+        let m = s.mask(&px)?;
+        let before = s.traffic();
+        op(s, &px, &m)?;
+        Ok(s.traffic().since(&before))
+    })
+}
+
+fn assert_cost(name: &str, measured: [Traffic; 3], expected: Cost) {
+    let bytes = measured.map(|t| t.total_sent());
+    assert_eq!(bytes, expected.bytes, "{name}: bytes sent by [server0, server1, cp]");
+    assert_eq!(measured[0].rounds, expected.rounds, "{name}: server0 rounds");
+    assert_eq!(measured[1].rounds, expected.rounds, "{name}: server1 rounds");
+}
+
+fn costs_match_formulas<R: ProtocolRing>() {
+    let n = 7;
+    let e = (n * n) as u64;
+    let sh = [n, n];
+    let fp = FixedPoint::<R>::default_for_ring();
+    let v = random::<R>(4, &sh);
+    for owner in Role::ALL {
+        assert_cost(
+            "share_input",
+            measure::<R>(n, |s, _, _| s.share_input::<R>(owner, owned(s, owner, &v), &sh).map(drop)),
+            costs::share_input::<R>(owner, e),
+        );
+    }
+    assert_cost("reveal", measure::<R>(n, |s, x, _| s.reveal(x).map(drop)), costs::open::<R>(e));
+    assert_cost("mask", measure::<R>(n, |s, x, _| s.mask(x).map(drop)), costs::open::<R>(e));
+    let mul = costs::product::<R>(Bilinear::Mul, &sh, false, &sh, false);
+    assert_cost("mul", measure::<R>(n, |s, x, _| s.mul(x, x).map(drop)), mul);
+    let mm = |xm, ym| costs::product::<R>(Bilinear::Matmul, &sh, xm, &sh, ym);
+    assert_cost("matmul fresh", measure::<R>(n, |s, x, _| s.matmul(x, x).map(drop)), mm(false, false));
+    assert_cost("matmul reused rhs", measure::<R>(n, |s, x, m| s.matmul(x, m).map(drop)), mm(false, true));
+    assert_cost("matmul both masked", measure::<R>(n, |s, _, m| s.matmul(m, m).map(drop)), mm(true, true));
+    let p = pond_core::Conv2dParams::VALID;
+    let img = [1, 1, n, n];
+    let conv = costs::product::<R>(Bilinear::Conv2d(p), &img, false, &[2, 1, 3, 3], false);
+    assert_cost(
+        "conv2d",
+        measure::<R>(n, |s, x, _| {
+            let img = s.reshape(x, &[1, 1, n, n])?;
+            let filt = s.slice_axis(&s.reshape(x, &[n * n])?, 0, 0..18)?;
+            let filt = s.reshape(&filt, &[2, 1, 3, 3])?;
+            s.conv2d(&img, &filt, p).map(drop)
+        }),
+        conv,
+    );
+    assert_cost("square", measure::<R>(n, |s, x, _| s.square(x).map(drop)), costs::square::<R>(e));
+    assert_cost("truncate", measure::<R>(n, |s, x, _| s.truncate(x, 16).map(drop)), costs::truncation::<R>(e));
+    assert_cost("sigmoid", measure::<R>(n, |s, x, _| s.sigmoid(x, fp).map(drop)), costs::polynomial::<R>(&SIGMOID, e));
+}
+
+#[test]
+fn measured_traffic_equals_the_formulas() {
+    costs_match_formulas::<Z64>();
+    costs_match_formulas::<Z128>();
+    costs_match_formulas::<Int100>();
+}
+
+#[test]
+fn same_seed_gives_identical_outputs_and_transcripts() {
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    let secret = fp.encode(ndarray::ArrayD::from_elem(vec![64], 0.75).view()).unwrap();
+    let program = |s: &mut Session| {
+        everything::<Z64>(s, &secret)?;
+        let x = s.share_input::<Z64>(Role::Cp, owned(s, Role::Cp, &secret), &[64])?;
+        let y = s.sigmoid(&x, fp)?;
+        Ok(share(&y))
+    };
+    let (out_a, log_a) = run_recorded(42, program);
+    let (out_b, log_b) = run_recorded(42, program);
+    let (out_c, _) = run_recorded(43, program);
+    assert_eq!(out_a, out_b);
+    assert_eq!(log_a, log_b);
+    assert_ne!(out_a, out_c, "a different seed gives different shares");
+}
+
+#[test]
+fn pregenerated_triples_give_the_same_products_and_check_the_plan() {
+    let (m, k, n) = (5, 6, 4);
+    let x = random::<Z64>(1, &[m, k]);
+    let w = random::<Z64>(2, &[k, n]);
+    let out = run(3, |s| {
+        let px = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &x), &[m, k])?;
+        let pw = s.share_input::<Z64>(Role::Cp, owned(s, Role::Cp, &w), &[k, n])?;
+        let mw = s.mask(&pw)?;
+        let x_shape = [m, k];
+        let plan = [Correlation::Product {
+            op: Bilinear::Matmul,
+            lhs: dealer::MaskSide::Fresh(&x_shape),
+            rhs: dealer::MaskSide::Reused(&mw.mask),
+        }; 2];
+        let source = PregeneratedTriples::<Z64>::generate(s, &plan)?;
+        s.use_triple_source::<Z64>(Box::new(source));
+        let before = s.traffic();
+        let a = s.matmul(&px, &mw)?;
+        let b = s.matmul(&px, &mw)?;
+        let online_cp_bytes = s.traffic().since(&before).total_sent();
+        // The plan is used up: a third product is refused rather than silently dealt online.
+        let err = s.matmul(&px, &mw).unwrap_err().to_string();
+        Ok((share(&a), share(&b), online_cp_bytes, err))
+    });
+    let xw = x.matmul(&w).unwrap();
+    assert_eq!(reconstruct(&[out[0].0.clone(), out[1].0.clone(), None]), xw);
+    assert_eq!(reconstruct(&[out[0].1.clone(), out[1].1.clone(), None]), xw);
+    assert_eq!(out[2].2, 0, "cp sends nothing in the online phase");
+    assert!(out[0].3.contains("exhausted"), "{}", out[0].3);
+}
+
+#[test]
+fn a_party_that_fails_stops_the_others_with_an_error_naming_it() {
+    let start = Instant::now();
+    let results = run_local_parties(LocalConfig { seed: 1, timeout: Duration::from_secs(20) }, |s| {
+        let x = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &random::<Z64>(1, &[10])), &[10])?;
+        if s.role() == Role::Cp {
+            return Err(ProtocolError::Usage { op: "test", reason: "cp gives up".into() });
+        }
+        s.mul(&x, &x)?;
+        Ok(())
+    });
+    assert!(start.elapsed() < Duration::from_secs(5), "no one waits for the deadline");
+    assert!(matches!(results[2], Err(ProtocolError::Usage { .. })));
+    for r in &results[..2] {
+        let e = r.as_ref().unwrap_err().to_string();
+        assert!(e.contains("cp"), "server error names cp: {e} / {results:?}");
+    }
+    // The root cause is what run_local reports.
+    let err = collect_outputs(results).unwrap_err().to_string();
+    assert!(err.contains("cp gives up"), "{err}");
+}
+
+#[test]
+fn a_panicking_party_stops_the_others() {
+    let results = run_local_parties(LocalConfig::seeded(1), |s| {
+        let x = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &random::<Z64>(1, &[10])), &[10])?;
+        assert!(s.role() != Role::Server1, "server1 crashes");
+        s.mul(&x, &x)?;
+        Ok(())
+    });
+    assert!(
+        matches!(&results[1], Err(ProtocolError::Panicked { role: Role::Server1, message }) if message.contains("crashes"))
+    );
+    assert!(results[0].as_ref().unwrap_err().to_string().contains("server1"));
+}
+
+#[test]
+fn a_stalled_party_makes_the_others_time_out_naming_it() {
+    let timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let results = run_local_parties(LocalConfig { seed: 1, timeout }, |s| {
+        let x = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &random::<Z64>(1, &[10])), &[10])?;
+        if s.role() == Role::Server1 {
+            std::thread::sleep(Duration::from_secs(1));
+            return Ok(());
+        }
+        s.mul(&x, &x)?;
+        Ok(())
+    });
+    assert!(start.elapsed() < Duration::from_secs(3));
+    match &results[0] {
+        Err(ProtocolError::Timeout { peer: Role::Server1, .. }) => {}
+        other => panic!("server0 should time out waiting for server1, got {other:?}"),
+    }
+}
+
+#[test]
+fn shape_mismatches_are_typed_errors_naming_both_shapes() {
+    let out = run_local(LocalConfig::seeded(1), |s| {
+        let a = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &random::<Z64>(1, &[2, 3])), &[2, 3])?;
+        let b = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &random::<Z64>(1, &[4, 5])), &[4, 5])?;
+        Ok((
+            s.matmul(&a, &b).unwrap_err().to_string(),
+            s.mul(&a, &b).unwrap_err().to_string(),
+            s.add(&a, &b).unwrap_err().to_string(),
+        ))
+    })
+    .unwrap();
+    for e in [&out[0].0, &out[0].1, &out[0].2] {
+        assert!(e.contains("[2, 3]") && e.contains("[4, 5]"), "{e}");
+    }
+    // And a wrongly declared input shape names both shapes too.
+    let err = run_local(LocalConfig::seeded(1), |s| {
+        s.share_input::<Z128>(Role::Server0, owned(s, Role::Server0, &random::<Z128>(1, &[3])), &[4]).map(drop)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("[3]") && err.contains("[4]"), "{err}");
+}
