@@ -17,6 +17,7 @@ use crate::transport::{Role, Tag};
 use crate::truncation::ProtocolRing;
 use pond_core::{Conv2dParams, Ring, RingTensor};
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 /// PRG purposes within one step (the low 4 bits of a stream id).
 pub mod purpose {
@@ -311,5 +312,44 @@ impl Session {
             None => OnlineDealer.deal(self, c),
         };
         result
+    }
+}
+
+/// Deals every correlation twice: one copy for the operation now, one stored for a later run
+/// of the same operations. Running a program once with a recorder and then again with the
+/// recorded correlations installed (see [`Recording::into_pregenerated`]) measures the online
+/// phase of any program without writing its correlation plan by hand; each stored correlation
+/// is fresh and used once.
+pub struct RecordingDealer<R: ProtocolRing> {
+    stored: Arc<Mutex<VecDeque<(String, Dealt<R::Tensor>)>>>,
+}
+
+/// The correlations a [`RecordingDealer`] stored.
+pub struct Recording<R: ProtocolRing> {
+    stored: Arc<Mutex<VecDeque<(String, Dealt<R::Tensor>)>>>,
+}
+
+impl<R: ProtocolRing> RecordingDealer<R> {
+    /// A recorder and the handle to its recording.
+    pub fn new() -> (Self, Recording<R>) {
+        let stored = Arc::new(Mutex::new(VecDeque::new()));
+        (RecordingDealer { stored: stored.clone() }, Recording { stored })
+    }
+}
+
+impl<R: ProtocolRing> Recording<R> {
+    /// The stored correlations as a pregenerated source, in the order the program asked for them.
+    pub fn into_pregenerated(self) -> PregeneratedTriples<R> {
+        // A poisoned lock only means the recording run panicked; what it stored is still whole.
+        let queue = std::mem::take(&mut *self.stored.lock().unwrap_or_else(|e| e.into_inner()));
+        PregeneratedTriples { queue }
+    }
+}
+
+impl<R: ProtocolRing> TripleSource<R> for RecordingDealer<R> {
+    fn deal(&mut self, s: &mut Session, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
+        let spare = OnlineDealer.deal(s, c)?;
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).push_back((c.signature(), spare));
+        OnlineDealer.deal(s, c)
     }
 }

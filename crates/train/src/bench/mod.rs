@@ -1,0 +1,6 @@
+//! Benchmark runners behind `pond bench` and the criterion benches: each returns rows that
+//! serialise to one JSON object per line.
+
+pub mod kernels;
+pub mod protocol;
+pub mod timing;
