@@ -29,7 +29,7 @@ pub mod transport;
 pub mod truncation;
 
 pub use beaver::Operand;
-pub use dealer::{Bilinear, Correlation, OnlineDealer, PregeneratedTriples, RecordingDealer, Recording, TripleSource};
+pub use dealer::{Bilinear, Correlation, OnlineDealer, PregeneratedTriples, Recording, RecordingDealer, TripleSource};
 pub use error::{ProtocolError, Result};
 pub use runtime::{collect_outputs, run_local, run_local_parties, run_local_with, LocalConfig};
 pub use session::{KeySetup, OpStats, Session};

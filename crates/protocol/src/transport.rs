@@ -5,7 +5,7 @@
 use crate::error::{ProtocolError, Result};
 use std::fmt;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One of the three parties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -90,6 +90,9 @@ pub trait Transport: Send {
 
 type Message = (Tag, Vec<u8>);
 
+/// How long an in-memory receive polls (yielding the core between polls) before it blocks.
+const SPIN_BEFORE_BLOCKING: Duration = Duration::from_micros(50);
+
 /// The step number of an abort notice: a failing party sends one to each peer, with its error
 /// as the payload, so the peers stop with an error that names the party that failed first.
 pub const ABORT_STEP: u64 = u64::MAX;
@@ -162,6 +165,20 @@ impl Transport for InMemoryTransport {
 
     fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
         let receiver = self.from[from.index()].as_ref().ok_or(ProtocolError::SelfMessage { role: from })?;
+        // Most messages arrive within microseconds of being awaited: poll briefly before
+        // sleeping, since waking a blocked thread costs more than a protocol round's work.
+        let spin_until = Instant::now() + SPIN_BEFORE_BLOCKING;
+        let polled = loop {
+            match receiver.try_recv() {
+                Ok(message) => break Some(message),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break None,
+                Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break None,
+            }
+        };
+        if let Some((got, payload)) = polled {
+            return accept_message(from, tag, got, payload);
+        }
         let (got, payload) = receiver.recv_timeout(timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => ProtocolError::Timeout { peer: from, tag, waited: timeout },
             RecvTimeoutError::Disconnected => ProtocolError::Disconnected { peer: from },
