@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod beaver;
+pub mod comparison;
 pub mod costs;
 pub mod dealer;
 pub mod error;

@@ -203,13 +203,24 @@ impl Session {
         }
     }
 
-    /// Runs `f` as the operation `name`, adding its traffic and time to the statistics.
+    /// Runs `f` as the operation `name`, adding its traffic and time to the statistics, inside a
+    /// `tracing` span "op" with fields op, role, bytes_sent and rounds (for `--trace` files).
     pub fn op<T>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let span = tracing::info_span!(
+            "op",
+            op = name,
+            role = %self.role,
+            bytes_sent = tracing::field::Empty,
+            rounds = tracing::field::Empty
+        );
+        let _entered = span.enter();
         let before = self.traffic();
         let start = Instant::now();
         let out = f(self);
         let elapsed = start.elapsed();
         let traffic = self.traffic().since(&before);
+        span.record("bytes_sent", traffic.total_sent());
+        span.record("rounds", traffic.rounds);
         let entry = self.stats.entry(name).or_default();
         entry.calls += 1;
         entry.time += elapsed;

@@ -1,8 +1,849 @@
-//! TEMPORARY placeholder until the fast kernel lands.
-use ndarray::{Array2, ArrayView2};
-/// C = A·B mod 2^64.
+//! Wrapping `u64` matrix multiply over Z_2^64: `C = A · B mod 2^64`.
+//!
+//! Structure (BLIS style):
+//! - `B` is packed once into zero-padded panels of `NR` columns per block of up to `KC_MAX`
+//!   rows (k-blocks packed in parallel).
+//! - The output is cut into a grid of (row chunk × column chunk) tasks balanced over the rayon
+//!   threads; each task packs its rows of `A` into zero-padded strips of `MR` rows per k-block
+//!   and runs an `MR × NR` register-tiled micro-kernel over its tiles, adding each finished
+//!   tile into `C` (edge tiles are computed in full and only the valid part is added).
+//! - On x86-64 with AVX-512F/DQ (detected at runtime) the micro-kernel is a 12 × 16 tile on
+//!   zmm registers using Winograd's pairing (see `winograd_corrections`): per two steps of
+//!   `k` it does one `vpmullq` of two sums instead of two `vpmullq`, trading a multiply for
+//!   additions (a zmm `vpmullq` takes the vector issue slots of about two `vpaddq`, so six
+//!   slots per two steps become five). The per-row and per-column correction terms are
+//!   subtracted once, when a task initialises its part of `C`.
+//! - Elsewhere a portable 4 × 8 plain-Rust kernel (ordinary multiply-add) is used.
+//! - `A` with few rows (matrix-vector and the like) skips packing: rows of `C` are computed
+//!   straight from a row-major `B` (AVX-512: four rows at a time sharing the loads of `B`),
+//!   split over column ranges across threads only when the product is large.
+//! - The packing buffers are kept per thread between calls (up to 16 MiB each), so repeated
+//!   GEMMs do not pay for zeroing or page-faulting fresh memory.
+
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use std::cell::Cell;
+use std::thread::LocalKey;
+
+/// Rows of `B` (the shared dimension) per packed k-block.
+const KC_MAX: usize = 512;
+/// Most `MR`-row strips of `A` per task (bounds the packed `A` block to about L2 size).
+const MC_MAX_STRIPS: usize = 8;
+/// Most `NR`-column panels of `B` per task (bounds the `B` block a task streams).
+const NC_MAX_PANELS: usize = 64;
+/// `A` with at most this many rows takes the unpacked row-times-matrix path.
+const SMALL_M: usize = 8;
+/// On that path, products with at least this many multiply-adds are split across threads.
+const SMALL_M_PAR_WORK: usize = 1 << 20;
+
+/// C = A · B over Z_2^64 (wrapping). A is m×k, B is k×n; any strides/layouts accepted.
+///
+/// Uses an AVX-512 micro-kernel when the CPU supports AVX-512F and AVX-512DQ (checked at
+/// runtime), a portable one otherwise, and runs on the current rayon thread pool.
+///
+/// # Panics
+/// If `a.ncols() != b.nrows()`.
 pub fn gemm_u64(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Array2<u64> {
-    Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
-        (0..a.ncols()).fold(0u64, |s, t| s.wrapping_add(a[[i, t]].wrapping_mul(b[[t, j]])))
+    gemm_with(a, b, Isa::detect())
+}
+
+/// The plain triple-loop scalar reference for `gemm_u64` (used by tests).
+///
+/// # Panics
+/// If `a.ncols() != b.nrows()`.
+pub fn gemm_u64_reference(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Array2<u64> {
+    check_shapes(&a, &b);
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    Array2::from_shape_fn((m, n), |(i, j)| {
+        (0..k).fold(0u64, |acc, p| acc.wrapping_add(a[[i, p]].wrapping_mul(b[[p, j]])))
     })
+}
+
+/// Panics unless `a · b` is defined.
+fn check_shapes(a: &ArrayView2<'_, u64>, b: &ArrayView2<'_, u64>) {
+    assert_eq!(a.ncols(), b.nrows(), "gemm_u64: inner dimensions differ ({:?} · {:?})", a.dim(), b.dim());
+}
+
+/// Which instruction set the kernels may use.
+#[derive(Clone, Copy)]
+enum Isa {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// AVX-512F + AVX-512DQ, proven present by the token.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+}
+
+impl Isa {
+    /// The fastest instruction set the running CPU supports.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(token) = avx512::Avx512::detect() {
+            return Isa::Avx512(token);
+        }
+        Isa::Portable
+    }
+}
+
+/// `gemm_u64` with the instruction set chosen by the caller (tests run every available one).
+fn gemm_with(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, isa: Isa) -> Array2<u64> {
+    check_shapes(&a, &b);
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let mut c = Array2::<u64>::zeros((m, n));
+    if m == 0 || n == 0 || k == 0 {
+        return c;
+    }
+    if m <= SMALL_M {
+        small_m(a, b, c.view_mut(), isa);
+        return c;
+    }
+    match isa {
+        Isa::Portable => blocked(a, b, c.view_mut(), portable::Portable),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => blocked(a, b, c.view_mut(), token),
+    }
+    c
+}
+
+/// A register-tiled micro-kernel computing one `MR × NR` tile of `A_strip · B_panel`.
+trait MicroKernel<const MR: usize, const NR: usize>: Copy + Send + Sync {
+    /// For kernels using Winograd's pairing (see [`winograd_corrections`]): the correction
+    /// terms `(ξ, η)` for this product, and [`MicroKernel::tile`] then returns
+    /// `Σ_q (a[2q] + b[2q+1]) · (a[2q+1] + b[2q])` (plus `a·b` of an unpaired last step)
+    /// instead of the plain dot products. `None` for plain multiply-add kernels.
+    fn corrections(self, a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Option<(Vec<u64>, Vec<u64>)>;
+
+    /// `a` holds `kc` groups of `MR` values (one per row), `b` holds `kc` groups of `NR` values
+    /// (one per column), both with the same `kc`. Writes the `MR × NR` result into `out`;
+    /// only its first `cols` columns are needed, the kernel may skip the others.
+    fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]);
+}
+
+thread_local! {
+    /// This thread's packed-`B` buffer, kept between calls (see [`with_scratch`]).
+    static PACKED_B: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+    /// This thread's packed-`A` buffer, kept between calls (see [`with_scratch`]).
+    static PACKED_A: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+}
+
+/// Buffers larger than this many `u64`s (16 MiB) are freed after use instead of kept.
+const SCRATCH_KEEP_MAX: usize = 1 << 21;
+
+/// Runs `f` on `len` elements of the thread-local buffer `cache`, growing it if needed.
+/// Reusing the buffer across calls avoids re-zeroing and page-faulting fresh memory on every
+/// GEMM; the slice holds stale data, so `f` must write every element before reading it.
+/// A nested call on the same thread (e.g. via rayon work stealing) finds the cache empty
+/// and simply allocates its own buffer.
+fn with_scratch<R>(cache: &'static LocalKey<Cell<Vec<u64>>>, len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    let mut buf = cache.take();
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let result = f(&mut buf[..len]);
+    if buf.len() <= SCRATCH_KEEP_MAX {
+        cache.set(buf);
+    }
+    result
+}
+
+/// Splits `k` into `ceil(k / KC_MAX)` near-equal blocks; returns the size of all but the last,
+/// rounded up to even so that Winograd pairs `(2q, 2q + 1)` never straddle two blocks.
+fn k_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC_MAX)).next_multiple_of(2)
+}
+
+/// Winograd's inner-product identity over a commutative ring: for `k = 2h (+ 1)`,
+/// `Σ_p a_p b_p = Σ_{q<h} (a_2q + b_2q+1)(a_2q+1 + b_2q) − ξ − η (+ a_2h b_2h)` with
+/// `ξ = Σ_q a_2q a_2q+1` (per row of `A`) and `η = Σ_q b_2q b_2q+1` (per column of `B`).
+/// One multiplication then serves two steps of `k`. Returns `(ξ, η)` for all rows and columns,
+/// using `pair_dot(x) = Σ_q x[2q]·x[2q+1]` on contiguous rows of `A` and
+/// `add_products(acc, x, y)`: `acc[j] += x[j]·y[j]` on contiguous rows of `B`.
+fn winograd_corrections(
+    a: ArrayView2<'_, u64>,
+    b: ArrayView2<'_, u64>,
+    pair_dot: impl Fn(&[u64]) -> u64 + Sync,
+    add_products: impl Fn(&mut [u64], &[u64], &[u64]),
+) -> (Vec<u64>, Vec<u64>) {
+    let pairs = a.ncols() / 2;
+    let xi = a
+        .outer_iter()
+        .into_par_iter()
+        .map(|row| match row.to_slice() {
+            Some(row) => pair_dot(&row[..2 * pairs]),
+            None => (0..pairs).fold(0u64, |acc, q| acc.wrapping_add(row[2 * q].wrapping_mul(row[2 * q + 1]))),
+        })
+        .collect();
+    let mut eta = vec![0u64; b.ncols()];
+    for q in 0..pairs {
+        let (x, y) = (b.row(2 * q), b.row(2 * q + 1));
+        match (x.to_slice(), y.to_slice()) {
+            (Some(x), Some(y)) => add_products(&mut eta, x, y),
+            _ => {
+                for ((e, &x), &y) in eta.iter_mut().zip(x).zip(y) {
+                    *e = e.wrapping_add(x.wrapping_mul(y));
+                }
+            }
+        }
+    }
+    (xi, eta)
+}
+
+/// Packs `B` (k × n) into `packed` (length `k · n_pad`, `n_pad` = `n` rounded up to `NR`):
+/// for each k-block of `kc` rows (the last may be shorter), `n_pad / NR` panels of `kc × NR`
+/// values, row-major within the panel, zero-padded past column `n`. Every element of
+/// `packed` is written. The k-blocks are packed in parallel.
+fn pack_b<const NR: usize>(b: ArrayView2<'_, u64>, kc: usize, packed: &mut [u64]) {
+    let (k, n) = b.dim();
+    let n_pad = packed.len() / k;
+    packed.par_chunks_mut(kc * n_pad).enumerate().for_each(|(kb, block)| {
+        let pc = kb * kc;
+        let kc_here = block.len() / n_pad;
+        // Row p of this k-block, columns j0 .. j0 + NR, starts here (j0 a multiple of NR).
+        let start = |p: usize, j0: usize| (j0 / NR * kc_here + p) * NR;
+        let rows = b.slice(s![pc..pc + kc_here, ..]);
+        for (p, row) in rows.rows().into_iter().enumerate() {
+            match row.to_slice() {
+                Some(row) => {
+                    let mut chunks = row.chunks_exact(NR);
+                    for (jp, src) in chunks.by_ref().enumerate() {
+                        let dst = &mut block[start(p, jp * NR)..][..NR];
+                        dst.copy_from_slice(src);
+                    }
+                    let tail = chunks.remainder();
+                    if !tail.is_empty() {
+                        let dst = &mut block[start(p, n - tail.len())..][..NR];
+                        dst[..tail.len()].copy_from_slice(tail);
+                        dst[tail.len()..].fill(0);
+                    }
+                }
+                None => {
+                    for (j0, dst) in (0..n_pad).step_by(NR).map(|j0| (j0, start(p, j0))) {
+                        let dst = &mut block[dst..][..NR];
+                        dst.fill(0);
+                        for (d, &v) in dst.iter_mut().zip(row.slice(s![j0..]).iter()) {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Packs rows `0..mc` (a multiple of `MR` after zero padding) and columns `pc..pc+kc` of `a`
+/// into `dst` as strips of `kc × MR` values (column-major within the strip).
+fn pack_a<const MR: usize>(a: ArrayView2<'_, u64>, pc: usize, kc: usize, dst: &mut [u64]) {
+    let m = a.nrows();
+    for (s, strip) in dst.chunks_exact_mut(kc * MR).enumerate() {
+        let i0 = s * MR;
+        let rows_here = MR.min(m - i0);
+        if rows_here < MR {
+            strip.fill(0);
+        }
+        let src = a.slice(s![i0..i0 + rows_here, pc..pc + kc]);
+        if src.strides()[1] == 1 {
+            pack_strip_from_rows::<MR>(src, strip);
+        } else {
+            pack_strip_by_columns::<MR>(src, strip);
+        }
+    }
+}
+
+/// `pack_a` for one strip whose rows are contiguous in memory (unit column stride).
+fn pack_strip_from_rows<const MR: usize>(src: ArrayView2<'_, u64>, strip: &mut [u64]) {
+    let mut rows: [&[u64]; MR] = [&[]; MR];
+    for (row, src_row) in rows.iter_mut().zip(src.rows()) {
+        *row = src_row.to_slice().expect("a row of a view with unit column stride is contiguous");
+    }
+    let rows = &rows[..src.nrows()];
+    for (p, dst_8p) in strip.chunks_mut(8 * MR).enumerate() {
+        for (r, row) in rows.iter().enumerate() {
+            let vals = &row[8 * p..row.len().min(8 * p + 8)];
+            for (d, &v) in dst_8p[r..].iter_mut().step_by(MR).zip(vals) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// `pack_a` for one strip of any layout, one column at a time (a straight copy when the
+/// columns are contiguous, as in a transposed view).
+fn pack_strip_by_columns<const MR: usize>(src: ArrayView2<'_, u64>, strip: &mut [u64]) {
+    for (dst_p, col) in strip.chunks_exact_mut(MR).zip(src.columns()) {
+        match col.to_slice() {
+            Some(col) => dst_p[..col.len()].copy_from_slice(col),
+            None => {
+                for (d, &v) in dst_p.iter_mut().zip(col.iter()) {
+                    *d = v;
+                }
+            }
+        }
+    }
+}
+
+/// How the output is cut into parallel tasks: `row_strips` strips of `MR` rows and
+/// `col_panels` panels of `NR` columns per task.
+struct Grid {
+    row_strips: usize,
+    col_panels: usize,
+}
+
+/// Picks task sizes so that every thread gets about the same number of tiles (estimated
+/// makespan), with tasks no bigger than `MC_MAX_STRIPS × NC_MAX_PANELS` tiles.
+fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
+    let min_rc = strips.div_ceil(MC_MAX_STRIPS);
+    let min_cc = panels.div_ceil(NC_MAX_PANELS);
+    let mut best = (usize::MAX, usize::MAX, Grid { row_strips: strips, col_panels: panels });
+    for rc in min_rc..=strips.min(min_rc * 4 + threads) {
+        for cc in min_cc..=panels.min(min_cc * 4 + threads) {
+            let (rs, cp) = (strips.div_ceil(rc), panels.div_ceil(cc));
+            // Actual number of tasks after rounding the task sizes up.
+            let tasks = strips.div_ceil(rs) * panels.div_ceil(cp);
+            let makespan = tasks.div_ceil(threads) * rs * cp;
+            if (makespan, tasks) < (best.0, best.1) {
+                best = (makespan, tasks, Grid { row_strips: rs, col_panels: cp });
+            }
+        }
+    }
+    best.2
+}
+
+/// Packed, blocked, parallel GEMM accumulating `a · b` into `c` (which starts zeroed).
+fn blocked<K, const MR: usize, const NR: usize>(
+    a: ArrayView2<'_, u64>,
+    b: ArrayView2<'_, u64>,
+    c: ArrayViewMut2<'_, u64>,
+    kernel: K,
+) where
+    K: MicroKernel<MR, NR>,
+{
+    let (k, n) = b.dim();
+    let kc = k_block(k);
+    let n_pad = n.div_ceil(NR) * NR;
+    let corrections = kernel.corrections(a, b);
+    with_scratch(&PACKED_B, k * n_pad, |packed_b| {
+        pack_b::<NR>(b, kc, packed_b);
+        run_tasks(a, packed_b, c, kernel, kc, corrections.as_ref());
+    });
+}
+
+/// Splits `c` into the task grid and runs the tasks in parallel over packed `B`.
+fn run_tasks<K, const MR: usize, const NR: usize>(
+    a: ArrayView2<'_, u64>,
+    packed_b: &[u64],
+    mut c: ArrayViewMut2<'_, u64>,
+    kernel: K,
+    kc: usize,
+    corrections: Option<&(Vec<u64>, Vec<u64>)>,
+) where
+    K: MicroKernel<MR, NR>,
+{
+    let (m, k) = a.dim();
+    let n = c.ncols();
+    let n_pad = n.div_ceil(NR) * NR;
+    let grid = choose_grid(m.div_ceil(MR), n.div_ceil(NR), rayon::current_num_threads());
+    let (mc, nc) = (grid.row_strips * MR, grid.col_panels * NR);
+
+    let mut tasks = Vec::new();
+    for (ic, mut c_rows) in c.axis_chunks_iter_mut(Axis(0), mc).enumerate() {
+        let mut j0 = 0;
+        while c_rows.ncols() > nc {
+            let (left, right) = c_rows.split_at(Axis(1), nc);
+            tasks.push((ic * mc, j0, left));
+            c_rows = right;
+            j0 += nc;
+        }
+        tasks.push((ic * mc, j0, c_rows));
+    }
+    tasks.into_par_iter().for_each(|(i0, j0, mut c_task)| {
+        let (rows, cols) = c_task.dim();
+        if let Some((xi, eta)) = corrections {
+            // Start from −ξ_i − η_j; the tiles add the paired sums on top.
+            for (mut c_row, &x) in c_task.rows_mut().into_iter().zip(&xi[i0..]) {
+                for (cv, &e) in c_row.iter_mut().zip(&eta[j0..]) {
+                    *cv = x.wrapping_add(e).wrapping_neg();
+                }
+            }
+        }
+        let a_rows = a.slice(s![i0..i0 + rows, ..]);
+        let strips = rows.div_ceil(MR);
+        with_scratch(&PACKED_A, strips * kc * MR, |packed_a| {
+            let mut tile = [[0u64; NR]; MR];
+            for pc in (0..k).step_by(kc) {
+                let kc_here = kc.min(k - pc);
+                let packed_a = &mut packed_a[..strips * kc_here * MR];
+                pack_a::<MR>(a_rows, pc, kc_here, packed_a);
+                let b_block = &packed_b[pc * n_pad..(pc + kc_here) * n_pad];
+                for jr in (0..cols).step_by(NR) {
+                    let panel_start = (j0 + jr) * kc_here;
+                    let b_panel = &b_block[panel_start..panel_start + kc_here * NR];
+                    let cols_here = NR.min(cols - jr);
+                    for (s, a_strip) in packed_a.chunks_exact(kc_here * MR).enumerate() {
+                        kernel.tile(a_strip, b_panel, cols_here, &mut tile);
+                        let ir = s * MR;
+                        let mut c_sub = c_task.slice_mut(s![ir..rows.min(ir + MR), jr..cols.min(jr + NR)]);
+                        for (mut c_row, t_row) in c_sub.rows_mut().into_iter().zip(&tile) {
+                            for (cv, &tv) in c_row.iter_mut().zip(t_row) {
+                                *cv = cv.wrapping_add(tv);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// Few-row path: each row of `c` is `a_row · B`, computed straight from a row-major `B`
+/// (no packing). Large enough products are split over column ranges across rayon threads.
+fn small_m(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, mut c: ArrayViewMut2<'_, u64>, isa: Isa) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let owned_b: Vec<u64>;
+    let b_rows: &[u64] = match b.as_slice() {
+        Some(s) => s,
+        None => {
+            owned_b = b.iter().copied().collect();
+            &owned_b
+        }
+    };
+    let a_rows: Vec<u64> = a.iter().copied().collect();
+    let width =
+        if m * k * n >= SMALL_M_PAR_WORK { n.div_ceil(rayon::current_num_threads()).next_multiple_of(64) } else { n };
+    let columns_times = |(jc, mut c_cols): (usize, ArrayViewMut2<'_, u64>)| {
+        let j0 = jc * width;
+        let mut out = vec![0u64; c_cols.len()];
+        match isa {
+            Isa::Portable => portable::rows_times_matrix(&a_rows, b_rows, n, j0, &mut out),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(token) => token.rows_times_matrix(&a_rows, b_rows, n, j0, &mut out),
+        }
+        for (d, &v) in c_cols.iter_mut().zip(&out) {
+            *d = v;
+        }
+    };
+    if width >= n {
+        columns_times((0, c));
+    } else {
+        c.axis_chunks_iter_mut(Axis(1), width).into_par_iter().enumerate().for_each(columns_times);
+    }
+}
+
+mod portable {
+    //! Plain-Rust kernels (autovectorized where the target allows).
+    use super::MicroKernel;
+    use ndarray::ArrayView2;
+
+    /// Register tile: 4 rows × 8 columns.
+    const MR: usize = 4;
+    const NR: usize = 8;
+
+    /// The portable micro-kernel.
+    #[derive(Clone, Copy)]
+    pub(super) struct Portable;
+
+    impl MicroKernel<MR, NR> for Portable {
+        fn corrections(self, _a: ArrayView2<'_, u64>, _b: ArrayView2<'_, u64>) -> Option<(Vec<u64>, Vec<u64>)> {
+            None
+        }
+
+        fn tile(self, a: &[u64], b: &[u64], _cols: usize, out: &mut [[u64; NR]; MR]) {
+            let mut acc = [[0u64; NR]; MR];
+            for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+                for (acc_row, &av) in acc.iter_mut().zip(ap) {
+                    for (cv, &bv) in acc_row.iter_mut().zip(bp) {
+                        *cv = cv.wrapping_add(av.wrapping_mul(bv));
+                    }
+                }
+            }
+            *out = acc;
+        }
+    }
+
+    /// `out = A · B[:, j0 .. j0 + w]` for row-major `a` (rows of length k), row-major `b`
+    /// (k × n) and row-major `out` (rows of length `w`), one row at a time.
+    pub(super) fn rows_times_matrix(a: &[u64], b: &[u64], n: usize, j0: usize, out: &mut [u64]) {
+        let k = b.len() / n;
+        let w = out.len() / (a.len() / k);
+        for (a_row, c_row) in a.chunks_exact(k).zip(out.chunks_exact_mut(w)) {
+            c_row.fill(0);
+            for (&av, b_row) in a_row.iter().zip(b.chunks_exact(n)) {
+                for (cv, &bv) in c_row.iter_mut().zip(&b_row[j0..j0 + w]) {
+                    *cv = cv.wrapping_add(av.wrapping_mul(bv));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! AVX-512F/DQ kernels. Every entry point takes an [`Avx512`] token, which can only be
+    //! created after runtime detection of both features.
+    use super::{winograd_corrections, MicroKernel};
+    use ndarray::ArrayView2;
+    use std::arch::x86_64::*;
+
+    /// Proof that the running CPU supports AVX-512F and AVX-512DQ.
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx512 {
+        _detected: (),
+    }
+
+    impl Avx512 {
+        /// Returns the token if the CPU has AVX-512F and AVX-512DQ.
+        pub(super) fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq"))
+                .then_some(Avx512 { _detected: () })
+        }
+
+        /// `out = A · B[:, j0 .. j0 + w]` for row-major `a` (rows of length k), row-major
+        /// `b` (k × n) and row-major `out` (rows of length `w`).
+        pub(super) fn rows_times_matrix(self, a: &[u64], b: &[u64], n: usize, j0: usize, out: &mut [u64]) {
+            // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
+            unsafe { rows_times_matrix(a, b, n, j0, out) }
+        }
+    }
+
+    /// Register tile: 12 rows × 16 columns (24 zmm accumulators).
+    const MR: usize = 12;
+    const NR: usize = 16;
+
+    impl MicroKernel<MR, NR> for Avx512 {
+        fn corrections(self, a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Option<(Vec<u64>, Vec<u64>)> {
+            let pair_dot = |x: &[u64]| {
+                // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
+                unsafe { pair_dot(x) }
+            };
+            let add_products = |acc: &mut [u64], x: &[u64], y: &[u64]| {
+                // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
+                unsafe { add_products(acc, x, y) }
+            };
+            Some(winograd_corrections(a, b, pair_dot, add_products))
+        }
+
+        fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
+            if cols <= NR / 2 {
+                // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
+                unsafe { tile_avx512::<1>(a, b, out) }
+            } else {
+                // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
+                unsafe { tile_avx512::<2>(a, b, out) }
+            }
+        }
+    }
+
+    /// Loads 8 `u64`s from `src`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load8(src: &[u64; 8]) -> __m512i {
+        // SAFETY: `src` is a valid, readable 64-byte region; unaligned loads are allowed.
+        unsafe { _mm512_loadu_si512(src.as_ptr().cast()) }
+    }
+
+    /// Stores 8 `u64`s to `dst`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn store8(dst: &mut [u64; 8], v: __m512i) {
+        // SAFETY: `dst` is a valid, writable 64-byte region; unaligned stores are allowed.
+        unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), v) }
+    }
+
+    /// The `MR × 8V` Winograd micro-kernel: `V` = 2 for a full tile, 1 when at most 8
+    /// columns are needed (the rest of `out` is left untouched). Per pair of k steps: `2V`
+    /// loads of `b`, then per row two `vpaddq` with broadcast `a` values, one `vpmullq` and
+    /// one `vpaddq` into the zmm accumulator per vector — one multiply per two steps.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn tile_avx512<const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+        let mut acc = [[_mm512_setzero_si512(); V]; MR];
+        let a_pairs = a.chunks_exact(2 * MR);
+        let b_pairs = b.chunks_exact(2 * NR);
+        let (a_last, b_last) = (a_pairs.remainder(), b_pairs.remainder());
+        for (ap, bp) in a_pairs.zip(b_pairs) {
+            let (a_even, a_odd) = ap.split_at(MR);
+            let (b_even, b_odd) = (load_row::<V>(&bp[..NR]), load_row::<V>(&bp[NR..]));
+            for ((acc_row, &ae), &ao) in acc.iter_mut().zip(a_even).zip(a_odd) {
+                let (ae, ao) = (_mm512_set1_epi64(ae as i64), _mm512_set1_epi64(ao as i64));
+                for ((acc_v, &be), &bo) in acc_row.iter_mut().zip(&b_even).zip(&b_odd) {
+                    let product = _mm512_mullo_epi64(_mm512_add_epi64(ae, bo), _mm512_add_epi64(ao, be));
+                    *acc_v = _mm512_add_epi64(*acc_v, product);
+                }
+            }
+        }
+        if !a_last.is_empty() && !b_last.is_empty() {
+            // Odd k: the unpaired last step is a plain multiply-add.
+            let bv = load_row::<V>(b_last);
+            for (acc_row, &av) in acc.iter_mut().zip(a_last) {
+                let av = _mm512_set1_epi64(av as i64);
+                for (acc_v, &b_v) in acc_row.iter_mut().zip(&bv) {
+                    *acc_v = _mm512_add_epi64(*acc_v, _mm512_mullo_epi64(av, b_v));
+                }
+            }
+        }
+        for (out_row, acc_row) in out.iter_mut().zip(&acc) {
+            for (chunk, &v) in out_row.chunks_exact_mut(8).zip(acc_row) {
+                store8(chunk.try_into().unwrap(), v);
+            }
+        }
+    }
+
+    /// `Σ_q x[2q]·x[2q+1]` (wrapping), autovectorized with `vpmullq`.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn pair_dot(x: &[u64]) -> u64 {
+        x.chunks_exact(2).fold(0u64, |acc, p| acc.wrapping_add(p[0].wrapping_mul(p[1])))
+    }
+
+    /// `acc[j] += x[j]·y[j]` (wrapping), autovectorized with `vpmullq`.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn add_products(acc: &mut [u64], x: &[u64], y: &[u64]) {
+        for ((e, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *e = e.wrapping_add(x.wrapping_mul(y));
+        }
+    }
+
+    /// Loads the first `8V` values of a packed `B` row (`V` ≤ 2, `row.len()` ≥ `8V`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_row<const V: usize>(row: &[u64]) -> [__m512i; V] {
+        let mut v = [_mm512_setzero_si512(); V];
+        for (v, chunk) in v.iter_mut().zip(row.chunks_exact(8)) {
+            *v = load8(chunk.try_into().unwrap());
+        }
+        v
+    }
+
+    /// `out = A · B[:, j0 .. j0 + w]` for row-major `a` (rows of length k), row-major `b`
+    /// (k × n) and row-major `out` (rows of length `w`), without packing. Rows go four at a
+    /// time (sharing each load of `B`), then one at a time.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn rows_times_matrix(a: &[u64], b: &[u64], n: usize, j0: usize, out: &mut [u64]) {
+        let k = b.len() / n;
+        let w = out.len() / (a.len() / k);
+        let mut rest = (a, out);
+        while rest.0.len() >= 4 * k {
+            let (a4, a_rest) = rest.0.split_at(4 * k);
+            let (c4, c_rest) = rest.1.split_at_mut(4 * w);
+            rows_block::<4>(a4, b, n, j0, c4);
+            rest = (a_rest, c_rest);
+        }
+        for (a1, c1) in rest.0.chunks_exact(k).zip(rest.1.chunks_exact_mut(w)) {
+            rows_block::<1>(a1, b, n, j0, c1);
+        }
+    }
+
+    /// Columns per register block of [`rows_block`] (4 zmm per row).
+    const ROW_COLS: usize = 32;
+
+    /// [`rows_times_matrix`] for exactly `R` rows: keeps an `R × 32` block of the output in
+    /// registers while streaming down `B`; a last block narrower than 32 uses masked loads.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn rows_block<const R: usize>(a: &[u64], b: &[u64], n: usize, j0: usize, out: &mut [u64]) {
+        let k = b.len() / n;
+        let w = out.len() / R;
+        for jb in (0..w).step_by(ROW_COLS) {
+            let cols = ROW_COLS.min(w - jb);
+            let mut acc = [[_mm512_setzero_si512(); ROW_COLS / 8]; R];
+            for (p, b_row) in b.chunks_exact(n).enumerate() {
+                let b_row = &b_row[j0 + jb..j0 + jb + cols];
+                let mut bv = [_mm512_setzero_si512(); ROW_COLS / 8];
+                if let Ok(full) = <&[u64; ROW_COLS]>::try_from(b_row) {
+                    for (v, chunk) in bv.iter_mut().zip(full.chunks_exact(8)) {
+                        *v = load8(chunk.try_into().unwrap());
+                    }
+                } else {
+                    for (v, chunk) in bv.iter_mut().zip(b_row.chunks(8)) {
+                        *v = load_prefix(chunk);
+                    }
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_epi64(a[r * k + p] as i64);
+                    for (acc_v, &b_v) in acc_r.iter_mut().zip(&bv) {
+                        *acc_v = _mm512_add_epi64(*acc_v, _mm512_mullo_epi64(av, b_v));
+                    }
+                }
+            }
+            for (c_row, acc_r) in out.chunks_exact_mut(w).zip(&acc) {
+                let mut block = [0u64; ROW_COLS];
+                for (chunk, &v) in block.chunks_exact_mut(8).zip(acc_r) {
+                    store8(chunk.try_into().unwrap(), v);
+                }
+                c_row[jb..jb + cols].copy_from_slice(&block[..cols]);
+            }
+        }
+    }
+
+    /// Loads the first `min(src.len(), 8)` values of `src` into the low lanes (others zero).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_prefix(src: &[u64]) -> __m512i {
+        let mask = ((1u16 << src.len().min(8)) - 1) as __mmask8;
+        // SAFETY: `mask` selects only lanes below `src.len()`, all inside `src`; masked-off
+        // lanes are not accessed (and cannot fault), so the read stays within `src`.
+        unsafe { _mm512_maskz_loadu_epi64(mask, src.as_ptr().cast()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+    use proptest::prelude::*;
+
+    /// Deterministic full-range u64 matrix (xorshift), so wrapping is exercised.
+    fn matrix(rows: usize, cols: usize, seed: u64) -> Array2<u64> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        Array2::from_shape_fn((rows, cols), |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+    }
+
+    /// Every instruction-set path available on this machine.
+    fn all_isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        if !matches!(Isa::detect(), Isa::Portable) {
+            isas.push(Isa::detect());
+        }
+        isas
+    }
+
+    fn check(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) {
+        let expected = gemm_u64_reference(a, b);
+        assert_eq!(gemm_u64(a, b), expected, "dispatching path, {:?}·{:?}", a.dim(), b.dim());
+        for isa in all_isas() {
+            assert_eq!(gemm_with(a, b, isa), expected, "{:?}·{:?}", a.dim(), b.dim());
+        }
+    }
+
+    /// Row / column counts: around the register tiles (4, 8, 12, 16), the small-`m` cut-off,
+    /// primes, and just above the most strips a task takes (`MC_MAX_STRIPS` × 12 rows).
+    /// Column counts above a whole task (`NC_MAX_PANELS` × 16) are in `just_above_task_sizes`.
+    fn dim_mn() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            6 => 1usize..=20,
+            1 => Just(23usize),
+            1 => Just(31usize),
+            1 => Just(12 * MC_MAX_STRIPS + 1),
+            1 => Just(131usize),
+        ]
+    }
+
+    /// Inner dimensions: small, prime, and just above one and two k-blocks.
+    fn dim_k() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            4 => 1usize..=20,
+            1 => Just(97usize),
+            1 => Just(KC_MAX + 1),
+            1 => Just(2 * KC_MAX + 3),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn matches_reference(m in dim_mn(), k in dim_k(), n in dim_mn(), seed in any::<u64>()) {
+            let a = matrix(m, k, seed);
+            let b = matrix(k, n, seed ^ 1);
+            check(a.view(), b.view());
+        }
+
+        #[test]
+        fn matches_reference_transposed(
+            m in dim_mn(),
+            k in dim_k(),
+            n in dim_mn(),
+            seed in any::<u64>(),
+        ) {
+            // Stored as k×m and n×k; the transposed views are column-major m×k and k×n.
+            let at = matrix(k, m, seed);
+            let bt = matrix(n, k, seed ^ 1);
+            check(at.t(), bt.t());
+            check(at.t(), matrix(k, n, seed ^ 2).view());
+        }
+
+        #[test]
+        fn matrix_vector_shapes(k in 1usize..600, n in 1usize..300, seed in any::<u64>()) {
+            let row = matrix(1, k, seed);
+            let b = matrix(k, n, seed ^ 1);
+            check(row.view(), b.view());
+            check(b.t(), row.t());
+            let col = matrix(k, 1, seed ^ 2);
+            check(row.view(), col.view());
+            check(col.view(), row.view());
+        }
+    }
+
+    #[test]
+    fn strided_and_negative_stride_views() {
+        let a = matrix(40, 60, 7);
+        let b = matrix(90, 50, 8);
+        // Every other column of A, reversed rows of B, a sliced (non-contiguous) window.
+        let a_view = a.slice(s![..;3, ..;2]);
+        let b_view = b.slice(s![..;-3, 3..40]);
+        check(a_view, b_view);
+        let f = Array2::from_shape_fn((33, 30).f(), |(i, j)| (i * 31 + j) as u64 * 0xdead_beef_1234);
+        check(f.view(), b.slice(s![..30, ..]));
+        check(f.slice(s![..1, ..]), b.slice(s![..;3, ..]));
+    }
+
+    #[test]
+    fn just_above_task_sizes() {
+        let (mc, nc) = (12 * MC_MAX_STRIPS, 16 * NC_MAX_PANELS);
+        for (m, k, n, seed) in [(mc + 1, 7, nc + 1, 6), (2 * mc + 13, 3, 2 * nc + 9, 7), (25, KC_MAX + 1, nc + 1, 8)] {
+            let a = matrix(m, k, seed);
+            let b = matrix(k, n, seed ^ 1);
+            check(a.view(), b.view());
+        }
+    }
+
+    #[test]
+    fn few_rows_split_over_threads() {
+        // m ≤ SMALL_M with m·k·n ≥ SMALL_M_PAR_WORK: the unpacked path splits columns.
+        for (m, k, n, seed) in [(8, 600, 300, 1), (5, 1000, 700, 2), (1, 1500, 777, 3)] {
+            assert!(m <= SMALL_M && m * k * n >= SMALL_M_PAR_WORK);
+            let a = matrix(m, k, seed);
+            let b = matrix(k, n, seed ^ 1);
+            check(a.view(), b.view());
+            check(a.view(), b.t().t());
+        }
+    }
+
+    #[test]
+    fn other_thread_counts() {
+        // The task grid depends on the pool size; 1 and 3 threads give other grids than 2.
+        let a = matrix(12 * MC_MAX_STRIPS + 1, KC_MAX + 1, 4);
+        let b = matrix(KC_MAX + 1, 16 * 9 + 5, 5);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| check(a.view(), b.view()));
+            pool.install(|| check(a.slice(s![..40, ..]), b.view()));
+        }
+    }
+
+    #[test]
+    fn empty_dimensions() {
+        for (m, k, n) in [(0, 3, 4), (3, 0, 4), (3, 4, 0), (0, 0, 0)] {
+            let c = gemm_u64(matrix(m, k, 1).view(), matrix(k, n, 2).view());
+            assert_eq!(c, Array2::zeros((m, n)));
+        }
+    }
+
+    #[test]
+    fn wraps_modulo_2_64() {
+        let a = Array2::from_elem((3, 2), u64::MAX);
+        let b = Array2::from_elem((2, 5), u64::MAX);
+        // (-1)·(-1) + (-1)·(-1) = 2 mod 2^64.
+        assert_eq!(gemm_u64(a.view(), b.view()), Array2::from_elem((3, 5), 2));
+    }
+
+    #[test]
+    #[should_panic(expected = "inner dimensions differ")]
+    fn mismatched_shapes_panic() {
+        gemm_u64(matrix(2, 3, 1).view(), matrix(4, 2, 2).view());
+    }
 }
