@@ -1,18 +1,23 @@
 //! The CRT ring Z_M ("int100"): an element is its residues modulo pairwise-coprime moduli whose
-//! product M is about 2^100, stored plane by plane (one `u64` array per modulus) so that a matrix
-//! product is one exact f64 GEMM per modulus.
+//! product M is about 2^100, stored plane by plane (one `u32` array per modulus) so that a matrix
+//! product is one exact f64 GEMM per modulus (or per pair of small moduli, see
+//! [`kernels::gemm_crt`]).
+//!
+//! Every plane is kept in standard (row-major, contiguous) layout, so elementwise work runs on flat
+//! slices: split into chunks, spread over rayon's threads when the tensor is large, and compiled for
+//! AVX2 when the CPU has it (see [`vectorised`]).
 
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
 use crate::layout;
-use crate::parallel::{map, zip_assign, zip_map};
+use crate::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, Ring, RingTensor};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
 use num_bigint::BigUint;
+use rayon::prelude::*;
 use std::marker::PhantomData;
 use std::ops::Range;
-use strength_reduce::StrengthReducedU64;
 
 /// A set of pairwise-coprime moduli, all below 2^21, with product below 2^127.
 pub trait CrtModuli: Copy + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync + 'static {
@@ -64,23 +69,128 @@ impl<M: CrtModuli> Ring for Crt<M> {
     }
 }
 
-/// A tensor over Z_M: `planes[i]` holds the residues modulo `M::MODULI[i]`, each in [0, m_i).
+/// A tensor over Z_M: `planes[i]` holds the residues modulo `M::MODULI[i]`, each in [0, m_i), in
+/// standard layout.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrtTensor<M: CrtModuli> {
-    planes: Vec<ArrayD<u64>>,
+    planes: Vec<ArrayD<u32>>,
     moduli: PhantomData<M>,
 }
 
-/// Reduces a signed integer modulo `m` into [0, m).
-fn reduce_signed(v: i128, m: u64) -> u64 {
-    match i64::try_from(v) {
-        Ok(small) => small.rem_euclid(m as i64) as u64,
-        Err(_) => v.rem_euclid(m as i128) as u64,
+/// Elements per unit of parallel work in elementwise loops (256 KiB of `u32`).
+const CHUNK: usize = 1 << 16;
+
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them, else as compiled for the target.
+///
+/// pond builds for baseline x86-64 (SSE2): without this, the modular loops below (unsigned `min`,
+/// `floor`, i32<->f64 conversions) would not vectorise. `f` and everything it calls are inlined
+/// into the AVX2 copy, which is why the loop kernels are `#[inline(always)]`.
+#[inline(always)]
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: `with_avx2` only needs AVX2 and FMA, which the CPU was just seen to have.
+            return unsafe { with_avx2(f) };
+        }
+    }
+    f()
+}
+
+/// Runs `work` on every job, on rayon's threads if the whole operation touches at least
+/// [`PARALLEL_MIN_ELEMENTS`] residues.
+fn run_jobs<J: Send>(jobs: Vec<J>, residues: usize, work: impl Fn(J) + Sync + Send) {
+    if residues >= PARALLEL_MIN_ELEMENTS && jobs.len() > 1 {
+        jobs.into_par_iter().for_each(work);
+    } else {
+        jobs.into_iter().for_each(work);
+    }
+}
+
+/// One modulus m < 2^21 with the constants that make reduction cheap.
+#[derive(Clone, Copy, Debug)]
+struct Modulus {
+    m: u32,
+    /// 1/m, for quotient estimates of exact f64 products.
+    inv: f64,
+    /// floor(2^64 / m), for Barrett reduction of `u64`s.
+    barrett: u64,
+    /// 2^64 mod m.
+    two64: u32,
+}
+
+impl Modulus {
+    fn new(m: u64) -> Self {
+        assert!((2..1 << 21).contains(&m), "CRT moduli are in [2, 2^21)");
+        Modulus {
+            m: m as u32,
+            inv: 1.0 / m as f64,
+            barrett: u64::MAX / m,
+            two64: ((1u128 << 64) % u128::from(m)) as u32,
+        }
+    }
+
+    fn all<M: CrtModuli>() -> Vec<Modulus> {
+        M::MODULI.iter().map(|&m| Modulus::new(m)).collect()
+    }
+
+    /// (x + y) mod m for x, y in [0, m): branchless, so loops of it vectorise.
+    #[inline(always)]
+    fn add(self, x: u32, y: u32) -> u32 {
+        let s = x + y;
+        s.min(s.wrapping_sub(self.m))
+    }
+
+    /// (x - y) mod m for x, y in [0, m).
+    #[inline(always)]
+    fn sub(self, x: u32, y: u32) -> u32 {
+        let d = x.wrapping_sub(y);
+        d.min(d.wrapping_add(self.m))
+    }
+
+    /// (x * y) mod m for x, y in [0, m). The product (< 2^42) is exact in f64; the truncated
+    /// quotient estimate is off by at most one, so the remainder, computed exactly in wrapping
+    /// 32-bit arithmetic, lies in [-m, m] and two branchless corrections bring it to [0, m).
+    #[inline(always)]
+    fn mul(self, x: u32, y: u32) -> u32 {
+        let p = f64::from(x as i32) * f64::from(y as i32);
+        let q = (p * self.inv) as i32 as u32;
+        let r = x.wrapping_mul(y).wrapping_sub(q.wrapping_mul(self.m));
+        let r = r.min(r.wrapping_add(self.m));
+        r.min(r.wrapping_sub(self.m))
+    }
+
+    /// u mod m by Barrett reduction: the estimate floor(u * floor(2^64/m) / 2^64) is at most one
+    /// below the quotient.
+    #[inline(always)]
+    fn reduce_u64(self, u: u64) -> u32 {
+        let q = ((u128::from(u) * u128::from(self.barrett)) >> 64) as u64;
+        let r = (u - q * u64::from(self.m)) as u32;
+        r.min(r.wrapping_sub(self.m))
+    }
+
+    /// v mod m in [0, m), branchless: a negative v is (v as u64) - 2^64.
+    #[inline(always)]
+    fn reduce_i64(self, v: i64) -> u32 {
+        let negative = (v >> 63) as u32;
+        self.sub(self.reduce_u64(v as u64), self.two64 & negative)
+    }
+
+    /// v mod m in [0, m) for any signed v, without division: v = hi * 2^64 + lo with hi = v >> 64
+    /// (an `i64`) and lo the low 64 bits, and (hi mod m) * (2^64 mod m) + (lo mod m) < 2^43.
+    #[inline(always)]
+    fn reduce_signed(self, v: i128) -> u32 {
+        let hi = u64::from(self.reduce_i64((v >> 64) as i64));
+        self.reduce_u64(hi * u64::from(self.two64) + u64::from(self.reduce_u64(v as u64)))
     }
 }
 
 /// (a^-1) mod m for coprime a, m, by the extended Euclidean algorithm.
-fn inverse_mod(a: u64, m: u64) -> u64 {
+pub(crate) fn inverse_mod(a: u64, m: u64) -> u64 {
     let (mut r0, mut r1) = (m as i128, (a % m) as i128);
     let (mut t0, mut t1) = (0i128, 1i128);
     while r1 != 0 {
@@ -92,93 +202,182 @@ fn inverse_mod(a: u64, m: u64) -> u64 {
     t0.rem_euclid(m as i128) as u64
 }
 
-/// Precomputed constants for Garner's mixed-radix reconstruction.
-struct Garner {
-    /// inv[i][j] = m_j^-1 mod m_i for j < i.
-    inv: Vec<Vec<u64>>,
-    /// prefix[i] = m_0 * ... * m_{i-1}.
-    prefix: Vec<u128>,
+/// Precomputed constants for CRT reconstruction.
+///
+/// With M_i = M / m_i and t_i = M_i^-1 mod m_i, the element x in [0, M) with residues r_i is
+/// x = sum r_i t_i M_i - k M where k = floor(sum r_i t_i / m_i). The sum is taken in wrapping
+/// `u128` arithmetic (M < 2^127) and k is estimated in f64; the estimate is off by at most one
+/// (its error is below 2^-20, and only matters when x is within that fraction of 0 or M), which a
+/// final comparison detects and corrects, so the result is exact.
+struct Reconstruction {
+    /// t_i * M_i mod M.
+    coefficients: Vec<u128>,
+    /// t_i / m_i.
+    weights: Vec<f64>,
     modulus: u128,
 }
 
-impl Garner {
+impl Reconstruction {
     fn new(moduli: &[u64]) -> Self {
-        let inv = (0..moduli.len()).map(|i| (0..i).map(|j| inverse_mod(moduli[j], moduli[i])).collect()).collect();
-        let mut prefix = Vec::with_capacity(moduli.len());
-        let mut p = 1u128;
+        let modulus: u128 = moduli.iter().map(|&m| u128::from(m)).product();
+        let (mut coefficients, mut weights) = (Vec::new(), Vec::new());
         for &m in moduli {
-            prefix.push(p);
-            p *= m as u128;
+            let rest = modulus / u128::from(m);
+            let t = inverse_mod((rest % u128::from(m)) as u64, m);
+            // t < m and rest = M / m, so t * rest < M.
+            coefficients.push(rest * u128::from(t));
+            weights.push(t as f64 / m as f64);
         }
-        Garner { inv, prefix, modulus: p }
+        Reconstruction { coefficients, weights, modulus }
     }
 
-    /// The value in [0, M) with the given residues.
-    fn reconstruct(&self, moduli: &[u64], residues: &[u64]) -> u128 {
-        let mut digits = [0u64; 16];
-        let mut x = 0u128;
-        for i in 0..moduli.len() {
-            let m = moduli[i];
-            let mut v = residues[i];
-            for (d, inv) in digits[..i].iter().zip(&self.inv[i]) {
-                v = (v + m - d % m) % m * inv % m;
-            }
-            digits[i] = v;
-            x += v as u128 * self.prefix[i];
+    /// The value in [0, M) with residues `residue(i)` for i over the moduli.
+    #[inline(always)]
+    fn reconstruct(&self, residue: impl Fn(usize) -> u32) -> u128 {
+        let mut sum = 0u128;
+        let mut k = 0f64;
+        for (i, (&c, &w)) in self.coefficients.iter().zip(&self.weights).enumerate() {
+            let r = residue(i);
+            sum = sum.wrapping_add(c.wrapping_mul(u128::from(r)));
+            k += f64::from(r) * w;
         }
-        x
+        let x = sum.wrapping_sub((k as u128).wrapping_mul(self.modulus));
+        if x >= self.modulus {
+            // k was one too large (x wrapped below zero) or one too small.
+            if x > u128::MAX / 2 {
+                x.wrapping_add(self.modulus)
+            } else {
+                x - self.modulus
+            }
+        } else {
+            x
+        }
+    }
+
+    /// Canonical values of `n` elements of `planes`, reconstructed in parallel chunks.
+    fn all<T: Send + Default + Clone>(&self, planes: &[&[u32]], n: usize, finish: impl Fn(u128) -> T + Sync) -> Vec<T> {
+        let mut out = vec![T::default(); n];
+        let jobs: Vec<(usize, &mut [T])> = out.chunks_mut(CHUNK / 4).enumerate().collect();
+        run_jobs(jobs, n * planes.len(), |(c, slots)| {
+            let start = c * (CHUNK / 4);
+            for (i, slot) in slots.iter_mut().enumerate() {
+                *slot = finish(self.reconstruct(|p| planes[p][start + i]));
+            }
+        });
+        out
     }
 }
 
+/// A plane's flat residues, in standard order.
+fn flat(plane: &ArrayD<u32>) -> &[u32] {
+    plane.as_slice().expect("CRT planes are kept in standard layout")
+}
+
+/// A plane of `shape` over `residues`.
+fn plane(shape: &[usize], residues: Vec<u32>) -> ArrayD<u32> {
+    ArrayD::from_shape_vec(IxDyn(shape), residues).expect("length is the shape's product")
+}
+
 impl<M: CrtModuli> CrtTensor<M> {
-    /// The residue planes, one per modulus.
-    pub fn planes(&self) -> &[ArrayD<u64>] {
+    /// The residue planes, one per modulus, each in standard layout with entries in [0, m_i).
+    pub fn planes(&self) -> &[ArrayD<u32>] {
         &self.planes
     }
 
-    fn from_planes(planes: Vec<ArrayD<u64>>) -> Self {
+    fn from_planes(planes: Vec<ArrayD<u32>>) -> Self {
+        let planes = planes
+            .into_iter()
+            .map(|p| if p.is_standard_layout() { p } else { p.as_standard_layout().into_owned() })
+            .collect();
         CrtTensor { planes, moduli: PhantomData }
     }
 
-    fn map_planes(&self, f: impl Fn(&ArrayD<u64>, u64) -> ArrayD<u64>) -> Self {
-        Self::from_planes(self.planes.iter().zip(M::MODULI).map(|(p, &m)| f(p, m)).collect())
+    fn flats(&self) -> Vec<&[u32]> {
+        self.planes.iter().map(flat).collect()
     }
 
-    fn try_map_planes(&self, f: impl Fn(&ArrayD<u64>) -> Result<ArrayD<u64>>) -> Result<Self> {
-        Ok(Self::from_planes(self.planes.iter().map(f).collect::<Result<_>>()?))
+    /// New planes, plane i filled chunk by chunk by `fill(i, output_range, output_chunk)`.
+    fn build(shape: &[usize], fill: impl Fn(usize, Range<usize>, &mut [u32]) + Sync + Send) -> Self {
+        let n: usize = shape.iter().product();
+        let mut out: Vec<Vec<u32>> = M::MODULI.iter().map(|_| vec![0u32; n]).collect();
+        let jobs: Vec<(usize, usize, &mut [u32])> = out
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, o)| o.chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk)))
+            .collect();
+        run_jobs(jobs, n * M::MODULI.len(), |(i, start, chunk)| fill(i, start..start + chunk.len(), chunk));
+        Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect())
     }
 
+    /// Elementwise `f(modulus, x, y)` of two tensors of equal shape.
     fn binary(
         &self,
         op: &'static str,
         other: &Self,
-        f: impl Fn(u64, u64, u64, &StrengthReducedU64) -> u64 + Sync + Send + Copy,
+        f: impl Fn(Modulus, u32, u32) -> u32 + Sync + Send + Copy,
     ) -> Result<Self> {
         layout::check_same_shape(op, self.shape(), other.shape())?;
-        let planes = self
-            .planes
-            .iter()
-            .zip(&other.planes)
-            .zip(M::MODULI)
-            .map(|((a, b), &m)| {
-                let r = StrengthReducedU64::new(m);
-                zip_map(a.view(), b.view(), move |x, y| f(x, y, m, &r))
-            })
-            .collect();
-        Ok(Self::from_planes(planes))
+        let (a, b, moduli) = (self.flats(), other.flats(), Modulus::all::<M>());
+        Ok(Self::build(self.shape(), |i, range, out| {
+            let (a, b, m) = (&a[i][range.clone()], &b[i][range], moduli[i]);
+            vectorised(|| zip_into(out, a, b, |x, y| f(m, x, y)));
+        }))
     }
 
+    /// Elementwise `f(modulus, x, c_i)` with one constant per plane.
+    fn unary(&self, constants: &[u32], f: impl Fn(Modulus, u32, u32) -> u32 + Sync + Send + Copy) -> Self {
+        let (a, moduli) = (self.flats(), Modulus::all::<M>());
+        Self::build(self.shape(), |i, range, out| {
+            let (a, m, c) = (&a[i][range], moduli[i], constants[i]);
+            vectorised(|| map_into(out, a, |x| f(m, x, c)));
+        })
+    }
+
+    /// In place: x = `f(modulus, x, y)`.
     fn binary_assign(
         &mut self,
         op: &'static str,
         other: &Self,
-        f: impl Fn(u64, u64, u64) -> u64 + Sync + Send + Copy,
+        f: impl Fn(Modulus, u32, u32) -> u32 + Sync + Send + Copy,
     ) -> Result<()> {
         layout::check_same_shape(op, self.shape(), other.shape())?;
-        for ((a, b), &m) in self.planes.iter_mut().zip(&other.planes).zip(M::MODULI) {
-            zip_assign(a.view_mut(), b.view(), move |x, y| f(x, y, m));
-        }
+        let (b, moduli, n) = (other.flats(), Modulus::all::<M>(), self.len());
+        let jobs: Vec<(usize, usize, &mut [u32])> = self
+            .planes
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let a = p.as_slice_mut().expect("CRT planes are kept in standard layout");
+                a.chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk))
+            })
+            .collect();
+        run_jobs(jobs, n * M::MODULI.len(), |(i, start, a)| {
+            let (b, m) = (&b[i][start..start + a.len()], moduli[i]);
+            vectorised(|| zip_assign(a, b, |x, y| f(m, x, y)));
+        });
         Ok(())
+    }
+
+    fn map_planes(&self, f: impl Fn(&ArrayD<u32>, Modulus) -> ArrayD<u32>) -> Self {
+        Self::from_planes(self.planes.iter().zip(Modulus::all::<M>()).map(|(p, m)| f(p, m)).collect())
+    }
+
+    fn try_map_planes(&self, f: impl Fn(&ArrayD<u32>) -> Result<ArrayD<u32>>) -> Result<Self> {
+        Ok(Self::from_planes(self.planes.iter().map(f).collect::<Result<_>>()?))
+    }
+
+    /// Residues of every plane of a matrix product, computed in GEMM groups (pairs of small
+    /// moduli share one f64 GEMM).
+    fn gemm_planes(
+        a: &[ndarray::ArrayView2<'_, u32>],
+        b: &[ndarray::ArrayView2<'_, u32>],
+    ) -> Vec<ndarray::Array2<u32>> {
+        let moduli: Vec<u32> = M::MODULI.iter().map(|&m| m as u32).collect();
+        let mut out = Vec::with_capacity(moduli.len());
+        for group in kernels::gemm_crt::gemm_groups(&moduli) {
+            out.extend(kernels::gemm_crt::gemm_mod_group(&a[group.clone()], &b[group.clone()], &moduli[group]));
+        }
+        out
     }
 
     fn matrices(&self, other: &Self) -> Result<()> {
@@ -190,20 +389,27 @@ impl<M: CrtModuli> CrtTensor<M> {
     }
 }
 
-fn add_mod(x: u64, y: u64, m: u64) -> u64 {
-    let s = x + y;
-    if s >= m {
-        s - m
-    } else {
-        s
+/// out[i] = f(a[i], b[i]).
+#[inline(always)]
+fn zip_into(out: &mut [u32], a: &[u32], b: &[u32], f: impl Fn(u32, u32) -> u32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = f(x, y);
     }
 }
 
-fn sub_mod(x: u64, y: u64, m: u64) -> u64 {
-    if x >= y {
-        x - y
-    } else {
-        x + m - y
+/// out[i] = f(a[i]).
+#[inline(always)]
+fn map_into(out: &mut [u32], a: &[u32], f: impl Fn(u32) -> u32) {
+    for (o, &x) in out.iter_mut().zip(a) {
+        *o = f(x);
+    }
+}
+
+/// a[i] = f(a[i], b[i]).
+#[inline(always)]
+fn zip_assign(a: &mut [u32], b: &[u32], f: impl Fn(u32, u32) -> u32) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = f(*x, y);
     }
 }
 
@@ -218,43 +424,40 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         Self::from_planes(M::MODULI.iter().map(|_| ArrayD::zeros(IxDyn(shape))).collect())
     }
     fn from_signed(values: ArrayViewD<'_, i128>) -> Self {
-        Self::from_planes(M::MODULI.iter().map(|&m| map(values.view(), move |v| reduce_signed(v, m))).collect())
+        let values = values.as_standard_layout();
+        let (shape, values) = (values.shape().to_vec(), values.as_slice().expect("standard layout"));
+        let (n, moduli) = (values.len(), Modulus::all::<M>());
+        let mut out: Vec<Vec<u32>> = moduli.iter().map(|_| vec![0u32; n]).collect();
+        // Each job reduces one run of values (read once, from cache) into every plane.
+        const RUN: usize = CHUNK / 8;
+        let mut columns: Vec<_> = out.iter_mut().map(|o| o.chunks_mut(RUN)).collect();
+        let jobs: Vec<(&[i128], Vec<&mut [u32]>)> = values
+            .chunks(RUN)
+            .map(|v| (v, columns.iter_mut().map(|c| c.next().expect("planes have one run per value run")).collect()))
+            .collect();
+        run_jobs(jobs, n * moduli.len(), |(v, mut planes)| {
+            if v.iter().all(|&x| i64::try_from(x).is_ok()) {
+                let words: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+                for (p, &m) in planes.iter_mut().zip(&moduli) {
+                    vectorised(|| p.iter_mut().zip(&words).for_each(|(o, &w)| *o = m.reduce_i64(w)));
+                }
+            } else {
+                for (p, &m) in planes.iter_mut().zip(&moduli) {
+                    p.iter_mut().zip(v).for_each(|(o, &x)| *o = m.reduce_signed(x));
+                }
+            }
+        });
+        Self::from_planes(out.into_iter().map(|o| plane(&shape, o)).collect())
     }
     fn to_signed(&self) -> ArrayD<i128> {
-        let garner = Garner::new(M::MODULI);
-        let half = garner.modulus / 2;
-        let mut out = ArrayD::<i128>::zeros(IxDyn(self.shape()));
-        let lanes: Vec<_> = self.planes.iter().map(|p| p.as_standard_layout()).collect();
-        let flat: Vec<&[u64]> = lanes.iter().map(|p| p.as_slice().expect("standard layout")).collect();
-        let mut residues = vec![0u64; M::MODULI.len()];
-        for (i, slot) in out.iter_mut().enumerate() {
-            flat.iter().zip(residues.iter_mut()).for_each(|(p, r)| *r = p[i]);
-            let x = garner.reconstruct(M::MODULI, &residues);
-            *slot = if x > half { x as i128 - garner.modulus as i128 } else { x as i128 };
-        }
-        out
+        let rec = Reconstruction::new(M::MODULI);
+        let (modulus, half) = (rec.modulus, rec.modulus / 2);
+        let signed =
+            rec.all(&self.flats(), self.len(), |x| if x > half { x as i128 - modulus as i128 } else { x as i128 });
+        ArrayD::from_shape_vec(IxDyn(self.shape()), signed).expect("one value per element")
     }
     fn to_biguint(&self) -> Vec<BigUint> {
-        let modulus = Crt::<M>::modulus();
-        let coefficients: Vec<BigUint> = M::MODULI
-            .iter()
-            .map(|&m| {
-                let rest = &modulus / m;
-                let inv = inverse_mod((&rest % m).iter_u64_digits().next().unwrap_or(0), m);
-                rest * inv
-            })
-            .collect();
-        let standard: Vec<_> = self.planes.iter().map(|p| p.as_standard_layout().into_owned()).collect();
-        (0..self.len())
-            .map(|i| {
-                let sum: BigUint = standard
-                    .iter()
-                    .zip(&coefficients)
-                    .map(|(p, c)| c * p.as_slice().expect("standard layout")[i])
-                    .sum();
-                sum % &modulus
-            })
-            .collect()
+        Reconstruction::new(M::MODULI).all(&self.flats(), self.len(), BigUint::from)
     }
     fn random(key: &PrgKey, stream: u64, shape: &[usize]) -> Self {
         let n: usize = shape.iter().product();
@@ -262,77 +465,66 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             .iter()
             .enumerate()
             .map(|(i, &m)| {
-                let mut r = vec![0u64; n];
+                let mut r = vec![0u32; n];
                 prg::fill_residues(key, stream, i as u64, m as u32, &mut r);
-                ArrayD::from_shape_vec(IxDyn(shape), r).expect("length is the shape's product")
+                plane(shape, r)
             })
             .collect();
         Self::from_planes(planes)
     }
 
     fn add(&self, other: &Self) -> Result<Self> {
-        self.binary("add", other, |x, y, m, _| add_mod(x, y, m))
+        self.binary("add", other, |m, x, y| m.add(x, y))
     }
     fn sub(&self, other: &Self) -> Result<Self> {
-        self.binary("sub", other, |x, y, m, _| sub_mod(x, y, m))
+        self.binary("sub", other, |m, x, y| m.sub(x, y))
     }
     fn mul(&self, other: &Self) -> Result<Self> {
-        self.binary("mul", other, |x, y, _, r| (x * y) % *r)
+        self.binary("mul", other, |m, x, y| m.mul(x, y))
     }
     fn neg(&self) -> Self {
-        self.map_planes(|p, m| map(p.view(), move |x| sub_mod(0, x, m)))
+        self.unary(&vec![0; M::MODULI.len()], |m, x, _| m.sub(0, x))
     }
     fn add_assign(&mut self, other: &Self) -> Result<()> {
-        self.binary_assign("add", other, add_mod)
+        self.binary_assign("add", other, |m, x, y| m.add(x, y))
     }
     fn sub_assign(&mut self, other: &Self) -> Result<()> {
-        self.binary_assign("sub", other, sub_mod)
+        self.binary_assign("sub", other, |m, x, y| m.sub(x, y))
     }
     fn add_scalar(&self, c: i128) -> Self {
-        self.map_planes(|p, m| {
-            let c = reduce_signed(c, m);
-            map(p.view(), move |x| add_mod(x, c, m))
-        })
+        let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
+        self.unary(&constants, |m, x, c| m.add(x, c))
     }
     fn mul_scalar(&self, c: i128) -> Self {
-        self.map_planes(|p, m| {
-            let c = reduce_signed(c, m);
-            let r = StrengthReducedU64::new(m);
-            map(p.view(), move |x| (x * c) % r)
-        })
+        let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
+        self.unary(&constants, |m, x, c| m.mul(x, c))
     }
 
     fn matmul(&self, other: &Self) -> Result<Self> {
         self.matrices(other)?;
-        let planes = self
-            .planes
-            .iter()
-            .zip(&other.planes)
-            .zip(M::MODULI)
-            .map(|((a, b), &m)| {
-                let a = a.view().into_dimensionality::<Ix2>().expect("checked 2-D");
-                let b = b.view().into_dimensionality::<Ix2>().expect("checked 2-D");
-                kernels::gemm_crt::gemm_mod(a, b, m).into_dyn()
-            })
-            .collect();
+        fn views<M: CrtModuli>(t: &CrtTensor<M>) -> Vec<ndarray::ArrayView2<'_, u32>> {
+            t.planes.iter().map(|p| p.view().into_dimensionality::<Ix2>().expect("checked 2-D")).collect()
+        }
+        let planes = Self::gemm_planes(&views(self), &views(other)).into_iter().map(|p| p.into_dyn()).collect();
         Ok(Self::from_planes(planes))
     }
 
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self> {
         let g = ConvGeometry::new(self.shape(), filters.shape(), params)?;
-        let planes = self
+        let patches: Vec<_> = self.planes.iter().map(|x| kernels::im2col::im2col(x.view(), &g)).collect();
+        let weights = filters
             .planes
             .iter()
-            .zip(&filters.planes)
-            .zip(M::MODULI)
-            .map(|((x, w), &m)| {
-                let patches = kernels::im2col::im2col(x.view(), &g);
-                let w = layout::reshape(w, &[g.filters, g.patch_cols()])?;
-                let w = w.into_dimensionality::<Ix2>().expect("reshaped to two axes");
-                let product = kernels::gemm_crt::gemm_mod(patches.view(), w.t(), m);
-                Ok(kernels::im2col::patches_to_nchw(product, &g))
+            .map(|w| {
+                Ok(layout::reshape(w, &[g.filters, g.patch_cols()])?.into_dimensionality::<Ix2>().expect("two axes"))
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        let patch_views: Vec<_> = patches.iter().map(|p| p.view()).collect();
+        let weight_views: Vec<_> = weights.iter().map(|w| w.t()).collect();
+        let planes = Self::gemm_planes(&patch_views, &weight_views)
+            .into_iter()
+            .map(|product| kernels::im2col::patches_to_nchw(product, &g))
+            .collect();
         Ok(Self::from_planes(planes))
     }
 
@@ -348,9 +540,9 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         Ok(self.map_planes(|p, m| {
             let mut shape = p.shape().to_vec();
             shape.remove(axis);
-            let mut acc = ArrayD::<u64>::zeros(IxDyn(&shape));
+            let mut acc = ArrayD::<u32>::zeros(IxDyn(&shape));
             for lane in p.axis_iter(Axis(axis)) {
-                ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = add_mod(*s, x, m));
+                ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = m.add(*s, x));
             }
             acc
         }))
@@ -367,7 +559,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     fn concat(axis: usize, parts: &[&Self]) -> Result<Self> {
         let planes = (0..M::MODULI.len())
             .map(|i| {
-                let arrays: Vec<&ArrayD<u64>> = parts.iter().map(|p| &p.planes[i]).collect();
+                let arrays: Vec<&ArrayD<u32>> = parts.iter().map(|p| &p.planes[i]).collect();
                 layout::concat(axis, &arrays)
             })
             .collect::<Result<_>>()?;
@@ -378,12 +570,19 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     }
 
     fn write_bytes(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len() * Self::BYTES_PER_ELEMENT);
-        for plane in &self.planes {
-            for r in plane.iter() {
-                out.extend_from_slice(&r.to_le_bytes()[..M::RESIDUE_BYTES]);
-            }
-        }
+        let width = M::RESIDUE_BYTES;
+        let (n, start) = (self.len(), out.len());
+        out.resize(start + n * Self::BYTES_PER_ELEMENT, 0);
+        let flats = self.flats();
+        let jobs: Vec<(usize, usize, &mut [u8])> = out[start..]
+            .chunks_mut(n.max(1) * width)
+            .enumerate()
+            .flat_map(|(i, dst)| dst.chunks_mut(CHUNK * width).enumerate().map(move |(c, d)| (i, c * CHUNK, d)))
+            .collect();
+        run_jobs(jobs, n * M::MODULI.len(), |(i, first, dst)| {
+            let src = &flats[i][first..first + dst.len() / width];
+            vectorised(|| encode_residues::<M>(src, dst));
+        });
     }
     fn from_bytes(shape: &[usize], bytes: &[u8]) -> Result<Self> {
         let n: usize = shape.iter().product();
@@ -391,37 +590,57 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         if bytes.len() != expected {
             return Err(CoreError::BadEncoding { ring: M::NAME, shape: shape.to_vec(), expected, got: bytes.len() });
         }
-        let plane_bytes = n * M::RESIDUE_BYTES;
-        let planes = M::MODULI
-            .iter()
-            .enumerate()
-            .map(|(i, &m)| {
-                let residues = bytes[i * plane_bytes..(i + 1) * plane_bytes]
-                    .chunks_exact(M::RESIDUE_BYTES)
-                    .map(|c| {
-                        let mut buf = [0u8; 8];
-                        buf[..c.len()].copy_from_slice(c);
-                        let r = u64::from_le_bytes(buf);
-                        if r < m {
-                            Ok(r)
-                        } else {
-                            Err(CoreError::InvalidConfig(format!(
-                                "{} encoding: residue {r} is not reduced modulo {m}",
-                                M::NAME
-                            )))
-                        }
-                    })
-                    .collect::<Result<Vec<u64>>>()?;
-                Ok(ArrayD::from_shape_vec(IxDyn(shape), residues).expect("length checked"))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self::from_planes(planes))
+        let width = M::RESIDUE_BYTES;
+        let moduli = Modulus::all::<M>();
+        let unreduced = std::sync::atomic::AtomicBool::new(false);
+        let decoded = Self::build(shape, |i, range, out| {
+            let src = &bytes[(i * n + range.start) * width..(i * n + range.end) * width];
+            let m = moduli[i].m;
+            if !vectorised(|| decode_residues::<M>(src, out, m)) {
+                unreduced.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        if unreduced.into_inner() {
+            // Slow path, for the error message only.
+            for (i, p) in decoded.planes.iter().enumerate() {
+                if let Some(&r) = flat(p).iter().find(|&&r| r >= moduli[i].m) {
+                    return Err(CoreError::InvalidConfig(format!(
+                        "{} encoding: residue {r} is not reduced modulo {}",
+                        M::NAME,
+                        moduli[i].m
+                    )));
+                }
+            }
+        }
+        Ok(decoded)
     }
+}
+
+/// Writes each residue as `M::RESIDUE_BYTES` little-endian bytes.
+#[inline(always)]
+fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [u8]) {
+    for (d, &r) in dst.chunks_exact_mut(M::RESIDUE_BYTES).zip(src) {
+        d.copy_from_slice(&r.to_le_bytes()[..M::RESIDUE_BYTES]);
+    }
+}
+
+/// Reads `M::RESIDUE_BYTES`-byte little-endian residues; false if any is not below `m`.
+#[inline(always)]
+fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [u32], m: u32) -> bool {
+    let mut max = 0u32;
+    for (o, s) in out.iter_mut().zip(src.chunks_exact(M::RESIDUE_BYTES)) {
+        let mut word = [0u8; 4];
+        word[..M::RESIDUE_BYTES].copy_from_slice(s);
+        *o = u32::from_le_bytes(word);
+        max = max.max(*o);
+    }
+    max < m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn floor_log2(m: &BigUint) -> u32 {
         (m.bits() - 1) as u32
@@ -450,15 +669,165 @@ mod tests {
         check::<WideModuli>();
     }
 
-    #[test]
-    fn garner_matches_bigint_reconstruction() {
-        let key = PrgKey::from_seed(11);
-        let t = CrtTensor::<TfeModuli>::random(&key, 0, &[200]);
-        let big = t.to_biguint();
-        let garner = Garner::new(TfeModuli::MODULI);
-        for (i, b) in big.iter().enumerate() {
-            let residues: Vec<u64> = t.planes.iter().map(|p| p[[i]]).collect();
-            assert_eq!(BigUint::from(garner.reconstruct(TfeModuli::MODULI, &residues)), *b);
+    fn any_modulus() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            prop::sample::select(TfeModuli::MODULI.to_vec()),
+            prop::sample::select(WideModuli::MODULI.to_vec()),
+            2u64..(1 << 21),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn modular_kernels_match_plain_arithmetic((m, x, y) in any_modulus().prop_flat_map(|m| (Just(m), 0..m, 0..m))) {
+            let r = Modulus::new(m);
+            let (x32, y32) = (x as u32, y as u32);
+            prop_assert_eq!(u64::from(r.add(x32, y32)), (x + y) % m);
+            prop_assert_eq!(u64::from(r.sub(x32, y32)), (x + m - y) % m);
+            prop_assert_eq!(u64::from(r.mul(x32, y32)), x * y % m);
+            prop_assert_eq!(u64::from(r.sub(0, x32)), (m - x) % m);
         }
+
+        #[test]
+        fn signed_reduction_matches_rem_euclid(m in any_modulus(), v in any::<i128>(), w in any::<i64>()) {
+            let r = Modulus::new(m);
+            prop_assert_eq!(i128::from(r.reduce_signed(v)), v.rem_euclid(i128::from(m)));
+            prop_assert_eq!(i128::from(r.reduce_i64(w)), i128::from(w).rem_euclid(i128::from(m)));
+            prop_assert_eq!(u64::from(r.reduce_u64(w as u64)), (w as u64) % m);
+        }
+    }
+
+    #[test]
+    fn reductions_at_the_extremes() {
+        for m in [2u64, 3, 1039, 1433, 2097143, (1 << 21) - 1] {
+            let r = Modulus::new(m);
+            for v in [0i128, 1, -1, i128::MAX, i128::MIN, i64::MAX as i128, i64::MIN as i128, m as i128, -(m as i128)] {
+                assert_eq!(i128::from(r.reduce_signed(v)), v.rem_euclid(m as i128), "{v} mod {m}");
+            }
+            assert_eq!(u64::from(r.reduce_u64(u64::MAX)), u64::MAX % m);
+            assert_eq!(u64::from(r.mul(m as u32 - 1, m as u32 - 1)), 1 % m);
+        }
+    }
+
+    /// The element with canonical value `x`, built residue by residue with big integers.
+    fn element<M: CrtModuli>(x: &BigUint) -> Vec<u32> {
+        M::MODULI.iter().map(|&m| (x % m).iter_u32_digits().next().unwrap_or(0)).collect()
+    }
+
+    fn reconstruction_is_exact_near_zero_half_and_m<M: CrtModuli>() {
+        let modulus = Crt::<M>::modulus();
+        let rec = Reconstruction::new(M::MODULI);
+        let one = BigUint::from(1u8);
+        let half = &modulus / 2u8;
+        let values = [
+            BigUint::default(),
+            one.clone(),
+            BigUint::from(2u8),
+            &modulus - &one,
+            &modulus - 2u8,
+            half.clone(),
+            &half + &one,
+            &half - &one,
+            BigUint::from(u128::MAX) % &modulus,
+        ];
+        for x in &values {
+            let r = element::<M>(x);
+            assert_eq!(BigUint::from(rec.reconstruct(|i| r[i])), *x);
+        }
+        // Signed representatives: (M-1)/2 stays positive, (M+1)/2 is the most negative.
+        let planes: Vec<ArrayD<u32>> = (0..M::MODULI.len())
+            .map(|i| {
+                ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.iter().map(|x| element::<M>(x)[i]).collect())
+                    .unwrap()
+            })
+            .collect();
+        let t = CrtTensor::<M>::from_planes(planes);
+        let signed = t.to_signed();
+        let m = i128::try_from(modulus.clone()).unwrap();
+        assert_eq!(signed[[3]], -1);
+        assert_eq!(signed[[5]], (m - 1) / 2);
+        assert_eq!(signed[[6]], -(m - 1) / 2);
+        assert_eq!(CrtTensor::<M>::from_signed(signed.view()), t);
+        assert_eq!(t.to_biguint(), values.to_vec());
+    }
+
+    #[test]
+    fn reconstruction_extremes() {
+        reconstruction_is_exact_near_zero_half_and_m::<TfeModuli>();
+        reconstruction_is_exact_near_zero_half_and_m::<WideModuli>();
+    }
+
+    /// Big tensors take the parallel, chunked paths: compare them with per-element scalar code.
+    fn large_tensors_match_scalar_reference<M: CrtModuli>() {
+        let key = PrgKey::from_seed(21);
+        let n = 3 * CHUNK + 11;
+        let (a, b) = (CrtTensor::<M>::random(&key, 0, &[n]), CrtTensor::<M>::random(&key, 1, &[n]));
+        let (sum, diff, prod, neg) = (a.add(&b).unwrap(), a.sub(&b).unwrap(), a.mul(&b).unwrap(), a.neg());
+        let scaled = a.mul_scalar(-123_456_789_012);
+        let mut inplace = a.clone();
+        inplace.sub_assign(&b).unwrap();
+        for (i, &m) in M::MODULI.iter().enumerate() {
+            let c = (-123_456_789_012i128).rem_euclid(i128::from(m)) as u64;
+            for j in (0..n).step_by(97).chain([n - 1]) {
+                let (x, y) = (u64::from(a.planes[i][[j]]), u64::from(b.planes[i][[j]]));
+                assert!(x < m && y < m);
+                assert_eq!(u64::from(sum.planes[i][[j]]), (x + y) % m);
+                assert_eq!(u64::from(diff.planes[i][[j]]), (x + m - y) % m);
+                assert_eq!(u64::from(inplace.planes[i][[j]]), (x + m - y) % m);
+                assert_eq!(u64::from(prod.planes[i][[j]]), x * y % m);
+                assert_eq!(u64::from(neg.planes[i][[j]]), (m - x) % m);
+                assert_eq!(u64::from(scaled.planes[i][[j]]), x * c % m);
+            }
+        }
+        let signed = a.to_signed();
+        assert_eq!(CrtTensor::<M>::from_signed(signed.view()), a);
+        let big = a.to_biguint();
+        let m = Crt::<M>::modulus();
+        for j in (0..n).step_by(1009) {
+            let s = signed[[j]];
+            let expected = if s < 0 { &m - BigUint::from(s.unsigned_abs()) } else { BigUint::from(s as u128) };
+            assert_eq!(big[j], expected);
+        }
+        let bytes = a.to_bytes();
+        assert_eq!(CrtTensor::<M>::from_bytes(&[n], &bytes).unwrap(), a);
+        // One unreduced residue, in the last plane, is found and rejected.
+        let mut bad = bytes.clone();
+        let last = M::MODULI[M::MODULI.len() - 1];
+        let at = bad.len() - 5 * M::RESIDUE_BYTES;
+        bad[at..at + M::RESIDUE_BYTES].copy_from_slice(&last.to_le_bytes()[..M::RESIDUE_BYTES]);
+        let err = CrtTensor::<M>::from_bytes(&[n], &bad).unwrap_err().to_string();
+        assert!(err.contains(&format!("residue {last} is not reduced modulo {last}")), "{err}");
+    }
+
+    #[test]
+    fn large_tensors() {
+        large_tensors_match_scalar_reference::<TfeModuli>();
+        large_tensors_match_scalar_reference::<WideModuli>();
+    }
+
+    #[test]
+    fn wire_format_is_plane_major_little_endian() {
+        let t = CrtTensor::<WideModuli>::from_signed(ndarray::arr1(&[1i128, -1]).into_dyn().view());
+        let bytes = t.to_bytes();
+        assert_eq!(bytes.len(), 2 * 5 * 3);
+        // Plane 0: residues 1 and m0 - 1, three little-endian bytes each.
+        let m0 = WideModuli::MODULI[0] as u32 - 1;
+        assert_eq!(&bytes[..6], &[1, 0, 0, m0 as u8, (m0 >> 8) as u8, (m0 >> 16) as u8]);
+    }
+
+    #[test]
+    fn non_standard_planes_are_normalised() {
+        let key = PrgKey::from_seed(4);
+        let t = CrtTensor::<TfeModuli>::random(&key, 0, &[3, 5]);
+        let transposed = t.permute(&[1, 0]).unwrap();
+        assert!(transposed.planes().iter().all(|p| p.is_standard_layout()));
+        // Same shape and values, column-major memory.
+        let planes: Vec<_> = t.planes.iter().map(|p| p.t().as_standard_layout().into_owned().reversed_axes()).collect();
+        assert!(planes.iter().all(|p| !p.is_standard_layout()));
+        let back = CrtTensor::<TfeModuli>::from_planes(planes);
+        assert!(back.planes().iter().all(|p| p.is_standard_layout()));
+        assert_eq!(back, t);
+        assert_eq!(back.add(&t).unwrap(), t.mul_scalar(2));
     }
 }
