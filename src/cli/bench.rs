@@ -49,7 +49,10 @@ fn emit<T: Serialize>(json: bool, row: &T) {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.suite {
         Suite::Kernels => pond_train::bench::kernels::run(args.quick, |row| emit(args.json, &row)),
-        Suite::Protocol => pond_train::bench::protocol::run(args.quick, |row| emit(args.json, &row))?,
+        Suite::Protocol => {
+            pond_train::bench::protocol::run(args.quick, |row| emit(args.json, &row))?;
+            pond_train::bench::protocol_compare::run(args.quick, |row| emit(args.json, &row))?;
+        }
     }
     Ok(())
 }

@@ -321,12 +321,15 @@ impl Session {
 /// phase of any program without writing its correlation plan by hand; each stored correlation
 /// is fresh and used once.
 pub struct RecordingDealer<R: ProtocolRing> {
-    stored: Arc<Mutex<VecDeque<(String, Dealt<R::Tensor>)>>>,
+    stored: SharedQueue<R>,
 }
+
+/// Correlations (with their signatures) shared between a recorder and its recording.
+type SharedQueue<R> = Arc<Mutex<VecDeque<(String, Dealt<<R as Ring>::Tensor>)>>>;
 
 /// The correlations a [`RecordingDealer`] stored.
 pub struct Recording<R: ProtocolRing> {
-    stored: Arc<Mutex<VecDeque<(String, Dealt<R::Tensor>)>>>,
+    stored: SharedQueue<R>,
 }
 
 impl<R: ProtocolRing> RecordingDealer<R> {

@@ -7,6 +7,11 @@
 //! material ([`material`]); with pregenerated material subtract `material(comparisons)`, with the
 //! count from the `*_comparisons` functions.
 //!
+//! Rounds are server1's, the critical path: server1 waits for cp's answer in every comparison.
+//! server0's share of cp's answer is seeded, so it never waits for cp, and in a tournament its
+//! message to cp and its next opening go out in one send phase: it counts levels + 1 rounds
+//! ([`server0_rounds`]) where server1 counts 2 per level.
+//!
 //! For CRT rings the operations refuse to run; these formulas are meaningless there.
 
 use super::ops::{tournament_levels, PoolGeometry};
@@ -107,4 +112,14 @@ pub fn argmax_comparisons(shape: &[usize]) -> u64 {
 /// Server rounds of a tournament over m candidates: 2·ceil(log2 m).
 pub fn tournament_rounds(m: usize) -> u64 {
     2 * tournament_levels(m).len() as u64
+}
+
+/// server0's send phases for an operation of `levels` sequential comparison batches: levels + 1
+/// (see the module docs), 0 for none.
+pub fn server0_rounds(levels: u64) -> u64 {
+    if levels == 0 {
+        0
+    } else {
+        levels + 1
+    }
 }

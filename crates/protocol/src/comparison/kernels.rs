@@ -11,68 +11,112 @@ use rayon::prelude::*;
 
 /// Elements per parallel chunk (each chunk has its own PRG sub-stream).
 pub(crate) const CHUNK: usize = 2048;
-/// 64-bit words drawn from the PRG per refill of a [`ByteStream`].
-const REFILL_WORDS: usize = 512;
+/// 64-bit words drawn from the PRG per refill of a [`BlockStream`].
+const BLOCK_WORDS: usize = 2048;
+/// Values one block can yield at most (two per 16-bit draw).
+const BLOCK_VALUES: usize = BLOCK_WORDS * 8;
 
-/// Uniform bytes from one sub-stream of a derived key: chunk `c` reads streams `(c << 24) | i`
-/// for refills i = 0, 1, ..., so chunks never share a stream.
-pub(crate) struct ByteStream<'k> {
+/// Uniform 64-bit words from one sub-stream of a derived key, a block at a time: chunk `c`
+/// reads streams `(c << 24) | i` for blocks i = 0, 1, ..., so chunks never share a stream.
+pub(crate) struct BlockStream<'k> {
     key: &'k PrgKey,
     chunk: u64,
-    refills: u64,
+    blocks: u64,
     words: Vec<u64>,
-    pos: usize,
 }
 
-impl<'k> ByteStream<'k> {
+impl<'k> BlockStream<'k> {
     pub(crate) fn new(key: &'k PrgKey, chunk: usize) -> Self {
-        ByteStream { key, chunk: chunk as u64, refills: 0, words: vec![0; REFILL_WORDS], pos: REFILL_WORDS * 8 }
+        BlockStream { key, chunk: chunk as u64, blocks: 0, words: vec![0; BLOCK_WORDS] }
     }
 
-    #[inline]
-    pub(crate) fn byte(&mut self) -> u8 {
-        if self.pos == REFILL_WORDS * 8 {
-            fill_u64(self.key, (self.chunk << 24) | self.refills, &mut self.words);
-            self.refills += 1;
-            self.pos = 0;
-        }
-        let b = (self.words[self.pos >> 3] >> ((self.pos & 7) * 8)) as u8;
-        self.pos += 1;
-        b
+    fn next_block(&mut self) -> &[u64] {
+        fill_u64(self.key, (self.chunk << 24) | self.blocks, &mut self.words);
+        self.blocks += 1;
+        &self.words
     }
 }
 
-/// Exact uniform sampling below a small bound by rejection of bytes: a table maps each byte to
-/// its residue, or to `REJECT` above the largest multiple of the bound (no modulo bias).
-pub(crate) struct Below {
-    table: [u8; 256],
+/// For a bound b, each 16-bit draw's two base-b digits of (v mod b^2), packed little-endian
+/// into a u16, or [`REJECTED`] when v is at or above the largest multiple of b^2 below 2^16.
+struct DigitTable {
+    entries: Vec<u16>,
 }
 
-const REJECT: u8 = u8::MAX;
+/// Marks a rejected draw (no pair of digits below 256 packs to it, as digits are below 255
+/// for every bound but 256, which rejects nothing).
+const REJECTED: u16 = u16::MAX;
 
-impl Below {
-    pub(crate) fn new(bound: u8) -> Self {
-        debug_assert!(bound >= 2 && bound < REJECT);
-        let zone = 256 / u16::from(bound) * u16::from(bound);
-        let mut table = [REJECT; 256];
-        for (b, slot) in table.iter_mut().enumerate() {
-            if (b as u16) < zone {
-                *slot = (b as u16 % u16::from(bound)) as u8;
+impl DigitTable {
+    fn new(bound: u32) -> Self {
+        let square = bound * bound;
+        let zone = (1 << 16) / square * square;
+        let entries = (0..1u32 << 16)
+            .map(|v| {
+                let r = v % square;
+                if v < zone {
+                    ((r / bound) << 8 | (r % bound)) as u16
+                } else {
+                    REJECTED
+                }
+            })
+            .collect();
+        DigitTable { entries }
+    }
+
+    /// The table of `bound` (built once per bound and kept).
+    fn get(bound: u32) -> &'static DigitTable {
+        static TABLES: [std::sync::OnceLock<DigitTable>; 5] = [const { std::sync::OnceLock::new() }; 5];
+        let slot = match bound {
+            66 => 0,
+            67 => 1,
+            130 => 2,
+            131 => 3,
+            256 => 4,
+            _ => unreachable!("the comparison samples below p - 1, p (p = 67 or 131) and 256 only"),
+        };
+        TABLES[slot].get_or_init(|| DigitTable::new(bound))
+    }
+}
+
+/// Fills `out[..count]` (growing `out` as needed, with slack) with values uniform in
+/// [0, bound), exactly: each 16-bit draw v below the largest multiple of bound^2 that fits
+/// yields the two digits of v mod bound^2 in base `bound`; other draws are rejected. The loop is
+/// branch-free (every candidate is written, the fill level advances only when accepted), and
+/// what is left of the last block is discarded, so the output depends only on the stream.
+pub(crate) fn sample_below(stream: &mut BlockStream<'_>, bound: u32, count: usize, out: &mut Vec<u8>) {
+    let table = &DigitTable::get(bound).entries;
+    // Acceptance from the draw itself rather than the table entry keeps the table load off the
+    // loop-carried chain through `filled`.
+    let zone = (1u32 << 16) / (bound * bound) * (bound * bound);
+    out.resize(count + BLOCK_VALUES + 2, 0);
+    let mut filled = 0;
+    while filled < count {
+        for &w in stream.next_block() {
+            for half in 0..4 {
+                let v = ((w >> (16 * half)) & 0xffff) as u32;
+                out[filled..filled + 2].copy_from_slice(&table[v as usize].to_le_bytes());
+                filled += 2 * usize::from(v < zone);
             }
         }
-        Below { table }
     }
-
-    #[inline]
-    pub(crate) fn sample(&self, bytes: &mut ByteStream<'_>) -> u8 {
-        loop {
-            let v = self.table[bytes.byte() as usize];
-            if v != REJECT {
-                return v;
-            }
-        }
-    }
+    out.truncate(count);
 }
+
+/// The bits of each byte value, least significant first, as 0/1 bytes.
+const BYTE_BITS: [[u8; 8]; 256] = {
+    let mut table = [[0u8; 8]; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut i = 0;
+        while i < 8 {
+            table[v][i] = ((v >> i) & 1) as u8;
+            i += 1;
+        }
+        v += 1;
+    }
+    table
+};
 
 /// Number of compared bits (l - 1) and of blinded terms (l) for word type `W`.
 pub(crate) fn widths<W: ComparisonWord>() -> (usize, usize) {
@@ -84,11 +128,11 @@ pub(crate) fn widths<W: ComparisonWord>() -> (usize, usize) {
 /// Z_p, drawn from `key` (shared by server0 and cp). cp calls it too, to compute server1's share.
 pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Vec<u8> {
     let (nb, _) = widths::<W>();
-    let zp = Below::new(W::PRIME);
     let mut out = vec![0u8; n * nb];
     out.par_chunks_mut(CHUNK * nb).enumerate().for_each(|(c, chunk)| {
-        let mut bytes = ByteStream::new(key, c);
-        chunk.iter_mut().for_each(|v| *v = zp.sample(&mut bytes));
+        let mut pool = Vec::new();
+        sample_below(&mut BlockStream::new(key, c), u32::from(W::PRIME), chunk.len(), &mut pool);
+        chunk.copy_from_slice(&pool);
     });
     out
 }
@@ -96,8 +140,8 @@ pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Ve
 /// cp: server1's shares of the bits, (r_i - share0_i) mod p, in place of server0's shares.
 pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
     let (nb, _) = widths::<W>();
-    let p = W::PRIME;
     share0.par_chunks_mut(nb).zip(r.par_iter()).for_each(|(bits, &rv)| {
+        let p = W::PRIME;
         for (i, b) in bits.iter_mut().enumerate() {
             *b = (rv.bit(i as u32) + p - *b) % p;
         }
@@ -129,41 +173,65 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
     beta: &mut [u8],
 ) {
     let (nb, m) = widths::<W>();
-    let p = u32::from(W::PRIME);
-    let zp = Below::new(W::PRIME);
-    let zp_star = Below::new(W::PRIME - 1);
-    let own = u32::from(server0);
     d.par_chunks_mut(CHUNK * m)
         .zip(bits.par_chunks(CHUNK * nb))
         .zip(c.par_chunks(CHUNK))
         .zip(beta.par_chunks_mut(CHUNK))
         .enumerate()
         .for_each(|(chunk, (((d, bits), c), beta))| {
-            let mut bytes = ByteStream::new(common, chunk);
-            let mut terms = [0u32; 128];
-            for (((d, bits), &cv), be) in d.chunks_exact_mut(m).zip(bits.chunks_exact(nb)).zip(c).zip(beta.iter_mut()) {
-                let head = bytes.byte();
+            // W::PRIME inside the closure, so the compiler sees the modulus as a constant.
+            // Terms stay below l·(p + 1) + 2p < 2^16 before reduction, so u16 lanes suffice.
+            let p = u16::from(W::PRIME);
+            let own = u16::from(server0);
+            let mut stream = BlockStream::new(common, chunk);
+            let (mut heads, mut s, mut u) = (Vec::new(), Vec::new(), Vec::new());
+            sample_below(&mut stream, 256, c.len(), &mut heads);
+            sample_below(&mut stream, u32::from(p) - 1, c.len() * m, &mut s);
+            sample_below(&mut stream, u32::from(p), c.len() * m, &mut u);
+            let (mut cbits, mut e, mut w, mut blinded) = ([0u8; 128], [0u16; 128], [0u16; 128], [0u8; 128]);
+            for (k, (((d, bits), &cv), be)) in
+                d.chunks_exact_mut(m).zip(bits.chunks_exact(nb)).zip(c).zip(beta.iter_mut()).enumerate()
+            {
+                let head = heads[k];
                 let flip = head & 1 == 1;
                 let rho = usize::from(head >> 1) & (m - 1);
                 *be = head & 1;
-                let mut suffix = 0u32;
-                for i in (0..nb).rev() {
-                    let ci = u32::from(cv.bit(i as u32));
-                    let r = u32::from(bits[i]);
-                    // (1 - 2β)(c_i - r_i) + 1, server0 holding the public part.
-                    let e = if flip { r + own * (p - ci + 1) } else { (p - r) + own * (ci + 1) };
-                    terms[i] = (e + suffix) % p;
-                    // w_i = c_i + (1 - 2 c_i) r_i.
-                    let w = if ci == 1 { (p - r) + own } else { r };
-                    suffix = (suffix + w) % p;
+                let cw: u128 = cv.into();
+                for (j, byte) in cbits[..m].chunks_exact_mut(8).enumerate() {
+                    byte.copy_from_slice(&BYTE_BITS[((cw >> (8 * j)) & 0xff) as usize]);
                 }
-                terms[nb] = if flip { suffix } else { own };
-                for (i, &e) in terms[..m].iter().enumerate() {
-                    let s = u32::from(zp_star.sample(&mut bytes)) + 1;
-                    let u = u32::from(zp.sample(&mut bytes));
-                    let mask = if server0 { u } else { p - u };
-                    d[(i + rho) & (m - 1)] = ((s * e + mask) % p) as u8;
+                // Per bit: (1 - 2β)(c_i - r_i) + 1 (server0 holding the public part) and
+                // w_i = c_i + (1 - 2 c_i) r_i, as small integers (reduced once, at the end).
+                let rows = e[..nb].iter_mut().zip(w[..nb].iter_mut()).zip(bits).zip(&cbits[..nb]);
+                if flip {
+                    for (((e, w), &r), &ci) in rows {
+                        let (r, ci) = (u16::from(r), u16::from(ci));
+                        *e = r + own * (p + 1) - own * ci;
+                        *w = if ci == 1 { (p - r) + own } else { r };
+                    }
+                } else {
+                    for (((e, w), &r), &ci) in rows {
+                        let (r, ci) = (u16::from(r), u16::from(ci));
+                        *e = (p - r) + own * (ci + 1);
+                        *w = if ci == 1 { (p - r) + own } else { r };
+                    }
                 }
+                // e_i += S_i = sum of w_k for k > i.
+                let mut suffix = 0u16;
+                for (e, &w) in e[..nb].iter_mut().zip(&w[..nb]).rev() {
+                    *e += suffix;
+                    suffix += w;
+                }
+                e[nb] = if flip { suffix } else { own };
+                let (s, u) = (&s[k * m..(k + 1) * m], &u[k * m..(k + 1) * m]);
+                let sign = if server0 { 0 } else { p };
+                for (((b, &s), &u), &e) in blinded[..m].iter_mut().zip(s).zip(u).zip(&e[..m]) {
+                    let mask = sign.abs_diff(u16::from(u));
+                    *b = (((u16::from(s) + 1) * (e % p) + mask) % p) as u8;
+                }
+                // Rotation by ρ: term i goes to position (i + ρ) mod l.
+                d[rho..].copy_from_slice(&blinded[..m - rho]);
+                d[..rho].copy_from_slice(&blinded[m - rho..m]);
             }
         });
 }
@@ -171,8 +239,8 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
 /// cp: for each element, whether the reconstructed terms d0 + d1 (mod p) contain a zero.
 pub(crate) fn has_zero<W: ComparisonWord>(d0: &[u8], d1: &[u8], out: &mut [u8]) {
     let (_, m) = widths::<W>();
-    let p = u16::from(W::PRIME);
     out.par_iter_mut().zip(d0.par_chunks(m).zip(d1.par_chunks(m))).for_each(|(o, (a, b))| {
+        let p = u16::from(W::PRIME);
         let zero = a.iter().zip(b).fold(false, |acc, (&x, &y)| {
             let s = u16::from(x) + u16::from(y);
             acc | (s == 0) | (s == p)
@@ -186,12 +254,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejection_tables_are_exact() {
-        for bound in [66u8, 67, 130, 131] {
-            let t = Below::new(bound);
-            let mut counts = vec![0u32; bound as usize];
-            t.table.iter().filter(|&&v| v != REJECT).for_each(|&v| counts[v as usize] += 1);
-            assert!(counts.iter().all(|&c| c == counts[0]), "every residue of {bound} equally often");
+    fn sampling_below_a_bound_is_exact_and_deterministic() {
+        for bound in [66u32, 67, 130, 131, 256] {
+            // Every pair of digits comes from the same number of accepted draws.
+            let mut counts = vec![0u32; (bound * bound) as usize];
+            for &e in &DigitTable::get(bound).entries {
+                if e != REJECTED || bound == 256 {
+                    counts[(u32::from(e >> 8) * bound + u32::from(e & 0xff)) as usize] += 1;
+                }
+            }
+            assert!(counts.iter().all(|&c| c == counts[0]), "bound {bound}");
+            let key = PrgKey::from_seed(bound as u64);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            sample_below(&mut BlockStream::new(&key, 3), bound, 40_000, &mut a);
+            sample_below(&mut BlockStream::new(&key, 3), bound, 40_000, &mut b);
+            assert_eq!(a, b);
+            assert_eq!(a.len(), 40_000);
+            assert!(a.iter().all(|&v| u32::from(v) < bound));
+            let mut seen = vec![false; bound as usize];
+            a.iter().for_each(|&v| seen[v as usize] = true);
+            assert!(seen.iter().all(|&s| s));
         }
     }
 

@@ -12,10 +12,12 @@
 //!    p = 67 for l = 64, p = 131 for l = 128 (the smallest primes above l).
 //! 2. Round 1: the servers open c = x + r. Writing c = (c_h, c_low) and r = (r_h, r_low) for
 //!    the top bit and the l - 1 low bits, x = c - r gives
-//!    msb(x) = c_h XOR r_h XOR [c_low < r_low], exactly, for every x in the ring.
+//!    msb(x) = c_h XOR r_h XOR \[c_low < r_low\], exactly, for every x in the ring.
 //! 3. Round 2: the servers run SecureNN's PrivateCompare on c_low (public) and r_low (shared
-//!    bits), blinded by a common random bit β: each sends cp l bytes per element (see
-//!    [`kernels::blinded_terms`]) from which cp learns only β' = β XOR [c_low < r_low]. cp
+//!    bits), blinded by a common random bit β: each sends cp l bytes per element (one term
+//!    per bit plus an equality term, each multiplied by a random s_i in Z_p^*, masked by a
+//!    zero-sharing and rotated by a random ρ) from which cp learns only
+//!    β' = β XOR \[c_low < r_low\], as "one of the terms is zero". cp
 //!    deals, seeded for server0 and as a correction for server1, shares in Z_2^l of
 //!    γ = β' XOR r_h and of r·γ (and of a·γ for masked extra operands, below).
 //! 4. Locally, with the public (to the servers) bit t = 1 XOR c_h XOR β:
@@ -32,7 +34,12 @@
 //! A dealer-assisted bit decomposition with a parallel-prefix adder needs log2(63) = 6 rounds of
 //! ANDs plus the opening and the final product: 8 or more rounds, above the budget of 4. The
 //! construction here has 2 rounds for DReLU and ReLU, no triples, and one byte per bit and
-//! element as its main traffic; see `pond bench protocol` (`relu_exact` against `relu_poly`).
+//! element as its main traffic. Measured with `pond bench protocol` (three local parties, 2
+//! cores, a loaded machine): exact ReLU on 1e6 Z64 elements 1.82 s (1.52 s with the material
+//! pregenerated) against 0.87 s for the polynomial ReLU in the same run, 2 rounds against 6, and
+//! 72 / 72 / 79 bytes per element (server0 / server1 / cp) against 64 / 64 / 80. Its local
+//! work is dominated by exact rejection sampling of the blinding values (2l per element and
+//! server, table-driven and branch-free) and ChaCha12.
 //!
 //! # Security
 //! Semi-honest, non-colluding, as the rest of the crate. server views: c = x + r (uniform),
@@ -68,11 +75,11 @@ pub use ops::{ArgMax, ExactRelu, MaxPool};
 use crate::dealer::{deal_uniform, deal_value, purpose};
 use crate::error::{ProtocolError, Result};
 use crate::session::Session;
-use crate::tensors::{Held, PrivateTensor};
+use crate::tensors::Held;
 use crate::transport::Role;
 use crate::truncation::ProtocolRing;
 use ndarray::{ArrayD, IxDyn};
-use pond_core::{Crt, CrtModuli, RingTensor, Word, ZTensor, Z128, Z64};
+use pond_core::{Crt, CrtModuli, Word, ZTensor, Z128, Z64};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -374,15 +381,15 @@ fn compare<R: ComparisonRing>(
             value.extend(gamma.iter().zip(&material.r).map(|(&g, &r)| g.wmul(r)));
         }
         if let Some(a) = a_words.as_deref() {
-            value.extend(a.chunks_exact(width.max(1)).zip(&gamma).flat_map(|(a, &g)| a.iter().map(move |&a| a.wmul(g))));
+            value
+                .extend(a.chunks_exact(width.max(1)).zip(&gamma).flat_map(|(a, &g)| a.iter().map(move |&a| a.wmul(g))));
         }
         Some(value)
     } else {
         None
     };
-    let dealt = deal_value(s, tag, purpose::PRODUCT, &[dealt_len], || {
-        R::from_words(&[dealt_len], value.unwrap_or_default())
-    })?;
+    let dealt =
+        deal_value(s, tag, purpose::PRODUCT, &[dealt_len], || R::from_words(&[dealt_len], value.unwrap_or_default()))?;
     let Some(opened) = opened else {
         return Ok(Selected { delta: Vec::new(), relu: Vec::new(), extras: Vec::new() });
     };

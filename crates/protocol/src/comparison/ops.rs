@@ -180,7 +180,7 @@ impl Session {
         })
     }
 
-    /// [x < 0] (the most significant bit, the sign) as 0 or 1 in the ring, exact for every
+    /// \[x < 0\] (the most significant bit, the sign) as 0 or 1 in the ring, exact for every
     /// ring element. Cost: [`super::cost::drelu`]; 2 rounds.
     pub fn sign_bit<R: ComparisonRing>(
         &mut self,
@@ -251,7 +251,7 @@ impl Session {
         self.op("compare_public", |s| s.drelu(&diff, source))
     }
 
-    /// [x < c] = 1 - [x >= c], as [`Session::greater_equal_scalar`].
+    /// \[x < c\] = 1 - [x >= c], as [`Session::greater_equal_scalar`].
     pub fn less_than_scalar<R: ComparisonRing>(
         &mut self,
         x: &PrivateTensor<R>,
@@ -301,10 +301,10 @@ impl Session {
         source: &mut ComparisonSource<R>,
     ) -> Result<ArgMax<R>> {
         R::check_comparison("argmax_exact")?;
-        let (&m, rows) = x.shape().split_last().ok_or_else(|| ProtocolError::Usage {
-            op: "argmax_exact",
-            reason: "a scalar has no last axis".into(),
-        })?;
+        let (&m, rows) = x
+            .shape()
+            .split_last()
+            .ok_or_else(|| ProtocolError::Usage { op: "argmax_exact", reason: "a scalar has no last axis".into() })?;
         if m == 0 {
             return Err(pond_core::CoreError::InvalidShape {
                 op: "argmax_exact",
