@@ -14,6 +14,15 @@ pub struct BenchArgs {
     /// Short time budget per measurement (smoke test; numbers are noisier).
     #[arg(long)]
     quick: bool,
+    /// `infer`: draw ms per batch against batch size per net and ring to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
+    /// `results`: the directory to write results.md and runtime.svg to.
+    #[arg(long, value_name = "DIR", default_value = "docs")]
+    out: std::path::PathBuf,
+    /// `results`, `infer`: only the first N test images for the accuracy runs.
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -22,6 +31,10 @@ enum Suite {
     Kernels,
     /// Protocol operations on three local parties vs the same operation on plaintext.
     Protocol,
+    /// Private MNIST inference, nets A-D and S x rings x batch 1, 10, 100, 1000.
+    Infer,
+    /// Regenerate docs/results.md and its plot (accuracy/KL tables, runtime vs batch size).
+    Results,
 }
 
 fn emit<T: Serialize>(json: bool, row: &T) {
@@ -52,6 +65,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Suite::Protocol => {
             pond_train::bench::protocol::run(args.quick, |row| emit(args.json, &row))?;
             pond_train::bench::protocol_compare::run(args.quick, |row| emit(args.json, &row))?;
+        }
+        Suite::Infer => {
+            use pond_train::mnist::{self, infer::RingChoice, Net};
+            let data = mnist::load(&mnist::default_data_dir())?;
+            let rows = pond_train::bench::infer::run(
+                &Net::ALL,
+                &[RingChoice::Z64, RingChoice::Z128, RingChoice::Int100],
+                &pond_train::bench::infer::BATCHES,
+                args.quick,
+                &data,
+                &mnist::default_model_dir(),
+                |row| emit(args.json, row),
+            )?;
+            if let Some(path) = &args.plot {
+                pond_train::bench::infer::plot(&rows, path)?;
+            }
+        }
+        Suite::Results => {
+            use pond_train::mnist;
+            let data = mnist::load(&mnist::default_data_dir())?;
+            pond_train::bench::results::run(&data, &mnist::default_model_dir(), &args.out, args.limit, |line| {
+                eprintln!("{line}")
+            })?;
         }
     }
     Ok(())

@@ -5,4 +5,5 @@ pub mod infer;
 pub mod kernels;
 pub mod protocol;
 pub mod protocol_compare;
+pub mod results;
 pub mod timing;

@@ -1,0 +1,267 @@
+//! `pond infer`: private inference of a trained network over MNIST's test set, with three local
+//! parties, compared image by image with plaintext inference of the same network.
+//!
+//! Roles in the local run: server0 is the model owner (it secret-shares the weights once; every
+//! dense weight is then masked once and reused by every batch), cp is the prediction client
+//! (it secret-shares each batch of images and is the only party the logits are revealed to), and
+//! server0/server1 compute. cp is also the dealer; as client it sees only its own images and
+//! the logits, as dealer only masks.
+
+use super::nets::{with_relu, Net};
+use super::train::{accuracy, argmax, as_input, plain_logits, softmax};
+use crate::error::{Result, TrainError};
+use crate::idx::Mnist;
+use crate::progress;
+use ndarray::{s, Array2, Axis};
+use pond_core::{FixedPoint, Int100, Z128, Z64};
+use pond_layers::{Activation, AnyLayer, Backend, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, Weights};
+use pond_protocol::{run_local, LocalConfig, Role, Traffic};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The ring private inference runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingChoice {
+    /// Z_2^64, 16 fractional bits.
+    Z64,
+    /// Z_2^128, 24 fractional bits.
+    Z128,
+    /// tf-encrypted's int100 (ten CRT moduli), 16 fractional bits.
+    Int100,
+}
+
+impl RingChoice {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingChoice::Z64 => "z64",
+            RingChoice::Z128 => "z128",
+            RingChoice::Int100 => "int100",
+        }
+    }
+}
+
+/// Settings of a private inference run.
+#[derive(Debug, Clone)]
+pub struct InferConfig {
+    /// Which network.
+    pub net: Net,
+    /// Ring of the private computation.
+    pub ring: RingChoice,
+    /// Exact (secure comparison) or polynomial ReLU.
+    pub relu: ReluMode,
+    /// Images per batch.
+    pub batch: usize,
+    /// Only the first `limit` test images (all 10,000 if `None`).
+    pub limit: Option<usize>,
+    /// Directory of the model files.
+    pub model_dir: PathBuf,
+    /// Seed of the parties' keys (reproducible runs).
+    pub seed: u64,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// What a private inference run measured (the fields of `pond infer --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct InferReport {
+    /// Network letter.
+    pub net: &'static str,
+    /// Ring name.
+    pub ring: &'static str,
+    /// "exact" or "poly".
+    pub relu: &'static str,
+    /// Images classified.
+    pub images: usize,
+    /// Images per batch.
+    pub batch: usize,
+    /// Accuracy of the private predictions.
+    pub accuracy_private: f64,
+    /// Accuracy of plaintext inference with the same network and ReLU.
+    pub accuracy_plain: f64,
+    /// Accuracy of plaintext inference with exact ReLU (the trained network as trained).
+    pub accuracy_plain_exact: f64,
+    /// Fraction of images where private and plaintext predictions agree.
+    pub agreement: f64,
+    /// Mean KL(plaintext softmax || private softmax).
+    pub kl: f64,
+    /// Largest absolute difference between a private and a plaintext logit.
+    pub max_abs_err: f64,
+    /// Milliseconds per batch, three parties (slowest party), cp dealing online.
+    pub ms_per_batch: f64,
+    /// Milliseconds per image.
+    pub ms_per_image: f64,
+    /// Bytes sent per image by server0, server1, cp.
+    pub bytes_per_image: [f64; 3],
+    /// Server rounds per batch.
+    pub rounds_per_batch: f64,
+    /// Milliseconds per batch of plaintext inference (f64, same run).
+    pub plain_ms: f64,
+    /// ms_per_batch / plain_ms.
+    pub ratio: f64,
+    /// One-time set-up: sharing and masking the weights (ms, slowest party).
+    pub setup_ms: f64,
+}
+
+/// Loads a committed model (architecture + weights) for `net`.
+pub fn load_model(net: Net, dir: &Path) -> Result<(ModelSpec, Weights)> {
+    let stem = dir.join(net.file_stem());
+    Ok(pond_layers::io::load(&stem.with_extension("json"), &stem.with_extension("safetensors"))?)
+}
+
+/// Weights for `net`: the committed model, or for S (which is only timed) seeded random weights.
+pub fn model_or_random(net: Net, dir: &Path) -> Result<(ModelSpec, Weights)> {
+    match load_model(net, dir) {
+        Ok(m) => Ok(m),
+        Err(_) if net == Net::S => {
+            let spec = net.spec(ReluMode::Exact);
+            let w = spec.init(7);
+            Ok((spec, w))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Prepares (masks) every dense layer's weight once, for reuse by every batch.
+fn prepare_weights<B: Backend>(b: &mut B, model: &mut Sequential<B>) -> pond_layers::Result<()> {
+    for layer in &mut model.layers {
+        if let AnyLayer::Dense(d) = layer {
+            d.prepare_weight(b)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per-party measurements of the private run.
+struct PartyRun {
+    logits: Option<Array2<f64>>,
+    batches_ms: f64,
+    setup_ms: f64,
+    traffic: Traffic,
+}
+
+fn run_private<R: pond_protocol::comparison::ComparisonRing>(
+    spec: &ModelSpec,
+    weights: &Weights,
+    images: &Array2<f64>,
+    batch: usize,
+    seed: u64,
+    show: bool,
+) -> Result<[PartyRun; 3]> {
+    let fp = FixedPoint::<R>::default_for_ring();
+    let n = images.nrows();
+    let batches = n.div_ceil(batch);
+    let bar = progress::bar(batches as u64, "private inference", show);
+    let out = run_local(LocalConfig::seeded(seed), |s| {
+        let role = s.role();
+        let start = Instant::now();
+        let mut b = PrivateBackend::<R>::new(s, fp);
+        let mut model = Sequential::input(&mut b, spec, Role::Server0, (role == Role::Server0).then_some(weights))?;
+        prepare_weights(&mut b, &mut model)?;
+        let setup_ms = start.elapsed().as_secs_f64() * 1e3;
+        let before = b.session().traffic();
+        let start = Instant::now();
+        let mut rows = Vec::new();
+        for i in 0..batches {
+            let chunk = images.slice(s![i * batch..((i + 1) * batch).min(n), ..]).to_owned();
+            let x = as_input(spec, &chunk);
+            let shape = x.shape().to_vec();
+            let x = b.input(Role::Cp, (role == Role::Cp).then_some(&x), &shape)?;
+            let (z, _) = model.forward(&mut b, Activation::Value(x))?;
+            if let Some(z) = b.output(&z, Role::Cp)? {
+                rows.push(z.into_dimensionality::<ndarray::Ix2>().map_err(|e| {
+                    pond_protocol::ProtocolError::Usage { op: "infer", reason: format!("logits are not a matrix: {e}") }
+                })?);
+            }
+            if role == Role::Cp {
+                bar.inc(1);
+            }
+        }
+        let batches_ms = start.elapsed().as_secs_f64() * 1e3;
+        let traffic = b.session().traffic().since(&before);
+        let logits = if rows.is_empty() {
+            None
+        } else {
+            let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+            Some(ndarray::concatenate(Axis(0), &views).map_err(|e| pond_protocol::ProtocolError::Usage {
+                op: "infer",
+                reason: e.to_string(),
+            })?)
+        };
+        Ok(PartyRun { logits, batches_ms, setup_ms, traffic })
+    })?;
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn kl(p: &Array2<f64>, q: &Array2<f64>) -> f64 {
+    let (p, q) = (softmax(p), softmax(q));
+    let total: f64 = p
+        .iter()
+        .zip(q.iter())
+        .map(|(&a, &b)| if a > 0.0 { a * (a.max(1e-300).ln() - b.max(1e-300).ln()) } else { 0.0 })
+        .sum();
+    total / p.nrows().max(1) as f64
+}
+
+/// Runs private and plaintext inference of `cfg.net` on the test set and compares them.
+pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
+    if cfg.batch == 0 {
+        return Err(TrainError::Config("--batch must be at least 1".into()));
+    }
+    let (trained, weights) = model_or_random(cfg.net, &cfg.model_dir)?;
+    let spec = with_relu(&trained, cfg.relu);
+    let n = cfg.limit.unwrap_or(mnist.test.len()).min(mnist.test.len());
+    let images = mnist.test.features.slice(s![..n, ..]).to_owned();
+    let labels = mnist.test.labels.slice(s![..n]).to_owned();
+
+    let mut plain = PlainBackend;
+    let plain_model = Sequential::input(&mut plain, &spec, Role::Server0, Some(&weights))?;
+    let exact_model = Sequential::input(&mut plain, &trained, Role::Server0, Some(&weights))?;
+    let start = Instant::now();
+    let plain_z = plain_logits(&plain_model, &images, cfg.batch)?;
+    let plain_ms = start.elapsed().as_secs_f64() * 1e3 / n.div_ceil(cfg.batch) as f64;
+    let exact_z = plain_logits(&exact_model, &images, cfg.batch)?;
+
+    let parties = match cfg.ring {
+        RingChoice::Z64 => run_private::<Z64>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
+        RingChoice::Z128 => run_private::<Z128>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
+        RingChoice::Int100 => run_private::<Int100>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
+    };
+    let private_z = parties[Role::Cp.index()]
+        .logits
+        .clone()
+        .ok_or_else(|| TrainError::Config("the client received no logits".into()))?;
+    let batches = n.div_ceil(cfg.batch) as f64;
+    let ms_per_batch = parties.iter().map(|p| p.batches_ms).fold(0.0, f64::max) / batches;
+    let agree = plain_z
+        .rows()
+        .into_iter()
+        .zip(private_z.rows())
+        .filter(|(a, b)| argmax(a.iter().copied()) == argmax(b.iter().copied()))
+        .count();
+    Ok(InferReport {
+        net: cfg.net.name(),
+        ring: cfg.ring.name(),
+        relu: match cfg.relu {
+            ReluMode::Exact => "exact",
+            ReluMode::Polynomial => "poly",
+        },
+        images: n,
+        batch: cfg.batch,
+        accuracy_private: accuracy(&private_z, &labels),
+        accuracy_plain: accuracy(&plain_z, &labels),
+        accuracy_plain_exact: accuracy(&exact_z, &labels),
+        agreement: agree as f64 / n.max(1) as f64,
+        kl: kl(&plain_z, &private_z),
+        max_abs_err: (&plain_z - &private_z).iter().fold(0.0, |m, d| m.max(d.abs())),
+        ms_per_batch,
+        ms_per_image: ms_per_batch * batches / n.max(1) as f64,
+        bytes_per_image: std::array::from_fn(|i| parties[i].traffic.total_sent() as f64 / n.max(1) as f64),
+        rounds_per_batch: parties[0].traffic.rounds as f64 / batches,
+        plain_ms,
+        ratio: ms_per_batch / plain_ms,
+        setup_ms: parties.iter().map(|p| p.setup_ms).fold(0.0, f64::max),
+    })
+}
