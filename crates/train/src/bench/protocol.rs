@@ -8,8 +8,7 @@ use pond_core::{Conv2dParams, Crt, FixedPoint, PrgKey, Ring, RingTensor, TfeModu
 use pond_protocol::costs::{self, Cost};
 use pond_protocol::polynomial::SIGMOID;
 use pond_protocol::{
-    run_local, Bilinear, LocalConfig, MaskedTensor, PrivateTensor, ProtocolRing, RecordingDealer, Result, Role,
-    Session,
+    run_local, Bilinear, LocalConfig, MaskedTensor, PrivateTensor, ProtocolRing, RecordingDealer, Result, Role, Session,
 };
 use serde::Serialize;
 use std::time::Instant;
@@ -81,8 +80,7 @@ fn measure<R: ProtocolRing, S>(
         Ok(PartyTimes { online_dealer, pregenerated, sent: traffic.total_sent(), rounds: traffic.rounds })
     })?;
     let slowest = |pick: fn(&PartyTimes) -> &Vec<f64>| {
-        let mut per_run: Vec<f64> =
-            (0..reps).map(|i| parties.iter().map(|p| pick(p)[i]).fold(0.0, f64::max)).collect();
+        let mut per_run: Vec<f64> = (0..reps).map(|i| parties.iter().map(|p| pick(p)[i]).fold(0.0, f64::max)).collect();
         per_run.sort_by(f64::total_cmp);
         per_run[per_run.len() / 2]
     };
@@ -151,7 +149,8 @@ fn run_ring<R: ProtocolRing>(quick: bool, emit: &mut impl FnMut(ProtocolRow)) ->
     let (fx, fw) = (Array2::<f64>::from_elem((bm, k), 0.5), Array2::<f64>::from_elem((k, bn), 0.25));
     let plain = median_ms(plain_reps, || drop(std::hint::black_box(fx.dot(&fw))));
     let shapes = vec![vec![bm, k], vec![k, bn]];
-    let m = measure::<R, _>(reps, |s| Ok((input::<R>(s, &x)?, input::<R>(s, &w)?)), |s, (a, b)| s.matmul(a, b).map(drop))?;
+    let m =
+        measure::<R, _>(reps, |s| Ok((input::<R>(s, &x)?, input::<R>(s, &w)?)), |s, (a, b)| s.matmul(a, b).map(drop))?;
     let cost = costs::product::<R>(Bilinear::Matmul, &[bm, k], false, &[k, bn], false);
     emit(row::<R>("matmul_fresh", shapes.clone(), m, plain, cost));
     let m = measure::<R, (PrivateTensor<R>, MaskedTensor<R>)>(

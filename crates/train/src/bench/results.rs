@@ -12,14 +12,20 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// tf-encrypted's published accuracy (TF plaintext, Pond private) and KL for nets A-C.
-const TFE: [(&str, f64, f64, f64); 3] = [("A", 97.35, 97.18, 0.0065), ("B", 99.26, 99.00, 0.2086), ("C", 99.44, 99.41, 0.2311)];
+const TFE: [(&str, f64, f64, f64); 3] =
+    [("A", 97.35, 97.18, 0.0065), ("B", 99.26, 99.00, 0.2086), ("C", 99.44, 99.41, 0.2311)];
 /// tf-encrypted's published Pond time for 100 inferences (ms).
 const TFE_MS_100: [(&str, f64); 3] = [("A", 14.0), ("B", 126.0), ("C", 124.0)];
 /// tf-encrypted int100 times measured on this machine kind (net, batch, ms).
 const TFE_INT100: [(&str, usize, f64); 5] =
     [("A", 1, 15.8), ("A", 100, 107.8), ("A", 1000, 957.0), ("S", 1, 43.9), ("S", 100, 1459.0)];
 
-fn accuracy_rows(mnist: &Mnist, model_dir: &Path, limit: Option<usize>, log: &mut impl FnMut(&str)) -> Result<Vec<InferReport>> {
+fn accuracy_rows(
+    mnist: &Mnist,
+    model_dir: &Path,
+    limit: Option<usize>,
+    log: &mut impl FnMut(&str),
+) -> Result<Vec<InferReport>> {
     let mut out = Vec::new();
     for net in [Net::A, Net::B, Net::C, Net::D] {
         for (relu, ring) in [
@@ -27,7 +33,16 @@ fn accuracy_rows(mnist: &Mnist, model_dir: &Path, limit: Option<usize>, log: &mu
             (ReluMode::Polynomial, RingChoice::Z64),
             (ReluMode::Polynomial, RingChoice::Int100),
         ] {
-            let cfg = InferConfig { net, ring, relu, batch: 100, limit, model_dir: model_dir.to_path_buf(), seed: 1, progress: false };
+            let cfg = InferConfig {
+                net,
+                ring,
+                relu,
+                batch: 100,
+                limit,
+                model_dir: model_dir.to_path_buf(),
+                seed: 1,
+                progress: false,
+            };
             let r = infer::run(&cfg, mnist)?;
             log(&serde_json::to_string(&r).unwrap_or_default());
             out.push(r);
@@ -38,7 +53,13 @@ fn accuracy_rows(mnist: &Mnist, model_dir: &Path, limit: Option<usize>, log: &mu
 
 /// Runs every measurement and writes `{out_dir}/results.md` and `{out_dir}/runtime.svg`.
 /// `limit` restricts the accuracy runs to the first images of the test set (full set if `None`).
-pub fn run(mnist: &Mnist, model_dir: &Path, out_dir: &Path, limit: Option<usize>, mut log: impl FnMut(&str)) -> Result<()> {
+pub fn run(
+    mnist: &Mnist,
+    model_dir: &Path,
+    out_dir: &Path,
+    limit: Option<usize>,
+    mut log: impl FnMut(&str),
+) -> Result<()> {
     let accuracy = accuracy_rows(mnist, model_dir, limit, &mut log)?;
     let mut timing = Vec::new();
     bench_infer::run(
@@ -53,7 +74,8 @@ pub fn run(mnist: &Mnist, model_dir: &Path, out_dir: &Path, limit: Option<usize>
             timing.push(r.clone())
         },
     )?;
-    std::fs::create_dir_all(out_dir).map_err(|e| TrainError::Config(format!("cannot create {}: {e}", out_dir.display())))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| TrainError::Config(format!("cannot create {}: {e}", out_dir.display())))?;
     bench_infer::plot(&timing, &out_dir.join("runtime.svg"))?;
 
     let mut md = String::new();
@@ -67,7 +89,14 @@ pub fn run(mnist: &Mnist, model_dir: &Path, out_dir: &Path, limit: Option<usize>
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.2}% | {:.2}% | {:.2}% | {:.2e} | {:.3} |",
-            r.net, r.relu, r.ring, 100.0 * r.accuracy_plain, 100.0 * r.accuracy_private, 100.0 * r.agreement, r.kl, r.max_abs_err
+            r.net,
+            r.relu,
+            r.ring,
+            100.0 * r.accuracy_plain,
+            100.0 * r.accuracy_private,
+            100.0 * r.agreement,
+            r.kl,
+            r.max_abs_err
         );
     }
     let _ = writeln!(md, "\nPlaintext accuracy of the trained networks with exact ReLU: {}.\n", {
@@ -91,7 +120,17 @@ pub fn run(mnist: &Mnist, model_dir: &Path, out_dir: &Path, limit: Option<usize>
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.3} | {:.4} | {:.3} | {:.1} | {:.1} / {:.1} / {:.1} | {:.0} |",
-            r.net, r.ring, r.batch, r.ms_per_batch, r.ms_per_image, r.plain_ms, r.ratio, kb[0], kb[1], kb[2], r.rounds_per_batch
+            r.net,
+            r.ring,
+            r.batch,
+            r.ms_per_batch,
+            r.ms_per_image,
+            r.plain_ms,
+            r.ratio,
+            kb[0],
+            kb[1],
+            kb[2],
+            r.rounds_per_batch
         );
     }
     let _ = writeln!(md, "\n## int64 vs int100, and against tf-encrypted\n");
@@ -99,7 +138,9 @@ pub fn run(mnist: &Mnist, model_dir: &Path, out_dir: &Path, limit: Option<usize>
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for net in ["A", "S"] {
         for batch in bench_infer::BATCHES {
-            let find = |ring: &str| timing.iter().find(|r| r.net == net && r.ring == ring && r.batch == batch).map(|r| r.ms_per_batch);
+            let find = |ring: &str| {
+                timing.iter().find(|r| r.net == net && r.ring == ring && r.batch == batch).map(|r| r.ms_per_batch)
+            };
             if let (Some(z), Some(c)) = (find("z64"), find("int100")) {
                 let tfe = TFE_INT100.iter().find(|t| t.0 == net && t.1 == batch).map(|t| t.2);
                 let (tfe_s, speedup) = match tfe {

@@ -14,7 +14,9 @@ use crate::idx::Mnist;
 use crate::progress;
 use ndarray::{s, Array2, Axis};
 use pond_core::{FixedPoint, Int100, Z128, Z64};
-use pond_layers::{Activation, AnyLayer, Backend, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, Weights};
+use pond_layers::{
+    Activation, AnyLayer, Backend, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, Weights,
+};
 use pond_protocol::{run_local, LocalConfig, Role, Traffic};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -184,10 +186,10 @@ fn run_private<R: pond_protocol::comparison::ComparisonRing>(
             None
         } else {
             let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-            Some(ndarray::concatenate(Axis(0), &views).map_err(|e| pond_protocol::ProtocolError::Usage {
-                op: "infer",
-                reason: e.to_string(),
-            })?)
+            Some(
+                ndarray::concatenate(Axis(0), &views)
+                    .map_err(|e| pond_protocol::ProtocolError::Usage { op: "infer", reason: e.to_string() })?,
+            )
         };
         Ok(PartyRun { logits, batches_ms, setup_ms, traffic })
     })?;

@@ -29,7 +29,13 @@ pub enum Net {
 }
 
 fn conv(in_channels: usize, out_channels: usize, stride: usize, padding: usize) -> LayerSpec {
-    LayerSpec::Conv2d { in_channels, out_channels, kernel: (5, 5), stride: (stride, stride), padding: (padding, padding) }
+    LayerSpec::Conv2d {
+        in_channels,
+        out_channels,
+        kernel: (5, 5),
+        stride: (stride, stride),
+        padding: (padding, padding),
+    }
 }
 
 fn dense(inputs: usize, outputs: usize) -> LayerSpec {
@@ -93,10 +99,9 @@ impl Net {
                     dense(500, 10),
                 ],
             ),
-            Net::D => (
-                image,
-                vec![conv(1, 5, 2, 2), r.clone(), LayerSpec::Flatten, dense(980, 100), r, dense(100, 10)],
-            ),
+            Net::D => {
+                (image, vec![conv(1, 5, 2, 2), r.clone(), LayerSpec::Flatten, dense(980, 100), r, dense(100, 10)])
+            }
             Net::S => (
                 image,
                 vec![

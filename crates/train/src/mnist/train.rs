@@ -101,7 +101,8 @@ pub fn plain_logits(model: &Sequential<PlainBackend>, images: &Array2<f64>, batc
 
 /// Fraction of rows whose largest logit is the label.
 pub fn accuracy(logits: &Array2<f64>, labels: &ndarray::Array1<f64>) -> f64 {
-    let correct = logits.rows().into_iter().zip(labels).filter(|(row, &l)| argmax(row.iter().copied()) == l as usize).count();
+    let correct =
+        logits.rows().into_iter().zip(labels).filter(|(row, &l)| argmax(row.iter().copied()) == l as usize).count();
     correct as f64 / labels.len().max(1) as f64
 }
 

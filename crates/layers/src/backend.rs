@@ -1,0 +1,144 @@
+//! The `Backend` trait: the operations layers are written in, implemented once in plaintext
+//! (f64, the reference) and once on secret shares (pond-protocol).
+//!
+//! Every product-like operation returns a value at the backend's working scale: on the private
+//! backend that means one truncation after each product (error below 1 ulp, see
+//! [`pond_protocol::truncation`]); the plaintext backend computes in f64.
+
+use crate::error::Result;
+use pond_core::kernels::im2col::ConvGeometry;
+use pond_protocol::polynomial::Polynomial;
+use pond_protocol::Role;
+use std::fmt::Debug;
+use std::ops::Range;
+
+/// An operand of a product: a value, or a value prepared for reuse by several products
+/// (on the private backend: masked once, Pond-style, so later products open nothing for it).
+pub enum Input<'a, B: Backend + ?Sized> {
+    /// A value; the product prepares it on the fly.
+    Value(&'a B::Tensor),
+    /// A prepared value.
+    Prepared(&'a B::Operand),
+}
+
+impl<B: Backend + ?Sized> Clone for Input<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend + ?Sized> Copy for Input<'_, B> {}
+
+/// A layer's input, owned: a value or an already prepared value (e.g. a batch sliced from a
+/// training set that was masked once).
+pub enum Activation<B: Backend + ?Sized> {
+    /// A value.
+    Value(B::Tensor),
+    /// A prepared value.
+    Prepared(B::Operand),
+}
+
+impl<B: Backend + ?Sized> Activation<B> {
+    /// The value, whichever form it is in.
+    pub fn value<'a>(&'a self, b: &B) -> &'a B::Tensor {
+        match self {
+            Activation::Value(v) => v,
+            Activation::Prepared(p) => b.prepared_value(p),
+        }
+    }
+
+    /// The value, owned.
+    pub fn into_value(self, b: &B) -> B::Tensor {
+        match self {
+            Activation::Value(v) => v,
+            Activation::Prepared(p) => b.prepared_value(&p).clone(),
+        }
+    }
+
+    /// The prepared form, preparing the value if needed.
+    pub fn into_prepared(self, b: &mut B) -> Result<B::Operand> {
+        match self {
+            Activation::Value(v) => b.prepare(&v),
+            Activation::Prepared(p) => Ok(p),
+        }
+    }
+}
+
+/// The operations layers, losses and optimisers are written in.
+///
+/// Conventions: tensors are row-major, batches are axis 0, images NCHW, filters OIHW.
+/// "Public" scalars (learning rates, pooling factors) are `f64` known to every party.
+pub trait Backend {
+    /// A value: f64 array (plaintext) or secret shares (private).
+    type Tensor: Clone + Debug + Send;
+    /// A value prepared for reuse as a product operand.
+    type Operand: Clone + Debug + Send;
+
+    /// Short name for errors and reports.
+    fn name(&self) -> &'static str;
+
+    /// The (public) shape of a value.
+    fn shape<'a>(&self, x: &'a Self::Tensor) -> &'a [usize];
+
+    /// Brings a plaintext value held by `owner` into the backend (private: secret-shares it;
+    /// parties other than `owner` pass `None`).
+    fn input(&mut self, owner: Role, value: Option<&ndarray::ArrayD<f64>>, shape: &[usize]) -> Result<Self::Tensor>;
+
+    /// Reveals a value to `owner` only (everyone else gets `None`).
+    fn output(&mut self, x: &Self::Tensor, owner: Role) -> Result<Option<ndarray::ArrayD<f64>>>;
+
+    /// Prepares `x` for reuse by several products (private: masks it, one opening).
+    fn prepare(&mut self, x: &Self::Tensor) -> Result<Self::Operand>;
+    /// The value of a prepared operand.
+    fn prepared_value<'a>(&self, x: &'a Self::Operand) -> &'a Self::Tensor;
+    /// The transpose of a prepared 2-D operand, still prepared (reuses its mask).
+    fn transpose_prepared(&mut self, x: &Self::Operand) -> Result<Self::Operand>;
+    /// Rows `rows` of a prepared operand, still prepared (reuses its mask).
+    fn slice_rows_prepared(&mut self, x: &Self::Operand, rows: Range<usize>) -> Result<Self::Operand>;
+
+    /// Matrix product a @ b at the working scale.
+    fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<Self::Tensor>;
+    /// Elementwise product at the working scale.
+    fn mul(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// x * bits, elementwise, where `bits` holds 0 or 1 (as produced by [`Backend::relu`] and
+    /// [`Backend::max_rows`]): no rescaling needed.
+    fn gate(&mut self, x: &Self::Tensor, bits: &Self::Tensor) -> Result<Self::Tensor>;
+    /// a + b.
+    fn add(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// a - b.
+    fn sub(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// c * x for a public scalar c.
+    fn scale(&mut self, x: &Self::Tensor, c: f64) -> Result<Self::Tensor>;
+    /// a * x_i + b * y_i for each pair, with public a and b, in one batch (private: one
+    /// truncation for all pairs). `xs` and `ys` pair up and have equal shapes.
+    fn axpby_many(&mut self, a: f64, xs: &[&Self::Tensor], b: f64, ys: &[&Self::Tensor]) -> Result<Vec<Self::Tensor>>;
+
+    /// x [n, m] + row [m] broadcast over the rows.
+    fn add_row(&mut self, x: &Self::Tensor, row: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Sum over `axis` (removed).
+    fn sum_axis(&mut self, x: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;
+    /// Same elements, new shape.
+    fn reshape(&mut self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Axes permuted.
+    fn permute(&mut self, x: &Self::Tensor, axes: &[usize]) -> Result<Self::Tensor>;
+    /// 2-D transpose.
+    fn transpose(&mut self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.permute(x, &[1, 0])
+    }
+    /// Broadcast to `shape` (numpy rules), materialised.
+    fn broadcast(&mut self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Rows `rows` of a value.
+    fn slice_rows(&mut self, x: &Self::Tensor, rows: Range<usize>) -> Result<Self::Tensor>;
+
+    /// The patch matrix of an NCHW input (see [`pond_core::kernels::im2col`]).
+    fn im2col(&mut self, x: &Self::Tensor, g: &ConvGeometry) -> Result<Self::Tensor>;
+    /// The adjoint of [`Backend::im2col`]: sums every patch entry back into its input position.
+    fn col2im(&mut self, patches: &Self::Tensor, g: &ConvGeometry) -> Result<Self::Tensor>;
+
+    /// p(x), elementwise.
+    fn polynomial(&mut self, x: &Self::Tensor, p: &Polynomial) -> Result<Self::Tensor>;
+    /// Exact ReLU: (max(x, 0), [x >= 0] as 0/1 bits for the backward pass).
+    fn relu(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// Row maxima of a 2-D x [m, k]: (max [m], one-hot [m, k] of the first maximum).
+    fn max_rows(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
+}

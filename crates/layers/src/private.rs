@@ -1,0 +1,304 @@
+//! The private backend: secret-shared fixed-point tensors computed on by pond-protocol.
+//!
+//! Every product is one Beaver product and one truncation (error below 1 ulp = 2^-f per
+//! truncation, [`pond_protocol::truncation`]); prepared operands are [`MaskedTensor`]s, so a
+//! tensor used by several products (a weight in forward and backward, a layer input in forward
+//! and in the weight gradient, a training set sliced into batches) is opened once.
+
+use crate::backend::{Backend, Input};
+use crate::error::{shape_error, Result};
+use crate::gather::col2im;
+use ndarray::{ArrayD, Ix2};
+use pond_core::kernels::im2col::{im2col, ConvGeometry};
+use pond_core::{FixedPoint, RingTensor};
+use pond_protocol::comparison::{ComparisonRing, ComparisonSource};
+use pond_protocol::polynomial::Polynomial;
+use pond_protocol::{Held, MaskedTensor, Operand, PrivateTensor, ProtocolRing, Role, Session};
+use std::ops::Range;
+
+/// Computation on secret shares in the ring `R` with fixed-point settings `fp`.
+/// All three parties build one over their own [`Session`] and call the same operations.
+pub struct PrivateBackend<'s, R: ProtocolRing> {
+    session: &'s mut Session,
+    fp: FixedPoint<R>,
+}
+
+impl<R: ProtocolRing> std::fmt::Debug for PrivateBackend<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateBackend").field("ring", &R::NAME).field("fp", &self.fp).finish()
+    }
+}
+
+/// Applies a share-level map on servers; cp, which holds no share, only records the output
+/// shape (computed by the caller, so cp never materialises a placeholder of the input's size).
+fn map_share<R: ProtocolRing>(
+    x: &PrivateTensor<R>,
+    out_shape: &[usize],
+    f: impl Fn(&R::Tensor) -> Result<R::Tensor>,
+) -> Result<PrivateTensor<R>> {
+    let share = x.share().map(&f).transpose()?;
+    if let Some(y) = &share {
+        if y.shape() != out_shape {
+            return Err(shape_error("map_share", format!("output {:?}, expected {out_shape:?}", y.shape())));
+        }
+    }
+    Ok(PrivateTensor::from_share(out_shape, share))
+}
+
+fn map_held<T>(h: &Held<T>, f: impl Fn(&T) -> Result<T>) -> Result<Held<T>> {
+    Ok(match h {
+        Held::Share(t) => Held::Share(f(t)?),
+        Held::Whole(t) => Held::Whole(f(t)?),
+    })
+}
+
+/// Applies the same linear data movement to a masked tensor's value, mask and opened
+/// difference: the result is again a valid masked tensor (x' - a' = f(x - a)).
+pub fn map_masked<R: ProtocolRing>(
+    m: &MaskedTensor<R>,
+    out_shape: &[usize],
+    f: impl Fn(&R::Tensor) -> Result<R::Tensor>,
+) -> Result<MaskedTensor<R>> {
+    Ok(MaskedTensor {
+        value: map_share(&m.value, out_shape, &f)?,
+        mask: map_held(&m.mask, &f)?,
+        masked: m.masked.as_ref().map(&f).transpose()?,
+    })
+}
+
+/// A share-level gather/scatter through the signed representatives: `to_signed` and
+/// `from_signed` are inverse bijections on ring elements, and `f` only moves values or adds
+/// them with wrapping i128 sums (exact mod 2^128, and no i128 overflow for the other rings'
+/// representatives below 2^100), so the result is the same map applied in the ring.
+fn through_signed<T: RingTensor>(
+    t: &T,
+    f: impl Fn(ndarray::ArrayViewD<'_, i128>) -> Result<ArrayD<i128>>,
+) -> Result<T> {
+    let signed = t.to_signed();
+    Ok(T::from_signed(f(signed.view())?.view()))
+}
+
+fn sliced_shape(shape: &[usize], rows: &Range<usize>) -> Result<Vec<usize>> {
+    match shape.first() {
+        Some(&n) if rows.start <= rows.end && rows.end <= n => {
+            Ok(std::iter::once(rows.len()).chain(shape[1..].iter().copied()).collect())
+        }
+        _ => Err(shape_error("slice_rows", format!("rows {rows:?} of {shape:?}"))),
+    }
+}
+
+impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
+    /// A backend over `session` with fixed-point settings `fp`.
+    pub fn new(session: &'s mut Session, fp: FixedPoint<R>) -> Self {
+        PrivateBackend { session, fp }
+    }
+
+    /// The session (for statistics, roles, or protocol calls the trait does not cover).
+    pub fn session(&mut self) -> &mut Session {
+        self.session
+    }
+
+    /// The fixed-point settings.
+    pub fn fixed_point(&self) -> FixedPoint<R> {
+        self.fp
+    }
+
+    /// Extra fractional bits used to encode public scalars: the most that keeps
+    /// |value| * 2^(f + k) below the truncation bound for every in-range value.
+    fn scalar_bits(&self) -> u32 {
+        R::PRODUCT_BITS - self.fp.frac_bits() - self.fp.int_bits()
+    }
+
+    fn encode_public(&self, c: f64) -> Result<i128> {
+        let k = self.scalar_bits();
+        let v = c * (k as f64).exp2();
+        if !v.is_finite() || v.abs() >= 2f64.powi(100) {
+            return Err(shape_error("scale", format!("public scalar {c} out of range")));
+        }
+        Ok(v.round() as i128)
+    }
+
+    fn operand<'a>(x: Input<'a, Self>) -> Operand<'a, R> {
+        match x {
+            Input::Value(v) => Operand::Private(v),
+            Input::Prepared(m) => Operand::Masked(m),
+        }
+    }
+}
+
+impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
+    type Tensor = PrivateTensor<R>;
+    type Operand = MaskedTensor<R>;
+
+    fn name(&self) -> &'static str {
+        "private"
+    }
+
+    fn shape<'a>(&self, x: &'a PrivateTensor<R>) -> &'a [usize] {
+        x.shape()
+    }
+
+    fn input(&mut self, owner: Role, value: Option<&ArrayD<f64>>, shape: &[usize]) -> Result<PrivateTensor<R>> {
+        let encoded = match value {
+            Some(v) if self.session.role() == owner => Some(self.fp.encode(v.view())?),
+            _ => None,
+        };
+        Ok(self.session.share_input::<R>(owner, encoded.as_ref(), shape)?)
+    }
+
+    fn output(&mut self, x: &PrivateTensor<R>, owner: Role) -> Result<Option<ArrayD<f64>>> {
+        Ok(self.session.reveal_to(x, owner)?.map(|t| self.fp.decode(&t)))
+    }
+
+    fn prepare(&mut self, x: &PrivateTensor<R>) -> Result<MaskedTensor<R>> {
+        Ok(self.session.mask(x)?)
+    }
+
+    fn prepared_value<'a>(&self, x: &'a MaskedTensor<R>) -> &'a PrivateTensor<R> {
+        &x.value
+    }
+
+    fn transpose_prepared(&mut self, x: &MaskedTensor<R>) -> Result<MaskedTensor<R>> {
+        let &[m, n] = x.shape() else {
+            return Err(shape_error("transpose", format!("{:?} is not a matrix", x.shape())));
+        };
+        map_masked(x, &[n, m], |t| Ok(t.transpose()?))
+    }
+
+    fn slice_rows_prepared(&mut self, x: &MaskedTensor<R>, rows: Range<usize>) -> Result<MaskedTensor<R>> {
+        let shape = sliced_shape(x.shape(), &rows)?;
+        map_masked(x, &shape, |t| Ok(t.slice_axis(0, rows.clone())?))
+    }
+
+    fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<PrivateTensor<R>> {
+        let z = self.session.matmul(Self::operand(a), Self::operand(b))?;
+        Ok(self.session.truncate(&z, self.fp.frac_bits())?)
+    }
+
+    fn mul(&mut self, a: &PrivateTensor<R>, b: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        let z = self.session.mul(a, b)?;
+        Ok(self.session.truncate(&z, self.fp.frac_bits())?)
+    }
+
+    fn gate(&mut self, x: &PrivateTensor<R>, bits: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        Ok(self.session.mul(x, bits)?)
+    }
+
+    fn add(&mut self, a: &PrivateTensor<R>, b: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        Ok(self.session.add(a, b)?)
+    }
+
+    fn sub(&mut self, a: &PrivateTensor<R>, b: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        Ok(self.session.sub(a, b)?)
+    }
+
+    /// c encoded with k = PRODUCT_BITS - f - int_bits fractional bits, one truncation by k:
+    /// error at most |x| 2^-(k+1) + 1 ulp.
+    fn scale(&mut self, x: &PrivateTensor<R>, c: f64) -> Result<PrivateTensor<R>> {
+        let ci = self.encode_public(c)?;
+        let z = self.session.mul_scalar(x, ci);
+        Ok(self.session.truncate(&z, self.scalar_bits())?)
+    }
+
+    /// a and b encoded with k extra fractional bits (as in [`Backend::scale`]); all pairs are
+    /// flattened into one tensor and truncated together: one round for the whole batch.
+    fn axpby_many(
+        &mut self,
+        a: f64,
+        xs: &[&PrivateTensor<R>],
+        b: f64,
+        ys: &[&PrivateTensor<R>],
+    ) -> Result<Vec<PrivateTensor<R>>> {
+        if xs.len() != ys.len() || xs.iter().zip(ys).any(|(x, y)| x.shape() != y.shape()) {
+            return Err(shape_error("axpby_many", "x and y tensors must pair up with equal shapes"));
+        }
+        if xs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ai, bi) = (self.encode_public(a)?, self.encode_public(b)?);
+        let s = &mut *self.session;
+        let mut parts = Vec::with_capacity(xs.len());
+        for (x, y) in xs.iter().zip(ys) {
+            let sum = s.add(&s.mul_scalar(x, ai), &s.mul_scalar(y, bi))?;
+            parts.push(s.reshape(&sum, &[x.len()])?);
+        }
+        let refs: Vec<&PrivateTensor<R>> = parts.iter().collect();
+        let flat = s.concat(&refs)?;
+        let k = R::PRODUCT_BITS - self.fp.frac_bits() - self.fp.int_bits();
+        let flat = s.truncate(&flat, k)?;
+        let mut out = Vec::with_capacity(xs.len());
+        let mut start = 0;
+        for x in xs {
+            let part = s.slice_axis(&flat, 0, start..start + x.len())?;
+            out.push(s.reshape(&part, x.shape())?);
+            start += x.len();
+        }
+        Ok(out)
+    }
+
+    fn add_row(&mut self, x: &PrivateTensor<R>, row: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
+        let b = self.session.broadcast_to(row, x.shape())?;
+        Ok(self.session.add(x, &b)?)
+    }
+
+    fn sum_axis(&mut self, x: &PrivateTensor<R>, axis: usize) -> Result<PrivateTensor<R>> {
+        Ok(self.session.sum_axis(x, axis)?)
+    }
+
+    fn reshape(&mut self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
+        Ok(self.session.reshape(x, shape)?)
+    }
+
+    fn permute(&mut self, x: &PrivateTensor<R>, axes: &[usize]) -> Result<PrivateTensor<R>> {
+        Ok(self.session.permute(x, axes)?)
+    }
+
+    fn broadcast(&mut self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
+        Ok(self.session.broadcast_to(x, shape)?)
+    }
+
+    fn slice_rows(&mut self, x: &PrivateTensor<R>, rows: Range<usize>) -> Result<PrivateTensor<R>> {
+        let shape = sliced_shape(x.shape(), &rows)?;
+        map_share(x, &shape, |t| Ok(t.slice_axis(0, rows.clone())?))
+    }
+
+    fn im2col(&mut self, x: &PrivateTensor<R>, g: &ConvGeometry) -> Result<PrivateTensor<R>> {
+        if x.shape() != [g.batch, g.channels, g.input.0, g.input.1] {
+            return Err(shape_error("im2col", format!("input {:?} for geometry {g:?}", x.shape())));
+        }
+        map_share(x, &[g.patch_rows(), g.patch_cols()], |t| through_signed(t, |v| Ok(im2col(v, g).into_dyn())))
+    }
+
+    fn col2im(&mut self, patches: &PrivateTensor<R>, g: &ConvGeometry) -> Result<PrivateTensor<R>> {
+        if patches.shape() != [g.patch_rows(), g.patch_cols()] {
+            return Err(shape_error("col2im", format!("patches {:?} for geometry {g:?}", patches.shape())));
+        }
+        map_share(patches, &[g.batch, g.channels, g.input.0, g.input.1], |t| {
+            through_signed(t, |v| {
+                let m = v.into_dimensionality::<Ix2>().map_err(|_| shape_error("col2im", "patches are not 2-D"))?;
+                Ok(col2im(m, g, i128::wrapping_add))
+            })
+        })
+    }
+
+    fn polynomial(&mut self, x: &PrivateTensor<R>, p: &Polynomial) -> Result<PrivateTensor<R>> {
+        Ok(self.session.polynomial(x, p, self.fp)?)
+    }
+
+    /// Exact ReLU by pond-protocol's secure comparison (2 rounds); the bits are [x >= 0].
+    /// Needs a power-of-two ring: the CRT rings refuse with a typed error.
+    fn relu(&mut self, x: &PrivateTensor<R>) -> Result<(PrivateTensor<R>, PrivateTensor<R>)> {
+        let r = self.session.relu_exact(x, &mut ComparisonSource::Online)?;
+        Ok((r.output, r.derivative))
+    }
+
+    /// Row maxima and the one-hot of the first maximum by a comparison tournament
+    /// (2 ceil(log2 k) rounds for k columns).
+    fn max_rows(&mut self, x: &PrivateTensor<R>) -> Result<(PrivateTensor<R>, PrivateTensor<R>)> {
+        if x.shape().len() != 2 {
+            return Err(shape_error("max_rows", format!("{:?} is not a matrix", x.shape())));
+        }
+        let r = self.session.argmax_exact(x, &mut ComparisonSource::Online)?;
+        Ok((r.max, r.one_hot))
+    }
+}

@@ -1,0 +1,140 @@
+//! Every layer's private forward and backward pass against the plaintext backend, within a
+//! bound derived from the fixed-point settings (Z64, f = 16 fractional bits, u = 2^-16):
+//!
+//! - every input (x, weights, biases, dy) is encoded with error at most e0 = u/2;
+//! - a product of k terms of encoded values a~ = a + da, b~ = b + db is exact in the ring, so
+//!   before truncation it is off by at most k (|a| e0 + |b| e0 + e0^2); truncation adds < u;
+//! - public scalars (1/K of average pooling) carry k = 62 - 16 - 15 = 31 fractional bits:
+//!   error |x| 2^-32 before their truncation (< u);
+//! - sums (bias gradient, col2im overlaps) add the errors of their terms;
+//! - exact comparisons (ReLU, max-pool) are exact on the encoded values: inputs are kept at
+//!   least 0.05 >> u from 0 and from each other, so no decision flips;
+//! - polynomials: the power-tree bound of pond-protocol's tests (each power's error from its
+//!   factors plus one truncation, each coefficient's rounding, the final truncation).
+
+mod common;
+
+use common::*;
+use ndarray::ArrayD;
+use pond_core::{FixedPoint, Z64};
+use pond_layers::activation::{RELU_GRAD, SIGMOID_GRAD};
+use pond_layers::*;
+use pond_protocol::polynomial::{needed_powers, power_split, Polynomial, RELU, SIGMOID};
+use pond_protocol::{run_local, LocalConfig, Role};
+
+fn max_abs(a: &ArrayD<f64>) -> f64 {
+    a.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+/// pond-protocol's derived bound for p(x) on shares, versus p evaluated at the real x.
+fn polynomial_bound(p: &Polynomial, u: f64) -> f64 {
+    let mut e = std::collections::BTreeMap::from([(1usize, u / 2.0 / f64::from(1u32 << p.scale_bits) + u)]);
+    for i in needed_powers(p.coeffs).into_iter().filter(|&i| i > 1) {
+        let (a, b) = power_split(i);
+        let v = e[&a] + e[&b] + e[&a] * e[&b] + u;
+        e.insert(i, v);
+    }
+    let terms: f64 =
+        p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, c)| c.abs() * e[&i] + u / 2.0).sum();
+    terms + u + u / 2.0
+}
+
+/// Error of a k-term product of values bounded by `a` and `b`, each encoded (e0), truncated once.
+fn product(k: usize, a: f64, b: f64, u: f64) -> f64 {
+    let e0 = u / 2.0;
+    k as f64 * (a * e0 + b * e0 + e0 * e0) + u
+}
+
+/// (bound on y, bound on dx, bounds on the parameter gradients) for one case.
+fn bounds(case: &Case, w: &Weights, dy: &ArrayD<f64>, u: f64) -> (f64, f64, Vec<f64>) {
+    let e0 = u / 2.0;
+    let (xm, dym) = (max_abs(&case.x), max_abs(dy));
+    let wm = w.values().map(max_abs).fold(0.0, f64::max);
+    let n = case.x.shape()[0];
+    let poly = |p: &Polynomial, d: &Polynomial| {
+        let (bp, bd) = (polynomial_bound(p, u), polynomial_bound(d, u));
+        let dm = case.x.iter().map(|&v| d.eval(v).abs()).fold(0.0, f64::max);
+        (bp, dym * bd + dm * e0 + e0 * bd + u, vec![])
+    };
+    match case.spec.layers[0] {
+        LayerSpec::Dense { inputs, outputs } => {
+            (product(inputs, xm, wm, u) + e0, product(outputs, dym, wm, u), vec![product(n, xm, dym, u), n as f64 * e0])
+        }
+        LayerSpec::Conv2d { in_channels, out_channels, kernel, stride, .. } => {
+            let rows = dy.len() / out_channels;
+            let overlaps = kernel.0.div_ceil(stride.0) * kernel.1.div_ceil(stride.1);
+            (
+                product(in_channels * kernel.0 * kernel.1, xm, wm, u) + e0,
+                overlaps as f64 * product(out_channels, dym, wm, u),
+                vec![product(rows, xm, dym, u), rows as f64 * e0],
+            )
+        }
+        LayerSpec::AvgPool2d { size, stride } => {
+            let k = (size.0 * size.1) as f64;
+            let overlaps = (size.0.div_ceil(stride.0) * size.1.div_ceil(stride.1)) as f64;
+            let scalar = 2f64.powi(-32);
+            (e0 + k * xm * scalar + u, overlaps * (e0 / k + dym * scalar + u), vec![])
+        }
+        LayerSpec::MaxPool2d { size, stride } => {
+            (e0, (size.0.div_ceil(stride.0) * size.1.div_ceil(stride.1)) as f64 * e0, vec![])
+        }
+        LayerSpec::Flatten | LayerSpec::Relu { mode: ReluMode::Exact } => (e0, e0, vec![]),
+        LayerSpec::Relu { mode: ReluMode::Polynomial } => poly(&RELU, &RELU_GRAD),
+        LayerSpec::Sigmoid => poly(&SIGMOID, &SIGMOID_GRAD),
+    }
+}
+
+fn check(name: &str, what: &str, got: &ArrayD<f64>, want: &ArrayD<f64>, bound: f64) {
+    assert_eq!(got.shape(), want.shape(), "{name}: {what} shape");
+    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+    assert!(worst <= bound, "{name}: {what} off by {worst:e}, bound {bound:e}");
+}
+
+#[test]
+fn private_layers_match_plaintext_within_fixed_point_bounds() {
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    let u = fp.ulp();
+    for case in cases() {
+        let w: Weights = case
+            .spec
+            .init(11)
+            .into_iter()
+            .map(|(k, v)| (k.clone(), if k.ends_with("bias") { v + 0.1 } else { v }))
+            .collect();
+        let mut pb = PlainBackend;
+        let model = Sequential::input(&mut pb, &case.spec, Role::Server0, Some(&w)).unwrap();
+        let (y, _) = model.forward(&mut pb, Activation::Value(case.x.clone())).unwrap();
+        let dy = uniform(42, y.shape(), 1.0, 0.0);
+        let (y_p, dx_p, g_p) = run_layer(&mut pb, &case.spec, &w, &case.x, &dy, (true, true)).unwrap().unwrap();
+        let out = run_local(LocalConfig::seeded(7), |s| {
+            let owner = (s.role() == Role::Server0, s.role() == Role::Server1);
+            let mut b = PrivateBackend::new(s, fp);
+            Ok(run_layer(&mut b, &case.spec, &w, &case.x, &dy, owner)?)
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let (y_s, dx_s, g_s) = out[0].clone().expect("server0 receives the outputs");
+        assert!(out[1].is_none() && out[2].is_none(), "only the output owner learns the result");
+        let (by, bdx, bg) = bounds(&case, &w, &dy, u);
+        check(case.name, "forward", &y_s, &y_p, by);
+        check(case.name, "input gradient", &dx_s, &dx_p, bdx);
+        for (i, ((gs, gp), b)) in g_s.iter().zip(&g_p).zip(&bg).enumerate() {
+            check(case.name, &format!("parameter gradient {i}"), gs, gp, *b);
+        }
+    }
+}
+
+/// The CRT ring has no exact comparison: exact ReLU reports a typed error naming the ring.
+#[test]
+fn exact_relu_on_crt_is_a_clear_error() {
+    let fp = FixedPoint::<pond_core::Int100>::default_for_ring();
+    let x = uniform(1, &[2, 3], 1.0, 0.1);
+    let err = run_local(LocalConfig::seeded(1), |s| {
+        let own = s.role() == Role::Server0;
+        let mut b = PrivateBackend::new(s, fp);
+        let xs = b.input(Role::Server0, own.then_some(&x), &[2, 3])?;
+        Ok(b.relu(&xs)?.0.len())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("power-of-two ring"), "{err}");
+}

@@ -1,0 +1,193 @@
+//! `pond train logreg|mlp`: trains the same model from the same initial weights in plaintext
+//! and privately (three local parties) and prints the comparison. The experiments live in
+//! pond-train; this module only parses arguments and prints.
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use pond_layers::ReluMode;
+use pond_train::csv::LabelColumn;
+use pond_train::experiments::{logreg, mlp};
+use std::path::PathBuf;
+
+/// Arguments of `pond train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    model: Model,
+}
+
+#[derive(Debug, Subcommand)]
+enum Model {
+    /// Logistic regression on a CSV file (or synthetic data), split 75/25 with the seed.
+    Logreg(LogregArgs),
+    /// An MLP on MNIST (784-128-128-10 by default).
+    Mlp(MlpArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Sigmoid {
+    /// Degree 9 on [-8, 8].
+    Poly9,
+    /// Degree 3 on [-8, 8].
+    Poly3,
+    /// 0.5 + x/4.
+    Linear,
+}
+
+#[derive(Debug, Args)]
+struct LogregArgs {
+    /// CSV file with a header row.
+    #[arg(long, required_unless_present = "synthetic")]
+    data: Option<PathBuf>,
+    /// Label column: a header name or a 0-based index (negative from the end).
+    #[arg(long, default_value = "target")]
+    label: String,
+    /// Synthetic data instead of a file: ROWSxFEATURES training rows (e.g. 10000x100).
+    #[arg(long, conflicts_with = "data")]
+    synthetic: Option<String>,
+    /// Epochs.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// Fractional bits of the Z64 fixed-point encoding (integer bits: 31 minus this).
+    #[arg(long, default_value_t = 20)]
+    frac_bits: u32,
+    /// Seed of the split, the initial weights and the protocol keys.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sigmoid approximation in the loss gradient (both runs use the same).
+    #[arg(long, value_enum, default_value = "poly9")]
+    sigmoid: Sigmoid,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MlpArgs {
+    /// Directory with the four MNIST gzip IDX files.
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    /// Layer sizes, comma separated.
+    #[arg(long, default_value = "784,128,128,10", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// ReLU: exact (needs secure comparison) or polynomial.
+    #[arg(long, value_enum, default_value = "exact")]
+    relu: Relu,
+    /// Epochs.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.5)]
+    momentum: f64,
+    /// Fractional bits of the Z64 fixed-point encoding (integer bits: 31 minus this).
+    #[arg(long, default_value_t = 16)]
+    frac_bits: u32,
+    /// Seed of the initial weights and the protocol keys.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use only the first N training images.
+    #[arg(long)]
+    train_rows: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    test_rows: Option<usize>,
+    /// Train in plaintext only.
+    #[arg(long)]
+    plain_only: bool,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Relu {
+    /// max(x, 0) by secure comparison.
+    Exact,
+    /// Degree-4 polynomial on [-4, 4].
+    Poly,
+}
+
+fn print<T: serde::Serialize>(json: bool, report: &T) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    Ok(())
+}
+
+fn parse_shape(s: &str) -> anyhow::Result<(usize, usize)> {
+    let (r, c) = s.split_once('x').with_context(|| format!("--synthetic {s}: expected ROWSxFEATURES"))?;
+    Ok((r.parse().context("--synthetic rows")?, c.parse().context("--synthetic features")?))
+}
+
+/// Runs `pond train`.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    match args.model {
+        Model::Logreg(a) => {
+            let data = match (&a.data, &a.synthetic) {
+                (_, Some(shape)) => {
+                    let (rows, features) = parse_shape(shape)?;
+                    logreg::DataSource::Synthetic { rows, features }
+                }
+                (Some(path), None) => {
+                    logreg::DataSource::Csv { path: path.clone(), label: LabelColumn::parse(&a.label) }
+                }
+                (None, None) => anyhow::bail!("give --data FILE.csv or --synthetic ROWSxFEATURES"),
+            };
+            let sigmoid = match a.sigmoid {
+                Sigmoid::Poly9 => logreg::SigmoidApprox::Poly9,
+                Sigmoid::Poly3 => logreg::SigmoidApprox::Poly3,
+                Sigmoid::Linear => logreg::SigmoidApprox::Linear,
+            };
+            let cfg = logreg::LogregConfig {
+                data,
+                epochs: a.epochs,
+                batch: a.batch,
+                lr: a.lr,
+                momentum: a.momentum,
+                seed: a.seed,
+                sigmoid,
+                frac_bits: a.frac_bits,
+                progress: !a.json,
+            };
+            print(a.json, &logreg::run(&cfg)?)
+        }
+        Model::Mlp(a) => {
+            let cfg = mlp::MlpConfig {
+                data_dir: a.data,
+                sizes: a.sizes,
+                relu: match a.relu {
+                    Relu::Exact => ReluMode::Exact,
+                    Relu::Poly => ReluMode::Polynomial,
+                },
+                epochs: a.epochs,
+                batch: a.batch,
+                lr: a.lr,
+                momentum: a.momentum,
+                seed: a.seed,
+                train_rows: a.train_rows,
+                test_rows: a.test_rows,
+                plain_only: a.plain_only,
+                frac_bits: a.frac_bits,
+                progress: !a.json,
+            };
+            print(a.json, &mlp::run(&cfg)?)
+        }
+    }
+}
