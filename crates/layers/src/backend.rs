@@ -130,6 +130,10 @@ pub trait Backend {
     /// Rows `rows` of a value.
     fn slice_rows(&mut self, x: &Self::Tensor, rows: Range<usize>) -> Result<Self::Tensor>;
 
+    /// 2-D convolution of an NCHW input with OIHW filters at the working scale, output NOHW
+    /// (private: one Beaver convolution, opening only the operands that are not prepared).
+    fn conv2d(&mut self, x: Input<'_, Self>, w: Input<'_, Self>, g: &ConvGeometry) -> Result<Self::Tensor>;
+
     /// The patch matrix of an NCHW input (see [`pond_core::kernels::im2col`]).
     fn im2col(&mut self, x: &Self::Tensor, g: &ConvGeometry) -> Result<Self::Tensor>;
     /// The adjoint of [`Backend::im2col`]: sums every patch entry back into its input position.

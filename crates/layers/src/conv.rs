@@ -9,10 +9,10 @@ use pond_core::Conv2dParams;
 /// Conv2D on NCHW inputs with OIHW filters, stride and zero padding, plus a bias per output
 /// channel.
 ///
-/// Forward: P = im2col(x) [N*OH*OW, C*KH*KW] (local data movement), Y = P W^T with W reshaped to
-/// [O, C*KH*KW], then back to NOHW. On the private backend P is prepared (masked) once, which
-/// opens KH*KW/stride^2 times more elements than a direct Beaver convolution would, in exchange
-/// for reusing it in the filter gradient.
+/// Forward: one convolution product (private: a Beaver convolution that opens only the input,
+/// the filters being masked once by [`Conv2d::prepare_weight`] or per call). Backward: the patch
+/// matrix P = im2col(x) [N*OH*OW, C*KH*KW] is prepared (masked) once and reused by the filter
+/// gradient P^T dY; the input gradient is col2im(dY W).
 #[derive(Debug, Clone)]
 pub struct Conv2d<B: Backend> {
     /// Filters, [O, C, KH, KW].
@@ -21,13 +21,13 @@ pub struct Conv2d<B: Backend> {
     pub bias: B::Tensor,
     /// Stride and padding.
     pub params: Conv2dParams,
+    prepared: Option<B::Operand>,
 }
 
-/// Conv2d's cache.
+/// Conv2d's cache: the layer input (its patches are built only if backward runs).
 #[derive(Debug, Clone)]
 pub struct Conv2dCache<B: Backend> {
-    patches: B::Operand,
-    w: B::Operand,
+    x: B::Tensor,
     geometry: ConvGeometry,
 }
 
@@ -38,7 +38,20 @@ impl<B: Backend> Conv2d<B> {
         if ws.len() != 4 || bs != [ws[0]] {
             return Err(shape_error("conv2d", format!("filters {ws:?} with bias {bs:?}")));
         }
-        Ok(Conv2d { weight, bias, params })
+        Ok(Conv2d { weight, bias, params, prepared: None })
+    }
+
+    /// The same layer typed for another backend with the same tensor types (see
+    /// [`crate::Sequential::rebind`]).
+    pub fn rebind<C: Backend<Tensor = B::Tensor, Operand = B::Operand>>(self) -> Conv2d<C> {
+        Conv2d { weight: self.weight, bias: self.bias, params: self.params, prepared: self.prepared }
+    }
+
+    /// Prepares (masks) the filters once, so that every following forward pass reuses them
+    /// (inference); training invalidates them at each update.
+    pub fn prepare_weight(&mut self, b: &mut B) -> Result<()> {
+        self.prepared = Some(b.prepare(&self.weight)?);
+        Ok(())
     }
 }
 
@@ -47,33 +60,33 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
 
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Conv2dCache<B>)> {
         let x = x.into_value(b);
-        let ws = b.shape(&self.weight).to_vec();
-        let g = ConvGeometry::new(b.shape(&x), &ws, self.params)?;
-        let patches = b.im2col(&x, &g)?;
-        let patches = b.prepare(&patches)?;
-        let wm = b.reshape(&self.weight, &[g.filters, g.patch_cols()])?;
-        let wt = b.transpose(&wm)?;
-        let w = b.prepare(&wt)?;
-        let y = b.matmul(Input::Prepared(&patches), Input::Prepared(&w))?;
-        let y = b.add_row(&y, &self.bias)?;
-        let y = b.reshape(&y, &[g.batch, g.output.0, g.output.1, g.filters])?;
-        let y = b.permute(&y, &[0, 3, 1, 2])?;
-        Ok((y, Conv2dCache { patches, w, geometry: g }))
+        let g = ConvGeometry::new(b.shape(&x), b.shape(&self.weight), self.params)?;
+        let w = match &self.prepared {
+            Some(w) => Input::Prepared(w),
+            None => Input::Value(&self.weight),
+        };
+        let y = b.conv2d(Input::Value(&x), w, &g)?;
+        let bias = b.reshape(&self.bias, &[1, g.filters, 1, 1])?;
+        let bias = b.broadcast(&bias, &[g.batch, g.filters, g.output.0, g.output.1])?;
+        let y = b.add(&y, &bias)?;
+        Ok((y, Conv2dCache { x, geometry: g }))
     }
 
     fn backward_select(&self, b: &mut B, cache: Conv2dCache<B>, dy: &B::Tensor, need_dx: bool) -> Result<Backward<B>> {
         let g = cache.geometry;
+        let patches = b.im2col(&cache.x, &g)?;
+        let patches = b.prepare(&patches)?;
         let dy = b.permute(dy, &[0, 2, 3, 1])?;
         let dy = b.reshape(&dy, &[g.patch_rows(), g.filters])?;
         let dy_p = b.prepare(&dy)?;
-        let pt = b.transpose_prepared(&cache.patches)?;
+        let pt = b.transpose_prepared(&patches)?;
         let dwt = b.matmul(Input::Prepared(&pt), Input::Prepared(&dy_p))?;
         let dw = b.transpose(&dwt)?;
         let dw = b.reshape(&dw, &[g.filters, g.channels, g.kernel.0, g.kernel.1])?;
         let db = b.sum_axis(&dy, 0)?;
         let dx = if need_dx {
-            let w = b.transpose_prepared(&cache.w)?;
-            let dp = b.matmul(Input::Prepared(&dy_p), Input::Prepared(&w))?;
+            let w = b.reshape(&self.weight, &[g.filters, g.patch_cols()])?;
+            let dp = b.matmul(Input::Prepared(&dy_p), Input::Value(&w))?;
             Some(b.col2im(&dp, &g)?)
         } else {
             None
@@ -87,5 +100,9 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
 
     fn params_mut(&mut self) -> Vec<&mut B::Tensor> {
         vec![&mut self.weight, &mut self.bias]
+    }
+
+    fn params_changed(&mut self) {
+        self.prepared = None;
     }
 }

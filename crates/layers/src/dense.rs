@@ -25,7 +25,8 @@ pub struct Dense<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct DenseCache<B: Backend> {
     x: B::Operand,
-    w: B::Operand,
+    /// The weight prepared for this pass, or `None` when the layer's prepared weight was used.
+    w: Option<B::Operand>,
 }
 
 impl<B: Backend> Dense<B> {
@@ -59,20 +60,21 @@ impl<B: Backend> Layer<B> for Dense<B> {
     /// comes prepared, W once per parameter update.
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, DenseCache<B>)> {
         let x = x.into_prepared(b)?;
-        let w = match &self.prepared {
-            Some(w) => w.clone(),
-            None => b.prepare(&self.weight)?,
+        let fresh = match self.prepared {
+            Some(_) => None,
+            None => Some(b.prepare(&self.weight)?),
         };
+        let w = fresh.as_ref().or(self.prepared.as_ref()).expect("one of the two is set just above");
         let (rows, outs) = (b.shape(b.prepared_value(&x))[0], b.shape(&self.bias)[0]);
         let z = if outs <= NARROW && rows > NARROW {
-            let (xt, wt) = (b.transpose_prepared(&x)?, b.transpose_prepared(&w)?);
+            let (xt, wt) = (b.transpose_prepared(&x)?, b.transpose_prepared(w)?);
             let zt = b.matmul(Input::Prepared(&wt), Input::Prepared(&xt))?;
             b.transpose(&zt)?
         } else {
-            b.matmul(Input::Prepared(&x), Input::Prepared(&w))?
+            b.matmul(Input::Prepared(&x), Input::Prepared(w))?
         };
         let y = b.add_row(&z, &self.bias)?;
-        Ok((y, DenseCache { x, w }))
+        Ok((y, DenseCache { x, w: fresh }))
     }
 
     /// dW = x^T dy, db = sum over rows of dy, dx = dy W^T: dy is prepared once (one opening)
@@ -90,7 +92,12 @@ impl<B: Backend> Layer<B> for Dense<B> {
         };
         let db = b.sum_axis(dy, 0)?;
         let dx = if need_dx {
-            let wt = b.transpose_prepared(&cache.w)?;
+            let w = cache
+                .w
+                .as_ref()
+                .or(self.prepared.as_ref())
+                .ok_or_else(|| shape_error("dense backward", "the weight changed between forward and backward"))?;
+            let wt = b.transpose_prepared(w)?;
             Some(b.matmul(Input::Prepared(&dy_p), Input::Prepared(&wt))?)
         } else {
             None

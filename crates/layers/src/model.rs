@@ -314,7 +314,7 @@ impl<B: Backend> Sequential<B> {
             .into_iter()
             .map(|l| match l {
                 AnyLayer::Dense(d) => AnyLayer::Dense(d.rebind()),
-                AnyLayer::Conv2d(c) => AnyLayer::Conv2d(Conv2d { weight: c.weight, bias: c.bias, params: c.params }),
+                AnyLayer::Conv2d(c) => AnyLayer::Conv2d(c.rebind()),
                 AnyLayer::AvgPool2d(p) => AnyLayer::AvgPool2d(p),
                 AnyLayer::MaxPool2d(p) => AnyLayer::MaxPool2d(p),
                 AnyLayer::Flatten(f) => AnyLayer::Flatten(f),

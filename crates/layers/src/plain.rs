@@ -159,6 +159,15 @@ impl Backend for PlainBackend {
         Ok(x.slice_axis(Axis(0), Slice::from(rows)).to_owned())
     }
 
+    fn conv2d(&mut self, x: Input<'_, Self>, w: Input<'_, Self>, g: &ConvGeometry) -> Result<ArrayD<f64>> {
+        let (Input::Value(x) | Input::Prepared(x)) = x;
+        let (Input::Value(w) | Input::Prepared(w)) = w;
+        let patches = self.im2col(x, g)?;
+        let filters = reshaped("conv2d", w, &[g.filters, g.patch_cols()])?;
+        let product = patches.into_dimensionality::<Ix2>().expect("im2col is 2-D").dot(&matrix("conv2d", &filters)?.t());
+        Ok(pond_core::kernels::im2col::patches_to_nchw(product, g))
+    }
+
     fn im2col(&mut self, x: &ArrayD<f64>, g: &ConvGeometry) -> Result<ArrayD<f64>> {
         if x.shape() != [g.batch, g.channels, g.input.0, g.input.1] {
             return Err(shape_error("im2col", format!("input {:?} for geometry {g:?}", x.shape())));

@@ -262,6 +262,11 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         map_share(x, &shape, |t| Ok(t.slice_axis(0, rows.clone())?))
     }
 
+    fn conv2d(&mut self, x: Input<'_, Self>, w: Input<'_, Self>, g: &ConvGeometry) -> Result<PrivateTensor<R>> {
+        let z = self.session.conv2d(Self::operand(x), Self::operand(w), g.params)?;
+        Ok(self.session.truncate(&z, self.fp.frac_bits())?)
+    }
+
     fn im2col(&mut self, x: &PrivateTensor<R>, g: &ConvGeometry) -> Result<PrivateTensor<R>> {
         if x.shape() != [g.batch, g.channels, g.input.0, g.input.1] {
             return Err(shape_error("im2col", format!("input {:?} for geometry {g:?}", x.shape())));

@@ -125,11 +125,13 @@ pub fn model_or_random(net: Net, dir: &Path) -> Result<(ModelSpec, Weights)> {
     }
 }
 
-/// Prepares (masks) every dense layer's weight once, for reuse by every batch.
+/// Prepares (masks) every dense weight and convolution filter once, for reuse by every batch.
 fn prepare_weights<B: Backend>(b: &mut B, model: &mut Sequential<B>) -> pond_layers::Result<()> {
     for layer in &mut model.layers {
-        if let AnyLayer::Dense(d) = layer {
-            d.prepare_weight(b)?;
+        match layer {
+            AnyLayer::Dense(d) => d.prepare_weight(b)?,
+            AnyLayer::Conv2d(c) => c.prepare_weight(b)?,
+            _ => {}
         }
     }
     Ok(())
