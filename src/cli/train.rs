@@ -22,6 +22,28 @@ enum Model {
     Logreg(LogregArgs),
     /// An MLP on MNIST (784-128-128-10 by default).
     Mlp(MlpArgs),
+    /// Plaintext training of a benchmark network (A-D, S) with pond's layers; writes models/.
+    Mnist(MnistArgs),
+}
+
+/// Arguments of `pond train mnist`.
+#[derive(Debug, Args)]
+struct MnistArgs {
+    /// Network.
+    #[arg(long, value_enum)]
+    net: super::infer::NetArg,
+    /// Epochs (default: the committed models' setting).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Directory to write the model files to.
+    #[arg(long, default_value = "models")]
+    out: std::path::PathBuf,
+    /// Seed of the initial weights and the shuffling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -139,6 +161,23 @@ fn parse_shape(s: &str) -> anyhow::Result<(usize, usize)> {
 /// Runs `pond train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     match args.model {
+        Model::Mnist(a) => {
+            use pond_train::mnist::{self, train};
+            let data = mnist::load(&mnist::default_data_dir())?;
+            let mut cfg = train::TrainConfig::standard(a.net.into());
+            cfg.seed = a.seed;
+            cfg.progress = !a.json;
+            if let Some(e) = a.epochs {
+                cfg.epochs = e;
+            }
+            let report = train::train_and_save(&cfg, &data, &a.out)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("net {}: test accuracy {:?} after {} epochs ({:.0} s)", report.net, report.test_accuracy.last(), report.epochs, report.train_seconds);
+            }
+            Ok(())
+        }
         Model::Logreg(a) => {
             let data = match (&a.data, &a.synthetic) {
                 (_, Some(shape)) => {
