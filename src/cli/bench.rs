@@ -31,6 +31,8 @@ enum Suite {
     Kernels,
     /// Protocol operations on three local parties vs the same operation on plaintext.
     Protocol,
+    /// Net A inference over QUIC with three processes on loopback vs three local threads.
+    Net,
     /// Private MNIST inference, nets A-D and S x rings x batch 1, 10, 100, 1000.
     Infer,
     /// Regenerate docs/results.md and its plot (accuracy/KL tables, runtime vs batch size).
@@ -66,6 +68,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             pond_train::bench::protocol::run(args.quick, |row| emit(args.json, &row))?;
             pond_train::bench::protocol_compare::run(args.quick, |row| emit(args.json, &row))?;
         }
+        Suite::Net => super::net::bench(args.quick, |row| emit(args.json, row))?,
         Suite::Infer => {
             use pond_train::mnist::{self, infer::RingChoice, Net};
             let data = mnist::load(&mnist::default_data_dir())?;

@@ -130,10 +130,17 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
 pub fn print_summary(r: &infer::InferReport) {
     println!("pond: private inference of MNIST net {} ({} ReLU, ring {}), three local parties", r.net, r.relu, r.ring);
     println!("  images          {} in batches of {}", r.images, r.batch);
-    println!("  accuracy        private {:.2}%   plaintext {:.2}%", 100.0 * r.accuracy_private, 100.0 * r.accuracy_plain);
+    println!(
+        "  accuracy        private {:.2}%   plaintext {:.2}%",
+        100.0 * r.accuracy_private,
+        100.0 * r.accuracy_plain
+    );
     println!("  agreement       {:.2}% of predictions identical", 100.0 * r.agreement);
     println!("  KL divergence   {:.2e} (plaintext softmax || private softmax)", r.kl);
-    println!("  time            {:.3} ms per image, {:.2} ms per batch ({:.1}x plaintext)", r.ms_per_image, r.ms_per_batch, r.ratio);
+    println!(
+        "  time            {:.3} ms per image, {:.2} ms per batch ({:.1}x plaintext)",
+        r.ms_per_image, r.ms_per_batch, r.ratio
+    );
     let kb = r.bytes_per_image.map(|b| b / 1024.0);
     println!("  traffic/image   server0 {:.1} KiB, server1 {:.1} KiB, cp {:.1} KiB", kb[0], kb[1], kb[2]);
     println!("  rounds/batch    {:.0}", r.rounds_per_batch);

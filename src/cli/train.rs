@@ -174,7 +174,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             if a.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                println!("net {}: test accuracy {:?} after {} epochs ({:.0} s)", report.net, report.test_accuracy.last(), report.epochs, report.train_seconds);
+                println!(
+                    "net {}: test accuracy {:?} after {} epochs ({:.0} s)",
+                    report.net,
+                    report.test_accuracy.last(),
+                    report.epochs,
+                    report.train_seconds
+                );
             }
             Ok(())
         }

@@ -12,15 +12,22 @@
 //! address = "10.0.0.1:7000"     # host:port, bound by server0 and dialed by the others
 //! cert = "server0.pem"
 //! key = "server0.key"
+//! client_address = "10.0.0.1:7100"  # optional: where server0 accepts the client (servers only)
 //!
 //! [server1]
 //! # ...
 //! [cp]
 //! # ...
+//!
+//! [client]                      # optional: the prediction client / input owner
+//! cert = "client.pem"
+//! key = "client.key"
 //! ```
 //!
 //! Relative paths are relative to the directory of the file. Only the own role's `cert` and
-//! `key` are read, so each host needs only its own key file.
+//! `key` are read, so each host needs only its own key file. The client link (see
+//! [`crate::client`]) needs `client_address` on both servers and a `[client]` entry on the
+//! client's host; it is a separate QUIC endpoint, so the party links never accept a client.
 
 use crate::certs::generate_certificates;
 use crate::error::NetError;
@@ -47,6 +54,17 @@ pub struct PartyConfig {
     pub cert: PathBuf,
     /// PEM private key of `cert`.
     pub key: PathBuf,
+    /// Servers only, optional: `host:port` where this server accepts the client link.
+    pub client_address: Option<String>,
+}
+
+/// The certificate and key of the client (the input owner that talks to both servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFiles {
+    /// PEM certificate (chain) naming `client`, signed by the CA.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
 }
 
 /// The contents of a `parties.toml`, with paths resolved against the file's directory.
@@ -56,6 +74,8 @@ pub struct PartiesConfig {
     pub ca: PathBuf,
     /// The three parties, indexed by [`Role::index`].
     pub parties: [PartyConfig; 3],
+    /// The client's certificate and key, if the file has a `[client]` entry.
+    pub client: Option<ClientFiles>,
     /// How long [`crate::QuicTransport::connect`] keeps trying to reach its peers.
     pub connect_timeout: Duration,
     /// The deadline callers should pass to each receive.
@@ -89,6 +109,17 @@ struct RawConfig {
     server1: Option<RawParty>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cp: Option<RawParty>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<RawClient>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,6 +131,8 @@ struct RawParty {
     cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_address: Option<String>,
 }
 
 impl PartiesConfig {
@@ -138,18 +171,43 @@ impl PartiesConfig {
             check_address(&address).map_err(|reason| field_error(&format!("{role}.address"), &reason))?;
             let cert = base.join(raw.cert.ok_or_else(|| missing(&format!("{role}.cert")))?);
             let key = base.join(raw.key.ok_or_else(|| missing(&format!("{role}.key")))?);
-            Ok(PartyConfig { address, cert, key })
+            let client_address = match raw.client_address {
+                Some(_) if role == Role::Cp => {
+                    return Err(field_error("cp.client_address", "only server0 and server1 accept the client"))
+                }
+                Some(a) => {
+                    check_address(&a).map_err(|reason| field_error(&format!("{role}.client_address"), &reason))?;
+                    Some(a)
+                }
+                None => None,
+            };
+            Ok(PartyConfig { address, cert, key, client_address })
         };
         let parties =
             [party(Role::Server0, raw.server0)?, party(Role::Server1, raw.server1)?, party(Role::Cp, raw.cp)?];
-        for later in Role::ALL {
-            for earlier in Role::ALL.into_iter().filter(|r| r < &later) {
-                if parties[later.index()].address == parties[earlier.index()].address {
-                    let reason = format!("`{}` is also the address of {earlier}", parties[later.index()].address);
-                    return Err(field_error(&format!("{later}.address"), &reason));
+        // Every bound address (party links and client links) must be distinct.
+        let mut bound: Vec<(String, String)> = Vec::new();
+        for role in Role::ALL {
+            let p = &parties[role.index()];
+            let own = [
+                Some((format!("{role}.address"), &p.address)),
+                p.client_address.as_ref().map(|a| (format!("{role}.client_address"), a)),
+            ];
+            for (field, address) in own.into_iter().flatten() {
+                if let Some((other, _)) = bound.iter().find(|(_, a)| a == address) {
+                    let reason = format!("`{address}` is also `{other}`");
+                    return Err(field_error(&field, &reason));
                 }
+                bound.push((field, address.clone()));
             }
         }
+        let client = match raw.client {
+            None => None,
+            Some(c) => Some(ClientFiles {
+                cert: base.join(c.cert.ok_or_else(|| missing("client.cert"))?),
+                key: base.join(c.key.ok_or_else(|| missing("client.key"))?),
+            }),
+        };
         let max_frame_bytes = match raw.max_frame_bytes {
             None => DEFAULT_MAX_FRAME_BYTES,
             Some(0) => return Err(field_error("max_frame_bytes", "must be greater than 0")),
@@ -158,6 +216,7 @@ impl PartiesConfig {
         Ok(PartiesConfig {
             ca,
             parties,
+            client,
             connect_timeout: millis(raw.connect_timeout_ms, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?,
             receive_timeout: millis(raw.receive_timeout_ms, "receive_timeout_ms", DEFAULT_RECEIVE_TIMEOUT)?,
             idle_timeout: millis(raw.idle_timeout_ms, "idle_timeout_ms", DEFAULT_IDLE_TIMEOUT)?,
@@ -175,7 +234,9 @@ impl PartiesConfig {
                 address: format!("127.0.0.1:{}", ports[role.index()]),
                 cert: dir.join(format!("{role}.pem")),
                 key: dir.join(format!("{role}.key")),
+                client_address: None,
             }),
+            client: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             receive_timeout: DEFAULT_RECEIVE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -189,6 +250,34 @@ impl PartiesConfig {
         &self.parties[role.index()]
     }
 
+    /// Adds a client link on `127.0.0.1` at `client_ports` (server0's, then server1's) and the
+    /// client's files `dir/client.pem` and `dir/client.key`.
+    pub fn with_local_client(mut self, dir: &Path, client_ports: [u16; 2]) -> PartiesConfig {
+        for (server, port) in [Role::Server0, Role::Server1].into_iter().zip(client_ports) {
+            self.parties[server.index()].client_address = Some(format!("127.0.0.1:{port}"));
+        }
+        self.client = Some(ClientFiles { cert: dir.join("client.pem"), key: dir.join("client.key") });
+        self
+    }
+
+    /// The client-link address of `server`, or an error naming the missing field.
+    pub fn client_address(&self, server: Role) -> Result<&str, NetError> {
+        self.party(server).client_address.as_deref().ok_or_else(|| NetError::ConfigField {
+            file: self.file(),
+            field: format!("{server}.client_address"),
+            reason: "missing (needed for the client link)".into(),
+        })
+    }
+
+    /// The client's certificate and key, or an error naming the missing `[client]` entry.
+    pub fn client_files(&self) -> Result<&ClientFiles, NetError> {
+        self.client.as_ref().ok_or_else(|| NetError::ConfigField {
+            file: self.file(),
+            field: "client".into(),
+            reason: "missing (the client needs its cert and key)".into(),
+        })
+    }
+
     /// The file this config came from, or a placeholder for errors about a config built in code.
     pub fn file(&self) -> PathBuf {
         self.source.clone().unwrap_or_else(|| PathBuf::from("<parties config>"))
@@ -199,7 +288,12 @@ impl PartiesConfig {
         let rel = |p: &Path| p.strip_prefix(relative_to).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf());
         let party = |role: Role| {
             let p = self.party(role);
-            Some(RawParty { address: Some(p.address.clone()), cert: Some(rel(&p.cert)), key: Some(rel(&p.key)) })
+            Some(RawParty {
+                address: Some(p.address.clone()),
+                cert: Some(rel(&p.cert)),
+                key: Some(rel(&p.key)),
+                client_address: p.client_address.clone(),
+            })
         };
         let millis = |d: Duration| Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let raw = RawConfig {
@@ -211,6 +305,7 @@ impl PartiesConfig {
             server0: party(Role::Server0),
             server1: party(Role::Server1),
             cp: party(Role::Cp),
+            client: self.client.as_ref().map(|c| RawClient { cert: Some(rel(&c.cert)), key: Some(rel(&c.key)) }),
         };
         let body = toml::to_string(&raw).unwrap_or_else(|e| format!("# cannot serialise config: {e}\n"));
         format!("# pond parties: addresses, certificates and limits (see pond_net::config)\n{body}")
@@ -237,17 +332,34 @@ pub fn write_local_config(dir: &Path, ports: [u16; 3]) -> Result<PartiesConfig, 
     PartiesConfig::load(&path)
 }
 
+/// Like [`write_local_config`], plus the client: certificates for `server0`, `server1`, `cp`
+/// and `client`, the party links at `ports[0..3]` and the servers' client links at
+/// `ports[3]` (server0) and `ports[4]` (server1).
+pub fn write_local_config_with_client(dir: &Path, ports: [u16; 5]) -> Result<PartiesConfig, NetError> {
+    generate_certificates(dir, &["server0", "server1", "cp", "client"])?;
+    let path = dir.join("parties.toml");
+    PartiesConfig::local(dir, [ports[0], ports[1], ports[2]])
+        .with_local_client(dir, [ports[3], ports[4]])
+        .save(&path)?;
+    PartiesConfig::load(&path)
+}
+
 /// Three distinct UDP ports on `127.0.0.1` that were free a moment ago, for local configs in
 /// tests and demos. Another process may take one before it is bound again; a collision shows
 /// up as [`NetError::Bind`].
 pub fn free_loopback_ports() -> std::io::Result<[u16; 3]> {
-    // Held together while choosing, so the three are distinct.
-    let sockets = [
-        std::net::UdpSocket::bind("127.0.0.1:0")?,
-        std::net::UdpSocket::bind("127.0.0.1:0")?,
-        std::net::UdpSocket::bind("127.0.0.1:0")?,
-    ];
-    let mut ports = [0u16; 3];
+    free_loopback_port_set()
+}
+
+/// `N` distinct UDP ports on `127.0.0.1` that were free a moment ago (see
+/// [`free_loopback_ports`]).
+pub fn free_loopback_port_set<const N: usize>() -> std::io::Result<[u16; N]> {
+    // Held together while choosing, so they are distinct.
+    let mut sockets = Vec::with_capacity(N);
+    for _ in 0..N {
+        sockets.push(std::net::UdpSocket::bind("127.0.0.1:0")?);
+    }
+    let mut ports = [0u16; N];
     for (port, socket) in ports.iter_mut().zip(&sockets) {
         *port = socket.local_addr()?.port();
     }

@@ -32,7 +32,7 @@ pub(crate) struct Link {
 
 /// Why an attempt failed: worth retrying (the peer may not be up yet), or not (it refused us,
 /// or we refused it).
-enum Failure {
+pub(crate) enum Failure {
     Retry(String),
     Fatal(String),
 }
@@ -222,7 +222,7 @@ async fn open_streams(connection: &Connection) -> Result<(SendStream, RecvStream
 
 /// Whether a failed connection is worth another attempt. Authentication failures (TLS alerts,
 /// our refusal codes) are final; timeouts and resets mean the peer is not (yet) there.
-fn classify(error: &ConnectionError) -> Failure {
+pub(crate) fn classify(error: &ConnectionError) -> Failure {
     match error {
         ConnectionError::TimedOut | ConnectionError::Reset | ConnectionError::CidsExhausted => {
             Failure::Retry(error.to_string())

@@ -124,11 +124,125 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// Building the client's TLS configuration failed.
+    #[error("TLS setup for the client: {reason}")]
+    ClientTls {
+        /// Why.
+        reason: String,
+    },
+    /// A server cannot bind its client-link address (e.g. the port is already in use).
+    #[error("{role} cannot bind its client-link address {address}: {source}")]
+    BindClientLink {
+        /// The server.
+        role: Role,
+        /// The address it tried to bind.
+        address: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// [`crate::QuicTransport::connect`] was called on a thread that runs an async runtime; it
     /// blocks, so it must run on a plain thread.
     #[error("{role}: QuicTransport::connect must not be called from inside an async runtime")]
     InsideRuntime {
         /// The party.
         role: Role,
+    },
+}
+
+/// One end of a client link: the client or one of the two servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkEnd {
+    /// The client (input owner, prediction client).
+    Client,
+    /// server0 or server1.
+    Server(Role),
+}
+
+impl std::fmt::Display for LinkEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkEnd::Client => f.write_str(crate::tls::CLIENT_NAME),
+            LinkEnd::Server(role) => write!(f, "{role}"),
+        }
+    }
+}
+
+/// What can go wrong on a client link ([`crate::client`]); every variant names both ends.
+#[derive(Debug, Error)]
+pub enum ClientLinkError {
+    /// Setting up (config, certificates, binding, runtime) failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// No link with `peer` came up before the deadline.
+    #[error("{me}: no link with {peer} ({address}) within {waited:?}{}",
+        last_error.as_ref().map(|e| format!("; last problem: {e}")).unwrap_or_default())]
+    ConnectTimeout {
+        /// This end.
+        me: LinkEnd,
+        /// The peer that did not show up.
+        peer: LinkEnd,
+        /// The peer's address (or our own, for a server waiting for the client).
+        address: String,
+        /// How long we waited.
+        waited: Duration,
+        /// The last failed attempt or refused connection, if any.
+        last_error: Option<String>,
+    },
+    /// The link to `peer` was refused: a certificate from another CA, a certificate naming the
+    /// wrong party, or another protocol.
+    #[error("{me}: link with {peer} at {address} refused: {reason}")]
+    Refused {
+        /// This end.
+        me: LinkEnd,
+        /// The peer.
+        peer: LinkEnd,
+        /// The peer's address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing arrived from `peer` before the receive deadline.
+    #[error("{me}: no message from {peer} within {waited:?} (waiting for {waiting_for})")]
+    Timeout {
+        /// This end.
+        me: LinkEnd,
+        /// The silent peer.
+        peer: LinkEnd,
+        /// The deadline.
+        waited: Duration,
+        /// What we were waiting for.
+        waiting_for: String,
+    },
+    /// The connection to `peer` is gone (it stopped, crashed or was killed).
+    #[error("{me}: lost connection to {peer}{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Disconnected {
+        /// This end.
+        me: LinkEnd,
+        /// The lost peer.
+        peer: LinkEnd,
+        /// What the connection reported, if anything.
+        reason: Option<String>,
+    },
+    /// `peer` sent a frame or message that does not parse, is too large, or does not fit the
+    /// conversation.
+    #[error("{me}: bad message from {peer}: {reason}")]
+    BadMessage {
+        /// This end.
+        me: LinkEnd,
+        /// The sender.
+        peer: LinkEnd,
+        /// What was wrong.
+        reason: String,
+    },
+    /// `peer` stopped with an error and told us why.
+    #[error("{me}: {peer} stopped: {reason}")]
+    PeerFailed {
+        /// This end.
+        me: LinkEnd,
+        /// The party that stopped.
+        peer: LinkEnd,
+        /// Its error.
+        reason: String,
     },
 }

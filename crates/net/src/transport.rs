@@ -96,6 +96,7 @@ impl QuicTransport {
             address: bind_addr,
             source,
         })?;
+        enlarge_socket_buffers(&socket);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name(format!("pond-net-{role}"))
@@ -156,6 +157,12 @@ impl QuicTransport {
         self.links[peer.index()].as_ref().map(|l| l.connection.stats())
     }
 
+    /// A handle that reads this transport's wire statistics later, e.g. after the transport has
+    /// moved into a [`pond_protocol::Session`].
+    pub fn wire_stats(&self) -> WireStats {
+        WireStats { connections: std::array::from_fn(|i| self.links[i].as_ref().map(|l| l.connection.clone())) }
+    }
+
     /// The largest payload a message may carry.
     pub fn max_frame_bytes(&self) -> u64 {
         self.max_frame_bytes
@@ -167,6 +174,47 @@ impl QuicTransport {
 
     fn link(&self, peer: Role) -> Result<&PeerLink, ProtocolError> {
         self.links[peer.index()].as_ref().ok_or(ProtocolError::SelfMessage { role: peer })
+    }
+}
+
+/// The wire statistics of a [`QuicTransport`]'s connections, readable while the transport is
+/// in use elsewhere (and after it is dropped: the last values stay readable).
+#[derive(Clone)]
+pub struct WireStats {
+    connections: [Option<Connection>; 3],
+}
+
+impl std::fmt::Debug for WireStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireStats").field("bytes_sent", &self.bytes_sent()).finish()
+    }
+}
+
+impl WireStats {
+    /// UDP bytes sent on the connection to each peer so far, indexed by [`Role::index`].
+    pub fn bytes_sent(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.connections[i].as_ref().map_or(0, |c| c.stats().udp_tx.bytes))
+    }
+
+    /// UDP bytes received on the connection from each peer so far, indexed by [`Role::index`].
+    pub fn bytes_received(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.connections[i].as_ref().map_or(0, |c| c.stats().udp_rx.bytes))
+    }
+
+    /// UDP datagrams sent to each peer so far, indexed by [`Role::index`].
+    pub fn datagrams_sent(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.connections[i].as_ref().map_or(0, |c| c.stats().udp_tx.datagrams))
+    }
+
+    /// Packets to each peer that QUIC declared lost (and retransmitted), indexed by
+    /// [`Role::index`].
+    pub fn lost_packets(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.connections[i].as_ref().map_or(0, |c| c.stats().path.lost_packets))
+    }
+
+    /// The current path MTU towards each peer, indexed by [`Role::index`].
+    pub fn mtu(&self) -> [u16; 3] {
+        std::array::from_fn(|i| self.connections[i].as_ref().map_or(0, |c| c.stats().path.current_mtu))
     }
 }
 
@@ -249,6 +297,18 @@ impl Drop for QuicTransport {
             runtime.shutdown_timeout(CLOSE_DRAIN);
         }
     }
+}
+
+/// Socket buffer size asked for: multi-megabyte bursts of one protocol round fit, so that the
+/// kernel does not drop datagrams the receiver has not read yet (each drop is a QUIC loss, a
+/// retransmission and a congestion-window cut). Linux caps it at `net.core.{r,w}mem_max`.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Best effort: asks for [`SOCKET_BUFFER_BYTES`] of send and receive buffer on `socket`.
+pub(crate) fn enlarge_socket_buffers(socket: &std::net::UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
 }
 
 /// The socket address of `of` (first one its configured address resolves to).
