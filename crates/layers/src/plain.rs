@@ -164,7 +164,8 @@ impl Backend for PlainBackend {
         let (Input::Value(w) | Input::Prepared(w)) = w;
         let patches = self.im2col(x, g)?;
         let filters = reshaped("conv2d", w, &[g.filters, g.patch_cols()])?;
-        let product = patches.into_dimensionality::<Ix2>().expect("im2col is 2-D").dot(&matrix("conv2d", &filters)?.t());
+        let product =
+            patches.into_dimensionality::<Ix2>().expect("im2col is 2-D").dot(&matrix("conv2d", &filters)?.t());
         Ok(pond_core::kernels::im2col::patches_to_nchw(product, g))
     }
 
