@@ -33,6 +33,10 @@ fn accuracy_rows(
             (ReluMode::Polynomial, RingChoice::Z64),
             (ReluMode::Polynomial, RingChoice::Int100),
         ] {
+            if infer::load_model(net, model_dir).is_err() {
+                log(&format!("net {}: no trained model in {}, skipped", net.name(), model_dir.display()));
+                continue;
+            }
             let cfg = InferConfig {
                 net,
                 ring,
@@ -106,6 +110,16 @@ pub fn run(
         }
         seen.join(", ")
     });
+    for net in [Net::A, Net::B, Net::C, Net::D] {
+        if !accuracy.iter().any(|r| r.net == net.name()) {
+            let _ = writeln!(
+                md,
+                "Net {} has no trained model in `models/` yet: train it with `cargo run --release -- train mnist --net {}`, then rerun.\n",
+                net.name(),
+                net.name()
+            );
+        }
+    }
     let _ = writeln!(md, "int100 has no exact comparison in pond (CRT residues are not binary-friendly; the comparison protocol refuses CRT), so int100 runs use the polynomial ReLU, as tf-encrypted's Pond does.\n");
     let _ = writeln!(md, "tf-encrypted (Dahl et al. 2018), polynomial ReLU:\n\n| net | TF accuracy | Pond accuracy | KL |\n|---|---|---|---|");
     for (net, tf, pond, kl) in TFE {
