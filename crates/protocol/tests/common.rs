@@ -2,7 +2,11 @@
 #![allow(dead_code)]
 
 use pond_core::{PrgKey, Ring, RingTensor};
-use pond_protocol::{run_local, LocalConfig, PrivateTensor, Result, Session};
+use pond_protocol::{
+    collect_outputs, run_local, run_local_with, LocalConfig, PrivateTensor, RecordingTransport, Result, Session,
+    Transcript, Transport,
+};
+use std::sync::{Arc, Mutex};
 
 /// Runs `program` on three local parties and returns the three outputs (panics on error).
 pub fn run<T: Send>(seed: u64, program: impl Fn(&mut Session) -> Result<T> + Sync) -> [T; 3] {
@@ -28,4 +32,42 @@ pub fn random<R: Ring>(seed: u64, shape: &[usize]) -> R::Tensor {
 /// `value` on `owner`, `None` elsewhere.
 pub fn owned<'a, T>(s: &Session, owner: pond_protocol::Role, value: &'a T) -> Option<&'a T> {
     (s.role() == owner).then_some(value)
+}
+
+/// Runs `program` with every party's transport recorded; returns the outputs and transcripts.
+pub fn run_recorded<T: Send>(
+    seed: u64,
+    program: impl Fn(&mut Session) -> Result<T> + Sync,
+) -> ([T; 3], [Transcript; 3]) {
+    let logs: [Arc<Mutex<Transcript>>; 3] = Default::default();
+    let results = run_local_with(
+        LocalConfig::seeded(seed),
+        |t| {
+            let log = logs[t.role().index()].clone();
+            Box::new(RecordingTransport::new(t, log)) as Box<dyn Transport>
+        },
+        program,
+    );
+    let outputs = collect_outputs(results).expect("protocol run failed");
+    (outputs, logs.map(|l| l.lock().unwrap().clone()))
+}
+
+/// Pearson's chi-square statistic of `samples` against the uniform distribution on `bins`.
+pub fn chi_square(samples: impl Iterator<Item = usize>, bins: usize) -> f64 {
+    let mut counts = vec![0u64; bins];
+    let mut n = 0u64;
+    for s in samples {
+        counts[s] += 1;
+        n += 1;
+    }
+    let expected = n as f64 / bins as f64;
+    counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
+}
+
+/// Upper 1e-6 quantile of chi-square with `dof` degrees of freedom (Wilson-Hilferty): a
+/// uniform view exceeds it with probability about 1e-6, the false-positive rate of each check.
+pub fn chi_square_threshold(dof: usize) -> f64 {
+    let k = dof as f64;
+    let z = 4.753; // standard normal upper 1e-6 quantile
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
 }

@@ -398,24 +398,6 @@ fn run_recorded<T: Send>(seed: u64, program: impl Fn(&mut Session) -> Result<T> 
     logs.map(|l| l.lock().unwrap().clone())
 }
 
-fn chi_square(samples: impl Iterator<Item = usize>, bins: usize) -> f64 {
-    let mut counts = vec![0u64; bins];
-    let mut n = 0u64;
-    for s in samples {
-        counts[s] += 1;
-        n += 1;
-    }
-    let expected = n as f64 / bins as f64;
-    counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
-}
-
-/// Upper 1e-6 quantile of chi-square with `dof` degrees of freedom (Wilson-Hilferty).
-fn chi_square_threshold(dof: usize) -> f64 {
-    let k = dof as f64;
-    let z = 4.753;
-    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
-}
-
 /// Every party's received bytes are uniform: ring elements over the 256 byte values, the
 /// small-field messages (bit shares to server1, blinded terms to cp) over Z_p. For cp, also
 /// the reconstructed terms d0 + d1: per element, a zero with probability 1/2 at a uniform

@@ -8,43 +8,7 @@ use pond_core::{FixedPoint, Int100, Ring, RingTensor, Z128, Z64};
 use pond_protocol::costs::{self, Cost};
 use pond_protocol::polynomial::SIGMOID;
 use pond_protocol::*;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Runs `program` with every party's transport recorded; returns the outputs and transcripts.
-fn run_recorded<T: Send>(seed: u64, program: impl Fn(&mut Session) -> Result<T> + Sync) -> ([T; 3], [Transcript; 3]) {
-    let logs: [Arc<Mutex<Transcript>>; 3] = Default::default();
-    let results = run_local_with(
-        LocalConfig::seeded(seed),
-        |t| {
-            let log = logs[t.role().index()].clone();
-            Box::new(RecordingTransport::new(t, log)) as Box<dyn Transport>
-        },
-        program,
-    );
-    let outputs = collect_outputs(results).expect("protocol run failed");
-    (outputs, logs.map(|l| l.lock().unwrap().clone()))
-}
-
-/// Pearson's chi-square statistic of `samples` against the uniform distribution on `bins`.
-fn chi_square(samples: impl Iterator<Item = usize>, bins: usize) -> f64 {
-    let mut counts = vec![0u64; bins];
-    let mut n = 0u64;
-    for s in samples {
-        counts[s] += 1;
-        n += 1;
-    }
-    let expected = n as f64 / bins as f64;
-    counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
-}
-
-/// Upper 1e-6 quantile of chi-square with `dof` degrees of freedom (Wilson-Hilferty): a
-/// uniform view exceeds it with probability about 1e-6, the false-positive rate of each check.
-fn chi_square_threshold(dof: usize) -> f64 {
-    let k = dof as f64;
-    let z = 4.753; // standard normal upper 1e-6 quantile
-    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
-}
 
 /// One program touching every operation: input from every owner, mask, products, square,
 /// truncation, polynomial. The secret is a fixed, very non-uniform constant.

@@ -46,7 +46,8 @@ struct PartyTimes {
     rounds: u64,
 }
 
-fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+/// Milliseconds `f` takes.
+pub(crate) fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
     let start = Instant::now();
     f()?;
     Ok(start.elapsed().as_secs_f64() * 1e3)

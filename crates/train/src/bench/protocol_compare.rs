@@ -8,6 +8,7 @@
 //! construction and is included. For `relu_poly`, the correlations are recorded by a
 //! [`RecordingDealer`] run and replayed. Times are medians over runs of the slowest party.
 
+use super::protocol::timed;
 use super::timing::median_ms;
 use ndarray::{ArrayD, IxDyn};
 use pond_core::{FixedPoint, Ring, RingTensor, Z128, Z64};
@@ -15,33 +16,10 @@ use pond_protocol::comparison::{cost, ComparisonRing, ComparisonSource};
 use pond_protocol::costs::{self, Cost};
 use pond_protocol::polynomial::RELU;
 use pond_protocol::{run_local, LocalConfig, PrivateTensor, RecordingDealer, Result, Role, Session};
-use serde::Serialize;
-use std::time::Instant;
 
-/// One benchmark line (the fields of the other `pond bench protocol` lines).
-#[derive(Debug, Clone, Serialize)]
-pub struct CompareRow {
-    /// Operation name: `relu_poly`, `relu_exact`, `maxpool_exact`, `argmax_exact`.
-    pub name: &'static str,
-    /// Ring name.
-    pub ring: &'static str,
-    /// Shape of the operand.
-    pub shape: Vec<Vec<usize>>,
-    /// Median milliseconds of the operation on three local parties, cp dealing online.
-    pub ms: f64,
-    /// Median milliseconds with the offline material dealt beforehand (see the module docs).
-    pub online_ms: f64,
-    /// Median milliseconds of the same operation on plaintext ring values.
-    pub plain_ms: f64,
-    /// ms / plain_ms.
-    pub ratio: f64,
-    /// Bytes sent by server0, server1, cp during one operation (cp dealing online).
-    pub bytes: [u64; 3],
-    /// The formula's bytes for the operation.
-    pub expected_bytes: [u64; 3],
-    /// Server rounds of one operation (server1's, the critical path).
-    pub rounds: u64,
-}
+/// One benchmark line: the same fields as the other `pond bench protocol` lines (`rounds` is
+/// server1's, the critical path of a comparison).
+pub type CompareRow = super::protocol::ProtocolRow;
 
 /// How one operation is prepared for its online timing on every party.
 enum Offline {
@@ -56,12 +34,6 @@ struct PartyTimes {
     online: Vec<f64>,
     sent: u64,
     rounds: u64,
-}
-
-fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
-    let start = Instant::now();
-    f()?;
-    Ok(start.elapsed().as_secs_f64() * 1e3)
 }
 
 type Op<'a, R> = dyn Fn(&mut Session, &PrivateTensor<R>, &mut ComparisonSource<R>) -> Result<()> + Sync + 'a;
