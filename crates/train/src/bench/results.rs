@@ -37,6 +37,10 @@ fn accuracy_rows(
                 log(&format!("net {}: no trained model in {}, skipped", net.name(), model_dir.display()));
                 continue;
             }
+            if ring == RingChoice::Int100 && infer::needs_comparison(&net.spec(relu)) {
+                log(&format!("net {}: max-pooling needs secure comparison, which int100 lacks; skipped", net.name()));
+                continue;
+            }
             let cfg = InferConfig {
                 net,
                 ring,
@@ -120,7 +124,7 @@ pub fn run(
             );
         }
     }
-    let _ = writeln!(md, "int100 has no exact comparison in pond (CRT residues are not binary-friendly; the comparison protocol refuses CRT), so int100 runs use the polynomial ReLU, as tf-encrypted's Pond does.\n");
+    let _ = writeln!(md, "int100 has no exact comparison in pond (CRT residues are not binary-friendly; the comparison protocol refuses CRT), so int100 runs use the polynomial ReLU, as tf-encrypted's Pond does, and nets B and C (max-pooling) do not run in int100.\n");
     let _ = writeln!(md, "tf-encrypted (Dahl et al. 2018), polynomial ReLU:\n\n| net | TF accuracy | Pond accuracy | KL |\n|---|---|---|---|");
     for (net, tf, pond, kl) in TFE {
         let _ = writeln!(md, "| {net} | {tf:.2}% | {pond:.2}% | {kl} |");

@@ -125,6 +125,12 @@ pub fn model_or_random(net: Net, dir: &Path) -> Result<(ModelSpec, Weights)> {
     }
 }
 
+/// True if the network needs secure comparison even with polynomial ReLU (it max-pools), so it
+/// cannot run in the CRT ring.
+pub fn needs_comparison(spec: &ModelSpec) -> bool {
+    spec.layers.iter().any(|l| matches!(l, pond_layers::LayerSpec::MaxPool2d { .. }))
+}
+
 /// Prepares (masks) every dense weight and convolution filter once, for reuse by every batch.
 fn prepare_weights<B: Backend>(b: &mut B, model: &mut Sequential<B>) -> pond_layers::Result<()> {
     for layer in &mut model.layers {
