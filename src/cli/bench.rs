@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// `results`, `infer`: only the first N test images for the accuracy runs.
     #[arg(long)]
     limit: Option<usize>,
+    /// `protocol`: only the basic operations of this ring (z64, z128, crt10, crt5), without the
+    /// comparison lines.
+    #[arg(long, value_name = "RING")]
+    ring: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,8 +69,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.suite {
         Suite::Kernels => pond_train::bench::kernels::run(args.quick, |row| emit(args.json, &row)),
         Suite::Protocol => {
-            pond_train::bench::protocol::run(args.quick, |row| emit(args.json, &row))?;
-            pond_train::bench::protocol_compare::run(args.quick, |row| emit(args.json, &row))?;
+            pond_train::bench::protocol::run(args.quick, args.ring.as_deref(), |row| emit(args.json, &row))?;
+            if args.ring.is_none() {
+                pond_train::bench::protocol_compare::run(args.quick, |row| emit(args.json, &row))?;
+            }
         }
         Suite::Net => super::net::bench(args.quick, |row| emit(args.json, row))?,
         Suite::Infer => {

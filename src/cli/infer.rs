@@ -5,18 +5,23 @@ use pond_layers::ReluMode;
 use pond_train::mnist::{self, infer, Net};
 use std::path::PathBuf;
 
-/// A network name on the command line.
+/// A network name on the command line: `A` as the papers write it, or `a`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum NetArg {
     /// 784-128-128-10 dense.
+    #[value(name = "A", alias = "a")]
     A,
     /// Two convolutions with max-pooling.
+    #[value(name = "B", alias = "b")]
     B,
     /// A larger B.
+    #[value(name = "C", alias = "c")]
     C,
     /// One strided convolution.
+    #[value(name = "D", alias = "d")]
     D,
     /// One convolution with average pooling (timing net).
+    #[value(name = "S", alias = "s")]
     S,
 }
 

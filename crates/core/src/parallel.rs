@@ -48,3 +48,23 @@ where
         zip.map_collect(|&x| f(x))
     }
 }
+
+/// `a[i] = f(a[i], b[i], c[i])` for every i. Shapes must already be equal.
+pub fn zip3_assign<A, B, C>(
+    a: ArrayViewMutD<'_, A>,
+    b: ArrayViewD<'_, B>,
+    c: ArrayViewD<'_, C>,
+    f: impl Fn(A, B, C) -> A + Sync + Send,
+) where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    C: Copy + Send + Sync,
+{
+    let parallel = a.len() >= PARALLEL_MIN_ELEMENTS;
+    let zip = Zip::from(a).and(&b).and(&c);
+    if parallel {
+        zip.par_for_each(|x, &y, &z| *x = f(*x, y, z));
+    } else {
+        zip.for_each(|x, &y, &z| *x = f(*x, y, z));
+    }
+}

@@ -12,11 +12,11 @@
 //! Limits that follow: a tensor has fewer than 2^38 elements and fewer than 64 residue planes.
 
 use rand::{RngCore, SeedableRng, TryRngCore};
-use rand_chacha::ChaCha12Rng;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// The stream cipher behind every pond PRG.
-pub type PrgCipher = ChaCha12Rng;
+pub type PrgCipher = ChaCha8Rng;
 
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;

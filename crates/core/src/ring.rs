@@ -92,6 +92,11 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     fn add_assign(&mut self, other: &Self) -> Result<()>;
     /// In-place elementwise difference.
     fn sub_assign(&mut self, other: &Self) -> Result<()>;
+    /// In-place `self += a * b` elementwise (one pass where the ring allows; the Beaver
+    /// products' recombination).
+    fn mul_add_assign(&mut self, a: &Self, b: &Self) -> Result<()> {
+        self.add_assign(&a.mul(b)?)
+    }
     /// Adds the ring element `c mod M` to every element.
     fn add_scalar(&self, c: i128) -> Self;
     /// Multiplies every element by the ring element `c mod M`.
@@ -122,6 +127,13 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     /// Decodes a tensor of `shape` from exactly `shape.product() * BYTES_PER_ELEMENT` bytes.
     /// Rejects residues that are not reduced (CRT), so every accepted buffer is canonical.
     fn from_bytes(shape: &[usize], bytes: &[u8]) -> Result<Self>;
+
+    /// In-place `self += decode(bytes)`, where `bytes` is the encoding of a tensor of this
+    /// tensor's shape (an opening's second half, without a decoded temporary where the ring
+    /// allows). Errors as [`RingTensor::from_bytes`].
+    fn add_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.add_assign(&Self::from_bytes(self.shape(), bytes)?)
+    }
 
     /// 2-D matrix transpose (shortcut for `permute(&[1, 0])`).
     fn transpose(&self) -> Result<Self> {

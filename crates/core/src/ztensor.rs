@@ -4,11 +4,12 @@
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
 use crate::layout;
-use crate::parallel::{map, zip_assign, zip_map};
+use crate::parallel::{map, zip3_assign, zip_assign, zip_map, PARALLEL_MIN_ELEMENTS};
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, PowerOfTwoTensor, Ring, RingTensor};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
 use num_bigint::BigUint;
+use rayon::prelude::*;
 use std::fmt::Debug;
 use std::ops::Range;
 
@@ -226,6 +227,12 @@ impl<W: Word> RingTensor for ZTensor<W> {
     fn sub_assign(&mut self, other: &Self) -> Result<()> {
         self.binary_assign("sub", other, W::wsub)
     }
+    fn mul_add_assign(&mut self, a: &Self, b: &Self) -> Result<()> {
+        layout::check_same_shape("mul_add", self.shape(), a.shape())?;
+        layout::check_same_shape("mul_add", self.shape(), b.shape())?;
+        zip3_assign(self.data.view_mut(), a.data.view(), b.data.view(), |acc, x, y| acc.wadd(x.wmul(y)));
+        Ok(())
+    }
     fn add_scalar(&self, c: i128) -> Self {
         let c = W::from_i128(c);
         self.unary(|x| x.wadd(c))
@@ -305,6 +312,26 @@ impl<W: Word> RingTensor for ZTensor<W> {
         }
         let words: Vec<W> = bytes.chunks_exact(Self::BYTES_PER_ELEMENT).map(W::read_le).collect();
         Ok(ZTensor { data: ArrayD::from_shape_vec(IxDyn(shape), words).expect("length checked") })
+    }
+    fn add_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let width = Self::BYTES_PER_ELEMENT;
+        let expected = self.len() * width;
+        if bytes.len() != expected || !self.data.is_standard_layout() {
+            return self.add_assign(&Self::from_bytes(self.shape(), bytes)?);
+        }
+        let words = self.data.as_slice_mut().expect("standard layout is contiguous");
+        let add = |(dst, src): (&mut [W], &[u8])| {
+            dst.iter_mut().zip(src.chunks_exact(width)).for_each(|(w, b)| *w = w.wadd(W::read_le(b)))
+        };
+        if words.len() >= PARALLEL_MIN_ELEMENTS {
+            words
+                .par_chunks_mut(PARALLEL_MIN_ELEMENTS)
+                .zip(bytes.par_chunks(PARALLEL_MIN_ELEMENTS * width))
+                .for_each(add);
+        } else {
+            add((words, bytes));
+        }
+        Ok(())
     }
 }
 

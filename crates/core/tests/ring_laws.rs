@@ -138,6 +138,19 @@ fn bytes_round_trip<R: Ring>(seed: u64, shape: &[usize]) {
     assert!(a.is_empty() || matches!(err, Err(CoreError::BadEncoding { .. })));
 }
 
+/// The fused in-place operations equal their unfused definitions.
+fn fused_ops_match<R: Ring>(seed: u64, shape: &[usize]) {
+    let (a, b, c) = (random::<R>(seed, shape), random::<R>(seed ^ 1, shape), random::<R>(seed ^ 2, shape));
+    let mut fused = c.clone();
+    fused.mul_add_assign(&a, &b).unwrap();
+    assert_eq!(fused, c.add(&a.mul(&b).unwrap()).unwrap());
+    let mut opened = c.clone();
+    opened.add_from_bytes(&a.to_bytes()).unwrap();
+    assert_eq!(opened, c.add(&a).unwrap());
+    let short = &a.to_bytes()[1..];
+    assert!(matches!(opened.add_from_bytes(short), Err(CoreError::BadEncoding { .. })));
+}
+
 fn fixed_point_round_trip<R: Ring>(values: &[f64]) {
     let fp = FixedPoint::<R>::default_for_ring();
     let x = ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.iter().map(|v| v * fp.bound()).collect()).unwrap();
@@ -156,6 +169,11 @@ macro_rules! ring_suite {
             type R = $ring;
             fn shape() -> impl Strategy<Value = Vec<usize>> {
                 prop::collection::vec(1usize..5, 1..4)
+            }
+            /// Above the size where the elementwise loops go parallel.
+            #[test]
+            fn fused_parallel() {
+                fused_ops_match::<R>(9, &[3, 70_001]);
             }
             proptest! {
                 #![proptest_config(ProptestConfig::with_cases(48))]
@@ -176,6 +194,8 @@ macro_rules! ring_suite {
                 fn shape_ops(seed in any::<u64>(), rows in 1usize..7, cols in 1usize..7) {
                     shape_ops_match_ndarray::<R>(seed, rows, cols)
                 }
+                #[test]
+                fn fused(seed in any::<u64>(), shape in shape()) { fused_ops_match::<R>(seed, &shape) }
                 #[test]
                 fn bytes(seed in any::<u64>(), shape in prop::collection::vec(0usize..5, 0..4)) {
                     bytes_round_trip::<R>(seed, &shape)

@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod backend;
 pub mod conv;
+pub mod cost;
 pub mod dense;
 pub mod error;
 pub mod gather;

@@ -87,9 +87,7 @@ impl Session {
             if s.role() == Role::Cp {
                 return Ok(PrivateTensor::from_share(&out_shape, None));
             }
-            let mut dealt = dealt.into_iter().map(|h| match h {
-                Held::Share(t) | Held::Whole(t) => t,
-            });
+            let mut dealt = dealt.into_iter().map(Held::into_tensor);
             let mut fresh = |operand: Operand<'a, R>| -> Result<Option<(R::Tensor, R::Tensor)>> {
                 match operand {
                     Operand::Private(p) => {
@@ -103,17 +101,16 @@ impl Session {
             let (x_fresh, y_fresh) = (fresh(x)?, fresh(y)?);
             let c = dealt.next().expect("the product share comes last");
             // Open both differences in one round: send both, then receive both.
-            let peer = s.role().peer().expect("servers have a peer");
+            let peer = s.peer_server(name)?;
             for (_, diff) in x_fresh.iter().chain(y_fresh.iter()) {
                 s.send_tensor(peer, tag, diff)?;
             }
             let mut open =
                 |f: Option<(R::Tensor, R::Tensor)>, operand: Operand<'a, R>| -> Result<Opened<'a, R::Tensor>> {
                     match (f, operand) {
-                        (Some((mask, mine)), _) => {
-                            let mut theirs: R::Tensor = s.recv_tensor(peer, tag, mine.shape())?;
-                            theirs.add_assign(&mine)?;
-                            Ok(Opened { mask: Cow::Owned(mask), diff: Cow::Owned(theirs) })
+                        (Some((mask, mut diff)), _) => {
+                            s.recv_into(peer, tag, &mut diff)?;
+                            Ok(Opened { mask: Cow::Owned(mask), diff: Cow::Owned(diff) })
                         }
                         (None, Operand::Masked(m)) => Ok(Opened {
                             mask: Cow::Borrowed(m.mask.tensor()),
@@ -123,10 +120,21 @@ impl Session {
                     }
                 };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
-            let b_term = if s.role() == Role::Server0 { Cow::Owned(f.mask.add(&f.diff)?) } else { f.mask };
-            let mut z = op.apply(e.diff.as_ref(), b_term.as_ref())?;
-            z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
-            z.add_assign(&c)?;
+            let server0 = s.role() == Role::Server0;
+            let mut z = c;
+            if op == Bilinear::Mul {
+                // Elementwise: accumulate the three products in place, no temporaries.
+                z.mul_add_assign(&e.diff, &f.mask)?;
+                z.mul_add_assign(&e.mask, &f.diff)?;
+                if server0 {
+                    z.mul_add_assign(&e.diff, &f.diff)?;
+                }
+            } else {
+                // Two products: E ∘ (b + F) on server0 (E ∘ b on server1) and a ∘ F.
+                let b_term = if server0 { Cow::Owned(f.mask.add(&f.diff)?) } else { f.mask };
+                z.add_assign(&op.apply(e.diff.as_ref(), b_term.as_ref())?)?;
+                z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
+            }
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
         })
     }
@@ -168,22 +176,17 @@ impl Session {
             let Some(xi) = x.share() else {
                 return Ok(PrivateTensor::from_share(x.shape(), None));
             };
-            let [a, c]: [R::Tensor; 2] = dealt
-                .into_iter()
-                .map(|h| match h {
-                    Held::Share(t) | Held::Whole(t) => t,
-                })
-                .collect::<Vec<_>>()
-                .try_into()
-                .map_err(|_| crate::ProtocolError::Usage {
-                    op: "square",
-                    reason: "square needs two dealt tensors".into(),
+            let [a, c]: [R::Tensor; 2] =
+                dealt.into_iter().map(Held::into_tensor).collect::<Vec<_>>().try_into().map_err(|_| {
+                    crate::ProtocolError::Usage { op: "square", reason: "square needs two dealt tensors".into() }
                 })?;
-            let e = s.open(tag, &xi.sub(&a)?)?;
-            let mut z = a.mul(&e)?.mul_scalar(2);
-            z.add_assign(&c)?;
+            let e = s.open_owned(tag, xi.sub(&a)?)?;
+            // z = c + 2aE (+ E^2 on server0), accumulated in place.
+            let mut z = c;
+            z.mul_add_assign(&a, &e)?;
+            z.mul_add_assign(&a, &e)?;
             if s.role() == Role::Server0 {
-                z.add_assign(&e.mul(&e)?)?;
+                z.mul_add_assign(&e, &e)?;
             }
             Ok(PrivateTensor::from_share(x.shape(), Some(z)))
         })

@@ -55,6 +55,13 @@ pub fn open<R: Ring>(n: u64) -> Cost {
     Cost { bytes: [n * b::<R>(), n * b::<R>(), 0], rounds: 1 }
 }
 
+/// Revealing n elements to `owner` only ([`crate::Session::reveal_to`]): the other server, or
+/// both when the owner is cp, sends its n·B share; one round.
+pub fn reveal_to<R: Ring>(n: u64, owner: Role) -> Cost {
+    let sent = |r: Role| if r != owner && r != Role::Cp { n * b::<R>() } else { 0 };
+    Cost { bytes: [sent(Role::Server0), sent(Role::Server1), 0], rounds: 1 }
+}
+
 /// A Beaver product `op` of operands with shapes `x`, `y`; a masked operand is not opened again.
 pub fn product<R: Ring>(op: Bilinear, x: &[usize], x_masked: bool, y: &[usize], y_masked: bool) -> Cost {
     let out = op.output_shape(x, y).map(|s| count(&s)).unwrap_or(0);

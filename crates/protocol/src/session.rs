@@ -174,6 +174,18 @@ impl Session {
         T::from_bytes(shape, &bytes).map_err(|e| ProtocolError::BadMessage { peer: from, reason: e.to_string() })
     }
 
+    /// Receives the encoding of a tensor of `acc`'s shape from `from` and adds it into `acc`;
+    /// a payload that does not decode is an error naming `from`.
+    pub fn recv_into<T: RingTensor>(&mut self, from: Role, tag: Tag, acc: &mut T) -> Result<()> {
+        let bytes = self.transport.recv(from, tag, self.timeout)?;
+        acc.add_from_bytes(&bytes).map_err(|e| ProtocolError::BadMessage { peer: from, reason: e.to_string() })
+    }
+
+    /// The other server, for a server; an error naming `op` on cp.
+    pub fn peer_server(&self, op: &'static str) -> Result<Role> {
+        self.role.peer().ok_or_else(|| ProtocolError::Usage { op, reason: "cp has no peer server".into() })
+    }
+
     /// Sends raw bytes.
     pub fn send_bytes(&mut self, to: Role, tag: Tag, bytes: Vec<u8>) -> Result<()> {
         self.transport.send(to, tag, bytes)
@@ -186,10 +198,7 @@ impl Session {
 
     /// For a server: sends `mine` to the other server and returns the other server's tensor.
     pub fn exchange_with_peer<T: RingTensor>(&mut self, tag: Tag, mine: &T) -> Result<T> {
-        let peer = self
-            .role
-            .peer()
-            .ok_or_else(|| ProtocolError::Usage { op: "exchange_with_peer", reason: "cp has no peer server".into() })?;
+        let peer = self.peer_server("exchange_with_peer")?;
         self.send_tensor(peer, tag, mine)?;
         self.recv_tensor(peer, tag, mine.shape())
     }

@@ -83,6 +83,13 @@ impl<T> Held<T> {
             Held::Share(t) | Held::Whole(t) => t,
         }
     }
+
+    /// The tensor, owned, whichever form this party holds.
+    pub fn into_tensor(self) -> T {
+        match self {
+            Held::Share(t) | Held::Whole(t) => t,
+        }
+    }
 }
 
 /// A private tensor kept with its mask and the opened masked value, Pond-style: a weight is

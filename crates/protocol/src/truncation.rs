@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::session::Session;
 use crate::tensors::{Held, PrivateTensor};
 use crate::transport::{Role, Tag};
+use pond_core::parallel::{zip3_assign, zip_map};
 use pond_core::{Crt, CrtModuli, CrtTensor, PowerOfTwoTensor, Ring, RingTensor, ZTensor, Z128, Z64};
 
 /// A ring with a truncation protocol: what protocol code needs beyond ring arithmetic.
@@ -31,8 +32,8 @@ pub trait ProtocolRing: Ring {
     fn truncation_cost(n: u64) -> Cost;
 }
 
-fn shares<T: Clone>(dealt: &Dealt<T>) -> Vec<T> {
-    dealt.iter().map(|h| h.tensor().clone()).collect()
+fn into_tensors<T>(dealt: Dealt<T>) -> Vec<T> {
+    dealt.into_iter().map(Held::into_tensor).collect()
 }
 
 impl ProtocolRing for Z64 {
@@ -58,21 +59,28 @@ impl ProtocolRing for Z64 {
         let Some(xi) = x.share() else {
             return Ok(PrivateTensor::from_share(x.shape(), None));
         };
-        let [r, r_hi, r_msb]: [ZTensor<u64>; 3] = shares(&dealt).try_into().map_err(|_| {
+        let [r, r_hi, r_msb]: [ZTensor<u64>; 3] = into_tensors(dealt).try_into().map_err(|_| {
             crate::ProtocolError::Usage { op: "truncate", reason: "Z64 truncation needs three dealt tensors".into() }
         })?;
         let server0 = s.role() == Role::Server0;
-        // y = x + 2^62 lies in [0, 2^63) when abs(x) < 2^62, so msb(y) = 0.
-        let y = if server0 { xi.add_scalar(1 << 62) } else { xi.clone() };
-        let c = s.open(tag, &y.add(&r)?)?;
-        // y = c - r + 2^64 w, where the wrap bit is w = msb(r) * (1 - msb(c)).
-        let not_c_msb = c.msb().neg().add_scalar(1);
-        let w = r_msb.mul(&not_c_msb)?;
-        // floor(y / 2^f) = (c >> f) - (r >> f) + 2^(64-f) w - borrow, borrow in {0, 1}.
-        let mut z = w.shl(64 - f).sub(&r_hi)?;
-        if server0 {
-            z.add_assign(&c.shr_logical(f).add_scalar(-(1i128 << (62 - f))))?;
-        }
+        // y = x + 2^62 lies in [0, 2^63) when abs(x) < 2^62, so msb(y) = 0; open c = y + r.
+        let offset = if server0 { 1u64 << 62 } else { 0 };
+        let c_share = zip_map(xi.array().view(), r.array().view(), |x, r| x.wrapping_add(r).wrapping_add(offset));
+        let mut z = s.open_owned(tag, ZTensor::from_array(c_share))?.into_array();
+        // y = c - r + 2^64 w, where the wrap bit is w = msb(r) * (1 - msb(c)), and
+        // floor(y / 2^f) = (c >> f) - (r >> f) + 2^(64-f) w - borrow, borrow in {0, 1};
+        // server0 adds the public terms, including -2^(62-f) for the offset. One pass, in place.
+        let lift = 1u64 << (62 - f);
+        zip3_assign(z.view_mut(), r_hi.array().view(), r_msb.array().view(), |c, r_hi, r_msb| {
+            let w = r_msb.wrapping_mul(1 - (c >> 63));
+            let share = w.checked_shl(64 - f).unwrap_or(0).wrapping_sub(r_hi);
+            if server0 {
+                share.wrapping_add((c >> f).wrapping_sub(lift))
+            } else {
+                share
+            }
+        });
+        let z = ZTensor::from_array(z);
         Ok(PrivateTensor::from_share(x.shape(), Some(z)))
     }
 }
@@ -132,7 +140,7 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         let Some(xi) = x.share() else {
             return Ok(PrivateTensor::from_share(x.shape(), None));
         };
-        let [r, r_hi]: [CrtTensor<M>; 2] = shares(&dealt).try_into().map_err(|_| crate::ProtocolError::Usage {
+        let [r, r_hi]: [CrtTensor<M>; 2] = into_tensors(dealt).try_into().map_err(|_| crate::ProtocolError::Usage {
             op: "truncate",
             reason: "CRT truncation needs two dealt tensors".into(),
         })?;

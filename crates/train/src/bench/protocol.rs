@@ -196,10 +196,28 @@ fn run_ring<R: ProtocolRing>(quick: bool, emit: &mut impl FnMut(ProtocolRow)) ->
     Ok(())
 }
 
-/// Runs the protocol benchmark for Z64, Z128 and both CRT moduli sets.
-pub fn run(quick: bool, mut emit: impl FnMut(ProtocolRow)) -> Result<()> {
-    run_ring::<Z64>(quick, &mut emit)?;
-    run_ring::<Z128>(quick, &mut emit)?;
-    run_ring::<Crt<TfeModuli>>(quick, &mut emit)?;
-    run_ring::<Crt<WideModuli>>(quick, &mut emit)
+/// Runs the protocol benchmark for Z64, Z128 and both CRT moduli sets, or only for the ring
+/// named `only` (a ring's `NAME`: z64, z128, crt10, crt5); an unknown name is an error.
+pub fn run(quick: bool, only: Option<&str>, mut emit: impl FnMut(ProtocolRow)) -> Result<()> {
+    let names = [Z64::NAME, Z128::NAME, Crt::<TfeModuli>::NAME, Crt::<WideModuli>::NAME];
+    if let Some(name) = only.filter(|n| !names.contains(n)) {
+        return Err(pond_protocol::ProtocolError::Usage {
+            op: "bench protocol",
+            reason: format!("unknown ring {name:?}; expected one of {}", names.join(", ")),
+        });
+    }
+    let wanted = |name: &str| only.is_none_or(|o| o == name);
+    if wanted(Z64::NAME) {
+        run_ring::<Z64>(quick, &mut emit)?;
+    }
+    if wanted(Z128::NAME) {
+        run_ring::<Z128>(quick, &mut emit)?;
+    }
+    if wanted(Crt::<TfeModuli>::NAME) {
+        run_ring::<Crt<TfeModuli>>(quick, &mut emit)?;
+    }
+    if wanted(Crt::<WideModuli>::NAME) {
+        run_ring::<Crt<WideModuli>>(quick, &mut emit)?;
+    }
+    Ok(())
 }

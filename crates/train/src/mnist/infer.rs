@@ -17,6 +17,7 @@ use pond_core::{FixedPoint, Int100, Z128, Z64};
 use pond_layers::{
     Activation, AnyLayer, Backend, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, Weights,
 };
+use pond_protocol::costs::Cost;
 use pond_protocol::{run_local, LocalConfig, Role, Traffic};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,8 @@ pub struct InferReport {
     pub bytes_per_image: [f64; 3],
     /// Server rounds per batch.
     pub rounds_per_batch: f64,
+    /// The protocol's formula for `bytes_per_image` ([`pond_layers::cost::inference_batch`]).
+    pub expected_bytes_per_image: [f64; 3],
     /// Milliseconds per batch of plaintext inference (f64, same run).
     pub plain_ms: f64,
     /// ms_per_batch / plain_ms.
@@ -205,6 +208,17 @@ fn run_private<R: pond_protocol::comparison::ComparisonRing>(
     Ok(out)
 }
 
+/// The formula's traffic for `n` images in batches of `batch` (the last one partial).
+fn expected_cost<R: pond_protocol::comparison::ComparisonRing>(
+    spec: &ModelSpec,
+    n: usize,
+    batch: usize,
+) -> Result<Cost> {
+    let one = |b: usize| pond_layers::cost::inference_batch::<R>(spec, b, Role::Cp, Role::Cp);
+    let full = one(batch)? * (n / batch) as u64;
+    Ok(if n % batch > 0 { full + one(n % batch)? } else { full })
+}
+
 fn kl(p: &Array2<f64>, q: &Array2<f64>) -> f64 {
     let (p, q) = (softmax(p), softmax(q));
     let total: f64 = p
@@ -239,6 +253,11 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
         RingChoice::Z128 => run_private::<Z128>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
         RingChoice::Int100 => run_private::<Int100>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
     };
+    let expected = match cfg.ring {
+        RingChoice::Z64 => expected_cost::<Z64>(&spec, n, cfg.batch)?,
+        RingChoice::Z128 => expected_cost::<Z128>(&spec, n, cfg.batch)?,
+        RingChoice::Int100 => expected_cost::<Int100>(&spec, n, cfg.batch)?,
+    };
     let private_z = parties[Role::Cp.index()]
         .logits
         .clone()
@@ -270,6 +289,7 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
         ms_per_image: ms_per_batch * batches / n.max(1) as f64,
         bytes_per_image: std::array::from_fn(|i| parties[i].traffic.total_sent() as f64 / n.max(1) as f64),
         rounds_per_batch: parties[0].traffic.rounds as f64 / batches,
+        expected_bytes_per_image: expected.bytes.map(|b| b as f64 / n.max(1) as f64),
         plain_ms,
         ratio: ms_per_batch / plain_ms,
         setup_ms: parties.iter().map(|p| p.setup_ms).fold(0.0, f64::max),

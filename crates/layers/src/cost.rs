@@ -1,0 +1,95 @@
+//! Traffic and rounds of a model's private forward pass, as a formula: the sum of the protocol's
+//! per-operation formulas ([`pond_protocol::costs`], [`pond_protocol::comparison::cost`]) over
+//! the operations each layer's forward pass makes on [`crate::PrivateBackend`], with every dense
+//! weight and convolution filter already prepared (masked once, as inference does).
+//!
+//! Per layer, for an input x and output z (|t| = element count, B bytes per element):
+//! - Dense: mask x (open |x|), matmul of two masked operands (cp's |z| correction), truncation of
+//!   |z|; the bias is added locally.
+//! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation.
+//! - AvgPool2D: local window sums, one scale by a public constant (truncation of |z|).
+//! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
+//!   windows (max and one-hot, the one-hot kept for a backward pass).
+//! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact`]) or the polynomial's cost;
+//!   Sigmoid: its polynomial's cost. Flatten: nothing.
+//!
+//! A batch adds the input sharing by its owner and the logits' reveal to one owner.
+
+use crate::error::{shape_error, Result};
+use crate::model::{LayerSpec, ModelSpec};
+use crate::ReluMode;
+use pond_core::kernels::im2col::ConvGeometry;
+use pond_core::Conv2dParams;
+use pond_protocol::comparison::{cost as compare, ComparisonRing};
+use pond_protocol::costs::{self, Cost};
+use pond_protocol::polynomial::{RELU, SIGMOID};
+use pond_protocol::{Bilinear, Role};
+
+fn count(shape: &[usize]) -> u64 {
+    shape.iter().product::<usize>() as u64
+}
+
+/// One layer's forward cost on an input of `shape`, and its output shape.
+fn layer_cost<R: ComparisonRing>(layer: &LayerSpec, shape: &[usize]) -> Result<(Cost, Vec<usize>)> {
+    let n = count(shape);
+    Ok(match *layer {
+        LayerSpec::Dense { inputs, outputs } => {
+            let &[rows, cols] = shape else {
+                return Err(shape_error("dense", format!("input {shape:?} is not a matrix")));
+            };
+            if cols != inputs {
+                return Err(shape_error("dense", format!("input {shape:?} for {inputs} input features")));
+            }
+            let out = vec![rows, outputs];
+            let product = costs::product::<R>(Bilinear::Matmul, shape, true, &[inputs, outputs], true);
+            (costs::open::<R>(n) + product + costs::truncation::<R>(count(&out)), out)
+        }
+        LayerSpec::Conv2d { in_channels, out_channels, kernel, stride, padding } => {
+            let filters = [out_channels, in_channels, kernel.0, kernel.1];
+            let params = Conv2dParams { stride, padding };
+            let g = ConvGeometry::new(shape, &filters, params)?;
+            let out = vec![g.batch, g.filters, g.output.0, g.output.1];
+            let product = costs::product::<R>(Bilinear::Conv2d(params), shape, false, &filters, true);
+            (product + costs::truncation::<R>(count(&out)), out)
+        }
+        LayerSpec::AvgPool2d { size, stride } | LayerSpec::MaxPool2d { size, stride } => {
+            let &[b, c, h, w] = shape else {
+                return Err(shape_error("pool2d", format!("input {shape:?} is not NCHW")));
+            };
+            let params = Conv2dParams { stride, padding: (0, 0) };
+            let g = ConvGeometry::new(&[b * c, 1, h, w], &[1, 1, size.0, size.1], params)?;
+            let out = vec![b, c, g.output.0, g.output.1];
+            let cost = match layer {
+                LayerSpec::MaxPool2d { .. } => compare::argmax_exact::<R>(&[g.patch_rows(), size.0 * size.1]),
+                _ => costs::truncation::<R>(count(&out)),
+            };
+            (cost, out)
+        }
+        LayerSpec::Flatten => {
+            let rows = shape.first().copied().unwrap_or(0);
+            (Cost::default(), vec![rows, shape.iter().skip(1).product()])
+        }
+        LayerSpec::Relu { mode: ReluMode::Exact } => (compare::relu_exact::<R>(n), shape.to_vec()),
+        LayerSpec::Relu { mode: ReluMode::Polynomial } => (costs::polynomial::<R>(&RELU, n), shape.to_vec()),
+        LayerSpec::Sigmoid => (costs::polynomial::<R>(&SIGMOID, n), shape.to_vec()),
+    })
+}
+
+/// Traffic and rounds of one private inference batch of `batch` examples: the input shared by
+/// `input_owner`, the forward pass with prepared weights, the output revealed to `output_owner`.
+pub fn inference_batch<R: ComparisonRing>(
+    spec: &ModelSpec,
+    batch: usize,
+    input_owner: Role,
+    output_owner: Role,
+) -> Result<Cost> {
+    let mut shape = vec![batch];
+    shape.extend(&spec.input_shape);
+    let mut total = costs::share_input::<R>(input_owner, count(&shape));
+    for layer in &spec.layers {
+        let (cost, out) = layer_cost::<R>(layer, &shape)?;
+        total = total + cost;
+        shape = out;
+    }
+    Ok(total + costs::reveal_to::<R>(count(&shape), output_owner))
+}
