@@ -21,10 +21,9 @@ fn local_outputs(seed: u64, client_seed: u64) -> Vec<Vec<u8>> {
     let splitter = Splitter::seeded(client_seed);
     let shares: Vec<[Vec<WireTensor>; 2]> =
         (0..REQUESTS).map(|i| splitter.split_all(std::slice::from_ref(&x), i).expect("split")).collect();
-    let served = serve_local(LocalConfig::seeded(seed), &shares, |session, source| {
-        serve(session, source, sigmoid_program)
-    })
-    .expect("local run");
+    let served =
+        serve_local(LocalConfig::seeded(seed), &shares, |session, source| serve(session, source, sigmoid_program))
+            .expect("local run");
     client_outputs(&served)
 }
 

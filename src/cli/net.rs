@@ -317,8 +317,10 @@ fn serve_client(
         PartyJob::Sigmoid => serve(session, source_dyn, sigmoid_program),
         PartyJob::Infer(job) => match infer_model(role, job) {
             Ok((spec, weights)) => serve_infer(session, source_dyn, &spec, weights.as_ref()),
-            Err(e) => Err(ProtocolError::Usage { op: "infer", reason: format!("{role}: cannot load the model: {e:#}") }
-                .into()),
+            Err(e) => {
+                Err(ProtocolError::Usage { op: "infer", reason: format!("{role}: cannot load the model: {e:#}") }
+                    .into())
+            }
         },
         PartyJob::TrainLogreg(_) => {
             Err(ProtocolError::Usage { op: "party", reason: "training serves no client".into() }.into())

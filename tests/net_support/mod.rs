@@ -153,10 +153,15 @@ impl Proc {
         self.stderr()
     }
 
+    /// Complete lines written to stdout so far.
+    pub fn stdout_lines(&self) -> usize {
+        self.stdout.lock().expect("output lock").bytes().filter(|&b| b == b'\n').count()
+    }
+
     /// Waits until stdout has at least `lines` complete lines (or panics after `limit`).
     pub fn wait_for_lines(&self, lines: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.stdout().lines().count() < lines {
+        while self.stdout_lines() < lines {
             assert!(
                 Instant::now() < deadline,
                 "{} printed fewer than {lines} lines within {limit:?}\nstderr:\n{}",

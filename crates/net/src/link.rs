@@ -59,7 +59,8 @@ pub(crate) async fn read_frames(
     connection: Connection,
 ) {
     loop {
-        let frame = read_frame(&mut stream, max_frame_bytes, |[session, step, _]| Ok(Tag { session, step }.to_string()));
+        let frame =
+            read_frame(&mut stream, max_frame_bytes, |[session, step, _]| Ok(Tag { session, step }.to_string()));
         let (tag, payload) = match frame.await {
             Ok(([session, step, _], payload)) => (Tag { session, step }, payload),
             Err(FrameError::Closed) => return,

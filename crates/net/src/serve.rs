@@ -332,9 +332,8 @@ where
 {
     run_local(config, |session| {
         let role = session.role();
-        let mut queue = role
-            .is_server()
-            .then(|| QueuedRequests::new(requests.iter().map(|r| r[role.index()].clone()).collect()));
+        let mut queue =
+            role.is_server().then(|| QueuedRequests::new(requests.iter().map(|r| r[role.index()].clone()).collect()));
         let report = party(session, queue.as_mut().map(|q| q as &mut dyn RequestSource))?;
         Ok((report, queue.map(|q| q.responses).unwrap_or_default()))
     })

@@ -17,11 +17,11 @@ use crate::metrics::{binary_accuracy, log_loss, sigmoid};
 use crate::optim::{Schedule, Sgd, SgdState};
 use crate::progress::bar;
 use ndarray::{Array1, Array2, Ix2};
+use pond_core::CoreError;
 use pond_core::{FixedPoint, Z64};
 use pond_layers::loss::sigmoids;
 use pond_layers::{LogisticLoss, ModelSpec, PlainBackend, PrivateBackend, Sequential, Weights};
 use pond_protocol::polynomial::{Polynomial, SIGMOID};
-use pond_core::CoreError;
 use pond_protocol::{run_local, LocalConfig, ProtocolError, Role, Session};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -349,7 +349,11 @@ fn agree_on_shape(
     let bytes = session.recv_bytes(DATA_OWNER, tag)?;
     let bad = |reason: String| ProtocolError::BadMessage { peer: DATA_OWNER, reason };
     if bytes.len() != 8 * (2 + settings.len()) {
-        return Err(bad(format!("a training announcement of {} bytes, expected {}", bytes.len(), 8 * (2 + settings.len()))));
+        return Err(bad(format!(
+            "a training announcement of {} bytes, expected {}",
+            bytes.len(),
+            8 * (2 + settings.len())
+        )));
     }
     let words: Vec<u64> = bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))).collect();
     for (&(name, mine), &theirs) in settings.iter().zip(&words[2..]) {
