@@ -73,7 +73,7 @@ struct LogregArgs {
 /// Where the training data of a logistic regression comes from.
 #[derive(Debug, Clone, Args)]
 pub struct LogregData {
-    /// CSV file with a header row.
+    /// CSV file with a header row (`pond party train-logreg`: server0, the data owner, only).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Label column: a header name or a 0-based index (negative from the end).
