@@ -1,12 +1,13 @@
 //! Faults across real processes on 127.0.0.1: a party killed mid-session, certificates from
-//! another CA or for the wrong role, oversized frames, a port already in use. Every process is
-//! waited for (killed first if it overstays), so nothing hangs and no zombie remains.
+//! another CA or for the wrong role, malformed and oversized frames, a port already in use.
+//! Every process is waited for (killed first if it overstays), so nothing hangs and no zombie
+//! remains.
 
 mod net_support;
 
 use net_support::{local_setup, start_parties, Proc, TempDir};
-use pond_net::{generate_certificates, PartiesConfig};
-use pond_protocol::Role;
+use pond_net::{frame, generate_certificates, PartiesConfig, QuicTransport};
+use pond_protocol::{Role, Tag, Transport};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -139,6 +140,76 @@ fn an_oversized_frame_from_the_client_ends_the_session_naming_the_client() {
     let stderr = parties[Role::Cp.index()].expect_failure(Duration::from_secs(10));
     assert!(stderr.contains("server0") && stderr.contains("client"), "cp: {stderr}");
     client.expect_failure(Duration::from_secs(10));
+}
+
+/// What the impostor sends server1 in place of its session key.
+enum Malformed {
+    /// Bytes as they are, outside the framing.
+    Bytes(Vec<u8>),
+    /// A well-formed frame with this tag.
+    Frame(Tag),
+}
+
+/// The test plays server0 with server0's genuine certificate (a [`QuicTransport`] in this
+/// process) against `pond party` processes as server1 and cp. Without `--seed` their first step
+/// is receiving server0's session keys; server0 sends server1 `malformed` instead, and ends its
+/// stream if `end_stream`. server1 must exit non-zero within 10 s with an error naming server0
+/// and containing `reason`; then the impostor leaves, and cp, which lost server0, must stop too.
+fn malformed_from_server0(label: &str, malformed: Malformed, end_stream: bool, reason: &str) {
+    let dir = TempDir::new(label);
+    let (config_path, config) = local_setup(dir.path());
+    let mut server1 = Proc::party(&config_path, Role::Server1, &["sigmoid"]);
+    let mut cp = Proc::party(&config_path, Role::Cp, &["sigmoid"]);
+    let mut impostor = QuicTransport::connect(&config, Role::Server0).expect("server0's links");
+    let start = Instant::now();
+    match malformed {
+        Malformed::Bytes(bytes) => impostor.send_unframed(Role::Server1, bytes),
+        Malformed::Frame(tag) => impostor.send(Role::Server1, tag, vec![0; 32]),
+    }
+    .expect("send to server1");
+    let impostor = if end_stream {
+        drop(impostor);
+        None
+    } else {
+        Some(impostor)
+    };
+    let stderr = server1.expect_failure(Duration::from_secs(10));
+    assert!(stderr.contains("server1: session setup failed") && stderr.contains("from server0"), "{stderr}");
+    assert!(stderr.contains(reason), "server1 must say `{reason}`:\n{stderr}");
+    eprintln!("server1 exited {:?} after the malformed frame: {}", start.elapsed(), stderr.trim());
+    drop(impostor);
+    let stderr = cp.expect_failure(Duration::from_secs(10));
+    assert!(stderr.contains("server0"), "cp must name server0:\n{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn a_garbled_frame_header_ends_the_session_naming_the_peer() {
+    // 24 bytes of 0xA5: the length word says about 1.2e19 bytes.
+    let reason = "exceeds the limit";
+    malformed_from_server0("garbled-header", Malformed::Bytes(vec![0xA5; frame::HEADER_LEN]), false, reason);
+}
+
+#[test]
+fn a_frame_cut_short_ends_the_session_naming_the_peer() {
+    // A header announcing 32 bytes of payload, 5 bytes, then the end of the stream.
+    let mut bytes = frame::encode_header(Tag { session: 0, step: 1 }, 32).to_vec();
+    bytes.extend([1, 2, 3, 4, 5]);
+    let reason = "stream ended 5 bytes into a 32-byte payload";
+    malformed_from_server0("truncated-frame", Malformed::Bytes(bytes), true, reason);
+}
+
+#[test]
+fn a_header_cut_short_ends_the_session_naming_the_peer() {
+    let reason = "stream ended 11 bytes into a 24-byte frame header";
+    malformed_from_server0("truncated-header", Malformed::Bytes(vec![0; 11]), true, reason);
+}
+
+#[test]
+fn a_frame_of_another_session_ends_the_session_naming_the_peer() {
+    // The parties run session 0; a well-formed frame of session 99 is out of place.
+    let reason = "out of step";
+    malformed_from_server0("wrong-session", Malformed::Frame(Tag { session: 99, step: 1 }), false, reason);
 }
 
 #[test]

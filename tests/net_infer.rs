@@ -4,13 +4,13 @@
 
 mod net_support;
 
-use net_support::{json_lines, local_setup, start_parties, Proc, TempDir};
-use pond_core::{FixedPoint, Ring, RingTensor, Z64};
-use pond_layers::{Activation, AnyLayer, PrivateBackend, ReluMode, Sequential};
-use pond_net::serve::serve_in;
-use pond_net::{reconstruct, QueuedRequests, RequestSource, Splitter, WireTensor};
-use pond_protocol::{run_local, LocalConfig, ProtocolError, Role};
-use pond_train::mnist::{infer::load_model, nets::with_relu, train::as_input, Net};
+use net_support::{client_outputs, hex, json_lines, local_setup, start_parties, Proc, TempDir};
+use pond_core::{FixedPoint, Z64};
+use pond_layers::ReluMode;
+use pond_net::{serve_local, Splitter, WireTensor};
+use pond_protocol::{LocalConfig, Role};
+use pond_train::mnist::infer::{load_model, serve_infer};
+use pond_train::mnist::{nets::with_relu, train::as_input, Net};
 use std::time::Duration;
 
 const BATCH: usize = 10;
@@ -30,42 +30,12 @@ fn local_logits(seed: u64, client_seed: u64) -> Vec<Vec<u8>> {
     let splitter = Splitter::seeded(client_seed);
     let shares: Vec<[Vec<WireTensor>; 2]> =
         (0..REQUESTS).map(|i| splitter.split_all(std::slice::from_ref(&x), i).expect("split")).collect();
-    let outputs = run_local(LocalConfig::seeded(seed), |s| {
-        let role = s.role();
-        let mut queue =
-            role.is_server().then(|| QueuedRequests::new(shares.iter().map(|r| r[role.index()].clone()).collect()));
-        let mut b = PrivateBackend::<Z64>::new(s, fp);
-        let mut model = Sequential::input(&mut b, &spec, Role::Server0, (role == Role::Server0).then_some(&weights))?;
-        for layer in &mut model.layers {
-            match layer {
-                AnyLayer::Dense(d) => d.prepare_weight(&mut b)?,
-                AnyLayer::Conv2d(c) => c.prepare_weight(&mut b)?,
-                _ => {}
-            }
-        }
-        let mut context = (b, model);
-        serve_in(
-            &mut context,
-            |(b, _)| b.session(),
-            queue.as_mut().map(|q| q as &mut dyn RequestSource),
-            |(b, model), request| {
-                let x = request.input::<Z64>(0)?;
-                let (z, _) = model.forward(b, Activation::Value(x))?;
-                Ok(vec![WireTensor::from_private(&z)])
-            },
-        )
-        .map_err(|e| ProtocolError::Usage { op: "serve", reason: e.to_string() })?;
-        Ok(queue.map(|q| q.responses))
+    let served = serve_local(LocalConfig::seeded(seed), &shares, |s, source| {
+        let owned = (s.role() == Role::Server0).then_some(&weights);
+        serve_infer(s, source, &spec, owned)
     })
     .expect("local run");
-    let (Some(r0), Some(r1)) = (&outputs[0], &outputs[1]) else { panic!("servers have responses") };
-    r0.iter()
-        .zip(r1)
-        .map(|((_, o0), (_, o1))| {
-            let z: <Z64 as Ring>::Tensor = reconstruct(&o0[0], &o1[0]).expect("reconstruct");
-            z.to_bytes()
-        })
-        .collect()
+    client_outputs(&served)
 }
 
 #[test]
@@ -86,8 +56,7 @@ fn net_a_inference_over_three_processes_equals_the_local_run_bit_for_bit() {
     assert_eq!(lines.len() as u64, REQUESTS);
     let expected = local_logits(4, 6);
     for (i, (line, local)) in lines.iter().zip(&expected).enumerate() {
-        let hex: String = local.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(line["raw_hex"].as_str().unwrap(), hex, "request {i}: QUIC and local logits differ");
+        assert_eq!(line["raw_hex"].as_str().unwrap(), hex(local), "request {i}: QUIC and local logits differ");
         let predictions = line["predictions"].as_array().unwrap();
         let labels = line["labels"].as_array().unwrap();
         let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();

@@ -3,11 +3,11 @@
 
 mod net_support;
 
-use net_support::{json_lines, local_setup, start_parties, Proc, TempDir};
-use pond_core::{FixedPoint, Ring, RingTensor, Z64};
+use net_support::{client_outputs, hex, json_lines, local_setup, start_parties, Proc, TempDir};
+use pond_core::{FixedPoint, Z64};
 use pond_net::serve::sigmoid_program;
-use pond_net::{reconstruct, serve, QueuedRequests, RequestSource, Splitter, WireTensor};
-use pond_protocol::{run_local, LocalConfig, Role};
+use pond_net::{serve, serve_local, Splitter, WireTensor};
+use pond_protocol::LocalConfig;
 use std::time::Duration;
 
 const VALUES: [f64; 7] = [-7.5, -3.0, -1.0, 0.0, 0.3, 2.0, 6.25];
@@ -21,29 +21,10 @@ fn local_outputs(seed: u64, client_seed: u64) -> Vec<Vec<u8>> {
     let splitter = Splitter::seeded(client_seed);
     let shares: Vec<[Vec<WireTensor>; 2]> =
         (0..REQUESTS).map(|i| splitter.split_all(std::slice::from_ref(&x), i).expect("split")).collect();
-    let outputs = run_local(LocalConfig::seeded(seed), |session| {
-        let role = session.role();
-        let mut queue =
-            role.is_server().then(|| QueuedRequests::new(shares.iter().map(|s| s[role.index()].clone()).collect()));
-        serve(session, queue.as_mut().map(|q| q as &mut dyn RequestSource), sigmoid_program)
-            .map_err(|e| pond_protocol::ProtocolError::Usage { op: "serve", reason: e.to_string() })?;
-        Ok(queue.map(|q| q.responses))
-    })
-    .expect("local run");
-    let (Some(r0), Some(r1)) = (&outputs[0], &outputs[1]) else { panic!("servers have responses") };
-    assert!(outputs[Role::Cp.index()].is_none());
-    r0.iter()
-        .zip(r1)
-        .map(|((i0, o0), (i1, o1))| {
-            assert_eq!(i0, i1);
-            let y: <Z64 as Ring>::Tensor = reconstruct(&o0[0], &o1[0]).expect("reconstruct");
-            y.to_bytes()
-        })
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let served =
+        serve_local(LocalConfig::seeded(seed), &shares, |session, source| serve(session, source, sigmoid_program))
+            .expect("local run");
+    client_outputs(&served)
 }
 
 #[test]

@@ -7,26 +7,27 @@
 //! bit-identical. On an error a party tells its peers (an abort notice) and the client, and
 //! exits non-zero with an error naming the peer concerned.
 
+use super::train::{LogregData, LogregSettings};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use ndarray::{Array2, ArrayD};
 use pond_core::{FixedPoint, Ring, RingTensor, Z64};
-use pond_layers::{Activation, AnyLayer, ModelSpec, PrivateBackend, ReluMode, Sequential, Weights};
-use pond_net::serve::serve_in;
+use pond_layers::{ModelSpec, ReluMode, Weights};
 use pond_net::serve::{sigmoid_program, LinkRequests};
-use pond_net::QueuedRequests;
-use pond_net::ServeReport;
 use pond_net::{
-    generate_certificates, reconstruct, serve, ClientLink, ClientListener, PartiesConfig, QuicTransport, RequestSource,
-    ServeError, Splitter, WireTensor,
+    generate_certificates, reconstruct, serve, serve_local, ClientLink, ClientListener, PartiesConfig, QuicTransport,
+    RequestSource, ServeError, Splitter, WireTensor,
 };
-use pond_protocol::{KeySetup, ProtocolError, Role, Session};
+use pond_protocol::{KeySetup, LocalConfig, ProtocolError, Role, Session};
+use pond_train::experiments::logreg::{prepare_data, train_private_party, DataSource, PrivateOutcome};
+use pond_train::experiments::{DATA_OWNER, MODEL_OWNER};
+use pond_train::mnist::infer::serve_infer;
 use pond_train::mnist::nets::with_relu;
 use pond_train::mnist::train::{argmax, as_input};
 use pond_train::mnist::Net;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Arguments of `pond keygen`.
 #[derive(Debug, Args)]
@@ -79,6 +80,25 @@ enum PartyJob {
     /// request (a batch of images, shared by the client) is classified; the logits go back to the
     /// client as shares.
     Infer(InferJob),
+    /// Private logistic-regression training, the program of `pond train logreg`: server0 (the
+    /// data owner) reads the data and secret-shares it, server1 (the model owner) receives the
+    /// trained weights; cp learns only the data's shape. No client is involved.
+    TrainLogreg(TrainLogregJob),
+}
+
+/// The training run of `pond party train-logreg`. All three parties must pass the same
+/// settings (the data owner checks); the split and the initial weights use `--seed` (0 without).
+#[derive(Debug, Clone, Args)]
+pub struct TrainLogregJob {
+    /// The data: server0 (the data owner) only.
+    #[command(flatten)]
+    data: LogregData,
+    #[command(flatten)]
+    settings: LogregSettings,
+    /// server1 (the model owner) only: write the trained model to STEM.json and
+    /// STEM.safetensors.
+    #[arg(long, value_name = "STEM")]
+    model_out: Option<PathBuf>,
 }
 
 /// The model of `pond party infer`.
@@ -182,8 +202,13 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 #[derive(Debug, Serialize)]
 struct PartySummary {
     role: Role,
-    requests: u64,
-    /// Milliseconds in the program (all requests).
+    /// Client requests served (serving jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests: Option<u64>,
+    /// Epochs trained (training jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epochs: Option<usize>,
+    /// Milliseconds in the program (all requests, or all epochs).
     program_ms: f64,
     /// Milliseconds from the session being up to the end.
     session_ms: f64,
@@ -207,8 +232,14 @@ struct PartySummary {
 pub fn party(args: PartyArgs) -> anyhow::Result<()> {
     let role = args.role;
     let config = PartiesConfig::load(&args.config)?;
+    // The data owner reads its data before linking, so that a bad file is reported first.
+    let training = match &args.job {
+        PartyJob::TrainLogreg(job) => Some(training_data(role, job, args.seed.unwrap_or(0))?),
+        _ => None,
+    };
     // Bind the client link first, so that a busy port is reported before anything else.
-    let mut listener = if role.is_server() { Some(ClientListener::bind(&config, role)?) } else { None };
+    let listener =
+        if role.is_server() && training.is_none() { Some(ClientListener::bind(&config, role)?) } else { None };
     let transport = QuicTransport::connect(&config, role)?;
     let wire = transport.wire_stats();
     let keys = args.seed.map_or(KeySetup::Os, KeySetup::Seed);
@@ -218,37 +249,16 @@ pub fn party(args: PartyArgs) -> anyhow::Result<()> {
     eprintln!("{role}: linked with its peers");
     let start = Instant::now();
 
-    let mut source = match listener.as_mut() {
-        None => None,
-        Some(listener) => match listener.accept(config.receive_timeout) {
-            Ok(connection) => Some(LinkRequests::new(connection, config.receive_timeout)),
-            Err(e) => {
-                let e = ServeError::Client(e);
-                e.abort(&mut session);
-                bail!("{role}: {e}");
-            }
-        },
-    };
-    let source_dyn = source.as_mut().map(|s| s as &mut dyn RequestSource);
-    let outcome = match &args.job {
-        PartyJob::Sigmoid => serve(&mut session, source_dyn, sigmoid_program),
-        PartyJob::Infer(job) => serve_infer(&mut session, source_dyn, job),
-    };
-    let report = match outcome {
-        Ok(report) => report,
-        Err(e) => {
-            e.abort(&mut session);
-            if let Some(source) = source.as_mut() {
-                source.fail(&format!("{role}: {e}"));
-            }
-            bail!("{role}: {e}");
-        }
+    let done = match (&args.job, training) {
+        (PartyJob::TrainLogreg(job), Some((cfg, data))) => train_logreg(&mut session, job, &cfg, data.as_ref())?,
+        (job, _) => serve_client(&mut session, listener, job, &config)?,
     };
     let traffic = session.traffic();
     let summary = PartySummary {
         role,
-        requests: report.requests,
-        program_ms: report.program_time.as_secs_f64() * 1e3,
+        requests: done.requests,
+        epochs: done.epochs,
+        program_ms: done.program_time.as_secs_f64() * 1e3,
         session_ms: start.elapsed().as_secs_f64() * 1e3,
         protocol_bytes: traffic.total_sent(),
         wire_bytes: wire.bytes_sent().iter().sum(),
@@ -256,16 +266,136 @@ pub fn party(args: PartyArgs) -> anyhow::Result<()> {
         datagrams: wire.datagrams_sent().iter().sum(),
         lost_packets: wire.lost_packets().iter().sum(),
         mtu: wire.mtu(),
-        client_wire_bytes: source.as_ref().map(|s| s.connection().wire_bytes()),
+        client_wire_bytes: done.client_wire_bytes,
     };
     if args.json {
         println!("{}", serde_json::to_string(&summary).context("summary as JSON")?);
     }
     eprintln!(
-        "{role}: served {} requests in {:.1} ms; sent {} protocol bytes, {} wire bytes",
-        summary.requests, summary.session_ms, summary.protocol_bytes, summary.wire_bytes
+        "{role}: {} in {:.1} ms; sent {} protocol bytes, {} wire bytes",
+        match (done.requests, done.epochs) {
+            (Some(requests), _) => format!("served {requests} requests"),
+            (None, epochs) => format!("trained {} epochs", epochs.unwrap_or(0)),
+        },
+        summary.session_ms,
+        summary.protocol_bytes,
+        summary.wire_bytes
     );
     Ok(())
+}
+
+/// What a party's job did, for its summary.
+struct JobDone {
+    requests: Option<u64>,
+    epochs: Option<usize>,
+    program_time: Duration,
+    client_wire_bytes: Option<(u64, u64)>,
+}
+
+/// Accepts the client (servers) and serves its requests with the job's program. On an error,
+/// tells the peers and the client before returning it.
+fn serve_client(
+    session: &mut Session,
+    listener: Option<ClientListener>,
+    job: &PartyJob,
+    config: &PartiesConfig,
+) -> anyhow::Result<JobDone> {
+    let role = session.role();
+    let mut source = match listener {
+        None => None,
+        Some(mut listener) => match listener.accept(config.receive_timeout) {
+            Ok(connection) => Some(LinkRequests::new(connection, config.receive_timeout)),
+            Err(e) => {
+                let e = ServeError::Client(e);
+                e.abort(session);
+                bail!("{role}: {e}");
+            }
+        },
+    };
+    let source_dyn = source.as_mut().map(|s| s as &mut dyn RequestSource);
+    let outcome = match job {
+        PartyJob::Sigmoid => serve(session, source_dyn, sigmoid_program),
+        PartyJob::Infer(job) => match infer_model(role, job) {
+            Ok((spec, weights)) => serve_infer(session, source_dyn, &spec, weights.as_ref()),
+            Err(e) => {
+                Err(ProtocolError::Usage { op: "infer", reason: format!("{role}: cannot load the model: {e:#}") }
+                    .into())
+            }
+        },
+        PartyJob::TrainLogreg(_) => {
+            Err(ProtocolError::Usage { op: "party", reason: "training serves no client".into() }.into())
+        }
+    };
+    match outcome {
+        Ok(report) => Ok(JobDone {
+            requests: Some(report.requests),
+            epochs: None,
+            program_time: report.program_time,
+            client_wire_bytes: source.as_ref().map(|s| s.connection().wire_bytes()),
+        }),
+        Err(e) => {
+            e.abort(session);
+            if let Some(source) = source.as_mut() {
+                source.fail(&format!("{role}: {e}"));
+            }
+            bail!("{role}: {e}");
+        }
+    }
+}
+
+/// The training configuration of `job` on `role`, and on the data owner its training set
+/// (split and standardised as `pond train logreg` does).
+fn training_data(
+    role: Role,
+    job: &TrainLogregJob,
+    seed: u64,
+) -> anyhow::Result<(pond_train::experiments::logreg::LogregConfig, Option<pond_train::data::Dataset>)> {
+    let source = job.data.source()?;
+    if role == MODEL_OWNER && job.model_out.is_none() {
+        bail!("{role} is the model owner: give --model-out STEM for the trained weights");
+    }
+    if role != MODEL_OWNER && job.model_out.is_some() {
+        bail!("--model-out: only the model owner {MODEL_OWNER} receives the trained weights");
+    }
+    match source {
+        Some(source) if role == DATA_OWNER => {
+            let cfg = job.settings.config(source, seed, true);
+            let (train, _test) = prepare_data(&cfg.data, seed)?;
+            Ok((cfg, Some(train)))
+        }
+        None if role == DATA_OWNER => bail!("{role} is the data owner: give --data FILE.csv or --synthetic RxF"),
+        Some(_) => bail!("--data/--synthetic: only the data owner {DATA_OWNER} reads the data"),
+        None => Ok((job.settings.config(DataSource::OtherParty, seed, false), None)),
+    }
+}
+
+/// `pond party train-logreg`: this party's part of private training; the model owner writes
+/// the trained model. On an error, tells the peers before returning it.
+fn train_logreg(
+    session: &mut Session,
+    job: &TrainLogregJob,
+    cfg: &pond_train::experiments::logreg::LogregConfig,
+    data: Option<&pond_train::data::Dataset>,
+) -> anyhow::Result<JobDone> {
+    let role = session.role();
+    let PrivateOutcome { weights, log, shape, .. } = match train_private_party(session, cfg, data) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            session.abort(&e);
+            bail!("{role}: {e}");
+        }
+    };
+    if let (Some(weights), Some(stem)) = (weights, &job.model_out) {
+        let spec = ModelSpec::logistic_regression(shape[1]);
+        pond_layers::io::save(&spec, &weights, &stem.with_extension("json"), &stem.with_extension("safetensors"))?;
+        eprintln!("{role}: trained model written to {}.{{json,safetensors}}", stem.display());
+    }
+    Ok(JobDone {
+        requests: None,
+        epochs: Some(log.times.len()),
+        program_time: log.times.iter().sum(),
+        client_wire_bytes: None,
+    })
 }
 
 /// One line of `pond client --json`.
@@ -309,6 +439,25 @@ pub fn client(args: ClientArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Sends `x`, split afresh, as the next request and reconstructs the (first) output. Returns
+/// the request's index, the output and the milliseconds until both servers had answered.
+fn request_one(
+    link: &mut ClientLink,
+    splitter: &Splitter,
+    x: &<Z64 as Ring>::Tensor,
+) -> anyhow::Result<(u64, <Z64 as Ring>::Tensor, f64)> {
+    let index = link.next_index();
+    let shares = splitter.split_all(std::slice::from_ref(x), index)?;
+    let start = Instant::now();
+    let outputs = link.request(shares)?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let (Some(y0), Some(y1)) = (outputs[0].first(), outputs[1].first()) else {
+        bail!("request {index}: the servers sent no output");
+    };
+    let y = reconstruct(y0, y1).map_err(|e| anyhow!("request {index}: {e}"))?;
+    Ok((index, y, ms))
+}
+
 fn sigmoid_requests(
     link: &mut ClientLink,
     splitter: &Splitter,
@@ -319,15 +468,7 @@ fn sigmoid_requests(
     let fp = FixedPoint::<Z64>::default_for_ring();
     let x = fp.encode(ArrayD::from_shape_vec(vec![values.len()], values.to_vec())?.view())?;
     for _ in 0..repeat {
-        let index = link.next_index();
-        let shares = splitter.split_all(std::slice::from_ref(&x), index)?;
-        let start = Instant::now();
-        let outputs = link.request(shares)?;
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        let (Some(y0), Some(y1)) = (outputs[0].first(), outputs[1].first()) else {
-            bail!("request {index}: the servers sent no output");
-        };
-        let y: <Z64 as Ring>::Tensor = reconstruct(y0, y1).map_err(|e| anyhow!("request {index}: {e}"))?;
+        let (index, y, ms) = request_one(link, splitter, &x)?;
         let line = ClientLine {
             request: index,
             raw_hex: hex(&y.to_bytes()),
@@ -366,38 +507,6 @@ fn infer_model(role: Role, job: &InferJob) -> anyhow::Result<(ModelSpec, Option<
         None
     };
     Ok((with_relu(&spec, relu), weights))
-}
-
-/// `pond party infer`: shares and prepares the model once, then serves the client's batches.
-fn serve_infer(
-    session: &mut Session,
-    source: Option<&mut dyn RequestSource>,
-    job: &InferJob,
-) -> Result<ServeReport, ServeError> {
-    let role = session.role();
-    let (spec, weights) = infer_model(role, job)
-        .map_err(|e| ProtocolError::Usage { op: "infer", reason: format!("{role}: cannot load the model: {e:#}") })?;
-    let fp = FixedPoint::<Z64>::default_for_ring();
-    let mut b = PrivateBackend::<Z64>::new(session, fp);
-    let mut model = Sequential::input(&mut b, &spec, Role::Server0, weights.as_ref()).map_err(ProtocolError::from)?;
-    for layer in &mut model.layers {
-        match layer {
-            AnyLayer::Dense(d) => d.prepare_weight(&mut b).map_err(ProtocolError::from)?,
-            AnyLayer::Conv2d(c) => c.prepare_weight(&mut b).map_err(ProtocolError::from)?,
-            _ => {}
-        }
-    }
-    let mut context = (b, model);
-    serve_in(
-        &mut context,
-        |(b, _)| b.session(),
-        source,
-        |(b, model), request| {
-            let x = request.input::<Z64>(0)?;
-            let (z, _) = model.forward(b, Activation::Value(x))?;
-            Ok(vec![WireTensor::from_private(&z)])
-        },
-    )
 }
 
 /// The client's images (one per row, 784 values in [0, 1]) and their labels if known.
@@ -464,15 +573,7 @@ fn infer_requests(
     let fp = FixedPoint::<Z64>::default_for_ring();
     let x = fp.encode(as_input(&spec, images).view())?;
     for _ in 0..repeat {
-        let index = link.next_index();
-        let shares = splitter.split_all(std::slice::from_ref(&x), index)?;
-        let start = Instant::now();
-        let outputs = link.request(shares)?;
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        let (Some(z0), Some(z1)) = (outputs[0].first(), outputs[1].first()) else {
-            bail!("request {index}: the servers sent no logits");
-        };
-        let z: <Z64 as Ring>::Tensor = reconstruct(z0, z1).map_err(|e| anyhow!("request {index}: {e}"))?;
+        let (index, z, ms) = request_one(link, splitter, &x)?;
         let decoded = fp.decode(&z);
         let classes = decoded.shape().last().copied().unwrap_or(1).max(1);
         let logits: Vec<Vec<f64>> =
@@ -532,6 +633,8 @@ pub fn bench(quick: bool, mut emit: impl FnMut(&NetBenchRow)) -> anyhow::Result<
     let spec = Net::A.spec(ReluMode::Exact);
     let fp = FixedPoint::<Z64>::default_for_ring();
     let job = InferJob { net: "A".into(), model_dir: None, relu: "exact".into() };
+    let (model_spec, model_weights) = infer_model(Role::Server0, &job)?;
+    let model_weights = model_weights.ok_or_else(|| anyhow!("net A: no weights"))?;
     for batch in [1usize, 10, 100] {
         let requests: u64 = match (quick, batch) {
             (true, _) => 3,
@@ -597,15 +700,12 @@ pub fn bench(quick: bool, mut emit: impl FnMut(&NetBenchRow)) -> anyhow::Result<
         // The same requests on three local threads.
         let local_shares: Vec<[Vec<WireTensor>; 2]> =
             (0..=requests).map(|i| splitter.split_all(std::slice::from_ref(&x), i)).collect::<Result<_, _>>()?;
-        let reports = pond_protocol::run_local(pond_protocol::LocalConfig::seeded(1), |s| {
-            let role = s.role();
-            let mut queue = role
-                .is_server()
-                .then(|| QueuedRequests::new(local_shares.iter().map(|r| r[role.index()].clone()).collect()));
-            serve_infer(s, queue.as_mut().map(|q| q as &mut dyn RequestSource), &job)
-                .map_err(|e| ProtocolError::Usage { op: "bench net", reason: e.to_string() })
+        let served = serve_local(LocalConfig::seeded(1), &local_shares, |s, source| {
+            let owned = (s.role() == Role::Server0).then_some(&model_weights);
+            serve_infer(s, source, &model_spec, owned)
         })?;
-        let local_ms = reports[0].program_time.as_secs_f64() * 1e3 / reports[0].requests.max(1) as f64;
+        let (report, _) = &served[0];
+        let local_ms = report.program_time.as_secs_f64() * 1e3 / report.requests.max(1) as f64;
 
         let wire_bytes: [u64; 3] = std::array::from_fn(|i| field(i, "wire_bytes"));
         let protocol_bytes: [u64; 3] = std::array::from_fn(|i| field(i, "protocol_bytes"));

@@ -58,8 +58,23 @@ enum Sigmoid {
 
 #[derive(Debug, Args)]
 struct LogregArgs {
-    /// CSV file with a header row.
-    #[arg(long, required_unless_present = "synthetic")]
+    #[command(flatten)]
+    data: LogregData,
+    #[command(flatten)]
+    settings: LogregSettings,
+    /// Seed of the split, the initial weights and the protocol keys.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the training data of a logistic regression comes from.
+#[derive(Debug, Clone, Args)]
+pub struct LogregData {
+    /// CSV file with a header row (`pond party train-logreg`: server0, the data owner, only).
+    #[arg(long)]
     data: Option<PathBuf>,
     /// Label column: a header name or a 0-based index (negative from the end).
     #[arg(long, default_value = "target")]
@@ -67,6 +82,27 @@ struct LogregArgs {
     /// Synthetic data instead of a file: ROWSxFEATURES training rows (e.g. 10000x100).
     #[arg(long, conflicts_with = "data")]
     synthetic: Option<String>,
+}
+
+impl LogregData {
+    /// The data source, or `None` if neither `--data` nor `--synthetic` was given.
+    pub fn source(&self) -> anyhow::Result<Option<logreg::DataSource>> {
+        Ok(match (&self.data, &self.synthetic) {
+            (_, Some(shape)) => {
+                let (rows, features) = parse_shape(shape)?;
+                Some(logreg::DataSource::Synthetic { rows, features })
+            }
+            (Some(path), None) => {
+                Some(logreg::DataSource::Csv { path: path.clone(), label: LabelColumn::parse(&self.label) })
+            }
+            (None, None) => None,
+        })
+    }
+}
+
+/// The training settings of a logistic regression.
+#[derive(Debug, Clone, Args)]
+pub struct LogregSettings {
     /// Epochs.
     #[arg(long, default_value_t = 20)]
     epochs: usize,
@@ -82,15 +118,30 @@ struct LogregArgs {
     /// Fractional bits of the Z64 fixed-point encoding (integer bits: 31 minus this).
     #[arg(long, default_value_t = 20)]
     frac_bits: u32,
-    /// Seed of the split, the initial weights and the protocol keys.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Sigmoid approximation in the loss gradient (both runs use the same).
     #[arg(long, value_enum, default_value = "poly9")]
     sigmoid: Sigmoid,
-    /// Print one JSON object instead of a summary.
-    #[arg(long)]
-    json: bool,
+}
+
+impl LogregSettings {
+    /// The experiment's configuration with these settings.
+    pub fn config(&self, data: logreg::DataSource, seed: u64, progress: bool) -> logreg::LogregConfig {
+        logreg::LogregConfig {
+            data,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            momentum: self.momentum,
+            seed,
+            sigmoid: match self.sigmoid {
+                Sigmoid::Poly9 => logreg::SigmoidApprox::Poly9,
+                Sigmoid::Poly3 => logreg::SigmoidApprox::Poly3,
+                Sigmoid::Linear => logreg::SigmoidApprox::Linear,
+            },
+            frac_bits: self.frac_bits,
+            progress,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -185,33 +236,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Model::Logreg(a) => {
-            let data = match (&a.data, &a.synthetic) {
-                (_, Some(shape)) => {
-                    let (rows, features) = parse_shape(shape)?;
-                    logreg::DataSource::Synthetic { rows, features }
-                }
-                (Some(path), None) => {
-                    logreg::DataSource::Csv { path: path.clone(), label: LabelColumn::parse(&a.label) }
-                }
-                (None, None) => anyhow::bail!("give --data FILE.csv or --synthetic ROWSxFEATURES"),
+            let Some(data) = a.data.source()? else {
+                anyhow::bail!("give --data FILE.csv or --synthetic ROWSxFEATURES");
             };
-            let sigmoid = match a.sigmoid {
-                Sigmoid::Poly9 => logreg::SigmoidApprox::Poly9,
-                Sigmoid::Poly3 => logreg::SigmoidApprox::Poly3,
-                Sigmoid::Linear => logreg::SigmoidApprox::Linear,
-            };
-            let cfg = logreg::LogregConfig {
-                data,
-                epochs: a.epochs,
-                batch: a.batch,
-                lr: a.lr,
-                momentum: a.momentum,
-                seed: a.seed,
-                sigmoid,
-                frac_bits: a.frac_bits,
-                progress: !a.json,
-            };
-            print(a.json, &logreg::run(&cfg)?)
+            print(a.json, &logreg::run(&a.settings.config(data, a.seed, !a.json))?)
         }
         Model::Mlp(a) => {
             let cfg = mlp::MlpConfig {

@@ -2,7 +2,8 @@
 //! its handle drops (so no test leaves a process or a zombie behind), with output captured.
 #![allow(dead_code)]
 
-use pond_net::{free_loopback_port_set, write_local_config_with_client, PartiesConfig};
+use pond_core::{Ring, RingTensor, Z64};
+use pond_net::{free_loopback_port_set, reconstruct, write_local_config_with_client, LocalServed, PartiesConfig};
 use pond_protocol::Role;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -152,10 +153,15 @@ impl Proc {
         self.stderr()
     }
 
+    /// Complete lines written to stdout so far.
+    pub fn stdout_lines(&self) -> usize {
+        self.stdout.lock().expect("output lock").bytes().filter(|&b| b == b'\n').count()
+    }
+
     /// Waits until stdout has at least `lines` complete lines (or panics after `limit`).
     pub fn wait_for_lines(&self, lines: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.stdout().lines().count() < lines {
+        while self.stdout_lines() < lines {
             assert!(
                 Instant::now() < deadline,
                 "{} printed fewer than {lines} lines within {limit:?}\nstderr:\n{}",
@@ -202,6 +208,28 @@ pub fn start_parties(config: &Path, extra: &[&str]) -> [Proc; 3] {
 /// The `field` of every JSON line of `stdout`.
 pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
     stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+/// The hex of `bytes` (as `pond client --json` prints outputs).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the client of a local run ([`pond_net::serve_local`]) reconstructs: per request, the
+/// first output (in `Z64`) in wire encoding.
+pub fn client_outputs(served: &[LocalServed; 3]) -> Vec<Vec<u8>> {
+    let (responses0, responses1) = (&served[0].1, &served[1].1);
+    assert!(served[Role::Cp.index()].1.is_empty(), "cp answers no client");
+    assert_eq!(responses0.len(), responses1.len());
+    responses0
+        .iter()
+        .zip(responses1)
+        .map(|((i0, o0), (i1, o1))| {
+            assert_eq!(i0, i1);
+            let y: <Z64 as Ring>::Tensor = reconstruct(&o0[0], &o1[0]).expect("reconstruct");
+            y.to_bytes()
+        })
+        .collect()
 }
 
 /// A fresh directory under the system's temporary directory, removed when dropped.

@@ -22,6 +22,7 @@
 use crate::config::PartiesConfig;
 use crate::connect::{classify, Failure};
 use crate::error::{ClientLinkError, LinkEnd, NetError};
+use crate::frame::{encode_words, read_frame, FrameError};
 use crate::link::{CLOSE_BAD_FRAME, CLOSE_DONE, CLOSE_REFUSED};
 use crate::tls::{peer_names, ClientIdentity, PartyIdentity, CLIENT_NAME};
 use bytes::Bytes;
@@ -41,8 +42,6 @@ use tokio::time::Instant;
 /// First bytes of each direction of a client link.
 pub const CLIENT_PREAMBLE: [u8; 8] = *b"PONDCLI1";
 
-/// Bytes in a client-link frame header.
-const HEADER_LEN: usize = 24;
 /// How long dropping a link waits for the peer to acknowledge what was sent.
 const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// How long dropping a link waits for its close to reach the peer.
@@ -453,10 +452,7 @@ impl Drop for Peer {
 async fn write_messages(mut stream: SendStream, mut queue: UnboundedReceiver<ClientMessage>) {
     while let Some(message) = queue.recv().await {
         let (kind, index, payload) = message.encode();
-        let mut header = [0u8; HEADER_LEN];
-        header[0..8].copy_from_slice(&kind.to_le_bytes());
-        header[8..16].copy_from_slice(&index.to_le_bytes());
-        header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        let header = encode_words([kind, index, payload.len() as u64]);
         let mut chunks = [Bytes::copy_from_slice(&header), Bytes::from(payload)];
         if stream.write_all_chunks(&mut chunks).await.is_err() {
             return;
@@ -483,38 +479,19 @@ async fn read_messages(
         let _ = queue.send(Err(ClientLinkError::BadMessage { me, peer, reason }));
     };
     loop {
-        let mut header = [0u8; HEADER_LEN];
-        match stream.read_exact(&mut header).await {
-            Ok(()) => {}
-            Err(ReadExactError::FinishedEarly(0)) | Err(ReadExactError::ReadError(_)) => return,
-            Err(ReadExactError::FinishedEarly(n)) => {
-                return bad(format!("stream ended {n} bytes into a {HEADER_LEN}-byte frame header"));
+        let known_kind = |[kind, _, _]: [u64; 3]| {
+            if (KIND_REQUEST..=KIND_ERROR).contains(&kind) {
+                Ok(String::new())
+            } else {
+                Err(format!("unknown message kind {kind}"))
             }
-        }
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&header[8 * i..8 * i + 8]);
-            u64::from_le_bytes(b)
         };
-        let (kind, index, len) = (word(0), word(1), word(2));
-        if !(KIND_REQUEST..=KIND_ERROR).contains(&kind) {
-            return bad(format!("unknown message kind {kind}"));
-        }
-        if len > max_frame_bytes {
-            return bad(format!("frame of {len} bytes exceeds the limit of {max_frame_bytes} bytes"));
-        }
-        let Ok(len) = usize::try_from(len) else {
-            return bad(format!("frame of {len} bytes does not fit in memory"));
+        let message = match read_frame(&mut stream, max_frame_bytes, known_kind).await {
+            Ok(([kind, index, _], payload)) => ClientMessage::decode(kind, index, &payload),
+            Err(FrameError::Closed) => return,
+            Err(FrameError::Malformed(reason)) => return bad(reason),
         };
-        let mut payload = vec![0u8; len];
-        match stream.read_exact(&mut payload).await {
-            Ok(()) => {}
-            Err(ReadExactError::ReadError(_)) => return,
-            Err(ReadExactError::FinishedEarly(n)) => {
-                return bad(format!("stream ended {n} bytes into a {len}-byte payload"));
-            }
-        }
-        match ClientMessage::decode(kind, index, &payload) {
+        match message {
             Ok(message) => {
                 if queue.send(Ok(message)).is_err() {
                     return;

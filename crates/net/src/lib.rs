@@ -38,5 +38,7 @@ pub use config::{
     PartiesConfig, PartyConfig,
 };
 pub use error::{ClientLinkError, LinkEnd, NetError};
-pub use serve::{serve, QueuedRequests, RequestSource, ServeError, ServeReport, ServedRequest};
+pub use serve::{
+    serve, serve_local, LocalServed, QueuedRequests, RequestSource, ServeError, ServeReport, ServedRequest,
+};
 pub use transport::{QuicTransport, WireStats};

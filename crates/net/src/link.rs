@@ -1,10 +1,10 @@
 //! The two tasks that move one peer's frames: a writer draining the outgoing queue into the
 //! stream to the peer, and a reader parsing the stream from the peer into the incoming queue.
 
-use crate::frame::{self, HEADER_LEN};
+use crate::frame::{self, read_frame, FrameError};
 use bytes::Bytes;
 use pond_protocol::{ProtocolError, Role, Tag};
-use quinn::{Connection, ReadExactError, RecvStream, SendStream, VarInt};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::sync::mpsc::Sender;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -17,19 +17,27 @@ pub(crate) const CLOSE_REFUSED: VarInt = VarInt::from_u32(2);
 /// Application close code: a newer connection from the same peer replaced this one.
 pub(crate) const CLOSE_REPLACED: VarInt = VarInt::from_u32(3);
 
-/// A message to send: tag and payload.
-pub(crate) type Outgoing = (Tag, Vec<u8>);
+/// What the writer puts on the stream to a peer.
+pub(crate) enum Outgoing {
+    /// A message: tag and payload, sent as one frame.
+    Frame(Tag, Vec<u8>),
+    /// Bytes as they are, outside the framing (see [`crate::QuicTransport::send_unframed`]).
+    Unframed(Vec<u8>),
+}
 /// A received message, or the error that ended the stream from the peer.
 pub(crate) type Incoming = Result<(Tag, Vec<u8>), ProtocolError>;
 
-/// Writes each queued message as one frame. When the queue closes (the transport is shutting
+/// Writes each queued message as one frame (unframed bytes as they are). When the queue closes (the transport is shutting
 /// down) it finishes the stream and waits until the peer has acknowledged all of it; when the
 /// stream fails it returns, which closes the queue so that later sends fail.
 pub(crate) async fn write_frames(mut stream: SendStream, mut queue: UnboundedReceiver<Outgoing>) {
-    while let Some((tag, payload)) = queue.recv().await {
-        let header = frame::encode_header(tag, payload.len() as u64);
+    while let Some(outgoing) = queue.recv().await {
+        let (header, payload) = match outgoing {
+            Outgoing::Frame(tag, payload) => (frame::encode_header(tag, payload.len() as u64).to_vec(), payload),
+            Outgoing::Unframed(bytes) => (Vec::new(), bytes),
+        };
         // `Bytes::from(Vec)` takes the payload without copying it.
-        let mut chunks = [Bytes::copy_from_slice(&header), Bytes::from(payload)];
+        let mut chunks = [Bytes::from(header), Bytes::from(payload)];
         if stream.write_all_chunks(&mut chunks).await.is_err() {
             return;
         }
@@ -50,34 +58,18 @@ pub(crate) async fn read_frames(
     max_frame_bytes: u64,
     connection: Connection,
 ) {
-    let bad_frame = |reason: String| {
-        connection.close(CLOSE_BAD_FRAME, reason.as_bytes());
-        let _ = queue.send(Err(ProtocolError::BadMessage { peer, reason }));
-    };
     loop {
-        let mut header = [0u8; HEADER_LEN];
-        match stream.read_exact(&mut header).await {
-            Ok(()) => {}
-            Err(ReadExactError::FinishedEarly(0)) | Err(ReadExactError::ReadError(_)) => return,
-            Err(ReadExactError::FinishedEarly(n)) => {
-                return bad_frame(format!("stream ended {n} bytes into a {HEADER_LEN}-byte frame header"));
+        let frame =
+            read_frame(&mut stream, max_frame_bytes, |[session, step, _]| Ok(Tag { session, step }.to_string()));
+        let (tag, payload) = match frame.await {
+            Ok(([session, step, _], payload)) => (Tag { session, step }, payload),
+            Err(FrameError::Closed) => return,
+            Err(FrameError::Malformed(reason)) => {
+                connection.close(CLOSE_BAD_FRAME, reason.as_bytes());
+                let _ = queue.send(Err(ProtocolError::BadMessage { peer, reason }));
+                return;
             }
-        }
-        let (tag, len) = frame::decode_header(&header);
-        if len > max_frame_bytes {
-            return bad_frame(format!("frame of {len} bytes ({tag}) exceeds the limit of {max_frame_bytes} bytes"));
-        }
-        let Ok(len) = usize::try_from(len) else {
-            return bad_frame(format!("frame of {len} bytes ({tag}) does not fit in memory"));
         };
-        let mut payload = vec![0u8; len];
-        match stream.read_exact(&mut payload).await {
-            Ok(()) => {}
-            Err(ReadExactError::ReadError(_)) => return,
-            Err(ReadExactError::FinishedEarly(n)) => {
-                return bad_frame(format!("stream ended {n} bytes into a {len}-byte payload ({tag})"));
-            }
-        }
         if queue.send(Ok((tag, payload))).is_err() {
             return; // the transport is gone
         }

@@ -13,7 +13,7 @@
 use crate::client::{decode_tensors, encode_tensors, ClientConnection, ClientMessage, TensorHeader, WireTensor};
 use crate::error::{ClientLinkError, LinkEnd};
 use pond_core::{FixedPoint, Ring, Z64};
-use pond_protocol::{PrivateTensor, ProtocolError, Role, Session};
+use pond_protocol::{run_local, LocalConfig, PrivateTensor, ProtocolError, Role, Session};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,15 @@ impl ServeError {
     }
 }
 
+impl From<ServeError> for ProtocolError {
+    fn from(e: ServeError) -> ProtocolError {
+        match e {
+            ServeError::Protocol(e) => e,
+            ServeError::Client(e) => ProtocolError::Usage { op: "client link", reason: e.to_string() },
+        }
+    }
+}
+
 /// Control message kinds (the payload's first byte).
 const CONTROL_END: u8 = 0;
 const CONTROL_REQUEST: u8 = 1;
@@ -303,6 +312,31 @@ where
             source.respond(index, outputs)?;
         }
     }
+}
+
+/// One party's outcome of [`serve_local`]: its report and the responses it sent to the client
+/// (index and output shares; none on cp).
+pub type LocalServed = (ServeReport, Vec<(u64, Vec<WireTensor>)>);
+
+/// The local twin of three `pond party` processes serving a `pond client`: runs `party` (each
+/// party's serving program, e.g. [`serve`] with a program) on three threads with keys from
+/// `config`, the servers reading `requests` (per request, server0's and server1's shares of the
+/// inputs) from a [`QueuedRequests`]. Returns each party's outcome, indexed by [`Role::index`].
+pub fn serve_local<F>(
+    config: LocalConfig,
+    requests: &[[Vec<WireTensor>; 2]],
+    party: F,
+) -> Result<[LocalServed; 3], ProtocolError>
+where
+    F: Fn(&mut Session, Option<&mut dyn RequestSource>) -> Result<ServeReport, ServeError> + Sync,
+{
+    run_local(config, |session| {
+        let role = session.role();
+        let mut queue =
+            role.is_server().then(|| QueuedRequests::new(requests.iter().map(|r| r[role.index()].clone()).collect()));
+        let report = party(session, queue.as_mut().map(|q| q as &mut dyn RequestSource))?;
+        Ok((report, queue.map(|q| q.responses).unwrap_or_default()))
+    })
 }
 
 /// The built-in demo program: the polynomial sigmoid, elementwise, of input 0 (fixed point in

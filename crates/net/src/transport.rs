@@ -163,6 +163,13 @@ impl QuicTransport {
         WireStats { connections: std::array::from_fn(|i| self.links[i].as_ref().map(|l| l.connection.clone())) }
     }
 
+    /// Writes `bytes` to the stream to `to` as they are, outside the framing, after the messages
+    /// already queued. Only for testing how a peer handles malformed input (a garbled or
+    /// truncated frame): a party never calls it.
+    pub fn send_unframed(&mut self, to: Role, bytes: Vec<u8>) -> Result<(), ProtocolError> {
+        self.link(to)?.enqueue(to, Outgoing::Unframed(bytes))
+    }
+
     /// The largest payload a message may carry.
     pub fn max_frame_bytes(&self) -> u64 {
         self.max_frame_bytes
@@ -232,21 +239,7 @@ impl Transport for QuicTransport {
                 reason: format!("message of {} bytes ({tag}) exceeds max_frame_bytes = {max}", payload.len()),
             });
         }
-        let sent = match &link.outgoing {
-            Some(queue) if link.connection.close_reason().is_none() => queue.send((tag, payload)).is_ok(),
-            _ => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The peer is gone: report its abort notice if it left one, else the lost connection.
-        let notice = link.incoming.try_iter().find_map(|m| m.ok().filter(|(t, _)| t.step == ABORT_STEP));
-        Err(match notice {
-            Some((t, payload)) => {
-                accept_message(to, t, t, payload).err().unwrap_or(ProtocolError::Disconnected { peer: to })
-            }
-            None => ProtocolError::Disconnected { peer: to },
-        })
+        link.enqueue(to, Outgoing::Frame(tag, payload))
     }
 
     fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>, ProtocolError> {
@@ -258,6 +251,27 @@ impl Transport for QuicTransport {
             Err(RecvTimeoutError::Timeout) => Err(ProtocolError::Timeout { peer: from, tag, waited: timeout }),
             Err(RecvTimeoutError::Disconnected) => Err(ProtocolError::Disconnected { peer: from }),
         }
+    }
+}
+
+impl PeerLink {
+    /// Queues `outgoing` for the writer; if the link to `to` is gone, reports why.
+    fn enqueue(&self, to: Role, outgoing: Outgoing) -> Result<(), ProtocolError> {
+        let sent = match &self.outgoing {
+            Some(queue) if self.connection.close_reason().is_none() => queue.send(outgoing).is_ok(),
+            _ => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The peer is gone: report its abort notice if it left one, else the lost connection.
+        let notice = self.incoming.try_iter().find_map(|m| m.ok().filter(|(t, _)| t.step == ABORT_STEP));
+        Err(match notice {
+            Some((t, payload)) => {
+                accept_message(to, t, t, payload).err().unwrap_or(ProtocolError::Disconnected { peer: to })
+            }
+            None => ProtocolError::Disconnected { peer: to },
+        })
     }
 }
 

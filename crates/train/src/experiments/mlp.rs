@@ -1,7 +1,7 @@
 //! An MLP on MNIST (784-128-128-10, ReLU, squared loss on one-hot labels), plaintext and
 //! private, from the same initial weights.
 
-use super::{max_weight_diff, on_own_thread, EpochLog, DATA_OWNER, MODEL_OWNER};
+use super::{max_weight_diff, on_own_thread, train_private_epochs, DATA_OWNER, MODEL_OWNER};
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::fit::{batches, train_epoch, Objective, TrainingSet};
@@ -159,16 +159,8 @@ pub fn run(cfg: &MlpConfig) -> Result<MlpReport> {
             let data =
                 TrainingSet::input(&mut b, DATA_OWNER, owned.then_some(&x), x.shape(), owned.then_some(&y), y.shape())?;
             let setup = setup.elapsed();
-            let mut state = SgdState::default();
-            let progress = bar((cfg.epochs * nb) as u64, "private", cfg.progress && role == DATA_OWNER);
-            let mut log = EpochLog::default();
-            for epoch in 0..cfg.epochs {
-                let (t0, c0) = (Instant::now(), b.session().traffic());
-                train_epoch(&mut b, &mut model, &objective, &sgd, &mut state, &data, cfg.batch, epoch, &progress)?;
-                log.times.push(t0.elapsed());
-                log.traffic.push(b.session().traffic().since(&c0));
-            }
-            progress.finish_and_clear();
+            let show = cfg.progress && role == DATA_OWNER;
+            let log = train_private_epochs(&mut b, &mut model, &objective, &sgd, &data, cfg.epochs, cfg.batch, show)?;
             let weights = model.output(&mut b, MODEL_OWNER)?;
             Ok((weights, log, setup))
         })

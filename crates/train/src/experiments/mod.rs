@@ -9,8 +9,13 @@
 pub mod logreg;
 pub mod mlp;
 
+use crate::fit::{batches, train_epoch, Objective, TrainingSet};
+use crate::optim::{Sgd, SgdState};
+use crate::progress::bar;
+use pond_layers::{PrivateBackend, Sequential};
+use pond_protocol::comparison::ComparisonRing;
 use pond_protocol::{Role, Traffic};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The party that owns (and secret-shares) the training data.
 pub const DATA_OWNER: Role = Role::Server0;
@@ -60,4 +65,31 @@ pub fn on_own_thread<T: Send>(f: impl FnOnce() -> pond_protocol::Result<T> + Sen
         Ok(pool) => pool.install(f),
         Err(e) => Err(pond_protocol::ProtocolError::Usage { op: "thread pool", reason: e.to_string() }),
     }
+}
+
+/// The private training loop of the experiments: `epochs` passes of [`train_epoch`] over
+/// `data` in batches of `batch` rows, each timed and its traffic counted, with a progress bar
+/// if `show` (and on a terminal).
+#[allow(clippy::too_many_arguments)]
+pub fn train_private_epochs<'s, R: ComparisonRing>(
+    b: &mut PrivateBackend<'s, R>,
+    model: &mut Sequential<PrivateBackend<'s, R>>,
+    objective: &Objective,
+    sgd: &Sgd,
+    data: &TrainingSet<PrivateBackend<'s, R>>,
+    epochs: usize,
+    batch: usize,
+    show: bool,
+) -> pond_protocol::Result<EpochLog> {
+    let mut state = SgdState::default();
+    let progress = bar((epochs * batches(data.rows, batch)) as u64, "private", show);
+    let mut log = EpochLog::default();
+    for epoch in 0..epochs {
+        let (t0, c0) = (Instant::now(), b.session().traffic());
+        train_epoch(b, model, objective, sgd, &mut state, data, batch, epoch, &progress)?;
+        log.times.push(t0.elapsed());
+        log.traffic.push(b.session().traffic().since(&c0));
+    }
+    progress.finish_and_clear();
+    Ok(log)
 }

@@ -17,8 +17,10 @@ use pond_core::{FixedPoint, Int100, Z128, Z64};
 use pond_layers::{
     Activation, AnyLayer, Backend, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, Weights,
 };
+use pond_net::serve::serve_in;
+use pond_net::{RequestSource, ServeError, ServeReport, WireTensor};
 use pond_protocol::costs::Cost;
-use pond_protocol::{run_local, LocalConfig, Role, Traffic};
+use pond_protocol::{run_local, LocalConfig, ProtocolError, Role, Session, Traffic};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -144,6 +146,33 @@ fn prepare_weights<B: Backend>(b: &mut B, model: &mut Sequential<B>) -> pond_lay
         }
     }
     Ok(())
+}
+
+/// Private inference as a service, one party's part (SPMD) of `pond party infer` and of its
+/// local twin ([`pond_net::serve_local`]): the model owner server0 secret-shares `weights`
+/// (the others pass `None`) and every weight is masked once; then each client request (input
+/// 0: images in `Z64` fixed point, shaped by [`as_input`]) goes through the model and each
+/// server sends its share of the logits to the client.
+pub fn serve_infer(
+    session: &mut Session,
+    source: Option<&mut dyn RequestSource>,
+    spec: &ModelSpec,
+    weights: Option<&Weights>,
+) -> std::result::Result<ServeReport, ServeError> {
+    let mut b = PrivateBackend::<Z64>::new(session, FixedPoint::<Z64>::default_for_ring());
+    let mut model = Sequential::input(&mut b, spec, Role::Server0, weights).map_err(ProtocolError::from)?;
+    prepare_weights(&mut b, &mut model).map_err(ProtocolError::from)?;
+    let mut context = (b, model);
+    serve_in(
+        &mut context,
+        |(b, _)| b.session(),
+        source,
+        |(b, model), request| {
+            let x = request.input::<Z64>(0)?;
+            let (z, _) = model.forward(b, Activation::Value(x))?;
+            Ok(vec![WireTensor::from_private(&z)])
+        },
+    )
 }
 
 /// Per-party measurements of the private run.
