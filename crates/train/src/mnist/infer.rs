@@ -245,7 +245,8 @@ fn expected_cost<R: pond_protocol::comparison::ComparisonRing>(
 ) -> Result<Cost> {
     let one = |b: usize| pond_layers::cost::inference_batch::<R>(spec, b, Role::Cp, Role::Cp);
     let full = one(batch)? * (n / batch) as u64;
-    Ok(if n % batch > 0 { full + one(n % batch)? } else { full })
+    let rest = n % batch;
+    Ok(if rest > 0 { full + one(rest)? } else { full })
 }
 
 fn kl(p: &Array2<f64>, q: &Array2<f64>) -> f64 {
