@@ -13,7 +13,6 @@ pub mod backend;
 pub mod conv;
 pub mod dense;
 pub mod error;
-pub mod gather;
 pub mod io;
 pub mod layer;
 pub mod loss;
