@@ -30,7 +30,7 @@ enum Model {
 #[derive(Debug, Args)]
 struct MnistArgs {
     /// Network.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     net: super::infer::NetArg,
     /// The activation to train with: exact ReLU, or the private protocol's polynomial ReLU
     /// (writes mnist-x-poly.*, which `pond infer --relu poly` then uses).

@@ -64,9 +64,9 @@ fn taps_inside(start: isize, k: usize, len: usize) -> (usize, usize) {
 }
 
 /// Calls `visit(c, ky, first, taps)` for every window line of output position (oy, ox) that
-/// overlaps the image: the filter taps `taps` of that line read the input values `first..first
-/// + taps.len()` of the image (C*H*W values, row-major). Lines that fall entirely on padding are
-/// skipped.
+/// overlaps the image: the filter taps `taps` of that line read the `taps.len()` input values
+/// from index `first` of the image (C*H*W values, row-major). Lines that fall entirely on
+/// padding are skipped.
 fn for_each_window_line(
     g: &ConvGeometry,
     (oy, ox): (usize, usize),
