@@ -20,7 +20,8 @@ const REQUESTS: u64 = 2;
 /// `pond party infer` (server0 shares and prepares the model once, then each request's shares
 /// go through the network).
 fn local_logits(seed: u64, client_seed: u64) -> Vec<Vec<u8>> {
-    let (trained, weights) = load_model(Net::A, &pond_train::mnist::default_model_dir()).expect("net A model");
+    let (trained, weights) =
+        load_model(Net::A, ReluMode::Exact, &pond_train::mnist::default_model_dir()).expect("net A model");
     let spec = with_relu(&trained, ReluMode::Exact);
     let mnist = pond_train::mnist::load(&pond_train::mnist::default_data_dir()).expect("MNIST");
     let rows: Vec<usize> = (0..BATCH).collect();

@@ -80,7 +80,7 @@ impl From<ReluArg> for ReluMode {
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Network.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     net: NetArg,
     /// Ring of the private computation.
     #[arg(long, value_enum, default_value = "z64")]

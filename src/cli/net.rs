@@ -499,7 +499,7 @@ fn infer_model(role: Role, job: &InferJob) -> anyhow::Result<(ModelSpec, Option<
         other => bail!("unknown --relu `{other}` (expected exact or poly)"),
     };
     let dir = job.model_dir.clone().unwrap_or_else(pond_train::mnist::default_model_dir);
-    let stem = dir.join(net.file_stem());
+    let stem = pond_train::mnist::infer::model_stem(net, relu, &dir);
     let spec = pond_layers::io::load_spec(&stem.with_extension("json"))?;
     let weights = if role == Role::Server0 {
         Some(pond_layers::io::load_weights(&stem.with_extension("safetensors"))?)

@@ -30,17 +30,27 @@ enum Model {
 #[derive(Debug, Args)]
 struct MnistArgs {
     /// Network.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     net: super::infer::NetArg,
+    /// The activation to train with: exact ReLU, or the private protocol's polynomial ReLU
+    /// (writes mnist-x-poly.*, which `pond infer --relu poly` then uses).
+    #[arg(long, value_enum, default_value = "exact")]
+    relu: super::infer::ReluArg,
     /// Epochs (default: the committed models' setting).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Base learning rate (default: the committed models' setting).
+    #[arg(long)]
+    lr: Option<f64>,
     /// Directory to write the model files to.
     #[arg(long, default_value = "models")]
     out: std::path::PathBuf,
     /// Seed of the initial weights and the shuffling.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Train on the first N training images only (smoke and timing runs; use with --out).
+    #[arg(long)]
+    limit: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -215,8 +225,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Model::Mnist(a) => {
             use pond_train::mnist::{self, train};
             let data = mnist::load(&mnist::default_data_dir())?;
-            let mut cfg = train::TrainConfig::standard(a.net.into());
+            let mut cfg = train::TrainConfig::standard(a.net.into(), a.relu.into());
             cfg.seed = a.seed;
+            cfg.limit = a.limit;
+            if let Some(lr) = a.lr {
+                cfg.lr = lr;
+            }
             cfg.progress = !a.json;
             if let Some(e) = a.epochs {
                 cfg.epochs = e;

@@ -14,7 +14,6 @@ pub mod conv;
 pub mod cost;
 pub mod dense;
 pub mod error;
-pub mod gather;
 pub mod io;
 pub mod layer;
 pub mod loss;

@@ -355,17 +355,32 @@ impl<B: Backend> Sequential<B> {
     /// Backward pass from the output gradient: the parameter gradients, in [`Sequential::params`]
     /// order. The first layer's input gradient is not computed.
     pub fn backward(&self, b: &mut B, caches: Vec<AnyCache<B>>, dy: B::Tensor) -> Result<Vec<B::Tensor>> {
+        self.backward_with(b, caches, dy, |_, _| Ok(None))
+    }
+
+    /// [`Sequential::backward`] for a loss with extra terms on the layers' inputs: `extra(b,
+    /// cache)` may return the gradient of such a term with respect to the input of the layer
+    /// that made `cache`, which is added to the gradient flowing back through that layer.
+    pub fn backward_with(
+        &self,
+        b: &mut B,
+        caches: Vec<AnyCache<B>>,
+        dy: B::Tensor,
+        mut extra: impl FnMut(&mut B, &AnyCache<B>) -> Result<Option<B::Tensor>>,
+    ) -> Result<Vec<B::Tensor>> {
         if caches.len() != self.layers.len() {
             return Err(shape_error("backward", format!("{} caches for {} layers", caches.len(), self.layers.len())));
         }
         let mut grads: Vec<Vec<B::Tensor>> = Vec::with_capacity(self.layers.len());
         let mut dy = dy;
         for (i, (layer, cache)) in self.layers.iter().zip(caches).enumerate().rev() {
+            let extra = if i > 0 { extra(b, &cache)? } else { None };
             let (dx, g) = layer.backward_select(b, cache, &dy, i > 0)?;
             grads.push(g);
-            match dx {
-                Some(dx) => dy = dx,
-                None => break,
+            match (dx, extra) {
+                (Some(dx), Some(e)) => dy = b.add(&dx, &e)?,
+                (Some(dx), None) => dy = dx,
+                (None, _) => break,
             }
         }
         Ok(grads.into_iter().rev().flatten().collect())

@@ -7,9 +7,8 @@
 
 use crate::backend::{Backend, Input};
 use crate::error::{shape_error, Result};
-use crate::gather::col2im;
 use ndarray::{ArrayD, Ix2};
-use pond_core::kernels::im2col::{im2col, ConvGeometry};
+use pond_core::kernels::im2col::{col2im, im2col, ConvGeometry};
 use pond_core::{FixedPoint, RingTensor};
 use pond_protocol::comparison::{ComparisonRing, ComparisonSource};
 use pond_protocol::polynomial::Polynomial;

@@ -3,7 +3,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::ring::Conv2dParams;
-use ndarray::{Array2, ArrayViewD, Axis};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, IxDyn};
 use rayon::prelude::*;
 
 /// Sizes of one convolution, checked once.
@@ -55,54 +55,213 @@ impl ConvGeometry {
     }
 }
 
+/// The filter taps `lo..hi` (of `k`) that fall inside a line of `len` input values when the
+/// window starts at input position `start` (negative: in the padding); the others cover padding.
+fn taps_inside(start: isize, k: usize, len: usize) -> (usize, usize) {
+    let lo = (-start).clamp(0, k as isize) as usize;
+    let hi = (len as isize - start).clamp(0, k as isize) as usize;
+    (lo, hi.max(lo))
+}
+
+/// Calls `visit(c, ky, first, taps)` for every window line of output position (oy, ox) that
+/// overlaps the image: the filter taps `taps` of that line read the `taps.len()` input values
+/// from index `first` of the image (C*H*W values, row-major). Lines that fall entirely on
+/// padding are skipped.
+fn for_each_window_line(
+    g: &ConvGeometry,
+    (oy, ox): (usize, usize),
+    mut visit: impl FnMut(usize, usize, usize, std::ops::Range<usize>),
+) {
+    let (h, w) = g.input;
+    let x0 = (ox * g.params.stride.1) as isize - g.params.padding.1 as isize;
+    let (lo, hi) = taps_inside(x0, g.kernel.1, w);
+    for c in 0..g.channels {
+        for ky in 0..g.kernel.0 {
+            let iy = (oy * g.params.stride.0 + ky) as isize - g.params.padding.0 as isize;
+            if iy >= 0 && (iy as usize) < h && lo < hi {
+                let first = (c * h + iy as usize) * w + (x0 + lo as isize) as usize;
+                visit(c, ky, first, lo..hi);
+            }
+        }
+    }
+}
+
 /// The patch matrix of an NCHW input: row (n, oy, ox) holds the C*KH*KW input values under the
 /// filter at that output position (zero where the filter covers padding), in (c, ky, kx) order,
-/// matching an OIHW filter reshaped to (O, C*KH*KW).
+/// matching an OIHW filter reshaped to (O, C*KH*KW). Images are processed in parallel and every
+/// window line is one slice copy.
 pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeometry) -> Array2<T> {
     let (oh, ow) = g.output;
     let (kh, kw) = g.kernel;
-    let (h, w) = g.input;
-    let (sh, sw) = g.params.stride;
-    let (ph, pw) = g.params.padding;
     let cols = g.patch_cols();
     let mut patches = Array2::<T>::default((g.patch_rows(), cols));
     let x = x.as_standard_layout();
     let per_image = oh * ow * cols;
-    if per_image == 0 {
+    let image_len = g.channels * g.input.0 * g.input.1;
+    if per_image == 0 || image_len == 0 {
         return patches;
     }
+    let src = x.as_slice().expect("standard layout is contiguous");
     let flat = patches.as_slice_mut().expect("freshly allocated arrays are contiguous");
-    flat.par_chunks_mut(per_image).enumerate().for_each(|(n, out)| {
-        let image = x.index_axis(Axis(0), n);
+    flat.par_chunks_mut(per_image).zip(src.par_chunks(image_len)).for_each(|(out, image)| {
         for oy in 0..oh {
             for ox in 0..ow {
                 let row = &mut out[(oy * ow + ox) * cols..][..cols];
-                let mut idx = 0;
-                for c in 0..g.channels {
-                    for ky in 0..kh {
-                        let iy = (oy * sh + ky) as isize - ph as isize;
-                        for kx in 0..kw {
-                            let ix = (ox * sw + kx) as isize - pw as isize;
-                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
-                            row[idx] = if inside { image[[c, iy as usize, ix as usize]] } else { T::default() };
-                            idx += 1;
-                        }
-                    }
-                }
+                for_each_window_line(g, (oy, ox), |c, ky, first, taps| {
+                    let dst = &mut row[(c * kh + ky) * kw..][..kw];
+                    dst[taps.clone()].copy_from_slice(&image[first..first + taps.len()]);
+                });
             }
         }
     });
     patches
 }
 
-/// Reorders a (N*OH*OW, O) product back to NOHW.
-pub fn patches_to_nchw<T: Clone>(product: Array2<T>, g: &ConvGeometry) -> ndarray::ArrayD<T> {
+/// The adjoint of [`im2col`]: sums each patch entry of `patches` [N*OH*OW, C*KH*KW] back into
+/// its NCHW input position (entries that fell on padding are dropped). `add` must be the ring's
+/// (wrapping) sum. Images are processed in parallel.
+pub fn col2im<T: Copy + Default + Send + Sync>(
+    patches: ArrayView2<'_, T>,
+    g: &ConvGeometry,
+    add: impl Fn(T, T) -> T + Sync,
+) -> ArrayD<T> {
     let (oh, ow) = g.output;
-    product
-        .into_shape_with_order((g.batch, oh, ow, g.filters))
-        .expect("product has N*OH*OW rows and O columns")
-        .permuted_axes([0, 3, 1, 2])
-        .as_standard_layout()
-        .into_owned()
-        .into_dyn()
+    let (kh, kw) = g.kernel;
+    let cols = g.patch_cols();
+    let mut out = ArrayD::<T>::default(IxDyn(&[g.batch, g.channels, g.input.0, g.input.1]));
+    let per_image = oh * ow * cols;
+    let image_len = g.channels * g.input.0 * g.input.1;
+    if per_image == 0 || image_len == 0 {
+        return out;
+    }
+    let patches = patches.as_standard_layout();
+    let src = patches.as_slice().expect("standard layout is contiguous");
+    let flat = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
+    flat.par_chunks_mut(image_len).zip(src.par_chunks(per_image)).for_each(|(image, rows)| {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = &rows[(oy * ow + ox) * cols..][..cols];
+                for_each_window_line(g, (oy, ox), |c, ky, first, taps| {
+                    let from = &row[(c * kh + ky) * kw..][..kw];
+                    for (cell, &v) in image[first..first + taps.len()].iter_mut().zip(&from[taps]) {
+                        *cell = add(*cell, v);
+                    }
+                });
+            }
+        }
+    });
+    out
+}
+
+/// Reorders a (N*OH*OW, O) product back to NOHW (one transpose per image, in parallel).
+pub fn patches_to_nchw<T: Copy + Default + Send + Sync>(product: Array2<T>, g: &ConvGeometry) -> ArrayD<T> {
+    let positions = g.output.0 * g.output.1;
+    let filters = g.filters;
+    let mut out = ArrayD::<T>::default(IxDyn(&[g.batch, filters, g.output.0, g.output.1]));
+    if positions == 0 || filters == 0 {
+        return out;
+    }
+    let product = product.as_standard_layout();
+    let src = product.as_slice().expect("standard layout is contiguous");
+    let flat = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
+    flat.par_chunks_mut(positions * filters).zip(src.par_chunks(positions * filters)).for_each(|(image, block)| {
+        for (p, row) in block.chunks_exact(filters).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                image[o * positions + p] = v;
+            }
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array4, ArrayD};
+
+    /// The scalar reference: one indexed read per patch entry.
+    fn im2col_reference(x: &Array4<i64>, g: &ConvGeometry) -> Array2<i64> {
+        let (sh, sw) = g.params.stride;
+        let (ph, pw) = g.params.padding;
+        let mut p = Array2::zeros((g.patch_rows(), g.patch_cols()));
+        for n in 0..g.batch {
+            for oy in 0..g.output.0 {
+                for ox in 0..g.output.1 {
+                    let r = (n * g.output.0 + oy) * g.output.1 + ox;
+                    for c in 0..g.channels {
+                        for ky in 0..g.kernel.0 {
+                            for kx in 0..g.kernel.1 {
+                                let iy = (oy * sh + ky) as isize - ph as isize;
+                                let ix = (ox * sw + kx) as isize - pw as isize;
+                                let col = (c * g.kernel.0 + ky) * g.kernel.1 + kx;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < g.input.0 && (ix as usize) < g.input.1 {
+                                    p[[r, col]] = x[[n, c, iy as usize, ix as usize]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+
+    fn geometries() -> Vec<(ConvGeometry, Array4<i64>)> {
+        let mut out = Vec::new();
+        for (shape, kernel, stride, padding) in [
+            ([2, 1, 28, 28], (5, 5), 1, 0),
+            ([2, 1, 28, 28], (5, 5), 2, 2),
+            ([3, 2, 7, 6], (3, 2), 2, 1),
+            ([1, 3, 4, 5], (2, 2), 2, 0),
+            ([2, 2, 3, 3], (3, 3), 1, 3),
+        ] {
+            let params = Conv2dParams { stride: (stride, stride), padding: (padding, padding) };
+            let g = ConvGeometry::new(&shape, &[4, shape[1], kernel.0, kernel.1], params).expect("valid geometry");
+            let mut k = 0i64;
+            let x = Array4::from_shape_fn(shape, |_| {
+                k += 1;
+                k * 7 % 101 - 50
+            });
+            out.push((g, x));
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_matches_the_scalar_reference() {
+        for (g, x) in geometries() {
+            assert_eq!(im2col(x.view().into_dyn(), &g), im2col_reference(&x, &g), "{g:?}");
+        }
+    }
+
+    /// col2im is the adjoint of im2col: <im2col(x), p> = <x, col2im(p)> for every x and p.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        for (g, x) in geometries() {
+            let mut k = 0i64;
+            let p = Array2::from_shape_fn((g.patch_rows(), g.patch_cols()), |_| {
+                k += 1;
+                k * 13 % 97 - 40
+            });
+            let back: ArrayD<i64> = col2im(p.view(), &g, |a, b| a + b);
+            let lhs = (&im2col_reference(&x, &g) * &p).sum();
+            let rhs = (&x.into_dyn() * &back).sum();
+            assert_eq!(lhs, rhs, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn patches_to_nchw_transposes_each_image() {
+        let (g, _) = geometries().remove(0);
+        let product = Array2::from_shape_fn((g.patch_rows(), g.filters), |(r, o)| (r * 10 + o) as i64);
+        let out = patches_to_nchw(product.clone(), &g);
+        let expected = product
+            .into_shape_with_order((g.batch, g.output.0, g.output.1, g.filters))
+            .expect("rows are N*OH*OW")
+            .permuted_axes([0, 3, 1, 2])
+            .as_standard_layout()
+            .into_owned()
+            .into_dyn();
+        assert_eq!(out, expected);
+    }
 }

@@ -33,7 +33,7 @@ fn accuracy_rows(
             (ReluMode::Polynomial, RingChoice::Z64),
             (ReluMode::Polynomial, RingChoice::Int100),
         ] {
-            if infer::load_model(net, model_dir).is_err() {
+            if infer::load_model(net, relu, model_dir).is_err() {
                 log(&format!("net {}: no trained model in {}, skipped", net.name(), model_dir.display()));
                 continue;
             }

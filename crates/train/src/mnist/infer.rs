@@ -8,7 +8,7 @@
 //! the logits, as dealer only masks.
 
 use super::nets::{with_relu, Net};
-use super::train::{accuracy, argmax, as_input, plain_logits, softmax};
+use super::train::{accuracy, argmax, as_input, plain_logits, relu_name, softmax};
 use crate::error::{Result, TrainError};
 use crate::idx::Mnist;
 use crate::progress;
@@ -77,6 +77,10 @@ pub struct InferReport {
     pub ring: &'static str,
     /// "exact" or "poly".
     pub relu: &'static str,
+    /// The model file stem used (`.json` + `.safetensors`): `mnist-x-poly` when running with
+    /// polynomial ReLU and a model trained with it exists, else `mnist-x` (net S without a
+    /// model: "random weights (seed 7)").
+    pub model: String,
     /// Images classified.
     pub images: usize,
     /// Images per batch.
@@ -85,7 +89,7 @@ pub struct InferReport {
     pub accuracy_private: f64,
     /// Accuracy of plaintext inference with the same network and ReLU.
     pub accuracy_plain: f64,
-    /// Accuracy of plaintext inference with exact ReLU (the trained network as trained).
+    /// Accuracy of plaintext inference of the same weights with exact ReLU.
     pub accuracy_plain_exact: f64,
     /// Fraction of images where private and plaintext predictions agree.
     pub agreement: f64,
@@ -111,19 +115,35 @@ pub struct InferReport {
     pub setup_ms: f64,
 }
 
-/// Loads a committed model (architecture + weights) for `net`.
-pub fn load_model(net: Net, dir: &Path) -> Result<(ModelSpec, Weights)> {
-    let stem = dir.join(net.file_stem());
+/// The file stem (without extension) of the model to run `net` with `relu`: for polynomial ReLU
+/// the model trained with it (`mnist-x-poly`) when `dir` has one, otherwise the exact-ReLU model.
+pub fn model_stem(net: Net, relu: ReluMode, dir: &Path) -> PathBuf {
+    let trained_for = dir.join(net.file_stem(relu));
+    if trained_for.with_extension("json").is_file() {
+        trained_for
+    } else {
+        dir.join(net.file_stem(ReluMode::Exact))
+    }
+}
+
+/// Loads the committed model (architecture + weights) to run `net` with `relu` (see
+/// [`model_stem`]).
+pub fn load_model(net: Net, relu: ReluMode, dir: &Path) -> Result<(ModelSpec, Weights)> {
+    let stem = model_stem(net, relu, dir);
     Ok(pond_layers::io::load(&stem.with_extension("json"), &stem.with_extension("safetensors"))?)
 }
 
-/// Weights for `net`: the committed model, or for S (which is only timed) seeded random weights.
-pub fn model_or_random(net: Net, dir: &Path) -> Result<(ModelSpec, Weights)> {
-    match load_model(net, dir) {
+/// Seed of the random weights of net S when it has no trained model.
+const RANDOM_SEED: u64 = 7;
+
+/// Weights for `net` with `relu`: the committed model, or for S (which is only timed) seeded
+/// random weights.
+pub fn model_or_random(net: Net, relu: ReluMode, dir: &Path) -> Result<(ModelSpec, Weights)> {
+    match load_model(net, relu, dir) {
         Ok(m) => Ok(m),
         Err(_) if net == Net::S => {
             let spec = net.spec(ReluMode::Exact);
-            let w = spec.init(7);
+            let w = spec.init(RANDOM_SEED);
             Ok((spec, w))
         }
         Err(e) => Err(e),
@@ -264,7 +284,13 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
     if cfg.batch == 0 {
         return Err(TrainError::Config("--batch must be at least 1".into()));
     }
-    let (trained, weights) = model_or_random(cfg.net, &cfg.model_dir)?;
+    let (trained, weights) = model_or_random(cfg.net, cfg.relu, &cfg.model_dir)?;
+    let stem = model_stem(cfg.net, cfg.relu, &cfg.model_dir);
+    let model = if stem.with_extension("json").is_file() {
+        stem.display().to_string()
+    } else {
+        format!("random weights (seed {RANDOM_SEED})")
+    };
     let spec = with_relu(&trained, cfg.relu);
     let n = cfg.limit.unwrap_or(mnist.test.len()).min(mnist.test.len());
     let images = mnist.test.features.slice(s![..n, ..]).to_owned();
@@ -272,7 +298,8 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
 
     let mut plain = PlainBackend;
     let plain_model = Sequential::input(&mut plain, &spec, Role::Server0, Some(&weights))?;
-    let exact_model = Sequential::input(&mut plain, &trained, Role::Server0, Some(&weights))?;
+    let exact_spec = with_relu(&trained, ReluMode::Exact);
+    let exact_model = Sequential::input(&mut plain, &exact_spec, Role::Server0, Some(&weights))?;
     let start = Instant::now();
     let plain_z = plain_logits(&plain_model, &images, cfg.batch)?;
     let plain_ms = start.elapsed().as_secs_f64() * 1e3 / n.div_ceil(cfg.batch) as f64;
@@ -303,10 +330,8 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
     Ok(InferReport {
         net: cfg.net.name(),
         ring: cfg.ring.name(),
-        relu: match cfg.relu {
-            ReluMode::Exact => "exact",
-            ReluMode::Polynomial => "poly",
-        },
+        relu: relu_name(cfg.relu),
+        model,
         images: n,
         batch: cfg.batch,
         accuracy_private: accuracy(&private_z, &labels),
@@ -324,4 +349,51 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
         ratio: ms_per_batch / plain_ms,
         setup_ms: parties.iter().map(|p| p.setup_ms).fold(0.0, f64::max),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh empty directory under the system's temp dir.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pond-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn polynomial_relu_uses_the_model_trained_with_it_when_there_is_one() {
+        let dir = temp_dir("model-stem");
+        assert_eq!(model_stem(Net::A, ReluMode::Polynomial, &dir), dir.join("mnist-a"));
+        std::fs::write(dir.join("mnist-a-poly.json"), "{}").expect("write");
+        assert_eq!(model_stem(Net::A, ReluMode::Polynomial, &dir), dir.join("mnist-a-poly"));
+        assert_eq!(model_stem(Net::A, ReluMode::Exact, &dir), dir.join("mnist-a"));
+        assert_eq!(model_stem(Net::D, ReluMode::Polynomial, &dir), dir.join("mnist-d"));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// Every committed model loads, has its network's architecture (with the ReLU it was trained
+    /// with) and weights of the right shapes; A and D have polynomial-ReLU models.
+    #[test]
+    fn committed_models_load_with_the_right_shapes() {
+        let dir = crate::mnist::default_model_dir();
+        for relu in [ReluMode::Exact, ReluMode::Polynomial] {
+            for net in [Net::A, Net::B, Net::C, Net::D] {
+                let stem = dir.join(net.file_stem(relu));
+                if !stem.with_extension("json").is_file() {
+                    continue;
+                }
+                let (spec, weights) = load_model(net, relu, &dir).expect("committed model loads");
+                assert_eq!(spec, net.spec(relu), "{}", stem.display());
+                for (name, shape) in spec.param_shapes() {
+                    assert_eq!(weights[&name].shape(), &shape[..], "{} {name}", stem.display());
+                }
+            }
+        }
+        for net in [Net::A, Net::D] {
+            assert_eq!(model_stem(net, ReluMode::Polynomial, &dir), dir.join(net.file_stem(ReluMode::Polynomial)));
+        }
+    }
 }

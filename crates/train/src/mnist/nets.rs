@@ -129,9 +129,14 @@ impl Net {
         }
     }
 
-    /// File stem of the committed model: `models/mnist-{letter}`.
-    pub fn file_stem(self) -> String {
-        format!("mnist-{}", self.name().to_ascii_lowercase())
+    /// File stem of the committed model trained with `relu`: `mnist-{letter}` for exact ReLU,
+    /// `mnist-{letter}-poly` for the polynomial ReLU.
+    pub fn file_stem(self, relu: ReluMode) -> String {
+        let suffix = match relu {
+            ReluMode::Exact => "",
+            ReluMode::Polynomial => "-poly",
+        };
+        format!("mnist-{}{suffix}", self.name().to_ascii_lowercase())
     }
 }
 
