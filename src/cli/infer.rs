@@ -5,23 +5,23 @@ use pond_layers::ReluMode;
 use pond_train::mnist::{self, infer, Net};
 use std::path::PathBuf;
 
-/// A network name on the command line: `A` as the papers write it, or `a`.
+/// A network name on the command line (`A` as the papers write it; `a` is accepted too).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum NetArg {
     /// 784-128-128-10 dense.
-    #[value(name = "A", alias = "a")]
+    #[value(name = "A")]
     A,
     /// Two convolutions with max-pooling.
-    #[value(name = "B", alias = "b")]
+    #[value(name = "B")]
     B,
     /// A larger B.
-    #[value(name = "C", alias = "c")]
+    #[value(name = "C")]
     C,
     /// One strided convolution.
-    #[value(name = "D", alias = "d")]
+    #[value(name = "D")]
     D,
     /// One convolution with average pooling (timing net).
-    #[value(name = "S", alias = "s")]
+    #[value(name = "S")]
     S,
 }
 

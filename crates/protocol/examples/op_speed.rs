@@ -56,6 +56,3 @@ fn main() {
         println!("truncate 1e6 online: {ms:.2} ms");
     }
 }
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
