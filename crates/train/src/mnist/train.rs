@@ -3,6 +3,16 @@
 //!
 //! Plaintext training may use softmax: only inference is private here. The gradient of the
 //! summed cross-entropy with respect to the logits is softmax(z) - onehot(y).
+//!
+//! `--relu poly` trains with the private protocol's degree-4 polynomial ReLU itself (forward
+//! p(x), backward p'(x)), so private inference computes the function that was trained. p only
+//! approximates ReLU on [-4, 4] and diverges outside (p(10) = -28.7); plain training with it
+//! diverged in the second epoch of a trial (net A, lr 0.05, 20,000 images). Inputs are not
+//! clipped, which inference could not do without comparisons; instead the loss gets a range
+//! penalty lambda/2 * dist(x, [-3.5, 3.5])^2 on every activation input x (see
+//! [`TrainConfig::range_penalty`]). With lambda = 1 the committed poly models keep all but about
+//! 1e-5 of their test-set activation inputs inside [-4, 4] (`poly_inputs_outside` in the
+//! `-train.json` report).
 
 use super::nets::Net;
 use crate::error::{Result, TrainError};
