@@ -4,6 +4,8 @@
 //! Every loop runs over fixed chunks of elements in parallel (rayon); each chunk reads its own
 //! PRG sub-stream, so outputs do not depend on the number of threads.
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512::Avx512;
 use super::ComparisonWord;
 use pond_core::prg::fill_u64;
 use pond_core::PrgKey;
@@ -38,77 +40,89 @@ impl<'k> BlockStream<'k> {
 /// 16-bit draws per block.
 const BLOCK_DRAWS: usize = BLOCK_WORDS * 4;
 
-/// Fills `out[..count]` (reusing `out`'s allocation) with values uniform in [0, bound),
-/// exactly: each 16-bit draw v (the four 16-bit halves of each word, low half first) below the
-/// largest multiple of bound^2 that fits yields the two digits of v mod bound^2 in base
-/// `bound`, low digit first; other draws are rejected. Whole blocks are consumed until `count`
-/// values are available and what is left of the last block is discarded, so the output (and
-/// the position in the stream afterwards) depends only on the stream.
+/// Fills `out` with values uniform in [0, bound), exactly: each 16-bit draw v (the four 16-bit
+/// halves of each word, low half first) below the largest multiple of bound^2 that fits yields
+/// the two digits of v mod bound^2 in base `bound`, low digit first; other draws are rejected.
+/// Whole blocks are consumed until `out` is full and what is left of the last block is
+/// discarded, so the output (and the position in the stream afterwards) depends only on the
+/// stream. For bound 256 nothing is rejected and the values are the stream's bytes.
 ///
 /// Per block, the digits and the acceptance of all draws are computed in one vectorisable pass
-/// (u16 arithmetic, constant divisors), then the accepted pairs are compacted branch-free.
-/// For bound 256 nothing is rejected and the values are the stream's bytes.
-pub(crate) fn sample_below(stream: &mut BlockStream<'_>, bound: u32, count: usize, out: &mut Vec<u8>) {
+/// (u16 arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2
+/// compression when the CPU has it, branch-free scalar code otherwise.
+pub(crate) fn sample_below(stream: &mut BlockStream<'_>, bound: u32, out: &mut [u8]) {
     match bound {
-        66 => sample_digits::<66>(stream, count, out),
-        67 => sample_digits::<67>(stream, count, out),
-        130 => sample_digits::<130>(stream, count, out),
-        131 => sample_digits::<131>(stream, count, out),
-        256 => sample_bytes(stream, count, out),
+        66 => sample_digits::<66>(stream, out),
+        67 => sample_digits::<67>(stream, out),
+        130 => sample_digits::<130>(stream, out),
+        131 => sample_digits::<131>(stream, out),
+        256 => sample_bytes(stream, out),
         _ => unreachable!("the comparison samples below p - 1, p (p = 67 or 131) and 256 only"),
     }
 }
 
 /// [`sample_below`] for bound 256: the stream's little-endian bytes, whole blocks at a time.
-fn sample_bytes(stream: &mut BlockStream<'_>, count: usize, out: &mut Vec<u8>) {
-    out.clear();
-    while out.len() < count {
-        let start = out.len();
-        out.resize(start + BLOCK_WORDS * 8, 0);
-        for (o, w) in out[start..].chunks_exact_mut(8).zip(stream.next_block()) {
-            o.copy_from_slice(&w.to_le_bytes());
+fn sample_bytes(stream: &mut BlockStream<'_>, out: &mut [u8]) {
+    for block in out.chunks_mut(BLOCK_WORDS * 8) {
+        for (o, w) in block.chunks_mut(8).zip(stream.next_block()) {
+            o.copy_from_slice(&w.to_le_bytes()[..o.len()]);
         }
     }
-    out.truncate(count);
 }
 
 /// [`sample_below`] for a bound B below 256 (so B^2 < 2^16 and a digit fits in a byte).
-fn sample_digits<const B: u16>(stream: &mut BlockStream<'_>, count: usize, out: &mut Vec<u8>) {
-    let square: u16 = B * B;
-    // The largest multiple of B^2 not above 2^16 is below 2^16 for every B < 256.
-    let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
-    out.clear();
-    out.resize(count + 2 * BLOCK_DRAWS, 0);
+fn sample_digits<const B: u16>(stream: &mut BlockStream<'_>, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
+    // Room for every draw's pair plus one register of slack for the compressed stores.
+    let mut kept = vec![0u8; 2 * BLOCK_DRAWS + 64];
     let mut draws = [0u16; BLOCK_DRAWS];
-    let mut digits = [0u16; BLOCK_DRAWS];
-    let mut keep = [0u16; BLOCK_DRAWS];
-    let mut kept = [0u16; BLOCK_DRAWS];
     let mut filled = 0;
-    while filled < count {
+    while filled < out.len() {
         for (v, &w) in draws.chunks_exact_mut(4).zip(stream.next_block()) {
             for (half, v) in v.iter_mut().enumerate() {
                 *v = (w >> (16 * half)) as u16;
             }
         }
-        for ((d, k), &v) in digits.iter_mut().zip(&mut keep).zip(&draws) {
-            let r = v % square;
-            let hi = r / B;
-            *d = (hi << 8) | (r - hi * B);
-            *k = u16::from(v < zone);
-        }
-        // Branch-free compaction: every candidate is written, the fill level advances only when
-        // accepted (it stays below BLOCK_DRAWS, so the mask never changes it).
-        let mut accepted = 0usize;
-        for (&d, &k) in digits.iter().zip(&keep) {
-            kept[accepted & (BLOCK_DRAWS - 1)] = d;
-            accepted += usize::from(k);
-        }
-        for (o, d) in out[filled..filled + 2 * accepted].chunks_exact_mut(2).zip(&kept[..accepted]) {
-            o.copy_from_slice(&d.to_le_bytes());
-        }
-        filled += 2 * accepted;
+        #[cfg(target_arch = "x86_64")]
+        let accepted = match simd {
+            Some(simd) => simd.digit_pairs::<B>(&draws, &mut kept),
+            None => digit_pairs::<B>(&draws, &mut kept),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let accepted = digit_pairs::<B>(&draws, &mut kept);
+        let take = accepted.min(out.len() - filled);
+        out[filled..filled + take].copy_from_slice(&kept[..take]);
+        filled += take;
     }
-    out.truncate(count);
+}
+
+/// The accepted digit pairs of `draws` in order, as bytes (low digit first), in `kept`; returns
+/// the number of bytes written.
+fn digit_pairs<const B: u16>(draws: &[u16; BLOCK_DRAWS], kept: &mut [u8]) -> usize {
+    let square: u16 = B * B;
+    // The largest multiple of B^2 not above 2^16 is below 2^16 for every B < 256.
+    let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
+    let mut digits = [0u16; BLOCK_DRAWS];
+    let mut keep = [0u16; BLOCK_DRAWS];
+    for ((d, k), &v) in digits.iter_mut().zip(&mut keep).zip(draws) {
+        let r = v % square;
+        let hi = r / B;
+        *d = (hi << 8) | (r - hi * B);
+        *k = u16::from(v < zone);
+    }
+    // Branch-free compaction: every candidate is written, the fill level advances only when
+    // accepted (it stays below BLOCK_DRAWS, so the mask never changes it).
+    let mut kept_pairs = [0u16; BLOCK_DRAWS];
+    let mut accepted = 0usize;
+    for (&d, &k) in digits.iter().zip(&keep) {
+        kept_pairs[accepted & (BLOCK_DRAWS - 1)] = d;
+        accepted += usize::from(k);
+    }
+    for (o, d) in kept.chunks_exact_mut(2).zip(&kept_pairs[..accepted]) {
+        o.copy_from_slice(&d.to_le_bytes());
+    }
+    2 * accepted
 }
 
 /// The bits of each byte value, least significant first, as 0/1 bytes.
@@ -137,10 +151,9 @@ pub(crate) fn widths<W: ComparisonWord>() -> (usize, usize) {
 pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Vec<u8> {
     let (nb, _) = widths::<W>();
     let mut out = vec![0u8; n * nb];
-    out.par_chunks_mut(CHUNK * nb).enumerate().for_each_init(Vec::new, |pool, (c, chunk)| {
-        sample_below(&mut BlockStream::new(key, c), u32::from(W::PRIME), chunk.len(), pool);
-        chunk.copy_from_slice(pool);
-    });
+    out.par_chunks_mut(CHUNK * nb)
+        .enumerate()
+        .for_each(|(c, chunk)| sample_below(&mut BlockStream::new(key, c), u32::from(W::PRIME), chunk));
     out
 }
 
@@ -156,7 +169,13 @@ fn expand_bits(v: u128, out: &mut [u8; 128]) {
 /// cp: server1's shares of the bits, (r_i - share0_i) mod p, in place of server0's shares.
 pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
     let (nb, _) = widths::<W>();
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
     share0.par_chunks_mut(CHUNK * nb).zip(r.par_chunks(CHUNK)).for_each(|(share0, r)| {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(simd), Some(r)) = (simd, W::as_u64s(r)) {
+            return simd.bit_corrections_z64(r, share0);
+        }
         let p = W::PRIME;
         let mut rbits = [0u8; 128];
         for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
@@ -168,6 +187,25 @@ pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
             }
         }
     });
+}
+
+/// The servers' common random draws for a run of comparisons.
+#[derive(Clone, Copy)]
+pub(crate) struct TermDraws<'a> {
+    /// One byte per element: β in bit 0, the rotation ρ above it.
+    pub(crate) heads: &'a [u8],
+    /// l multipliers minus one per element, in [0, p - 1).
+    pub(crate) s: &'a [u8],
+    /// l zero-share masks per element, in [0, p).
+    pub(crate) u: &'a [u8],
+}
+
+/// Where the blinded terms and the bits β of a run of comparisons go.
+pub(crate) struct TermsOut<'a> {
+    /// l terms per element.
+    pub(crate) d: &'a mut [u8],
+    /// β per element.
+    pub(crate) beta: &'a mut [u8],
 }
 
 /// A server's blinded terms of the private comparison (SecureNN's PrivateCompare, Wagh et al.
@@ -187,10 +225,10 @@ pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
 /// one of the l uniform-looking values is zero, at a uniform position. Writes the terms to `d`
 /// (n·l bytes) and β to `beta` (one byte per element).
 ///
-/// Each chunk draws its randomness in bulk (β and ρ, then all s, then all u), then runs per
-/// element over fixed-size arrays of small integers: the per-bit terms and the blinding are
-/// branch-free loops the compiler vectorises (u16 lanes, constant modulus), the suffix sums a
-/// short scalar scan, and the rotation one fixed-length copy out of a doubled buffer.
+/// Each chunk draws its randomness in bulk (β and ρ, then all s, then all u) into buffers that
+/// stay in cache, then computes the terms element by element: on Z64 with AVX-512 one register
+/// of 64 byte lanes per element (suffix sums by log-step permutes, the rotation one permute),
+/// otherwise [`terms_portable`].
 pub(crate) fn blinded_terms<W: ComparisonWord>(
     c: &[W],
     bits: &[u8],
@@ -200,6 +238,8 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
     beta: &mut [u8],
 ) {
     let (nb, m) = widths::<W>();
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
     d.par_chunks_mut(CHUNK * m)
         .zip(bits.par_chunks(CHUNK * nb))
         .zip(c.par_chunks(CHUNK))
@@ -208,68 +248,92 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
         .for_each_init(
             || (Vec::new(), Vec::new(), Vec::new()),
             |(heads, s, u), (chunk, (((d, bits), c), beta))| {
-                // W::PRIME inside the closure, so the compiler sees the modulus as a constant.
-                // Terms stay below l·(p + 1) + 2p < 2^16 before reduction, so u16 lanes suffice.
-                let p = u16::from(W::PRIME);
-                let own = u16::from(server0);
+                let p = u32::from(W::PRIME);
+                heads.resize(c.len(), 0);
+                s.resize(c.len() * m, 0);
+                u.resize(c.len() * m, 0);
                 let mut stream = BlockStream::new(common, chunk);
-                sample_below(&mut stream, 256, c.len(), heads);
-                sample_below(&mut stream, u32::from(p) - 1, c.len() * m, s);
-                sample_below(&mut stream, u32::from(p), c.len() * m, u);
-                let mut cbits = [0u8; 128];
-                let (mut e, mut w) = ([0u16; 128], [0u16; 128]);
-                let mut twice = [0u8; 256];
-                let elements = d.chunks_exact_mut(m).zip(bits.chunks_exact(nb)).zip(c).zip(beta.iter_mut());
-                let draws = heads.iter().zip(s.chunks_exact(m)).zip(u.chunks_exact(m));
-                for ((((d, bits), &cv), be), ((&head, s), u)) in elements.zip(draws) {
-                    let flip = head & 1 == 1;
-                    let rho = usize::from(head >> 1) & (m - 1);
-                    *be = head & 1;
-                    expand_bits(cv.into(), &mut cbits);
-                    // Per bit: (1 - 2β)(c_i - r_i) + 1 (server0 holding the public part) and
-                    // w_i = c_i + (1 - 2 c_i) r_i, as small integers (reduced once, at the end).
-                    let rows = e[..nb].iter_mut().zip(&mut w[..nb]).zip(bits).zip(&cbits[..nb]);
-                    if flip {
-                        for (((e, w), &r), &ci) in rows {
-                            let (r, ci) = (u16::from(r), u16::from(ci));
-                            *e = r + own * (p + 1) - own * ci;
-                            *w = if ci == 1 { (p - r) + own } else { r };
-                        }
-                    } else {
-                        for (((e, w), &r), &ci) in rows {
-                            let (r, ci) = (u16::from(r), u16::from(ci));
-                            *e = (p - r) + own * (ci + 1);
-                            *w = if ci == 1 { (p - r) + own } else { r };
-                        }
-                    }
-                    // e_i += S_i = sum of w_k for k > i.
-                    let mut suffix = 0u16;
-                    for (e, &w) in e[..nb].iter_mut().zip(&w[..nb]).rev() {
-                        *e += suffix;
-                        suffix += w;
-                    }
-                    e[nb] = if flip { suffix } else { own };
-                    // s_i · e_i ± u_i mod p, written twice so that the rotation is one copy.
-                    let (lo, hi) = twice[..2 * m].split_at_mut(m);
-                    for ((((lo, hi), &s), &u), &e) in lo.iter_mut().zip(hi).zip(s).zip(u).zip(&e[..m]) {
-                        let u = u16::from(u);
-                        let mask = if server0 { u } else { p - u };
-                        let v = (((u16::from(s) + 1) * (e % p) + mask) % p) as u8;
-                        *lo = v;
-                        *hi = v;
-                    }
-                    // Rotation by ρ: term i goes to position (i + ρ) mod l.
-                    d.copy_from_slice(&twice[m - rho..2 * m - rho]);
+                sample_below(&mut stream, 256, heads);
+                sample_below(&mut stream, p - 1, s);
+                sample_below(&mut stream, p, u);
+                let draws = TermDraws { heads, s, u };
+                let out = TermsOut { d, beta };
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(simd), Some(c)) = (simd, W::as_u64s(c)) {
+                    return simd.terms_z64(c, bits, draws, server0, out);
                 }
+                terms_portable(c, bits, draws, server0, out);
             },
         );
+}
+
+/// [`blinded_terms`] for a run of elements, over fixed-size arrays of small integers: the
+/// per-bit terms and the blinding are branch-free loops the compiler vectorises (u16 lanes,
+/// constant modulus), the suffix sums a short scalar scan, and the rotation one fixed-length
+/// copy out of a doubled buffer.
+fn terms_portable<W: ComparisonWord>(c: &[W], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+    let (nb, m) = widths::<W>();
+    // Terms stay below l·(p + 1) + 2p < 2^16 before reduction, so u16 lanes suffice.
+    let p = u16::from(W::PRIME);
+    let own = u16::from(server0);
+    let mut cbits = [0u8; 128];
+    let (mut e, mut w) = ([0u16; 128], [0u16; 128]);
+    let mut twice = [0u8; 256];
+    let elements = out.d.chunks_exact_mut(m).zip(bits.chunks_exact(nb)).zip(c).zip(out.beta.iter_mut());
+    let randomness = draws.heads.iter().zip(draws.s.chunks_exact(m)).zip(draws.u.chunks_exact(m));
+    for ((((d, bits), &cv), be), ((&head, s), u)) in elements.zip(randomness) {
+        let flip = head & 1 == 1;
+        let rho = usize::from(head >> 1) & (m - 1);
+        *be = head & 1;
+        expand_bits(cv.into(), &mut cbits);
+        // Per bit: (1 - 2β)(c_i - r_i) + 1 (server0 holding the public part) and
+        // w_i = c_i + (1 - 2 c_i) r_i, as small integers (reduced once, at the end).
+        let rows = e[..nb].iter_mut().zip(&mut w[..nb]).zip(bits).zip(&cbits[..nb]);
+        if flip {
+            for (((e, w), &r), &ci) in rows {
+                let (r, ci) = (u16::from(r), u16::from(ci));
+                *e = r + own * (p + 1) - own * ci;
+                *w = if ci == 1 { (p - r) + own } else { r };
+            }
+        } else {
+            for (((e, w), &r), &ci) in rows {
+                let (r, ci) = (u16::from(r), u16::from(ci));
+                *e = (p - r) + own * (ci + 1);
+                *w = if ci == 1 { (p - r) + own } else { r };
+            }
+        }
+        // e_i += S_i = sum of w_k for k > i.
+        let mut suffix = 0u16;
+        for (e, &w) in e[..nb].iter_mut().zip(&w[..nb]).rev() {
+            *e += suffix;
+            suffix += w;
+        }
+        e[nb] = if flip { suffix } else { own };
+        // s_i · e_i ± u_i mod p, written twice so that the rotation is one copy.
+        let (lo, hi) = twice[..2 * m].split_at_mut(m);
+        for ((((lo, hi), &s), &u), &e) in lo.iter_mut().zip(hi).zip(s).zip(u).zip(&e[..m]) {
+            let u = u16::from(u);
+            let mask = if server0 { u } else { p - u };
+            let v = (((u16::from(s) + 1) * (e % p) + mask) % p) as u8;
+            *lo = v;
+            *hi = v;
+        }
+        // Rotation by ρ: term i goes to position (i + ρ) mod l.
+        d.copy_from_slice(&twice[m - rho..2 * m - rho]);
+    }
 }
 
 /// cp: for each element, whether the reconstructed terms d0 + d1 (mod p) contain a zero.
 pub(crate) fn has_zero<W: ComparisonWord>(d0: &[u8], d1: &[u8], out: &mut [u8]) {
     let (_, m) = widths::<W>();
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
     out.par_chunks_mut(CHUNK).zip(d0.par_chunks(CHUNK * m).zip(d1.par_chunks(CHUNK * m))).for_each(
         |(out, (d0, d1))| {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(simd) = simd {
+                return simd.has_zero(W::PRIME, m, d0, d1, out);
+            }
             let p = u16::from(W::PRIME);
             for (o, (a, b)) in out.iter_mut().zip(d0.chunks_exact(m).zip(d1.chunks_exact(m))) {
                 *o = a.iter().zip(b).fold(0u8, |acc, (&x, &y)| {
@@ -316,14 +380,14 @@ mod tests {
             let key = PrgKey::from_seed(u64::from(bound));
             for count in [0, 1, 2, 17, 16_383, 16_384, 40_000] {
                 let mut stream = BlockStream::new(&key, 3);
-                let mut a = vec![9u8; 5];
-                sample_below(&mut stream, bound, count, &mut a);
+                let mut a = vec![9u8; count];
+                sample_below(&mut stream, bound, &mut a);
                 let (expected, blocks) = reference_sample(&key, 3, bound, count);
                 assert_eq!(a, expected, "bound {bound}, count {count}");
                 assert_eq!(stream.blocks, blocks, "bound {bound}, count {count}");
             }
-            let mut a = Vec::new();
-            sample_below(&mut BlockStream::new(&key, 3), bound, 40_000, &mut a);
+            let mut a = vec![0u8; 40_000];
+            sample_below(&mut BlockStream::new(&key, 3), bound, &mut a);
             assert!(a.iter().all(|&v| u32::from(v) < bound));
             let mut seen = vec![false; bound as usize];
             a.iter().for_each(|&v| seen[v as usize] = true);
@@ -345,5 +409,51 @@ mod tests {
         d1[0] = 0;
         has_zero::<u64>(&d0, &d1, &mut out);
         assert_eq!(out, vec![1, 1]);
+    }
+}
+
+#[cfg(test)]
+mod timing_tmp {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn time_kernels() {
+        let n = 1_000_000;
+        let key = PrgKey::from_seed(1);
+        let c: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e3779b97f4a7c15)).collect();
+        let t = |name: &str, f: &mut dyn FnMut()| {
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                let s = std::time::Instant::now();
+                f();
+                v.push(s.elapsed().as_secs_f64() * 1e3);
+            }
+            v.sort_by(f64::total_cmp);
+            println!("{name}: {:.1} ms", v[2]);
+        };
+        let mut bits = Vec::new();
+        t("seeded_bit_shares", &mut || bits = seeded_bit_shares::<u64>(&key, n));
+        let mut b2 = bits.clone();
+        t("bit_corrections", &mut || bit_corrections::<u64>(&c, &mut b2));
+        let mut d = vec![0u8; n * 64];
+        let mut beta = vec![0u8; n];
+        t("blinded_terms", &mut || blinded_terms::<u64>(&c, &bits, &key, true, &mut d, &mut beta));
+        let d1 = d.clone();
+        let mut z = vec![0u8; n];
+        t("has_zero", &mut || has_zero::<u64>(&d, &d1, &mut z));
+        let mut out = vec![0u8; n * 64];
+        t("sample67 64M", &mut || {
+            out.par_chunks_mut(CHUNK * 64).enumerate().for_each(|(c, chunk)| {
+                sample_below(&mut BlockStream::new(&key, c), 67, chunk);
+            })
+        });
+        t("sample66 64M", &mut || {
+            out.par_chunks_mut(CHUNK * 64).enumerate().for_each(|(c, chunk)| {
+                sample_below(&mut BlockStream::new(&key, c), 66, chunk);
+            })
+        });
+        t("alloc64MB", &mut || { let v = vec![0u8; n * 64]; std::hint::black_box(&v); });
+        let mut w = vec![0u64; 2048];
+        t("prg 128MB", &mut || for i in 0..(n * 128 / 16384) { pond_core::prg::fill_u64(&key, i as u64, &mut w); });
     }
 }

@@ -66,6 +66,8 @@
 //! n elements of Z64 (B = 8 bytes, l = 64): DReLU server n·(B + l) each, cp n·(l - 1 + B);
 //! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B); two rounds each.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod cost;
 mod kernels;
 mod ops;
@@ -92,6 +94,8 @@ pub trait ComparisonWord: Word + Into<u128> {
     fn bit(self, i: u32) -> u8;
     /// The word 0 or 1.
     fn from_bit(b: u8) -> Self;
+    /// The same words as `u64`s, for the kernels specialised to Z64 (`None` for other widths).
+    fn as_u64s(words: &[Self]) -> Option<&[u64]>;
 }
 
 impl ComparisonWord for u64 {
@@ -103,6 +107,9 @@ impl ComparisonWord for u64 {
     fn from_bit(b: u8) -> Self {
         u64::from(b)
     }
+    fn as_u64s(words: &[u64]) -> Option<&[u64]> {
+        Some(words)
+    }
 }
 
 impl ComparisonWord for u128 {
@@ -113,6 +120,9 @@ impl ComparisonWord for u128 {
     }
     fn from_bit(b: u8) -> Self {
         u128::from(b)
+    }
+    fn as_u64s(_: &[u128]) -> Option<&[u64]> {
+        None
     }
 }
 
