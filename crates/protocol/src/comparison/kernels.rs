@@ -176,17 +176,23 @@ pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
         if let (Some(simd), Some(r)) = (simd, W::as_u64s(r)) {
             return simd.bit_corrections_z64(r, share0);
         }
-        let p = W::PRIME;
-        let mut rbits = [0u8; 128];
-        for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
-            expand_bits(rv.into(), &mut rbits);
-            // share0 < p, so r_i + p - share0 is in [1, p + 1]: one conditional subtraction.
-            for (b, &ri) in bits.iter_mut().zip(&rbits[..nb]) {
-                let v = ri + (p - *b);
-                *b = if v >= p { v - p } else { v };
-            }
-        }
+        bit_corrections_portable(r, share0);
     });
+}
+
+/// [`bit_corrections`] for a run of elements, one bit at a time.
+fn bit_corrections_portable<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
+    let (nb, _) = widths::<W>();
+    let p = W::PRIME;
+    let mut rbits = [0u8; 128];
+    for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
+        expand_bits(rv.into(), &mut rbits);
+        // share0 < p, so r_i + p - share0 is in [1, p + 1]: one conditional subtraction.
+        for (b, &ri) in bits.iter_mut().zip(&rbits[..nb]) {
+            let v = ri + (p - *b);
+            *b = if v >= p { v - p } else { v };
+        }
+    }
 }
 
 /// The servers' common random draws for a run of comparisons.
@@ -334,15 +340,20 @@ pub(crate) fn has_zero<W: ComparisonWord>(d0: &[u8], d1: &[u8], out: &mut [u8]) 
             if let Some(simd) = simd {
                 return simd.has_zero(W::PRIME, m, d0, d1, out);
             }
-            let p = u16::from(W::PRIME);
-            for (o, (a, b)) in out.iter_mut().zip(d0.chunks_exact(m).zip(d1.chunks_exact(m))) {
-                *o = a.iter().zip(b).fold(0u8, |acc, (&x, &y)| {
-                    let s = u16::from(x) + u16::from(y);
-                    acc | u8::from(s == 0) | u8::from(s == p)
-                });
-            }
+            has_zero_portable(W::PRIME, m, d0, d1, out);
         },
     );
+}
+
+/// [`has_zero`] for a run of elements of `m` terms each.
+fn has_zero_portable(p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
+    let p = u16::from(p);
+    for (o, (a, b)) in out.iter_mut().zip(d0.chunks_exact(m).zip(d1.chunks_exact(m))) {
+        *o = a.iter().zip(b).fold(0u8, |acc, (&x, &y)| {
+            let s = u16::from(x) + u16::from(y);
+            acc | u8::from(s == 0) | u8::from(s == p)
+        });
+    }
 }
 
 #[cfg(test)]
@@ -410,50 +421,75 @@ mod tests {
         has_zero::<u64>(&d0, &d1, &mut out);
         assert_eq!(out, vec![1, 1]);
     }
-}
 
-#[cfg(test)]
-mod timing_tmp {
-    use super::*;
+    /// Random bytes below `bound`, with the extremes first.
+    fn below(key: &PrgKey, stream: usize, bound: u32, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        sample_below(&mut BlockStream::new(key, stream), bound, &mut v);
+        v[..2.min(n)].copy_from_slice(&[0, (bound - 1) as u8][..2.min(n)]);
+        v
+    }
+
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    #[ignore]
-    fn time_kernels() {
-        let n = 1_000_000;
-        let key = PrgKey::from_seed(1);
-        let c: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e3779b97f4a7c15)).collect();
-        let t = |name: &str, f: &mut dyn FnMut()| {
-            let mut v = Vec::new();
-            for _ in 0..5 {
-                let s = std::time::Instant::now();
-                f();
-                v.push(s.elapsed().as_secs_f64() * 1e3);
-            }
-            v.sort_by(f64::total_cmp);
-            println!("{name}: {:.1} ms", v[2]);
+    fn vector_kernels_equal_the_portable_ones() {
+        let Some(simd) = Avx512::detect() else {
+            eprintln!("no AVX-512 BW/VBMI/VBMI2 on this CPU: only the portable kernels run");
+            return;
         };
-        let mut bits = Vec::new();
-        t("seeded_bit_shares", &mut || bits = seeded_bit_shares::<u64>(&key, n));
-        let mut b2 = bits.clone();
-        t("bit_corrections", &mut || bit_corrections::<u64>(&c, &mut b2));
-        let mut d = vec![0u8; n * 64];
-        let mut beta = vec![0u8; n];
-        t("blinded_terms", &mut || blinded_terms::<u64>(&c, &bits, &key, true, &mut d, &mut beta));
-        let d1 = d.clone();
-        let mut z = vec![0u8; n];
-        t("has_zero", &mut || has_zero::<u64>(&d, &d1, &mut z));
-        let mut out = vec![0u8; n * 64];
-        t("sample67 64M", &mut || {
-            out.par_chunks_mut(CHUNK * 64).enumerate().for_each(|(c, chunk)| {
-                sample_below(&mut BlockStream::new(&key, c), 67, chunk);
-            })
-        });
-        t("sample66 64M", &mut || {
-            out.par_chunks_mut(CHUNK * 64).enumerate().for_each(|(c, chunk)| {
-                sample_below(&mut BlockStream::new(&key, c), 66, chunk);
-            })
-        });
-        t("alloc64MB", &mut || { let v = vec![0u8; n * 64]; std::hint::black_box(&v); });
-        let mut w = vec![0u64; 2048];
-        t("prg 128MB", &mut || for i in 0..(n * 128 / 16384) { pond_core::prg::fill_u64(&key, i as u64, &mut w); });
+        let key = PrgKey::from_seed(21);
+        let mut words = vec![0u64; BLOCK_WORDS];
+        fill_u64(&key, 4, &mut words);
+        let draws: Vec<u16> = words.iter().flat_map(|w| (0..4).map(move |h| (w >> (16 * h)) as u16)).collect();
+        let draws: &[u16; BLOCK_DRAWS] = draws.as_slice().try_into().expect("one block");
+        let check = |portable: usize, vector: usize, a: &[u8], b: &[u8]| {
+            assert_eq!(portable, vector);
+            assert_eq!(a[..portable], b[..vector]);
+        };
+        let (mut a, mut b) = (vec![0u8; 2 * BLOCK_DRAWS + 64], vec![0u8; 2 * BLOCK_DRAWS + 64]);
+        check(digit_pairs::<66>(draws, &mut a), simd.digit_pairs::<66>(draws, &mut b), &a, &b);
+        check(digit_pairs::<67>(draws, &mut a), simd.digit_pairs::<67>(draws, &mut b), &a, &b);
+        check(digit_pairs::<130>(draws, &mut a), simd.digit_pairs::<130>(draws, &mut b), &a, &b);
+        check(digit_pairs::<131>(draws, &mut a), simd.digit_pairs::<131>(draws, &mut b), &a, &b);
+
+        // Terms: opened values at the edges (0, -1, the extremes, one ulp from them) and random.
+        let n = 4000;
+        let mut c = vec![0u64; n];
+        fill_u64(&key, 5, &mut c);
+        let edges = [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, (1 << 62) - 1];
+        c[..edges.len()].copy_from_slice(&edges);
+        let mut r = vec![0u64; n];
+        fill_u64(&key, 6, &mut r);
+        r[..edges.len()].copy_from_slice(&edges);
+        let bits = below(&key, 7, 67, 63 * n);
+        let (heads, s, u) = (below(&key, 8, 256, n), below(&key, 9, 66, 64 * n), below(&key, 10, 67, 64 * n));
+        for server0 in [false, true] {
+            let draws = TermDraws { heads: &heads, s: &s, u: &u };
+            let (mut d0, mut beta0) = (vec![0u8; 64 * n], vec![0u8; n]);
+            let (mut d1, mut beta1) = (vec![0u8; 64 * n], vec![0u8; n]);
+            terms_portable(&c, &bits, draws, server0, TermsOut { d: &mut d0, beta: &mut beta0 });
+            simd.terms_z64(&c, &bits, draws, server0, TermsOut { d: &mut d1, beta: &mut beta1 });
+            assert_eq!(beta0, beta1);
+            assert_eq!(d0, d1, "server0: {server0}");
+        }
+
+        let (mut a, mut b) = (bits.clone(), bits);
+        bit_corrections_portable(&r, &mut a);
+        simd.bit_corrections_z64(&r, &mut b);
+        assert_eq!(a, b);
+
+        // Zero test, including sums that pass 255 for p = 131.
+        for (p, m) in [(67u8, 64), (131, 128)] {
+            let mut d0 = below(&key, 11, u32::from(p), m * n);
+            let d1 = below(&key, 12, u32::from(p), m * n);
+            d0[..m].fill(p - 1);
+            d0[m..2 * m].fill(0);
+            d0[2 * m + 5] = (p - d1[2 * m + 5]) % p;
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            has_zero_portable(p, m, &d0, &d1, &mut a);
+            simd.has_zero(p, m, &d0, &d1, &mut b);
+            assert_eq!(a, b, "p = {p}");
+            assert_eq!(a[2], 1);
+        }
     }
 }

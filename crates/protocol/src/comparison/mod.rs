@@ -343,20 +343,22 @@ fn compare<R: ComparisonRing>(
     let opened = match z {
         Some(z) => {
             let mut msg: Vec<R::Word> = Vec::with_capacity(n * (1 + width));
-            msg.extend(z.iter().zip(&material.r).map(|(&z, &r)| z.wadd(r)));
+            z.par_iter().zip(&material.r).map(|(&z, &r)| z.wadd(r)).collect_into_vec(&mut msg);
             if let (Some(v), Some(a)) = (extra, a_words.as_deref()) {
-                msg.extend(v.iter().zip(a).map(|(&v, &a)| v.wsub(a)));
+                msg.par_extend(v.par_iter().zip(a).map(|(&v, &a)| v.wsub(a)));
             }
             let msg = R::from_words(&[msg.len()], msg)?;
-            let opened = s.open(tag, &msg)?;
-            Some(R::words(&opened)?.into_owned())
+            Some(s.open(tag, &msg)?)
         }
         None => None,
     };
+    let opened = opened.as_ref().map(R::words).transpose()?;
 
     // Round 2: blinded terms to cp; cp answers with shares of γ, r·γ and a·γ.
     let tag = s.next_tag();
-    let dealt_len = n * (1 + usize::from(want_relu) + width);
+    let relu_len = if want_relu { n } else { 0 };
+    let dealt_len = n + relu_len + n * width;
+    let top = R::Word::BITS - 1;
     let mut beta = Vec::new();
     if let Some(opened) = &opened {
         let peer = s.role().peer().ok_or_else(|| ProtocolError::Usage {
@@ -382,17 +384,26 @@ fn compare<R: ComparisonRing>(
         }
         let mut zero = vec![0u8; n];
         kernels::has_zero::<R::Word>(&d[0], &d[1], &mut zero);
-        let top = R::Word::BITS - 1;
-        let gamma: Vec<R::Word> =
-            zero.par_iter().zip(&material.r).map(|(&z, &r)| R::Word::from_bit(z ^ r.bit(top))).collect();
-        let mut value = Vec::with_capacity(dealt_len);
-        value.extend_from_slice(&gamma);
-        if want_relu {
-            value.extend(gamma.iter().zip(&material.r).map(|(&g, &r)| g.wmul(r)));
-        }
+        drop(d);
+        // γ, then r·γ, then a·γ (width entries per element), in one parallel pass per chunk.
+        let mut value = vec![R::Word::default(); dealt_len];
+        let (gamma, rest) = value.split_at_mut(n);
+        let (rg, ag) = rest.split_at_mut(relu_len);
+        gamma.par_chunks_mut(kernels::CHUNK).zip(zero.par_chunks(kernels::CHUNK)).zip(material.r.par_chunks(kernels::CHUNK)).for_each(
+            |((g, zero), r)| {
+                for ((g, &z), &r) in g.iter_mut().zip(zero).zip(r) {
+                    *g = R::Word::from_bit(z ^ r.bit(top));
+                }
+            },
+        );
+        let gamma = &*gamma;
+        rg.par_iter_mut().zip(gamma).zip(&material.r).for_each(|((o, &g), &r)| *o = g.wmul(r));
         if let Some(a) = a_words.as_deref() {
-            value
-                .extend(a.chunks_exact(width.max(1)).zip(&gamma).flat_map(|(a, &g)| a.iter().map(move |&a| a.wmul(g))));
+            ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).for_each(|((o, a), &g)| {
+                for (o, &a) in o.iter_mut().zip(a) {
+                    *o = a.wmul(g);
+                }
+            });
         }
         Some(value)
     } else {
@@ -400,45 +411,36 @@ fn compare<R: ComparisonRing>(
     };
     let dealt =
         deal_value(s, tag, purpose::PRODUCT, &[dealt_len], || R::from_words(&[dealt_len], value.unwrap_or_default()))?;
-    let Some(opened) = opened else {
+    let (Some(opened), Some(z)) = (opened, z) else {
         return Ok(Selected { delta: Vec::new(), relu: Vec::new(), extras: Vec::new() });
     };
     let dealt = R::words(dealt.tensor())?;
 
     // Local: t = 1 XOR c_h XOR β; δ = t + (1 - 2t)γ; δ·z = t·z + (1 - 2t)(c·γ - r·γ);
     // δ·v = t·v + (1 - 2t)((v - a)·γ + a·γ).
-    let top = R::Word::BITS - 1;
-    let t: Vec<bool> = opened[..n].par_iter().zip(&beta).map(|(&c, &b)| (1 ^ c.bit(top) ^ b) == 1).collect();
     let one = R::Word::from_bit(u8::from(server0));
-    let gamma = &dealt[..n];
+    let (gamma, rest) = dealt.split_at(n);
+    let (rg, ag) = rest.split_at(relu_len);
+    let (c, e) = opened.split_at(n);
+    let flipped = |k: usize| (1 ^ c[k].bit(top) ^ beta[k]) == 1;
     let select = |t: bool, plain: R::Word, flipped: R::Word| if t { plain.wsub(flipped) } else { flipped };
-    let delta: Vec<R::Word> = t.par_iter().zip(gamma).map(|(&t, &g)| select(t, one, g)).collect();
-    let relu = match z {
-        Some(z) if want_relu => {
-            let rg = &dealt[n..2 * n];
-            (0..n)
-                .into_par_iter()
-                .map(|k| {
-                    // x·γ = (c - r)·γ: c is public, r·γ was dealt.
-                    select(t[k], z[k], opened[k].wmul(gamma[k]).wsub(rg[k]))
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
-    let extras = match extra {
-        Some(v) if width > 0 => {
-            let ag = &dealt[n * (1 + usize::from(want_relu))..];
-            let e = &opened[n..];
-            (0..n * width)
-                .into_par_iter()
-                .map(|j| {
-                    let k = j / width;
-                    select(t[k], v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
+    let mut delta = Vec::with_capacity(n);
+    (0..n).into_par_iter().map(|k| select(flipped(k), one, gamma[k])).collect_into_vec(&mut delta);
+    let mut relu = Vec::with_capacity(relu_len);
+    (0..relu_len)
+        .into_par_iter()
+        // x·γ = (c - r)·γ: c is public, r·γ was dealt.
+        .map(|k| select(flipped(k), z[k], c[k].wmul(gamma[k]).wsub(rg[k])))
+        .collect_into_vec(&mut relu);
+    let mut extras = Vec::with_capacity(n * width);
+    if let Some(v) = extra {
+        (0..n * width)
+            .into_par_iter()
+            .map(|j| {
+                let k = j / width;
+                select(flipped(k), v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
+            })
+            .collect_into_vec(&mut extras);
+    }
     Ok(Selected { delta, relu, extras })
 }
