@@ -28,13 +28,14 @@ impl Avx512 {
         .then_some(Avx512 { _detected: () })
     }
 
-    /// The accepted digit pairs of `draws` (see `kernels::sample_below`), written to `kept` in
-    /// order; returns the number of bytes written. `draws.len()` is a multiple of 32 and `kept`
-    /// has room for 2·draws.len() + 64 bytes (a compressed store writes a whole register).
-    pub(super) fn digit_pairs<const B: u16>(self, draws: &[u16], kept: &mut [u8]) -> usize {
-        assert!(draws.len() % 32 == 0 && kept.len() >= 2 * draws.len() + 64, "digit_pairs buffer sizes");
+    /// The accepted digit pairs of the 16-bit draws in `words` (see `kernels::sample_below`),
+    /// written to `kept` in order; returns the number of bytes written. `words.len()` is a
+    /// multiple of 8 and `kept` has room for 8·words.len() + 64 bytes (a compressed store writes
+    /// a whole register).
+    pub(super) fn digit_pairs<const B: u16>(self, words: &[u64], kept: &mut [u8]) -> usize {
+        assert!(words.len() % 8 == 0 && kept.len() >= 8 * words.len() + 64, "digit_pairs buffer sizes");
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
-        unsafe { digit_pairs::<B>(draws, kept) }
+        unsafe { digit_pairs::<B>(words, kept) }
     }
 
     /// The blinded terms of Z64 comparisons (see `kernels::blinded_terms`): per element one
@@ -71,24 +72,29 @@ impl Avx512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
-fn digit_pairs<const B: u16>(draws: &[u16], kept: &mut [u8]) -> usize {
+fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
     let square = B * B;
     let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
     let zone_v = _mm512_set1_epi16(zone as i16);
     let mut filled = 0;
-    for group in draws.chunks_exact(32) {
+    for group in words.chunks_exact(8) {
+        // The 16-bit lanes of the words are their halves, low half first (x86 is little-endian).
+        // SAFETY: `group` is 64 readable bytes; unaligned loads are allowed.
+        let v = unsafe { _mm512_loadu_si512(group.as_ptr().cast()) };
+        let mut draws = [0u16; 32];
+        // SAFETY: `draws` is 64 writable bytes.
+        unsafe { _mm512_storeu_si512(draws.as_mut_ptr().cast(), v) };
         let mut digits = [0u16; 32];
-        for (d, &v) in digits.iter_mut().zip(group) {
+        for (d, &v) in digits.iter_mut().zip(&draws) {
             let r = v % square;
             let hi = r / B;
             *d = (hi << 8) | (r - hi * B);
         }
-        // SAFETY: both are 32 readable u16s; unaligned loads are allowed.
-        let (v, digits) =
-            unsafe { (_mm512_loadu_si512(group.as_ptr().cast()), _mm512_loadu_si512(digits.as_ptr().cast())) };
+        // SAFETY: `digits` is 64 readable bytes.
+        let digits = unsafe { _mm512_loadu_si512(digits.as_ptr().cast()) };
         let keep = _mm512_cmplt_epu16_mask(v, zone_v);
-        // SAFETY: filled <= 2 · (draws before this group), so kept[filled..filled + 64] is in
-        // bounds by the caller's size check.
+        // SAFETY: filled <= the bytes of the groups before this one, so kept[filled..filled + 64]
+        // is in bounds by the caller's size check.
         unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), _mm512_maskz_compress_epi16(keep, digits)) };
         filled += 2 * keep.count_ones() as usize;
     }

@@ -13,44 +13,55 @@ use rayon::prelude::*;
 
 /// Elements per parallel chunk (each chunk has its own PRG sub-stream).
 pub(crate) const CHUNK: usize = 2048;
-/// 64-bit words drawn from the PRG per refill of a [`BlockStream`].
+/// 64-bit words drawn from the PRG per refill of a [`DrawStream`].
 const BLOCK_WORDS: usize = 2048;
+/// The unit in which keystream is consumed: 8 words, 64 bytes (32 16-bit draws, one AVX-512
+/// register).
+const GROUP: usize = 8;
 
-/// Uniform 64-bit words from one sub-stream of a derived key, a block at a time: chunk `c`
-/// reads streams `(c << 24) | i` for blocks i = 0, 1, ..., so chunks never share a stream.
-pub(crate) struct BlockStream<'k> {
+/// The keystream of one chunk, uniform 64-bit words, a block at a time: chunk `c` reads
+/// streams `(c << 24) | i` for blocks i = 0, 1, ..., so chunks never share a stream. It is
+/// consumed in groups of [`GROUP`] words, and successive samplings continue where the previous
+/// one stopped, so little keystream is discarded.
+pub(crate) struct DrawStream<'k> {
     key: &'k PrgKey,
     chunk: u64,
     blocks: u64,
     words: Vec<u64>,
+    /// Read position in `words`, a multiple of [`GROUP`].
+    pos: usize,
 }
 
-impl<'k> BlockStream<'k> {
+impl<'k> DrawStream<'k> {
     pub(crate) fn new(key: &'k PrgKey, chunk: usize) -> Self {
-        BlockStream { key, chunk: chunk as u64, blocks: 0, words: vec![0; BLOCK_WORDS] }
+        DrawStream { key, chunk: chunk as u64, blocks: 0, words: vec![0; BLOCK_WORDS], pos: BLOCK_WORDS }
     }
 
-    fn next_block(&mut self) -> &[u64] {
-        fill_u64(self.key, (self.chunk << 24) | self.blocks, &mut self.words);
-        self.blocks += 1;
-        &self.words
+    /// The next at most `groups` groups of keystream (at least one).
+    fn take_groups(&mut self, groups: usize) -> &[u64] {
+        if self.pos == BLOCK_WORDS {
+            fill_u64(self.key, (self.chunk << 24) | self.blocks, &mut self.words);
+            self.blocks += 1;
+            self.pos = 0;
+        }
+        let start = self.pos;
+        self.pos = (start + groups.max(1) * GROUP).min(BLOCK_WORDS);
+        &self.words[start..self.pos]
     }
 }
-
-/// 16-bit draws per block.
-const BLOCK_DRAWS: usize = BLOCK_WORDS * 4;
 
 /// Fills `out` with values uniform in [0, bound), exactly: each 16-bit draw v (the four 16-bit
-/// halves of each word, low half first) below the largest multiple of bound^2 that fits yields
-/// the two digits of v mod bound^2 in base `bound`, low digit first; other draws are rejected.
-/// Whole blocks are consumed until `out` is full and what is left of the last block is
-/// discarded, so the output (and the position in the stream afterwards) depends only on the
-/// stream. For bound 256 nothing is rejected and the values are the stream's bytes.
+/// halves of each word, low half first) below the largest multiple of bound^2 that fits yields the two
+/// digits of v mod bound^2 in base `bound`, low digit first; other draws are rejected. For
+/// bound 256 nothing is rejected and the values are the words' little-endian bytes. The keystream
+/// is read in groups of 8 words up to the end of the group in which `out` is completed (the rest of
+/// that group is discarded), so the output and the position afterwards depend only on the
+/// stream.
 ///
-/// Per block, the digits and the acceptance of all draws are computed in one vectorisable pass
-/// (u16 arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2
+/// The digits and the acceptance of a run of draws are computed in one vectorisable pass (u16
+/// arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2
 /// compression when the CPU has it, branch-free scalar code otherwise.
-pub(crate) fn sample_below(stream: &mut BlockStream<'_>, bound: u32, out: &mut [u8]) {
+pub(crate) fn sample_below(stream: &mut DrawStream<'_>, bound: u32, out: &mut [u8]) {
     match bound {
         66 => sample_digits::<66>(stream, out),
         67 => sample_digits::<67>(stream, out),
@@ -61,68 +72,59 @@ pub(crate) fn sample_below(stream: &mut BlockStream<'_>, bound: u32, out: &mut [
     }
 }
 
-/// [`sample_below`] for bound 256: the stream's little-endian bytes, whole blocks at a time.
-fn sample_bytes(stream: &mut BlockStream<'_>, out: &mut [u8]) {
-    for block in out.chunks_mut(BLOCK_WORDS * 8) {
-        for (o, w) in block.chunks_mut(8).zip(stream.next_block()) {
+/// [`sample_below`] for bound 256: the words' little-endian bytes.
+fn sample_bytes(stream: &mut DrawStream<'_>, out: &mut [u8]) {
+    let mut filled = 0;
+    while filled < out.len() {
+        let words = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
+        for (o, w) in out[filled..].chunks_mut(8).zip(words) {
             o.copy_from_slice(&w.to_le_bytes()[..o.len()]);
         }
+        filled = out.len().min(filled + 8 * words.len());
     }
 }
 
 /// [`sample_below`] for a bound B below 256 (so B^2 < 2^16 and a digit fits in a byte).
-fn sample_digits<const B: u16>(stream: &mut BlockStream<'_>, out: &mut [u8]) {
+fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     let simd = Avx512::detect();
-    // Room for every draw's pair plus one register of slack for the compressed stores.
-    let mut kept = vec![0u8; 2 * BLOCK_DRAWS + 64];
-    let mut draws = [0u16; BLOCK_DRAWS];
+    // Room for a block's pairs plus one register of slack for the compressed stores.
+    let mut kept = vec![0u8; 8 * BLOCK_WORDS + 64];
     let mut filled = 0;
     while filled < out.len() {
-        for (v, &w) in draws.chunks_exact_mut(4).zip(stream.next_block()) {
-            for (half, v) in v.iter_mut().enumerate() {
-                *v = (w >> (16 * half)) as u16;
-            }
-        }
+        // A group yields at most 64 bytes, so this many groups never read past the group that
+        // completes `out`.
+        let draws = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
         #[cfg(target_arch = "x86_64")]
         let accepted = match simd {
-            Some(simd) => simd.digit_pairs::<B>(&draws, &mut kept),
-            None => digit_pairs::<B>(&draws, &mut kept),
+            Some(simd) => simd.digit_pairs::<B>(draws, &mut kept),
+            None => digit_pairs::<B>(draws, &mut kept),
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let accepted = digit_pairs::<B>(&draws, &mut kept);
+        let accepted = digit_pairs::<B>(draws, &mut kept);
         let take = accepted.min(out.len() - filled);
         out[filled..filled + take].copy_from_slice(&kept[..take]);
         filled += take;
     }
 }
 
-/// The accepted digit pairs of `draws` in order, as bytes (low digit first), in `kept`; returns
-/// the number of bytes written.
-fn digit_pairs<const B: u16>(draws: &[u16; BLOCK_DRAWS], kept: &mut [u8]) -> usize {
+/// The accepted digit pairs of the 16-bit draws in `words` in order, as bytes (low digit first),
+/// in `kept` (room for 8·words.len() + 2 bytes); returns the number of bytes written.
+fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
     let square: u16 = B * B;
     // The largest multiple of B^2 not above 2^16 is below 2^16 for every B < 256.
     let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
-    let mut digits = [0u16; BLOCK_DRAWS];
-    let mut keep = [0u16; BLOCK_DRAWS];
-    for ((d, k), &v) in digits.iter_mut().zip(&mut keep).zip(draws) {
+    // Branch-free compaction: every candidate is written, the fill level advances only when
+    // the draw is accepted.
+    let mut filled = 0;
+    for v in words.iter().flat_map(|&w| (0..4).map(move |half| (w >> (16 * half)) as u16)) {
         let r = v % square;
         let hi = r / B;
-        *d = (hi << 8) | (r - hi * B);
-        *k = u16::from(v < zone);
+        kept[filled] = (r - hi * B) as u8;
+        kept[filled + 1] = hi as u8;
+        filled += 2 * usize::from(v < zone);
     }
-    // Branch-free compaction: every candidate is written, the fill level advances only when
-    // accepted (it stays below BLOCK_DRAWS, so the mask never changes it).
-    let mut kept_pairs = [0u16; BLOCK_DRAWS];
-    let mut accepted = 0usize;
-    for (&d, &k) in digits.iter().zip(&keep) {
-        kept_pairs[accepted & (BLOCK_DRAWS - 1)] = d;
-        accepted += usize::from(k);
-    }
-    for (o, d) in kept.chunks_exact_mut(2).zip(&kept_pairs[..accepted]) {
-        o.copy_from_slice(&d.to_le_bytes());
-    }
-    2 * accepted
+    filled
 }
 
 /// The bits of each byte value, least significant first, as 0/1 bytes.
@@ -153,7 +155,7 @@ pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Ve
     let mut out = vec![0u8; n * nb];
     out.par_chunks_mut(CHUNK * nb)
         .enumerate()
-        .for_each(|(c, chunk)| sample_below(&mut BlockStream::new(key, c), u32::from(W::PRIME), chunk));
+        .for_each(|(c, chunk)| sample_below(&mut DrawStream::new(key, c), u32::from(W::PRIME), chunk));
     out
 }
 
@@ -258,7 +260,7 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
                 heads.resize(c.len(), 0);
                 s.resize(c.len() * m, 0);
                 u.resize(c.len() * m, 0);
-                let mut stream = BlockStream::new(common, chunk);
+                let mut stream = DrawStream::new(common, chunk);
                 sample_below(&mut stream, 256, heads);
                 sample_below(&mut stream, p - 1, s);
                 sample_below(&mut stream, p, u);
@@ -360,45 +362,71 @@ fn has_zero_portable(p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
 mod tests {
     use super::*;
 
-    /// The definition of [`sample_below`], one draw at a time (the reference for the
-    /// vectorised kernel): returns the values and the number of blocks read.
-    fn reference_sample(key: &PrgKey, chunk: usize, bound: u32, count: usize) -> (Vec<u8>, u64) {
-        let square = bound * bound;
-        let zone = (1 << 16) / square * square;
-        let mut stream = BlockStream::new(key, chunk);
+    /// The definition of [`sample_below`], one draw at a time, on the chunk's whole keystream
+    /// `words` from word `pos` on: returns the values and moves `pos` past the group in which
+    /// they were completed.
+    fn reference_sample(words: &[u64], pos: &mut usize, bound: u32, count: usize) -> Vec<u8> {
         let mut out = Vec::new();
+        let mut next = *pos;
         while out.len() < count {
-            for &w in stream.next_block() {
-                for half in 0..4 {
-                    let v = ((w >> (16 * half)) & 0xffff) as u32;
-                    if v < zone {
-                        out.extend([((v % square) % bound) as u8, ((v % square) / bound) as u8]);
-                    }
+            let w = words[next];
+            next += 1;
+            if bound == 256 {
+                out.extend(w.to_le_bytes());
+                continue;
+            }
+            let square = bound * bound;
+            let zone = (1 << 16) / square * square;
+            for half in 0..4 {
+                let v = ((w >> (16 * half)) & 0xffff) as u32;
+                if out.len() < count && v < zone {
+                    out.extend([((v % square) % bound) as u8, ((v % square) / bound) as u8]);
                 }
             }
         }
+        if next > *pos {
+            *pos = next.div_ceil(GROUP) * GROUP;
+        }
         out.truncate(count);
-        (out, stream.blocks)
+        out
     }
 
     #[test]
     fn sampling_below_a_bound_is_exact_and_deterministic() {
+        let key = PrgKey::from_seed(66);
+        let mut words = vec![0u64; 40 * BLOCK_WORDS];
+        for (i, block) in words.chunks_exact_mut(BLOCK_WORDS).enumerate() {
+            fill_u64(&key, (3 << 24) | i as u64, block);
+        }
+        // Successive samplings of one stream continue where the previous one stopped.
+        let plan: [(u32, usize); 12] = [
+            (256, 2048),
+            (66, 131_072),
+            (67, 131_072),
+            (130, 1),
+            (131, 0),
+            (256, 3),
+            (67, 16_383),
+            (256, 16_384),
+            (131, 17),
+            (66, 64),
+            (67, 65),
+            (256, 1),
+        ];
+        let mut stream = DrawStream::new(&key, 3);
+        let mut pos = 0;
+        for (bound, count) in plan {
+            let mut a = vec![9u8; count];
+            sample_below(&mut stream, bound, &mut a);
+            assert_eq!(a, reference_sample(&words, &mut pos, bound, count), "bound {bound}, count {count}");
+            assert_eq!(((stream.blocks as usize - 1) * BLOCK_WORDS + stream.pos) % BLOCK_WORDS, pos % BLOCK_WORDS);
+        }
         for bound in [66u32, 67, 130, 131, 256] {
             // Every pair of digits comes from the same number of accepted draws.
             let square = bound * bound;
-            let zone = (1 << 16) / square * square;
-            assert_eq!(zone % square, 0);
-            let key = PrgKey::from_seed(u64::from(bound));
-            for count in [0, 1, 2, 17, 16_383, 16_384, 40_000] {
-                let mut stream = BlockStream::new(&key, 3);
-                let mut a = vec![9u8; count];
-                sample_below(&mut stream, bound, &mut a);
-                let (expected, blocks) = reference_sample(&key, 3, bound, count);
-                assert_eq!(a, expected, "bound {bound}, count {count}");
-                assert_eq!(stream.blocks, blocks, "bound {bound}, count {count}");
-            }
+            assert_eq!(((1 << 16) / square * square) % square, 0);
             let mut a = vec![0u8; 40_000];
-            sample_below(&mut BlockStream::new(&key, 3), bound, &mut a);
+            sample_below(&mut DrawStream::new(&key, 3), bound, &mut a);
             assert!(a.iter().all(|&v| u32::from(v) < bound));
             let mut seen = vec![false; bound as usize];
             a.iter().for_each(|&v| seen[v as usize] = true);
@@ -425,7 +453,7 @@ mod tests {
     /// Random bytes below `bound`, with the extremes first.
     fn below(key: &PrgKey, stream: usize, bound: u32, n: usize) -> Vec<u8> {
         let mut v = vec![0u8; n];
-        sample_below(&mut BlockStream::new(key, stream), bound, &mut v);
+        sample_below(&mut DrawStream::new(key, stream), bound, &mut v);
         v[..2.min(n)].copy_from_slice(&[0, (bound - 1) as u8][..2.min(n)]);
         v
     }
@@ -438,15 +466,14 @@ mod tests {
             return;
         };
         let key = PrgKey::from_seed(21);
-        let mut words = vec![0u64; BLOCK_WORDS];
-        fill_u64(&key, 4, &mut words);
-        let draws: Vec<u16> = words.iter().flat_map(|w| (0..4).map(move |h| (w >> (16 * h)) as u16)).collect();
-        let draws: &[u16; BLOCK_DRAWS] = draws.as_slice().try_into().expect("one block");
+        let mut draws = vec![0u64; BLOCK_WORDS];
+        fill_u64(&key, 4, &mut draws);
+        let draws = &draws[..];
         let check = |portable: usize, vector: usize, a: &[u8], b: &[u8]| {
             assert_eq!(portable, vector);
             assert_eq!(a[..portable], b[..vector]);
         };
-        let (mut a, mut b) = (vec![0u8; 2 * BLOCK_DRAWS + 64], vec![0u8; 2 * BLOCK_DRAWS + 64]);
+        let (mut a, mut b) = (vec![0u8; 8 * BLOCK_WORDS + 64], vec![0u8; 8 * BLOCK_WORDS + 64]);
         check(digit_pairs::<66>(draws, &mut a), simd.digit_pairs::<66>(draws, &mut b), &a, &b);
         check(digit_pairs::<67>(draws, &mut a), simd.digit_pairs::<67>(draws, &mut b), &a, &b);
         check(digit_pairs::<130>(draws, &mut a), simd.digit_pairs::<130>(draws, &mut b), &a, &b);
