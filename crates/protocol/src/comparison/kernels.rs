@@ -231,7 +231,8 @@ pub(crate) struct TermsOut<'a> {
 /// so a zero exists iff β XOR [r_low > c_low]. All terms lie in [0, l] < p, so they are zero
 /// mod p only when zero. The server sends s_i · e_i ± u_i, rotated by ρ: cp learns only whether
 /// one of the l uniform-looking values is zero, at a uniform position. Writes the terms to `d`
-/// (n·l bytes) and β to `beta` (one byte per element).
+/// (n·l bytes) and β to `beta` (one byte per element). The elements are chunks `first_chunk`,
+/// `first_chunk + 1`, ... of a longer run (each chunk reads its own stream of `common`).
 ///
 /// Each chunk draws its randomness in bulk (β and ρ, then all s, then all u) into buffers that
 /// stay in cache, then computes the terms element by element: on Z64 with AVX-512 one register
@@ -241,6 +242,7 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
     c: &[W],
     bits: &[u8],
     common: &PrgKey,
+    first_chunk: usize,
     server0: bool,
     d: &mut [u8],
     beta: &mut [u8],
@@ -260,7 +262,7 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
                 heads.resize(c.len(), 0);
                 s.resize(c.len() * m, 0);
                 u.resize(c.len() * m, 0);
-                let mut stream = DrawStream::new(common, chunk);
+                let mut stream = DrawStream::new(common, first_chunk + chunk);
                 sample_below(&mut stream, 256, heads);
                 sample_below(&mut stream, p - 1, s);
                 sample_below(&mut stream, p, u);

@@ -311,6 +311,17 @@ impl<R: ComparisonRing> ComparisonSource<R> {
     }
 }
 
+/// Elements per message of blinded terms (2 MiB for Z64): each server sends its terms in pieces
+/// as they are computed, so cp tests one piece while the servers compute the next, and buffers
+/// of this size are reused by the allocator instead of being mapped (and faulted in) afresh.
+const PIECE: usize = 16 * kernels::CHUNK;
+
+/// The pieces of n elements: at least one (an empty one for n = 0, so that every comparison
+/// sends its message).
+fn pieces(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n.div_ceil(PIECE).max(1)).map(move |k| k * PIECE..n.min((k + 1) * PIECE))
+}
+
 /// What one batch of comparisons returns on a server: shares of δ = [z >= 0], of δ·z (if
 /// asked), and of δ·v for the extra operand (`width` entries per element). Empty on cp.
 struct Selected<W> {
@@ -332,7 +343,7 @@ fn compare<R: ComparisonRing>(
 ) -> Result<Selected<R::Word>> {
     R::check_comparison("comparison")?;
     let material = source.take(s, n)?;
-    let (_, m) = kernels::widths::<R::Word>();
+    let (nb, m) = kernels::widths::<R::Word>();
     let server0 = s.role() == Role::Server0;
 
     // Round 1: open c = z + r, and v - a for the extra operand.
@@ -366,25 +377,31 @@ fn compare<R: ComparisonRing>(
             reason: "only servers hold opened values".into(),
         })?;
         let common = s.key_with(peer)?.derive(Session::stream(tag, purpose::EXTRA));
-        let mut d = vec![0u8; n * m];
         beta = vec![0u8; n];
-        kernels::blinded_terms::<R::Word>(&opened[..n], &material.bits, &common, server0, &mut d, &mut beta);
-        s.send_bytes(Role::Cp, tag, d)?;
+        for piece in pieces(n) {
+            let mut d = vec![0u8; piece.len() * m];
+            let (c, bits) = (&opened[piece.clone()], &material.bits[piece.start * nb..piece.end * nb]);
+            let first_chunk = piece.start / kernels::CHUNK;
+            kernels::blinded_terms::<R::Word>(c, bits, &common, first_chunk, server0, &mut d, &mut beta[piece]);
+            s.send_bytes(Role::Cp, tag, d)?;
+        }
     }
     let value = if s.role() == Role::Cp {
-        let mut d = [Vec::new(), Vec::new()];
-        for (slot, from) in d.iter_mut().zip([Role::Server0, Role::Server1]) {
-            *slot = s.recv_bytes(from, tag)?;
-            if slot.len() != n * m {
-                return Err(ProtocolError::BadMessage {
-                    peer: from,
-                    reason: format!("{} comparison bytes, expected {}", slot.len(), n * m),
-                });
-            }
-        }
         let mut zero = vec![0u8; n];
-        kernels::has_zero::<R::Word>(&d[0], &d[1], &mut zero);
-        drop(d);
+        for piece in pieces(n) {
+            let zero = &mut zero[piece];
+            let mut d = [Vec::new(), Vec::new()];
+            for (slot, from) in d.iter_mut().zip([Role::Server0, Role::Server1]) {
+                *slot = s.recv_bytes(from, tag)?;
+                if slot.len() != zero.len() * m {
+                    return Err(ProtocolError::BadMessage {
+                        peer: from,
+                        reason: format!("{} comparison bytes, expected {}", slot.len(), zero.len() * m),
+                    });
+                }
+            }
+            kernels::has_zero::<R::Word>(&d[0], &d[1], zero);
+        }
         // γ, then r·γ, then a·γ (width entries per element), in one parallel pass per chunk.
         let mut value = vec![R::Word::default(); dealt_len];
         let (gamma, rest) = value.split_at_mut(n);
