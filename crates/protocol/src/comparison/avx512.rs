@@ -130,9 +130,9 @@ fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: T
     let own = _mm512_set1_epi8(i8::from(server0));
     let one = _mm512_set1_epi8(1);
     let iota = _mm512_set_epi8(
-        63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37,
-        36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9,
-        8, 7, 6, 5, 4, 3, 2, 1, 0,
+        63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36,
+        35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8,
+        7, 6, 5, 4, 3, 2, 1, 0,
     );
     // Lane i of `shift[j]` reads lane i + 2^j.
     let shift: [__m512i; 6] = std::array::from_fn(|j| _mm512_add_epi8(iota, _mm512_set1_epi8(1 << j)));
@@ -151,7 +151,8 @@ fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: T
         // Inclusive suffix sums U_i = sum of w_k for k >= i, mod p.
         let mut suffix = w;
         for (j, idx) in shift.iter().enumerate() {
-            suffix = reduce(_mm512_add_epi8(suffix, _mm512_maskz_permutexvar_epi8(u64::MAX >> (1 << j), *idx, suffix)), p);
+            suffix =
+                reduce(_mm512_add_epi8(suffix, _mm512_maskz_permutexvar_epi8(u64::MAX >> (1 << j), *idx, suffix)), p);
         }
         // S_i = U_{i+1}; the equality term's total is U_0.
         let later = _mm512_maskz_permutexvar_epi8(u64::MAX >> 1, shift[0], suffix);
@@ -170,7 +171,8 @@ fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: T
         let mask = if server0 { uv } else { _mm512_sub_epi8(p, uv) };
         // A server1 mask of p (u = 0) is p mod p: reduce before the 16-bit products.
         let mask = reduce(mask, p);
-        let half = |v: __m512i, hi: bool| if hi { _mm512_extracti64x4_epi64::<1>(v) } else { _mm512_castsi512_si256(v) };
+        let half =
+            |v: __m512i, hi: bool| if hi { _mm512_extracti64x4_epi64::<1>(v) } else { _mm512_castsi512_si256(v) };
         let lo = mul_add_mod(half(e, false), half(sv, false), half(mask, false));
         let hi = mul_add_mod(half(e, true), half(sv, true), half(mask, true));
         let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
@@ -189,7 +191,9 @@ fn has_zero(p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
         for (a, b) in a.chunks_exact(64).zip(b.chunks_exact(64)) {
             // Saturating: d0 + d1 <= 2(p - 1) may pass 255 (p = 131), and must not wrap to 0 or p.
             // SAFETY: both are 64 readable bytes.
-            let s = unsafe { _mm512_adds_epu8(_mm512_loadu_si512(a.as_ptr().cast()), _mm512_loadu_si512(b.as_ptr().cast())) };
+            let s = unsafe {
+                _mm512_adds_epu8(_mm512_loadu_si512(a.as_ptr().cast()), _mm512_loadu_si512(b.as_ptr().cast()))
+            };
             found |= _mm512_cmpeq_epi8_mask(s, _mm512_setzero_si512()) | _mm512_cmpeq_epi8_mask(s, pv);
         }
         *o = u8::from(found != 0);

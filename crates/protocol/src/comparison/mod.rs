@@ -37,9 +37,17 @@
 //! element as its main traffic. Measured with `pond bench protocol` (three local parties, 2
 //! cores, a loaded machine): exact ReLU on 1e6 Z64 elements 1.82 s (1.52 s with the material
 //! pregenerated) against 0.87 s for the polynomial ReLU in the same run, 2 rounds against 6, and
-//! 72 / 72 / 79 bytes per element (server0 / server1 / cp) against 64 / 64 / 80. Its local
-//! work is dominated by exact rejection sampling of the blinding values (2l per element and
-//! server, table-driven and branch-free) and ChaCha12.
+//! 72 / 72 / 79 bytes per element (server0 / server1 / cp) against 64 / 64 / 80.
+//!
+//! # Local work
+//! Per element and server: about 2l values of common randomness (blinding s_i, masks u_i) and,
+//! on server0 and cp, l - 1 bit shares, all drawn exactly (two base-p digits per accepted 16-bit
+//! draw; one keystream per chunk, read on from one sampling to the next), so ChaCha12 and the
+//! kernel's page handling are the main costs. On CPUs with AVX-512 BW/VBMI/VBMI2 (runtime
+//! detection) accepted draws are compressed in registers and a Z64 element's l terms are one
+//! register of byte lanes (suffix sums by log-step permutes, mod p by min, the rotation one
+//! permute); other CPUs run portable code with identical outputs. The servers send their terms
+//! in pieces as they compute them, and cp tests each piece on arrival.
 //!
 //! # Security
 //! Semi-honest, non-colluding, as the rest of the crate. server views: c = x + r (uniform),
@@ -48,7 +56,10 @@
 //! masked by a common uniform u_i (so each is uniform in Z_p); their sum is l values uniform in
 //! Z_p^* except that, with probability 1/2 (β is uniform), one of them is zero, at a uniform
 //! position (the rotation ρ). Unlike the dealer's other work, cp's answer in round 2 cannot be
-//! produced ahead of time: cp is an online party of the comparison.
+//! produced ahead of time: cp is an online party of the comparison. The argument needs every
+//! random value exactly uniform and independent: each is drawn by rejection from keystream no
+//! other value uses (each chunk of elements has its own ChaCha stream), and how the terms are
+//! cut into messages depends on n only.
 //!
 //! # Range
 //! The sign is exact for every ring element (no headroom is used). Everything built on
@@ -64,7 +75,8 @@
 //! # Costs
 //! Bytes sent per party and server rounds are given by [`cost`] and checked by the tests; for
 //! n elements of Z64 (B = 8 bytes, l = 64): DReLU server n·(B + l) each, cp n·(l - 1 + B);
-//! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B); two rounds each.
+//! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B); two rounds each. The round-2 terms travel
+//! as ceil(n / 32768) messages per server, sent back to back (one round).
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -406,13 +418,15 @@ fn compare<R: ComparisonRing>(
         let mut value = vec![R::Word::default(); dealt_len];
         let (gamma, rest) = value.split_at_mut(n);
         let (rg, ag) = rest.split_at_mut(relu_len);
-        gamma.par_chunks_mut(kernels::CHUNK).zip(zero.par_chunks(kernels::CHUNK)).zip(material.r.par_chunks(kernels::CHUNK)).for_each(
-            |((g, zero), r)| {
+        gamma
+            .par_chunks_mut(kernels::CHUNK)
+            .zip(zero.par_chunks(kernels::CHUNK))
+            .zip(material.r.par_chunks(kernels::CHUNK))
+            .for_each(|((g, zero), r)| {
                 for ((g, &z), &r) in g.iter_mut().zip(zero).zip(r) {
                     *g = R::Word::from_bit(z ^ r.bit(top));
                 }
-            },
-        );
+            });
         let gamma = &*gamma;
         rg.par_iter_mut().zip(gamma).zip(&material.r).for_each(|((o, &g), &r)| *o = g.wmul(r));
         if let Some(a) = a_words.as_deref() {
