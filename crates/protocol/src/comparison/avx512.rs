@@ -33,7 +33,7 @@ impl Avx512 {
     /// multiple of 8 and `kept` has room for 8·words.len() + 64 bytes (a compressed store writes
     /// a whole register).
     pub(super) fn digit_pairs<const B: u16>(self, words: &[u64], kept: &mut [u8]) -> usize {
-        assert!(words.len() % 8 == 0 && kept.len() >= 8 * words.len() + 64, "digit_pairs buffer sizes");
+        assert!(words.len().is_multiple_of(8) && kept.len() >= 8 * words.len() + 64, "digit_pairs buffer sizes");
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
         unsafe { digit_pairs::<B>(words, kept) }
     }
@@ -58,7 +58,7 @@ impl Avx512 {
 
     /// cp's zero test (see `kernels::has_zero`) for `m` terms per element, m a multiple of 64.
     pub(super) fn has_zero(self, p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
-        assert!(m % 64 == 0 && d0.len() == m * out.len() && d1.len() == d0.len(), "has_zero buffer sizes");
+        assert!(m.is_multiple_of(64) && d0.len() == m * out.len() && d1.len() == d0.len(), "has_zero buffer sizes");
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
         unsafe { has_zero(p, m, d0, d1, out) }
     }
