@@ -4,6 +4,8 @@
 //! Every loop runs over fixed chunks of elements in parallel (rayon); each chunk reads its own
 //! PRG sub-stream, so outputs do not depend on the number of threads.
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512::Avx512;
 use super::ComparisonWord;
 use pond_core::prg::fill_u64;
 use pond_core::PrgKey;
@@ -11,104 +13,118 @@ use rayon::prelude::*;
 
 /// Elements per parallel chunk (each chunk has its own PRG sub-stream).
 pub(crate) const CHUNK: usize = 2048;
-/// 64-bit words drawn from the PRG per refill of a [`BlockStream`].
+/// 64-bit words drawn from the PRG per refill of a [`DrawStream`].
 const BLOCK_WORDS: usize = 2048;
+/// The unit in which keystream is consumed: 8 words, 64 bytes (32 16-bit draws, one AVX-512
+/// register).
+const GROUP: usize = 8;
 
-/// Uniform 64-bit words from one sub-stream of a derived key, a block at a time: chunk `c`
-/// reads streams `(c << 24) | i` for blocks i = 0, 1, ..., so chunks never share a stream.
-pub(crate) struct BlockStream<'k> {
+/// The keystream of one chunk, uniform 64-bit words, a block at a time: chunk `c` reads
+/// streams `(c << 24) | i` for blocks i = 0, 1, ..., so chunks never share a stream. It is
+/// consumed in groups of [`GROUP`] words, and successive samplings continue where the previous
+/// one stopped, so little keystream is discarded.
+pub(crate) struct DrawStream<'k> {
     key: &'k PrgKey,
     chunk: u64,
     blocks: u64,
     words: Vec<u64>,
+    /// Read position in `words`, a multiple of [`GROUP`].
+    pos: usize,
 }
 
-impl<'k> BlockStream<'k> {
+impl<'k> DrawStream<'k> {
     pub(crate) fn new(key: &'k PrgKey, chunk: usize) -> Self {
-        BlockStream { key, chunk: chunk as u64, blocks: 0, words: vec![0; BLOCK_WORDS] }
+        DrawStream { key, chunk: chunk as u64, blocks: 0, words: vec![0; BLOCK_WORDS], pos: BLOCK_WORDS }
     }
 
-    fn next_block(&mut self) -> &[u64] {
-        fill_u64(self.key, (self.chunk << 24) | self.blocks, &mut self.words);
-        self.blocks += 1;
-        &self.words
+    /// The next at most `groups` groups of keystream (at least one).
+    fn take_groups(&mut self, groups: usize) -> &[u64] {
+        if self.pos == BLOCK_WORDS {
+            fill_u64(self.key, (self.chunk << 24) | self.blocks, &mut self.words);
+            self.blocks += 1;
+            self.pos = 0;
+        }
+        let start = self.pos;
+        self.pos = (start + groups.max(1) * GROUP).min(BLOCK_WORDS);
+        &self.words[start..self.pos]
     }
 }
 
-/// 16-bit draws per block.
-const BLOCK_DRAWS: usize = BLOCK_WORDS * 4;
-
-/// Fills `out[..count]` (reusing `out`'s allocation) with values uniform in [0, bound),
-/// exactly: each 16-bit draw v (the four 16-bit halves of each word, low half first) below the
-/// largest multiple of bound^2 that fits yields the two digits of v mod bound^2 in base
-/// `bound`, low digit first; other draws are rejected. Whole blocks are consumed until `count`
-/// values are available and what is left of the last block is discarded, so the output (and
-/// the position in the stream afterwards) depends only on the stream.
+/// Fills `out` with values uniform in [0, bound), exactly: each 16-bit draw v (the four 16-bit
+/// halves of each word, low half first) below the largest multiple of bound^2 that fits yields the two
+/// digits of v mod bound^2 in base `bound`, low digit first; other draws are rejected. For
+/// bound 256 nothing is rejected and the values are the words' little-endian bytes. The keystream
+/// is read in groups of 8 words up to the end of the group in which `out` is completed (the rest of
+/// that group is discarded), so the output and the position afterwards depend only on the
+/// stream.
 ///
-/// Per block, the digits and the acceptance of all draws are computed in one vectorisable pass
-/// (u16 arithmetic, constant divisors), then the accepted pairs are compacted branch-free.
-/// For bound 256 nothing is rejected and the values are the stream's bytes.
-pub(crate) fn sample_below(stream: &mut BlockStream<'_>, bound: u32, count: usize, out: &mut Vec<u8>) {
+/// The digits and the acceptance of a run of draws are computed in one vectorisable pass (u16
+/// arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2
+/// compression when the CPU has it, branch-free scalar code otherwise.
+pub(crate) fn sample_below(stream: &mut DrawStream<'_>, bound: u32, out: &mut [u8]) {
     match bound {
-        66 => sample_digits::<66>(stream, count, out),
-        67 => sample_digits::<67>(stream, count, out),
-        130 => sample_digits::<130>(stream, count, out),
-        131 => sample_digits::<131>(stream, count, out),
-        256 => sample_bytes(stream, count, out),
+        66 => sample_digits::<66>(stream, out),
+        67 => sample_digits::<67>(stream, out),
+        130 => sample_digits::<130>(stream, out),
+        131 => sample_digits::<131>(stream, out),
+        256 => sample_bytes(stream, out),
         _ => unreachable!("the comparison samples below p - 1, p (p = 67 or 131) and 256 only"),
     }
 }
 
-/// [`sample_below`] for bound 256: the stream's little-endian bytes, whole blocks at a time.
-fn sample_bytes(stream: &mut BlockStream<'_>, count: usize, out: &mut Vec<u8>) {
-    out.clear();
-    while out.len() < count {
-        let start = out.len();
-        out.resize(start + BLOCK_WORDS * 8, 0);
-        for (o, w) in out[start..].chunks_exact_mut(8).zip(stream.next_block()) {
-            o.copy_from_slice(&w.to_le_bytes());
+/// [`sample_below`] for bound 256: the words' little-endian bytes.
+fn sample_bytes(stream: &mut DrawStream<'_>, out: &mut [u8]) {
+    let mut filled = 0;
+    while filled < out.len() {
+        let words = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
+        for (o, w) in out[filled..].chunks_mut(8).zip(words) {
+            o.copy_from_slice(&w.to_le_bytes()[..o.len()]);
         }
+        filled = out.len().min(filled + 8 * words.len());
     }
-    out.truncate(count);
 }
 
 /// [`sample_below`] for a bound B below 256 (so B^2 < 2^16 and a digit fits in a byte).
-fn sample_digits<const B: u16>(stream: &mut BlockStream<'_>, count: usize, out: &mut Vec<u8>) {
+fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
+    // Room for a block's pairs plus one register of slack for the compressed stores.
+    let mut kept = vec![0u8; 8 * BLOCK_WORDS + 64];
+    let mut filled = 0;
+    while filled < out.len() {
+        // A group yields at most 64 bytes, so this many groups never read past the group that
+        // completes `out`.
+        let draws = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
+        #[cfg(target_arch = "x86_64")]
+        let accepted = match simd {
+            Some(simd) => simd.digit_pairs::<B>(draws, &mut kept),
+            None => digit_pairs::<B>(draws, &mut kept),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let accepted = digit_pairs::<B>(draws, &mut kept);
+        let take = accepted.min(out.len() - filled);
+        out[filled..filled + take].copy_from_slice(&kept[..take]);
+        filled += take;
+    }
+}
+
+/// The accepted digit pairs of the 16-bit draws in `words` in order, as bytes (low digit first),
+/// in `kept` (room for 8·words.len() + 2 bytes); returns the number of bytes written.
+fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
     let square: u16 = B * B;
     // The largest multiple of B^2 not above 2^16 is below 2^16 for every B < 256.
     let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
-    out.clear();
-    out.resize(count + 2 * BLOCK_DRAWS, 0);
-    let mut draws = [0u16; BLOCK_DRAWS];
-    let mut digits = [0u16; BLOCK_DRAWS];
-    let mut keep = [0u16; BLOCK_DRAWS];
-    let mut kept = [0u16; BLOCK_DRAWS];
+    // Branch-free compaction: every candidate is written, the fill level advances only when
+    // the draw is accepted.
     let mut filled = 0;
-    while filled < count {
-        for (v, &w) in draws.chunks_exact_mut(4).zip(stream.next_block()) {
-            for (half, v) in v.iter_mut().enumerate() {
-                *v = (w >> (16 * half)) as u16;
-            }
-        }
-        for ((d, k), &v) in digits.iter_mut().zip(&mut keep).zip(&draws) {
-            let r = v % square;
-            let hi = r / B;
-            *d = (hi << 8) | (r - hi * B);
-            *k = u16::from(v < zone);
-        }
-        // Branch-free compaction: every candidate is written, the fill level advances only when
-        // accepted (it stays below BLOCK_DRAWS, so the mask never changes it).
-        let mut accepted = 0usize;
-        for (&d, &k) in digits.iter().zip(&keep) {
-            kept[accepted & (BLOCK_DRAWS - 1)] = d;
-            accepted += usize::from(k);
-        }
-        for (o, d) in out[filled..filled + 2 * accepted].chunks_exact_mut(2).zip(&kept[..accepted]) {
-            o.copy_from_slice(&d.to_le_bytes());
-        }
-        filled += 2 * accepted;
+    for v in words.iter().flat_map(|&w| (0..4).map(move |half| (w >> (16 * half)) as u16)) {
+        let r = v % square;
+        let hi = r / B;
+        kept[filled] = (r - hi * B) as u8;
+        kept[filled + 1] = hi as u8;
+        filled += 2 * usize::from(v < zone);
     }
-    out.truncate(count);
+    filled
 }
 
 /// The bits of each byte value, least significant first, as 0/1 bytes.
@@ -137,10 +153,9 @@ pub(crate) fn widths<W: ComparisonWord>() -> (usize, usize) {
 pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Vec<u8> {
     let (nb, _) = widths::<W>();
     let mut out = vec![0u8; n * nb];
-    out.par_chunks_mut(CHUNK * nb).enumerate().for_each_init(Vec::new, |pool, (c, chunk)| {
-        sample_below(&mut BlockStream::new(key, c), u32::from(W::PRIME), chunk.len(), pool);
-        chunk.copy_from_slice(pool);
-    });
+    out.par_chunks_mut(CHUNK * nb)
+        .enumerate()
+        .for_each(|(c, chunk)| sample_below(&mut DrawStream::new(key, c), u32::from(W::PRIME), chunk));
     out
 }
 
@@ -156,18 +171,49 @@ fn expand_bits(v: u128, out: &mut [u8; 128]) {
 /// cp: server1's shares of the bits, (r_i - share0_i) mod p, in place of server0's shares.
 pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
     let (nb, _) = widths::<W>();
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
     share0.par_chunks_mut(CHUNK * nb).zip(r.par_chunks(CHUNK)).for_each(|(share0, r)| {
-        let p = W::PRIME;
-        let mut rbits = [0u8; 128];
-        for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
-            expand_bits(rv.into(), &mut rbits);
-            // share0 < p, so r_i + p - share0 is in [1, p + 1]: one conditional subtraction.
-            for (b, &ri) in bits.iter_mut().zip(&rbits[..nb]) {
-                let v = ri + (p - *b);
-                *b = if v >= p { v - p } else { v };
-            }
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(simd), Some(r)) = (simd, W::as_u64s(r)) {
+            return simd.bit_corrections_z64(r, share0);
         }
+        bit_corrections_portable(r, share0);
     });
+}
+
+/// [`bit_corrections`] for a run of elements, one bit at a time.
+fn bit_corrections_portable<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
+    let (nb, _) = widths::<W>();
+    let p = W::PRIME;
+    let mut rbits = [0u8; 128];
+    for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
+        expand_bits(rv.into(), &mut rbits);
+        // share0 < p, so r_i + p - share0 is in [1, p + 1]: one conditional subtraction.
+        for (b, &ri) in bits.iter_mut().zip(&rbits[..nb]) {
+            let v = ri + (p - *b);
+            *b = if v >= p { v - p } else { v };
+        }
+    }
+}
+
+/// The servers' common random draws for a run of comparisons.
+#[derive(Clone, Copy)]
+pub(crate) struct TermDraws<'a> {
+    /// One byte per element: β in bit 0, the rotation ρ above it.
+    pub(crate) heads: &'a [u8],
+    /// l multipliers minus one per element, in [0, p - 1).
+    pub(crate) s: &'a [u8],
+    /// l zero-share masks per element, in [0, p).
+    pub(crate) u: &'a [u8],
+}
+
+/// Where the blinded terms and the bits β of a run of comparisons go.
+pub(crate) struct TermsOut<'a> {
+    /// l terms per element.
+    pub(crate) d: &'a mut [u8],
+    /// β per element.
+    pub(crate) beta: &'a mut [u8],
 }
 
 /// A server's blinded terms of the private comparison (SecureNN's PrivateCompare, Wagh et al.
@@ -185,21 +231,25 @@ pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
 /// so a zero exists iff β XOR [r_low > c_low]. All terms lie in [0, l] < p, so they are zero
 /// mod p only when zero. The server sends s_i · e_i ± u_i, rotated by ρ: cp learns only whether
 /// one of the l uniform-looking values is zero, at a uniform position. Writes the terms to `d`
-/// (n·l bytes) and β to `beta` (one byte per element).
+/// (n·l bytes) and β to `beta` (one byte per element). The elements are chunks `first_chunk`,
+/// `first_chunk + 1`, ... of a longer run (each chunk reads its own stream of `common`).
 ///
-/// Each chunk draws its randomness in bulk (β and ρ, then all s, then all u), then runs per
-/// element over fixed-size arrays of small integers: the per-bit terms and the blinding are
-/// branch-free loops the compiler vectorises (u16 lanes, constant modulus), the suffix sums a
-/// short scalar scan, and the rotation one fixed-length copy out of a doubled buffer.
+/// Each chunk draws its randomness in bulk (β and ρ, then all s, then all u) into buffers that
+/// stay in cache, then computes the terms element by element: on Z64 with AVX-512 one register
+/// of 64 byte lanes per element (suffix sums by log-step permutes, the rotation one permute),
+/// otherwise [`terms_portable`].
 pub(crate) fn blinded_terms<W: ComparisonWord>(
     c: &[W],
     bits: &[u8],
     common: &PrgKey,
+    first_chunk: usize,
     server0: bool,
     d: &mut [u8],
     beta: &mut [u8],
 ) {
     let (nb, m) = widths::<W>();
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
     d.par_chunks_mut(CHUNK * m)
         .zip(bits.par_chunks(CHUNK * nb))
         .zip(c.par_chunks(CHUNK))
@@ -208,122 +258,177 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
         .for_each_init(
             || (Vec::new(), Vec::new(), Vec::new()),
             |(heads, s, u), (chunk, (((d, bits), c), beta))| {
-                // W::PRIME inside the closure, so the compiler sees the modulus as a constant.
-                // Terms stay below l·(p + 1) + 2p < 2^16 before reduction, so u16 lanes suffice.
-                let p = u16::from(W::PRIME);
-                let own = u16::from(server0);
-                let mut stream = BlockStream::new(common, chunk);
-                sample_below(&mut stream, 256, c.len(), heads);
-                sample_below(&mut stream, u32::from(p) - 1, c.len() * m, s);
-                sample_below(&mut stream, u32::from(p), c.len() * m, u);
-                let mut cbits = [0u8; 128];
-                let (mut e, mut w) = ([0u16; 128], [0u16; 128]);
-                let mut twice = [0u8; 256];
-                let elements = d.chunks_exact_mut(m).zip(bits.chunks_exact(nb)).zip(c).zip(beta.iter_mut());
-                let draws = heads.iter().zip(s.chunks_exact(m)).zip(u.chunks_exact(m));
-                for ((((d, bits), &cv), be), ((&head, s), u)) in elements.zip(draws) {
-                    let flip = head & 1 == 1;
-                    let rho = usize::from(head >> 1) & (m - 1);
-                    *be = head & 1;
-                    expand_bits(cv.into(), &mut cbits);
-                    // Per bit: (1 - 2β)(c_i - r_i) + 1 (server0 holding the public part) and
-                    // w_i = c_i + (1 - 2 c_i) r_i, as small integers (reduced once, at the end).
-                    let rows = e[..nb].iter_mut().zip(&mut w[..nb]).zip(bits).zip(&cbits[..nb]);
-                    if flip {
-                        for (((e, w), &r), &ci) in rows {
-                            let (r, ci) = (u16::from(r), u16::from(ci));
-                            *e = r + own * (p + 1) - own * ci;
-                            *w = if ci == 1 { (p - r) + own } else { r };
-                        }
-                    } else {
-                        for (((e, w), &r), &ci) in rows {
-                            let (r, ci) = (u16::from(r), u16::from(ci));
-                            *e = (p - r) + own * (ci + 1);
-                            *w = if ci == 1 { (p - r) + own } else { r };
-                        }
-                    }
-                    // e_i += S_i = sum of w_k for k > i.
-                    let mut suffix = 0u16;
-                    for (e, &w) in e[..nb].iter_mut().zip(&w[..nb]).rev() {
-                        *e += suffix;
-                        suffix += w;
-                    }
-                    e[nb] = if flip { suffix } else { own };
-                    // s_i · e_i ± u_i mod p, written twice so that the rotation is one copy.
-                    let (lo, hi) = twice[..2 * m].split_at_mut(m);
-                    for ((((lo, hi), &s), &u), &e) in lo.iter_mut().zip(hi).zip(s).zip(u).zip(&e[..m]) {
-                        let u = u16::from(u);
-                        let mask = if server0 { u } else { p - u };
-                        let v = (((u16::from(s) + 1) * (e % p) + mask) % p) as u8;
-                        *lo = v;
-                        *hi = v;
-                    }
-                    // Rotation by ρ: term i goes to position (i + ρ) mod l.
-                    d.copy_from_slice(&twice[m - rho..2 * m - rho]);
+                let p = u32::from(W::PRIME);
+                heads.resize(c.len(), 0);
+                s.resize(c.len() * m, 0);
+                u.resize(c.len() * m, 0);
+                let mut stream = DrawStream::new(common, first_chunk + chunk);
+                sample_below(&mut stream, 256, heads);
+                sample_below(&mut stream, p - 1, s);
+                sample_below(&mut stream, p, u);
+                let draws = TermDraws { heads, s, u };
+                let out = TermsOut { d, beta };
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(simd), Some(c)) = (simd, W::as_u64s(c)) {
+                    return simd.terms_z64(c, bits, draws, server0, out);
                 }
+                terms_portable(c, bits, draws, server0, out);
             },
         );
+}
+
+/// [`blinded_terms`] for a run of elements, over fixed-size arrays of small integers: the
+/// per-bit terms and the blinding are branch-free loops the compiler vectorises (u16 lanes,
+/// constant modulus), the suffix sums a short scalar scan, and the rotation one fixed-length
+/// copy out of a doubled buffer.
+fn terms_portable<W: ComparisonWord>(c: &[W], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+    let (nb, m) = widths::<W>();
+    // Terms stay below l·(p + 1) + 2p < 2^16 before reduction, so u16 lanes suffice.
+    let p = u16::from(W::PRIME);
+    let own = u16::from(server0);
+    let mut cbits = [0u8; 128];
+    let (mut e, mut w) = ([0u16; 128], [0u16; 128]);
+    let mut twice = [0u8; 256];
+    let elements = out.d.chunks_exact_mut(m).zip(bits.chunks_exact(nb)).zip(c).zip(out.beta.iter_mut());
+    let randomness = draws.heads.iter().zip(draws.s.chunks_exact(m)).zip(draws.u.chunks_exact(m));
+    for ((((d, bits), &cv), be), ((&head, s), u)) in elements.zip(randomness) {
+        let flip = head & 1 == 1;
+        let rho = usize::from(head >> 1) & (m - 1);
+        *be = head & 1;
+        expand_bits(cv.into(), &mut cbits);
+        // Per bit: (1 - 2β)(c_i - r_i) + 1 (server0 holding the public part) and
+        // w_i = c_i + (1 - 2 c_i) r_i, as small integers (reduced once, at the end).
+        let rows = e[..nb].iter_mut().zip(&mut w[..nb]).zip(bits).zip(&cbits[..nb]);
+        if flip {
+            for (((e, w), &r), &ci) in rows {
+                let (r, ci) = (u16::from(r), u16::from(ci));
+                *e = r + own * (p + 1) - own * ci;
+                *w = if ci == 1 { (p - r) + own } else { r };
+            }
+        } else {
+            for (((e, w), &r), &ci) in rows {
+                let (r, ci) = (u16::from(r), u16::from(ci));
+                *e = (p - r) + own * (ci + 1);
+                *w = if ci == 1 { (p - r) + own } else { r };
+            }
+        }
+        // e_i += S_i = sum of w_k for k > i.
+        let mut suffix = 0u16;
+        for (e, &w) in e[..nb].iter_mut().zip(&w[..nb]).rev() {
+            *e += suffix;
+            suffix += w;
+        }
+        e[nb] = if flip { suffix } else { own };
+        // s_i · e_i ± u_i mod p, written twice so that the rotation is one copy.
+        let (lo, hi) = twice[..2 * m].split_at_mut(m);
+        for ((((lo, hi), &s), &u), &e) in lo.iter_mut().zip(hi).zip(s).zip(u).zip(&e[..m]) {
+            let u = u16::from(u);
+            let mask = if server0 { u } else { p - u };
+            let v = (((u16::from(s) + 1) * (e % p) + mask) % p) as u8;
+            *lo = v;
+            *hi = v;
+        }
+        // Rotation by ρ: term i goes to position (i + ρ) mod l.
+        d.copy_from_slice(&twice[m - rho..2 * m - rho]);
+    }
 }
 
 /// cp: for each element, whether the reconstructed terms d0 + d1 (mod p) contain a zero.
 pub(crate) fn has_zero<W: ComparisonWord>(d0: &[u8], d1: &[u8], out: &mut [u8]) {
     let (_, m) = widths::<W>();
+    #[cfg(target_arch = "x86_64")]
+    let simd = Avx512::detect();
     out.par_chunks_mut(CHUNK).zip(d0.par_chunks(CHUNK * m).zip(d1.par_chunks(CHUNK * m))).for_each(
         |(out, (d0, d1))| {
-            let p = u16::from(W::PRIME);
-            for (o, (a, b)) in out.iter_mut().zip(d0.chunks_exact(m).zip(d1.chunks_exact(m))) {
-                *o = a.iter().zip(b).fold(0u8, |acc, (&x, &y)| {
-                    let s = u16::from(x) + u16::from(y);
-                    acc | u8::from(s == 0) | u8::from(s == p)
-                });
+            #[cfg(target_arch = "x86_64")]
+            if let Some(simd) = simd {
+                return simd.has_zero(W::PRIME, m, d0, d1, out);
             }
+            has_zero_portable(W::PRIME, m, d0, d1, out);
         },
     );
+}
+
+/// [`has_zero`] for a run of elements of `m` terms each.
+fn has_zero_portable(p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
+    let p = u16::from(p);
+    for (o, (a, b)) in out.iter_mut().zip(d0.chunks_exact(m).zip(d1.chunks_exact(m))) {
+        *o = a.iter().zip(b).fold(0u8, |acc, (&x, &y)| {
+            let s = u16::from(x) + u16::from(y);
+            acc | u8::from(s == 0) | u8::from(s == p)
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The definition of [`sample_below`], one draw at a time (the reference for the
-    /// vectorised kernel): returns the values and the number of blocks read.
-    fn reference_sample(key: &PrgKey, chunk: usize, bound: u32, count: usize) -> (Vec<u8>, u64) {
-        let square = bound * bound;
-        let zone = (1 << 16) / square * square;
-        let mut stream = BlockStream::new(key, chunk);
+    /// The definition of [`sample_below`], one draw at a time, on the chunk's whole keystream
+    /// `words` from word `pos` on: returns the values and moves `pos` past the group in which
+    /// they were completed.
+    fn reference_sample(words: &[u64], pos: &mut usize, bound: u32, count: usize) -> Vec<u8> {
         let mut out = Vec::new();
+        let mut next = *pos;
         while out.len() < count {
-            for &w in stream.next_block() {
-                for half in 0..4 {
-                    let v = ((w >> (16 * half)) & 0xffff) as u32;
-                    if v < zone {
-                        out.extend([((v % square) % bound) as u8, ((v % square) / bound) as u8]);
-                    }
+            let w = words[next];
+            next += 1;
+            if bound == 256 {
+                out.extend(w.to_le_bytes());
+                continue;
+            }
+            let square = bound * bound;
+            let zone = (1 << 16) / square * square;
+            for half in 0..4 {
+                let v = ((w >> (16 * half)) & 0xffff) as u32;
+                if out.len() < count && v < zone {
+                    out.extend([((v % square) % bound) as u8, ((v % square) / bound) as u8]);
                 }
             }
         }
+        if next > *pos {
+            *pos = next.div_ceil(GROUP) * GROUP;
+        }
         out.truncate(count);
-        (out, stream.blocks)
+        out
     }
 
     #[test]
     fn sampling_below_a_bound_is_exact_and_deterministic() {
+        let key = PrgKey::from_seed(66);
+        let mut words = vec![0u64; 40 * BLOCK_WORDS];
+        for (i, block) in words.chunks_exact_mut(BLOCK_WORDS).enumerate() {
+            fill_u64(&key, (3 << 24) | i as u64, block);
+        }
+        // Successive samplings of one stream continue where the previous one stopped.
+        let plan: [(u32, usize); 12] = [
+            (256, 2048),
+            (66, 131_072),
+            (67, 131_072),
+            (130, 1),
+            (131, 0),
+            (256, 3),
+            (67, 16_383),
+            (256, 16_384),
+            (131, 17),
+            (66, 64),
+            (67, 65),
+            (256, 1),
+        ];
+        let mut stream = DrawStream::new(&key, 3);
+        let mut pos = 0;
+        for (bound, count) in plan {
+            let mut a = vec![9u8; count];
+            sample_below(&mut stream, bound, &mut a);
+            assert_eq!(a, reference_sample(&words, &mut pos, bound, count), "bound {bound}, count {count}");
+            assert_eq!(((stream.blocks as usize - 1) * BLOCK_WORDS + stream.pos) % BLOCK_WORDS, pos % BLOCK_WORDS);
+        }
         for bound in [66u32, 67, 130, 131, 256] {
             // Every pair of digits comes from the same number of accepted draws.
             let square = bound * bound;
-            let zone = (1 << 16) / square * square;
-            assert_eq!(zone % square, 0);
-            let key = PrgKey::from_seed(u64::from(bound));
-            for count in [0, 1, 2, 17, 16_383, 16_384, 40_000] {
-                let mut stream = BlockStream::new(&key, 3);
-                let mut a = vec![9u8; 5];
-                sample_below(&mut stream, bound, count, &mut a);
-                let (expected, blocks) = reference_sample(&key, 3, bound, count);
-                assert_eq!(a, expected, "bound {bound}, count {count}");
-                assert_eq!(stream.blocks, blocks, "bound {bound}, count {count}");
-            }
-            let mut a = Vec::new();
-            sample_below(&mut BlockStream::new(&key, 3), bound, 40_000, &mut a);
+            assert_eq!(((1 << 16) / square * square) % square, 0);
+            let mut a = vec![0u8; 40_000];
+            sample_below(&mut DrawStream::new(&key, 3), bound, &mut a);
             assert!(a.iter().all(|&v| u32::from(v) < bound));
             let mut seen = vec![false; bound as usize];
             a.iter().for_each(|&v| seen[v as usize] = true);
@@ -345,5 +450,75 @@ mod tests {
         d1[0] = 0;
         has_zero::<u64>(&d0, &d1, &mut out);
         assert_eq!(out, vec![1, 1]);
+    }
+
+    /// Random bytes below `bound`, with the extremes first.
+    fn below(key: &PrgKey, stream: usize, bound: u32, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        sample_below(&mut DrawStream::new(key, stream), bound, &mut v);
+        v[..2.min(n)].copy_from_slice(&[0, (bound - 1) as u8][..2.min(n)]);
+        v
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_kernels_equal_the_portable_ones() {
+        let Some(simd) = Avx512::detect() else {
+            eprintln!("no AVX-512 BW/VBMI/VBMI2 on this CPU: only the portable kernels run");
+            return;
+        };
+        let key = PrgKey::from_seed(21);
+        let mut draws = vec![0u64; BLOCK_WORDS];
+        fill_u64(&key, 4, &mut draws);
+        let draws = &draws[..];
+        let check = |portable: usize, vector: usize, a: &[u8], b: &[u8]| {
+            assert_eq!(portable, vector);
+            assert_eq!(a[..portable], b[..vector]);
+        };
+        let (mut a, mut b) = (vec![0u8; 8 * BLOCK_WORDS + 64], vec![0u8; 8 * BLOCK_WORDS + 64]);
+        check(digit_pairs::<66>(draws, &mut a), simd.digit_pairs::<66>(draws, &mut b), &a, &b);
+        check(digit_pairs::<67>(draws, &mut a), simd.digit_pairs::<67>(draws, &mut b), &a, &b);
+        check(digit_pairs::<130>(draws, &mut a), simd.digit_pairs::<130>(draws, &mut b), &a, &b);
+        check(digit_pairs::<131>(draws, &mut a), simd.digit_pairs::<131>(draws, &mut b), &a, &b);
+
+        // Terms: opened values at the edges (0, -1, the extremes, one ulp from them) and random.
+        let n = 4000;
+        let mut c = vec![0u64; n];
+        fill_u64(&key, 5, &mut c);
+        let edges = [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, (1 << 62) - 1];
+        c[..edges.len()].copy_from_slice(&edges);
+        let mut r = vec![0u64; n];
+        fill_u64(&key, 6, &mut r);
+        r[..edges.len()].copy_from_slice(&edges);
+        let bits = below(&key, 7, 67, 63 * n);
+        let (heads, s, u) = (below(&key, 8, 256, n), below(&key, 9, 66, 64 * n), below(&key, 10, 67, 64 * n));
+        for server0 in [false, true] {
+            let draws = TermDraws { heads: &heads, s: &s, u: &u };
+            let (mut d0, mut beta0) = (vec![0u8; 64 * n], vec![0u8; n]);
+            let (mut d1, mut beta1) = (vec![0u8; 64 * n], vec![0u8; n]);
+            terms_portable(&c, &bits, draws, server0, TermsOut { d: &mut d0, beta: &mut beta0 });
+            simd.terms_z64(&c, &bits, draws, server0, TermsOut { d: &mut d1, beta: &mut beta1 });
+            assert_eq!(beta0, beta1);
+            assert_eq!(d0, d1, "server0: {server0}");
+        }
+
+        let (mut a, mut b) = (bits.clone(), bits);
+        bit_corrections_portable(&r, &mut a);
+        simd.bit_corrections_z64(&r, &mut b);
+        assert_eq!(a, b);
+
+        // Zero test, including sums that pass 255 for p = 131.
+        for (p, m) in [(67u8, 64), (131, 128)] {
+            let mut d0 = below(&key, 11, u32::from(p), m * n);
+            let d1 = below(&key, 12, u32::from(p), m * n);
+            d0[..m].fill(p - 1);
+            d0[m..2 * m].fill(0);
+            d0[2 * m + 5] = (p - d1[2 * m + 5]) % p;
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            has_zero_portable(p, m, &d0, &d1, &mut a);
+            simd.has_zero(p, m, &d0, &d1, &mut b);
+            assert_eq!(a, b, "p = {p}");
+            assert_eq!(a[2], 1);
+        }
     }
 }

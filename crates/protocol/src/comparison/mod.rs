@@ -35,11 +35,20 @@
 //! ANDs plus the opening and the final product: 8 or more rounds, above the budget of 4. The
 //! construction here has 2 rounds for DReLU and ReLU, no triples, and one byte per bit and
 //! element as its main traffic. Measured with `pond bench protocol` (three local parties, 2
-//! cores, a loaded machine): exact ReLU on 1e6 Z64 elements 1.82 s (1.52 s with the material
-//! pregenerated) against 0.87 s for the polynomial ReLU in the same run, 2 rounds against 6, and
-//! 72 / 72 / 79 bytes per element (server0 / server1 / cp) against 64 / 64 / 80. Its local
-//! work is dominated by exact rejection sampling of the blinding values (2l per element and
-//! server, table-driven and branch-free) and ChaCha12.
+//! cores shared with other work, load about 9): exact ReLU on 1e6 Z64 elements 0.46 s (0.36 s
+//! with the material pregenerated) against 0.76 s for the polynomial ReLU in the same run, 2
+//! rounds against 6, and 72 / 72 / 79 bytes per element (server0 / server1 / cp) against
+//! 64 / 64 / 80.
+//!
+//! # Local work
+//! Per element and server: about 2l values of common randomness (blinding s_i, masks u_i) and,
+//! on server0 and cp, l - 1 bit shares, all drawn exactly (two base-p digits per accepted 16-bit
+//! draw; one keystream per chunk, read on from one sampling to the next), so ChaCha12 and the
+//! kernel's page handling are the main costs. On CPUs with AVX-512 BW/VBMI/VBMI2 (runtime
+//! detection) accepted draws are compressed in registers and a Z64 element's l terms are one
+//! register of byte lanes (suffix sums by log-step permutes, mod p by min, the rotation one
+//! permute); other CPUs run portable code with identical outputs. The servers send their terms
+//! in pieces as they compute them, and cp tests each piece on arrival.
 //!
 //! # Security
 //! Semi-honest, non-colluding, as the rest of the crate. server views: c = x + r (uniform),
@@ -48,7 +57,10 @@
 //! masked by a common uniform u_i (so each is uniform in Z_p); their sum is l values uniform in
 //! Z_p^* except that, with probability 1/2 (β is uniform), one of them is zero, at a uniform
 //! position (the rotation ρ). Unlike the dealer's other work, cp's answer in round 2 cannot be
-//! produced ahead of time: cp is an online party of the comparison.
+//! produced ahead of time: cp is an online party of the comparison. The argument needs every
+//! random value exactly uniform and independent: each is drawn by rejection from keystream no
+//! other value uses (each chunk of elements has its own ChaCha stream), and how the terms are
+//! cut into messages depends on n only.
 //!
 //! # Range
 //! The sign is exact for every ring element (no headroom is used). Everything built on
@@ -64,8 +76,11 @@
 //! # Costs
 //! Bytes sent per party and server rounds are given by [`cost`] and checked by the tests; for
 //! n elements of Z64 (B = 8 bytes, l = 64): DReLU server n·(B + l) each, cp n·(l - 1 + B);
-//! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B); two rounds each.
+//! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B); two rounds each. The round-2 terms travel
+//! as max(1, ceil(n / 32768)) messages per server, sent back to back (one round).
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod cost;
 mod kernels;
 mod ops;
@@ -92,6 +107,8 @@ pub trait ComparisonWord: Word + Into<u128> {
     fn bit(self, i: u32) -> u8;
     /// The word 0 or 1.
     fn from_bit(b: u8) -> Self;
+    /// The same words as `u64`s, for the kernels specialised to Z64 (`None` for other widths).
+    fn as_u64s(words: &[Self]) -> Option<&[u64]>;
 }
 
 impl ComparisonWord for u64 {
@@ -103,6 +120,9 @@ impl ComparisonWord for u64 {
     fn from_bit(b: u8) -> Self {
         u64::from(b)
     }
+    fn as_u64s(words: &[u64]) -> Option<&[u64]> {
+        Some(words)
+    }
 }
 
 impl ComparisonWord for u128 {
@@ -113,6 +133,9 @@ impl ComparisonWord for u128 {
     }
     fn from_bit(b: u8) -> Self {
         u128::from(b)
+    }
+    fn as_u64s(_: &[u128]) -> Option<&[u64]> {
+        None
     }
 }
 
@@ -301,6 +324,17 @@ impl<R: ComparisonRing> ComparisonSource<R> {
     }
 }
 
+/// Elements per message of blinded terms (2 MiB for Z64): each server sends its terms in pieces
+/// as they are computed, so cp tests one piece while the servers compute the next, and buffers
+/// of this size are reused by the allocator instead of being mapped (and faulted in) afresh.
+const PIECE: usize = 16 * kernels::CHUNK;
+
+/// The pieces of n elements: at least one (an empty one for n = 0, so that every comparison
+/// sends its message).
+fn pieces(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n.div_ceil(PIECE).max(1)).map(move |k| k * PIECE..n.min((k + 1) * PIECE))
+}
+
 /// What one batch of comparisons returns on a server: shares of δ = [z >= 0], of δ·z (if
 /// asked), and of δ·v for the extra operand (`width` entries per element). Empty on cp.
 struct Selected<W> {
@@ -322,7 +356,7 @@ fn compare<R: ComparisonRing>(
 ) -> Result<Selected<R::Word>> {
     R::check_comparison("comparison")?;
     let material = source.take(s, n)?;
-    let (_, m) = kernels::widths::<R::Word>();
+    let (nb, m) = kernels::widths::<R::Word>();
     let server0 = s.role() == Role::Server0;
 
     // Round 1: open c = z + r, and v - a for the extra operand.
@@ -333,20 +367,22 @@ fn compare<R: ComparisonRing>(
     let opened = match z {
         Some(z) => {
             let mut msg: Vec<R::Word> = Vec::with_capacity(n * (1 + width));
-            msg.extend(z.iter().zip(&material.r).map(|(&z, &r)| z.wadd(r)));
+            z.par_iter().zip(&material.r).map(|(&z, &r)| z.wadd(r)).collect_into_vec(&mut msg);
             if let (Some(v), Some(a)) = (extra, a_words.as_deref()) {
-                msg.extend(v.iter().zip(a).map(|(&v, &a)| v.wsub(a)));
+                msg.par_extend(v.par_iter().zip(a).map(|(&v, &a)| v.wsub(a)));
             }
             let msg = R::from_words(&[msg.len()], msg)?;
-            let opened = s.open(tag, &msg)?;
-            Some(R::words(&opened)?.into_owned())
+            Some(s.open(tag, &msg)?)
         }
         None => None,
     };
+    let opened = opened.as_ref().map(R::words).transpose()?;
 
     // Round 2: blinded terms to cp; cp answers with shares of γ, r·γ and a·γ.
     let tag = s.next_tag();
-    let dealt_len = n * (1 + usize::from(want_relu) + width);
+    let relu_len = if want_relu { n } else { 0 };
+    let dealt_len = n + relu_len + n * width;
+    let top = R::Word::BITS - 1;
     let mut beta = Vec::new();
     if let Some(opened) = &opened {
         let peer = s.role().peer().ok_or_else(|| ProtocolError::Usage {
@@ -354,35 +390,52 @@ fn compare<R: ComparisonRing>(
             reason: "only servers hold opened values".into(),
         })?;
         let common = s.key_with(peer)?.derive(Session::stream(tag, purpose::EXTRA));
-        let mut d = vec![0u8; n * m];
         beta = vec![0u8; n];
-        kernels::blinded_terms::<R::Word>(&opened[..n], &material.bits, &common, server0, &mut d, &mut beta);
-        s.send_bytes(Role::Cp, tag, d)?;
+        for piece in pieces(n) {
+            let mut d = vec![0u8; piece.len() * m];
+            let (c, bits) = (&opened[piece.clone()], &material.bits[piece.start * nb..piece.end * nb]);
+            let first_chunk = piece.start / kernels::CHUNK;
+            kernels::blinded_terms::<R::Word>(c, bits, &common, first_chunk, server0, &mut d, &mut beta[piece]);
+            s.send_bytes(Role::Cp, tag, d)?;
+        }
     }
     let value = if s.role() == Role::Cp {
-        let mut d = [Vec::new(), Vec::new()];
-        for (slot, from) in d.iter_mut().zip([Role::Server0, Role::Server1]) {
-            *slot = s.recv_bytes(from, tag)?;
-            if slot.len() != n * m {
-                return Err(ProtocolError::BadMessage {
-                    peer: from,
-                    reason: format!("{} comparison bytes, expected {}", slot.len(), n * m),
-                });
-            }
-        }
         let mut zero = vec![0u8; n];
-        kernels::has_zero::<R::Word>(&d[0], &d[1], &mut zero);
-        let top = R::Word::BITS - 1;
-        let gamma: Vec<R::Word> =
-            zero.par_iter().zip(&material.r).map(|(&z, &r)| R::Word::from_bit(z ^ r.bit(top))).collect();
-        let mut value = Vec::with_capacity(dealt_len);
-        value.extend_from_slice(&gamma);
-        if want_relu {
-            value.extend(gamma.iter().zip(&material.r).map(|(&g, &r)| g.wmul(r)));
+        for piece in pieces(n) {
+            let zero = &mut zero[piece];
+            let mut d = [Vec::new(), Vec::new()];
+            for (slot, from) in d.iter_mut().zip([Role::Server0, Role::Server1]) {
+                *slot = s.recv_bytes(from, tag)?;
+                if slot.len() != zero.len() * m {
+                    return Err(ProtocolError::BadMessage {
+                        peer: from,
+                        reason: format!("{} comparison bytes, expected {}", slot.len(), zero.len() * m),
+                    });
+                }
+            }
+            kernels::has_zero::<R::Word>(&d[0], &d[1], zero);
         }
+        // γ, then r·γ, then a·γ (width entries per element), in one parallel pass per chunk.
+        let mut value = vec![R::Word::default(); dealt_len];
+        let (gamma, rest) = value.split_at_mut(n);
+        let (rg, ag) = rest.split_at_mut(relu_len);
+        gamma
+            .par_chunks_mut(kernels::CHUNK)
+            .zip(zero.par_chunks(kernels::CHUNK))
+            .zip(material.r.par_chunks(kernels::CHUNK))
+            .for_each(|((g, zero), r)| {
+                for ((g, &z), &r) in g.iter_mut().zip(zero).zip(r) {
+                    *g = R::Word::from_bit(z ^ r.bit(top));
+                }
+            });
+        let gamma = &*gamma;
+        rg.par_iter_mut().zip(gamma).zip(&material.r).for_each(|((o, &g), &r)| *o = g.wmul(r));
         if let Some(a) = a_words.as_deref() {
-            value
-                .extend(a.chunks_exact(width.max(1)).zip(&gamma).flat_map(|(a, &g)| a.iter().map(move |&a| a.wmul(g))));
+            ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).for_each(|((o, a), &g)| {
+                for (o, &a) in o.iter_mut().zip(a) {
+                    *o = a.wmul(g);
+                }
+            });
         }
         Some(value)
     } else {
@@ -390,45 +443,36 @@ fn compare<R: ComparisonRing>(
     };
     let dealt =
         deal_value(s, tag, purpose::PRODUCT, &[dealt_len], || R::from_words(&[dealt_len], value.unwrap_or_default()))?;
-    let Some(opened) = opened else {
+    let (Some(opened), Some(z)) = (opened, z) else {
         return Ok(Selected { delta: Vec::new(), relu: Vec::new(), extras: Vec::new() });
     };
     let dealt = R::words(dealt.tensor())?;
 
     // Local: t = 1 XOR c_h XOR β; δ = t + (1 - 2t)γ; δ·z = t·z + (1 - 2t)(c·γ - r·γ);
     // δ·v = t·v + (1 - 2t)((v - a)·γ + a·γ).
-    let top = R::Word::BITS - 1;
-    let t: Vec<bool> = opened[..n].par_iter().zip(&beta).map(|(&c, &b)| (1 ^ c.bit(top) ^ b) == 1).collect();
     let one = R::Word::from_bit(u8::from(server0));
-    let gamma = &dealt[..n];
+    let (gamma, rest) = dealt.split_at(n);
+    let (rg, ag) = rest.split_at(relu_len);
+    let (c, e) = opened.split_at(n);
+    let flipped = |k: usize| (1 ^ c[k].bit(top) ^ beta[k]) == 1;
     let select = |t: bool, plain: R::Word, flipped: R::Word| if t { plain.wsub(flipped) } else { flipped };
-    let delta: Vec<R::Word> = t.par_iter().zip(gamma).map(|(&t, &g)| select(t, one, g)).collect();
-    let relu = match z {
-        Some(z) if want_relu => {
-            let rg = &dealt[n..2 * n];
-            (0..n)
-                .into_par_iter()
-                .map(|k| {
-                    // x·γ = (c - r)·γ: c is public, r·γ was dealt.
-                    select(t[k], z[k], opened[k].wmul(gamma[k]).wsub(rg[k]))
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
-    let extras = match extra {
-        Some(v) if width > 0 => {
-            let ag = &dealt[n * (1 + usize::from(want_relu))..];
-            let e = &opened[n..];
-            (0..n * width)
-                .into_par_iter()
-                .map(|j| {
-                    let k = j / width;
-                    select(t[k], v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
+    let mut delta = Vec::with_capacity(n);
+    (0..n).into_par_iter().map(|k| select(flipped(k), one, gamma[k])).collect_into_vec(&mut delta);
+    let mut relu = Vec::with_capacity(relu_len);
+    (0..relu_len)
+        .into_par_iter()
+        // x·γ = (c - r)·γ: c is public, r·γ was dealt.
+        .map(|k| select(flipped(k), z[k], c[k].wmul(gamma[k]).wsub(rg[k])))
+        .collect_into_vec(&mut relu);
+    let mut extras = Vec::with_capacity(n * width);
+    if let Some(v) = extra {
+        (0..n * width)
+            .into_par_iter()
+            .map(|j| {
+                let k = j / width;
+                select(flipped(k), v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
+            })
+            .collect_into_vec(&mut extras);
+    }
     Ok(Selected { delta, relu, extras })
 }

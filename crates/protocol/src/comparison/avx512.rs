@@ -1,0 +1,216 @@
+//! AVX-512 versions of the comparison kernels for byte lanes: BW for byte arithmetic, VBMI for
+//! byte permutes (the suffix sums and the rotation), VBMI2 for compressing accepted draws.
+//!
+//! Every entry point takes an [`Avx512`] token, which exists only after runtime detection of all
+//! four features. Each one computes exactly what its portable counterpart in `kernels` computes
+//! (the tests compare them on random inputs), so the protocol's messages do not depend on the CPU.
+
+use super::kernels::{TermDraws, TermsOut};
+use std::arch::x86_64::*;
+
+/// The prime and the number of blinded terms of the Z64 comparison (the only one with a vector
+/// kernel for the terms: its l = 64 terms fill one register of bytes).
+const P: u8 = 67;
+
+/// Proof that the running CPU supports AVX-512F, BW, VBMI and VBMI2.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Avx512 {
+    _detected: (),
+}
+
+impl Avx512 {
+    /// Returns the token if the CPU has every feature the kernels use.
+    pub(super) fn detect() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+            && is_x86_feature_detected!("avx512vbmi2"))
+        .then_some(Avx512 { _detected: () })
+    }
+
+    /// The accepted digit pairs of the 16-bit draws in `words` (see `kernels::sample_below`),
+    /// written to `kept` in order; returns the number of bytes written. `words.len()` is a
+    /// multiple of 8 and `kept` has room for 8·words.len() + 64 bytes (a compressed store writes
+    /// a whole register).
+    pub(super) fn digit_pairs<const B: u16>(self, words: &[u64], kept: &mut [u8]) -> usize {
+        assert!(words.len().is_multiple_of(8) && kept.len() >= 8 * words.len() + 64, "digit_pairs buffer sizes");
+        // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
+        unsafe { digit_pairs::<B>(words, kept) }
+    }
+
+    /// The blinded terms of Z64 comparisons (see `kernels::blinded_terms`): per element one
+    /// opened word of `c`, 63 bit shares, one random byte of `heads` and 64 draws each of `s`
+    /// (multiplier minus one) and `u` (zero-share mask); writes 64 terms to `d` and β to `beta`.
+    pub(super) fn terms_z64(self, c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+        let n = c.len();
+        assert!(
+            bits.len() == 63 * n
+                && draws.heads.len() == n
+                && draws.s.len() == 64 * n
+                && draws.u.len() == 64 * n
+                && out.d.len() == 64 * n
+                && out.beta.len() == n,
+            "terms_z64 buffer sizes"
+        );
+        // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
+        unsafe { terms_z64(c, bits, draws, server0, out) }
+    }
+
+    /// cp's zero test (see `kernels::has_zero`) for `m` terms per element, m a multiple of 64.
+    pub(super) fn has_zero(self, p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
+        assert!(m.is_multiple_of(64) && d0.len() == m * out.len() && d1.len() == d0.len(), "has_zero buffer sizes");
+        // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
+        unsafe { has_zero(p, m, d0, d1, out) }
+    }
+
+    /// cp's bit-share corrections for Z64 (see `kernels::bit_corrections`), in place.
+    pub(super) fn bit_corrections_z64(self, r: &[u64], share0: &mut [u8]) {
+        assert!(share0.len() == 63 * r.len(), "bit_corrections_z64 buffer sizes");
+        // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
+        unsafe { bit_corrections_z64(r, share0) }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
+    let square = B * B;
+    let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
+    let zone_v = _mm512_set1_epi16(zone as i16);
+    let mut filled = 0;
+    for group in words.chunks_exact(8) {
+        // The 16-bit lanes of the words are their halves, low half first (x86 is little-endian).
+        // SAFETY: `group` is 64 readable bytes; unaligned loads are allowed.
+        let v = unsafe { _mm512_loadu_si512(group.as_ptr().cast()) };
+        let mut draws = [0u16; 32];
+        // SAFETY: `draws` is 64 writable bytes.
+        unsafe { _mm512_storeu_si512(draws.as_mut_ptr().cast(), v) };
+        let mut digits = [0u16; 32];
+        for (d, &v) in digits.iter_mut().zip(&draws) {
+            let r = v % square;
+            let hi = r / B;
+            *d = (hi << 8) | (r - hi * B);
+        }
+        // SAFETY: `digits` is 64 readable bytes.
+        let digits = unsafe { _mm512_loadu_si512(digits.as_ptr().cast()) };
+        let keep = _mm512_cmplt_epu16_mask(v, zone_v);
+        // SAFETY: filled <= the bytes of the groups before this one, so kept[filled..filled + 64]
+        // is in bounds by the caller's size check.
+        unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), _mm512_maskz_compress_epi16(keep, digits)) };
+        filled += 2 * keep.count_ones() as usize;
+    }
+    filled
+}
+
+/// x mod p for byte lanes x < 2p.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn reduce(x: __m512i, p: __m512i) -> __m512i {
+    _mm512_min_epu8(x, _mm512_sub_epi8(x, p))
+}
+
+/// (e·s + mask) mod 67 for 16-bit lanes with e, s, mask < 67: the quotient estimate
+/// x·979 >> 16 is the quotient or one above it for x < 2^13, and the wrapped remainder is fixed
+/// by a minimum.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn mul_add_mod(e: __m256i, s: __m256i, mask: __m256i) -> __m256i {
+    let x = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_cvtepu8_epi16(e), _mm512_cvtepu8_epi16(s)),
+        _mm512_cvtepu8_epi16(mask),
+    );
+    let q = _mm512_mulhi_epu16(x, _mm512_set1_epi16(979));
+    let r = _mm512_sub_epi16(x, _mm512_mullo_epi16(q, _mm512_set1_epi16(i16::from(P))));
+    _mm512_cvtepi16_epi8(_mm512_min_epu16(r, _mm512_add_epi16(r, _mm512_set1_epi16(i16::from(P)))))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+    const LOW: u64 = u64::MAX >> 1;
+    let p = _mm512_set1_epi8(P as i8);
+    let own = _mm512_set1_epi8(i8::from(server0));
+    let one = _mm512_set1_epi8(1);
+    let iota = _mm512_set_epi8(
+        63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36,
+        35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8,
+        7, 6, 5, 4, 3, 2, 1, 0,
+    );
+    // Lane i of `shift[j]` reads lane i + 2^j.
+    let shift: [__m512i; 6] = std::array::from_fn(|j| _mm512_add_epi8(iota, _mm512_set1_epi8(1 << j)));
+    let elements = out.d.chunks_exact_mut(64).zip(out.beta.iter_mut()).zip(c).zip(bits.chunks_exact(63));
+    let randomness = draws.heads.iter().zip(draws.s.chunks_exact(64)).zip(draws.u.chunks_exact(64));
+    for ((((d, beta), &cv), bits), ((&head, s), u)) in elements.zip(randomness) {
+        let flip = head & 1 == 1;
+        let rho = (head >> 1) & 63;
+        *beta = head & 1;
+        let cm: __mmask64 = cv & LOW;
+        // SAFETY: lane 63 is masked out, so only the 63 bytes of `bits` are read.
+        let r = unsafe { _mm512_maskz_loadu_epi8(LOW, bits.as_ptr().cast()) };
+        let pr = _mm512_sub_epi8(p, r);
+        // w_i = r_i XOR c_i (server0 adds the public part); lane 63 stays 0.
+        let w = _mm512_mask_blend_epi8(cm, r, reduce(_mm512_add_epi8(pr, own), p));
+        // Inclusive suffix sums U_i = sum of w_k for k >= i, mod p.
+        let mut suffix = w;
+        for (j, idx) in shift.iter().enumerate() {
+            suffix =
+                reduce(_mm512_add_epi8(suffix, _mm512_maskz_permutexvar_epi8(u64::MAX >> (1 << j), *idx, suffix)), p);
+        }
+        // S_i = U_{i+1}; the equality term's total is U_0.
+        let later = _mm512_maskz_permutexvar_epi8(u64::MAX >> 1, shift[0], suffix);
+        let total = _mm512_permutexvar_epi8(_mm512_setzero_si512(), suffix);
+        // (1 - 2β)(c_i - r_i) + 1 with server0 holding the public part, plus S_i, mod p.
+        let (base, adj, last) = if flip {
+            (r, _mm512_maskz_mov_epi8(!cm, own), total)
+        } else {
+            (pr, _mm512_add_epi8(own, _mm512_maskz_mov_epi8(cm, own)), own)
+        };
+        let e = reduce(_mm512_add_epi8(reduce(_mm512_add_epi8(base, adj), p), later), p);
+        let e = _mm512_mask_blend_epi8(1 << 63, e, last);
+        // SAFETY: `s` and `u` are 64 readable bytes each.
+        let (sv, uv) = unsafe { (_mm512_loadu_si512(s.as_ptr().cast()), _mm512_loadu_si512(u.as_ptr().cast())) };
+        let sv = _mm512_add_epi8(sv, one);
+        let mask = if server0 { uv } else { _mm512_sub_epi8(p, uv) };
+        // A server1 mask of p (u = 0) is p mod p: reduce before the 16-bit products.
+        let mask = reduce(mask, p);
+        let half =
+            |v: __m512i, hi: bool| if hi { _mm512_extracti64x4_epi64::<1>(v) } else { _mm512_castsi512_si256(v) };
+        let lo = mul_add_mod(half(e, false), half(sv, false), half(mask, false));
+        let hi = mul_add_mod(half(e, true), half(sv, true), half(mask, true));
+        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        // Rotation by ρ: term i goes to position (i + ρ) mod 64.
+        let idx = _mm512_and_si512(_mm512_sub_epi8(iota, _mm512_set1_epi8(rho as i8)), _mm512_set1_epi8(63));
+        // SAFETY: `d` is 64 writable bytes.
+        unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), _mm512_permutexvar_epi8(idx, v)) };
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+fn has_zero(p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
+    let pv = _mm512_set1_epi8(p as i8);
+    for ((o, a), b) in out.iter_mut().zip(d0.chunks_exact(m)).zip(d1.chunks_exact(m)) {
+        let mut found: __mmask64 = 0;
+        for (a, b) in a.chunks_exact(64).zip(b.chunks_exact(64)) {
+            // Saturating: d0 + d1 <= 2(p - 1) may pass 255 (p = 131), and must not wrap to 0 or p.
+            // SAFETY: both are 64 readable bytes.
+            let s = unsafe {
+                _mm512_adds_epu8(_mm512_loadu_si512(a.as_ptr().cast()), _mm512_loadu_si512(b.as_ptr().cast()))
+            };
+            found |= _mm512_cmpeq_epi8_mask(s, _mm512_setzero_si512()) | _mm512_cmpeq_epi8_mask(s, pv);
+        }
+        *o = u8::from(found != 0);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+fn bit_corrections_z64(r: &[u64], share0: &mut [u8]) {
+    const LOW: u64 = u64::MAX >> 1;
+    let p = _mm512_set1_epi8(P as i8);
+    let one = _mm512_set1_epi8(1);
+    for (bits, &rv) in share0.chunks_exact_mut(63).zip(r) {
+        // SAFETY: lane 63 is masked out, so exactly the 63 bytes of `bits` are read and written.
+        unsafe {
+            let s = _mm512_maskz_loadu_epi8(LOW, bits.as_ptr().cast());
+            let v = reduce(_mm512_add_epi8(_mm512_sub_epi8(p, s), _mm512_maskz_mov_epi8(rv & LOW, one)), p);
+            _mm512_mask_storeu_epi8(bits.as_mut_ptr().cast(), LOW, v);
+        }
+    }
+}
