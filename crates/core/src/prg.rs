@@ -1,4 +1,8 @@
-//! Seeded pseudo-random streams on ChaCha12 (`rand_chacha`).
+//! Seeded pseudo-random streams on ChaCha8 (`rand_chacha`).
+//!
+//! ChaCha with 8 rounds: the best known attack reaches 7 rounds (Aumasson, "Too Much Crypto",
+//! 2019, recommends 8), and it is 1.5x faster than ChaCha12 here, where the PRG is the dealer's
+//! and the comparison's main cost (`pond bench kernels` prints its throughput).
 //!
 //! A [`PrgKey`] plus a 64-bit stream id (ChaCha's nonce) addresses an independent stream; tensors
 //! are filled from it in parallel chunks, each chunk seeking to its own word position, so the
@@ -15,7 +19,7 @@ use rand::{RngCore, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-/// The stream cipher behind every pond PRG.
+/// The stream cipher behind every pond PRG (ChaCha8, see the module docs).
 pub type PrgCipher = ChaCha8Rng;
 
 /// Elements per parallel chunk.

@@ -43,7 +43,7 @@
 //! # Local work
 //! Per element and server: about 2l values of common randomness (blinding s_i, masks u_i) and,
 //! on server0 and cp, l - 1 bit shares, all drawn exactly (two base-p digits per accepted 16-bit
-//! draw; one keystream per chunk, read on from one sampling to the next), so ChaCha12 and the
+//! draw; one keystream per chunk, read on from one sampling to the next), so ChaCha8 and the
 //! kernel's page handling are the main costs. On CPUs with AVX-512 BW/VBMI/VBMI2 (runtime
 //! detection) accepted draws are compressed in registers and a Z64 element's l terms are one
 //! register of byte lanes (suffix sums by log-step permutes, mod p by min, the rotation one
