@@ -8,19 +8,18 @@
 //! ([`MODEL_OWNER`], server1) secret-shares the initial weights and alone receives the trained
 //! ones. With the same seed both ways give bit-identical weights.
 
-use super::{max_weight_diff, on_own_thread, train_private_epochs, EpochLog, DATA_OWNER, MODEL_OWNER};
+use super::{max_weight_diff, on_own_thread, train_plain, train_private_epochs, EpochLog, DATA_OWNER, MODEL_OWNER};
 use crate::csv::{load_csv, CsvOptions, LabelColumn};
 use crate::data::{synthetic_binary, Dataset, Standardizer};
 use crate::error::{Result, TrainError};
-use crate::fit::{batches, train_epoch, Objective, TrainingSet};
+use crate::fit::{batches, Objective, TrainingSet};
 use crate::metrics::{binary_accuracy, log_loss, sigmoid};
-use crate::optim::{Schedule, Sgd, SgdState};
-use crate::progress::bar;
+use crate::optim::{Schedule, Sgd};
 use ndarray::{Array1, Array2, Ix2};
 use pond_core::CoreError;
 use pond_core::{FixedPoint, Z64};
 use pond_layers::loss::sigmoids;
-use pond_layers::{LogisticLoss, ModelSpec, PlainBackend, PrivateBackend, Sequential, Weights};
+use pond_layers::{LogisticLoss, ModelSpec, PrivateBackend, Sequential, Weights};
 use pond_protocol::polynomial::{Polynomial, SIGMOID};
 use pond_protocol::{run_local, LocalConfig, ProtocolError, Role, Session};
 use serde::Serialize;
@@ -211,19 +210,8 @@ pub fn run(cfg: &LogregConfig) -> Result<LogregReport> {
     let nb = batches(n, cfg.batch);
 
     // Plaintext reference.
-    let mut pb = PlainBackend;
-    let mut model = Sequential::input(&mut pb, &spec, MODEL_OWNER, Some(&init))?;
-    let data = TrainingSet::input(&mut pb, DATA_OWNER, Some(&x), x.shape(), Some(&y), y.shape())?;
-    let mut state = SgdState::default();
-    let progress = bar((cfg.epochs * nb) as u64, "plaintext", cfg.progress);
-    let start = Instant::now();
-    for epoch in 0..cfg.epochs {
-        train_epoch(&mut pb, &mut model, &objective, &sgd, &mut state, &data, cfg.batch, epoch, &progress)?;
-    }
-    let s_per_epoch_plain = start.elapsed().as_secs_f64() / cfg.epochs as f64;
-    progress.finish_and_clear();
-    let plain_weights =
-        model.output(&mut pb, MODEL_OWNER)?.ok_or_else(|| TrainError::Config("no plain weights".into()))?;
+    let (plain_weights, s_per_epoch_plain) =
+        train_plain(&spec, &init, &objective, &sgd, &x, &y, cfg.epochs, cfg.batch, cfg.progress)?;
 
     // Private run: three parties on three threads.
     let fp = cfg.fixed_point()?;

@@ -1,14 +1,13 @@
 //! An MLP on MNIST (784-128-128-10, ReLU, squared loss on one-hot labels), plaintext and
 //! private, from the same initial weights.
 
-use super::{max_weight_diff, on_own_thread, train_private_epochs, DATA_OWNER, MODEL_OWNER};
+use super::{max_weight_diff, on_own_thread, train_plain, train_private_epochs, DATA_OWNER, MODEL_OWNER};
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
-use crate::fit::{batches, train_epoch, Objective, TrainingSet};
+use crate::fit::{Objective, TrainingSet};
 use crate::idx::Mnist;
 use crate::metrics::multiclass_accuracy;
-use crate::optim::{Schedule, Sgd, SgdState};
-use crate::progress::bar;
+use crate::optim::{Schedule, Sgd};
 use ndarray::{s, Ix2};
 use pond_core::{FixedPoint, Z64};
 use pond_layers::{Activation, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, SquaredLoss, Weights};
@@ -112,21 +111,8 @@ pub fn run(cfg: &MlpConfig) -> Result<MlpReport> {
     let x = train.features.clone().into_dyn();
     let y = train.one_hot(classes).into_dyn();
     let n = train.len();
-    let nb = batches(n, cfg.batch);
-
-    let mut pb = PlainBackend;
-    let mut model = Sequential::input(&mut pb, &spec, MODEL_OWNER, Some(&init))?;
-    let data = TrainingSet::input(&mut pb, DATA_OWNER, Some(&x), x.shape(), Some(&y), y.shape())?;
-    let mut state = SgdState::default();
-    let progress = bar((cfg.epochs * nb) as u64, "plaintext", cfg.progress);
-    let start = Instant::now();
-    for epoch in 0..cfg.epochs {
-        train_epoch(&mut pb, &mut model, &objective, &sgd, &mut state, &data, cfg.batch, epoch, &progress)?;
-    }
-    let s_per_epoch_plain = start.elapsed().as_secs_f64() / cfg.epochs as f64;
-    progress.finish_and_clear();
-    let plain_weights =
-        model.output(&mut pb, MODEL_OWNER)?.ok_or_else(|| TrainError::Config("no plain weights".into()))?;
+    let (plain_weights, s_per_epoch_plain) =
+        train_plain(&spec, &init, &objective, &sgd, &x, &y, cfg.epochs, cfg.batch, cfg.progress)?;
     let plain_accuracy = evaluate(&spec, &plain_weights, &test)?;
     let fp = FixedPoint::<Z64>::new(cfg.frac_bits, 31 - cfg.frac_bits.min(30))?;
     let ring = format!("{} (f = {})", <Z64 as pond_core::Ring>::NAME, fp.frac_bits());

@@ -12,7 +12,8 @@ pub mod mlp;
 use crate::fit::{batches, train_epoch, Objective, TrainingSet};
 use crate::optim::{Sgd, SgdState};
 use crate::progress::bar;
-use pond_layers::{PrivateBackend, Sequential};
+use ndarray::ArrayD;
+use pond_layers::{ModelSpec, PlainBackend, PrivateBackend, Sequential, Weights};
 use pond_protocol::comparison::ComparisonRing;
 use pond_protocol::{Role, Traffic};
 use std::time::{Duration, Instant};
@@ -65,6 +66,38 @@ pub fn on_own_thread<T: Send>(f: impl FnOnce() -> pond_protocol::Result<T> + Sen
         Ok(pool) => pool.install(f),
         Err(e) => Err(pond_protocol::ProtocolError::Usage { op: "thread pool", reason: e.to_string() }),
     }
+}
+
+/// The plaintext reference run of the experiments: `epochs` passes of [`train_epoch`] from
+/// `init` over features `x` and targets `y` in batches of `batch` rows. Returns the final weights
+/// and the mean seconds per epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn train_plain(
+    spec: &ModelSpec,
+    init: &Weights,
+    objective: &Objective,
+    sgd: &Sgd,
+    x: &ArrayD<f64>,
+    y: &ArrayD<f64>,
+    epochs: usize,
+    batch: usize,
+    show: bool,
+) -> crate::error::Result<(Weights, f64)> {
+    let mut pb = PlainBackend;
+    let mut model = Sequential::input(&mut pb, spec, MODEL_OWNER, Some(init))?;
+    let data = TrainingSet::input(&mut pb, DATA_OWNER, Some(x), x.shape(), Some(y), y.shape())?;
+    let mut state = SgdState::default();
+    let progress = bar((epochs * batches(data.rows, batch)) as u64, "plaintext", show);
+    let start = Instant::now();
+    for epoch in 0..epochs {
+        train_epoch(&mut pb, &mut model, objective, sgd, &mut state, &data, batch, epoch, &progress)?;
+    }
+    let s_per_epoch = start.elapsed().as_secs_f64() / epochs.max(1) as f64;
+    progress.finish_and_clear();
+    let weights = model
+        .output(&mut pb, MODEL_OWNER)?
+        .ok_or_else(|| crate::error::TrainError::Config("no plain weights".into()))?;
+    Ok((weights, s_per_epoch))
 }
 
 /// The private training loop of the experiments: `epochs` passes of [`train_epoch`] over
