@@ -24,11 +24,12 @@ use crate::connect::{classify, Failure};
 use crate::error::{ClientLinkError, LinkEnd, NetError};
 use crate::frame::{encode_words, read_frame, FrameError};
 use crate::link::{CLOSE_BAD_FRAME, CLOSE_DONE, CLOSE_REFUSED};
+use crate::quic::{self, Streams};
 use crate::tls::{peer_names, ClientIdentity, PartyIdentity, CLIENT_NAME};
 use bytes::Bytes;
 use pond_core::{CoreError, PrgKey, RingTensor};
 use pond_protocol::{PrivateTensor, Role};
-use quinn::{Connection, Endpoint, EndpointConfig, IdleTimeout, ReadExactError, RecvStream, SendStream, VarInt};
+use quinn::{Connection, Endpoint, ReadExactError, RecvStream, SendStream};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -331,7 +332,7 @@ fn start_runtime(
     server: Option<quinn::ServerConfig>,
     startup_error: impl Fn(String) -> NetError,
 ) -> Result<LinkRuntime, NetError> {
-    crate::transport::enlarge_socket_buffers(&socket);
+    quic::enlarge_socket_buffers(&socket);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name(name)
@@ -340,30 +341,10 @@ fn start_runtime(
         .map_err(|e| startup_error(format!("tokio runtime: {e}")))?;
     let endpoint = {
         let _context = runtime.enter();
-        Endpoint::new(EndpointConfig::default(), server, socket, Arc::new(quinn::TokioRuntime))
+        Endpoint::new(quic::endpoint_config(), server, socket, Arc::new(quinn::TokioRuntime))
             .map_err(|e| startup_error(format!("QUIC endpoint: {e}")))?
     };
     Ok(LinkRuntime { runtime: Some(runtime), endpoint })
-}
-
-/// QUIC settings of a client link: idle timeout and keep-alives from the config, one
-/// bidirectional stream (opened by the client), windows for multi-megabyte messages.
-fn link_transport_config(config: &PartiesConfig) -> Result<quinn::TransportConfig, NetError> {
-    let idle = IdleTimeout::try_from(config.idle_timeout).map_err(|_| NetError::ConfigField {
-        file: config.file(),
-        field: "idle_timeout_ms".into(),
-        reason: format!("{:?} is too long for QUIC", config.idle_timeout),
-    })?;
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(idle))
-        .keep_alive_interval(Some(config.idle_timeout / 3))
-        .max_concurrent_bidi_streams(VarInt::from_u32(1))
-        .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .stream_receive_window(VarInt::from_u32(16 << 20))
-        .receive_window(VarInt::from_u32(32 << 20))
-        .send_window(64 << 20);
-    Ok(transport)
 }
 
 /// One end's view of the link to one peer: blocking send and receive over background tasks.
@@ -544,7 +525,9 @@ impl ClientListener {
             reason: format!("cannot resolve `{address}`: {reason}"),
         })?;
         let identity = PartyIdentity::from_config(config, role)?;
-        let server_config = identity.client_link_server_config(Arc::new(link_transport_config(config)?))?;
+        let transport =
+            quic::transport_config(config, "client link", Streams::OneBidirectional, bind_addr.ip().is_loopback())?;
+        let server_config = identity.client_link_server_config(Arc::new(transport))?;
         let socket = std::net::UdpSocket::bind(bind_addr).map_err(|source| NetError::BindClientLink {
             role,
             address: bind_addr,
@@ -716,7 +699,6 @@ impl ClientLink {
     pub fn connect(config: &PartiesConfig) -> Result<ClientLink, ClientLinkError> {
         let me = LinkEnd::Client;
         let identity = ClientIdentity::from_config(config)?;
-        let client_config = identity.client_config(Arc::new(link_transport_config(config)?))?;
         let mut targets = Vec::new();
         for server in [Role::Server0, Role::Server1] {
             let address = config.client_address(server)?.to_string();
@@ -727,6 +709,9 @@ impl ClientLink {
             })?;
             targets.push((server, address, addr));
         }
+        let loopback = quic::all_loopback(targets.iter().map(|(_, _, addr)| addr));
+        let transport = quic::transport_config(config, "client", Streams::OneBidirectional, loopback)?;
+        let client_config = identity.client_config(Arc::new(transport))?;
         let any: SocketAddr = if targets[0].2.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
             .parse()
             .map_err(|_| NetError::ClientTls { reason: "wildcard address".into() })?;

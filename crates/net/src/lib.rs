@@ -27,6 +27,7 @@ mod connect;
 pub mod error;
 pub mod frame;
 mod link;
+mod quic;
 pub mod serve;
 pub mod tls;
 pub mod transport;

@@ -4,10 +4,11 @@ use crate::config::PartiesConfig;
 use crate::connect::{establish, Link};
 use crate::error::NetError;
 use crate::link::{read_frames, write_frames, Incoming, Outgoing, CLOSE_DONE};
+use crate::quic::{self, Streams};
 use crate::tls::PartyIdentity;
 use pond_protocol::transport::{accept_message, ABORT_STEP};
 use pond_protocol::{ProtocolError, Role, Tag, Transport};
-use quinn::{Connection, Endpoint, EndpointConfig, IdleTimeout, TokioRuntime, VarInt};
+use quinn::{Connection, Endpoint, TokioRuntime};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -22,12 +23,6 @@ const CLOSE_LINGER: Duration = Duration::from_secs(3);
 const CLOSE_DRAIN: Duration = Duration::from_millis(150);
 /// Tokio worker threads per transport: enough to drive two connections in parallel.
 const WORKER_THREADS: usize = 2;
-/// Per-stream receive window: a few 10 MB messages in flight without stalling the sender.
-const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
-/// Per-connection receive window.
-const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
-/// Per-connection send buffer.
-const SEND_WINDOW: u64 = 64 << 20;
 
 /// The link to one peer, as seen from the blocking side.
 struct PeerLink {
@@ -86,7 +81,9 @@ impl QuicTransport {
             .collect::<Result<_, _>>()?;
         let accept: Vec<Role> = Role::ALL.into_iter().filter(|&peer| peer < role).collect();
 
-        let transport_config = Arc::new(quic_transport_config(config, role)?);
+        let loopback = quic::all_loopback(std::iter::once(&bind_addr).chain(dial.iter().map(|(_, addr)| addr)));
+        let transport_config =
+            Arc::new(quic::transport_config(config, &role.to_string(), Streams::OneEachWay, loopback)?);
         let server_config =
             if accept.is_empty() { None } else { Some(identity.server_config(transport_config.clone())?) };
         let client_config = identity.client_config(transport_config)?;
@@ -96,7 +93,7 @@ impl QuicTransport {
             address: bind_addr,
             source,
         })?;
-        enlarge_socket_buffers(&socket);
+        quic::enlarge_socket_buffers(&socket);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name(format!("pond-net-{role}"))
@@ -105,7 +102,7 @@ impl QuicTransport {
             .map_err(|e| NetError::Startup { role, reason: format!("tokio runtime: {e}") })?;
         let mut endpoint = {
             let _context = runtime.enter();
-            Endpoint::new(EndpointConfig::default(), server_config, socket, Arc::new(TokioRuntime))
+            Endpoint::new(quic::endpoint_config(), server_config, socket, Arc::new(TokioRuntime))
                 .map_err(|e| NetError::Startup { role, reason: format!("QUIC endpoint on {bind_addr}: {e}") })?
         };
         endpoint.set_default_client_config(client_config);
@@ -313,18 +310,6 @@ impl Drop for QuicTransport {
     }
 }
 
-/// Socket buffer size asked for: multi-megabyte bursts of one protocol round fit, so that the
-/// kernel does not drop datagrams the receiver has not read yet (each drop is a QUIC loss, a
-/// retransmission and a congestion-window cut). Linux caps it at `net.core.{r,w}mem_max`.
-const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-
-/// Best effort: asks for [`SOCKET_BUFFER_BYTES`] of send and receive buffer on `socket`.
-pub(crate) fn enlarge_socket_buffers(socket: &std::net::UdpSocket) {
-    let socket = socket2::SockRef::from(socket);
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-}
-
 /// The socket address of `of` (first one its configured address resolves to).
 fn resolve(config: &PartiesConfig, role: Role, of: Role) -> Result<SocketAddr, NetError> {
     let address = &config.party(of).address;
@@ -334,24 +319,4 @@ fn resolve(config: &PartiesConfig, role: Role, of: Role) -> Result<SocketAddr, N
         .map_err(|e| error(e.to_string()))?
         .next()
         .ok_or_else(|| error("resolves to no address".into()))
-}
-
-/// QUIC settings: idle timeout and keep-alives from the config, one unidirectional stream per
-/// direction, windows sized for multi-megabyte messages.
-fn quic_transport_config(config: &PartiesConfig, role: Role) -> Result<quinn::TransportConfig, NetError> {
-    let idle = IdleTimeout::try_from(config.idle_timeout).map_err(|_| NetError::ConfigField {
-        file: config.file(),
-        field: "idle_timeout_ms".into(),
-        reason: format!("{:?} is too long for QUIC (used by {role})", config.idle_timeout),
-    })?;
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(idle))
-        .keep_alive_interval(Some(config.idle_timeout / 3))
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
-        .max_concurrent_uni_streams(VarInt::from_u32(1))
-        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
-        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
-        .send_window(SEND_WINDOW);
-    Ok(transport)
 }
