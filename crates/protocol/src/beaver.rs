@@ -3,11 +3,12 @@
 //! For a bilinear op ∘ (elementwise, matmul, conv2d) and operands x = a + E, y = b + F, where cp
 //! dealt masks a, b and shares of c = a ∘ b and the servers opened E = x - a and F = y - b:
 //!
-//!   x ∘ y = c + E ∘ b + a ∘ F + E ∘ F
+//!   x ∘ y = c + E ∘ b + a ∘ F + E ∘ F = c + E ∘ y + a ∘ F   (since b + F = y)
 //!
-//! server0 computes c0 + E ∘ (b0 + F) + a0 ∘ F and server1 c1 + E ∘ b1 + a1 ∘ F: two local
-//! products each. A [`MaskedTensor`] operand already has its E opened, so only the other
-//! operand is opened: a weight masked once costs nothing per batch.
+//! so server i computes ci + E ∘ yi + a_i ∘ F from its share yi of y: two local products each,
+//! the same on both servers, with no public term to add. A [`MaskedTensor`] operand already has
+//! its E opened, so only the other operand is opened: a weight masked once costs nothing per
+//! batch.
 //!
 //! Costs (B bytes per element; |x| element count of x): each server sends |x| (if x is not
 //! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round.
@@ -65,6 +66,17 @@ struct Opened<'a, T: Clone> {
     diff: Cow<'a, T>,
 }
 
+impl<'a, R: ProtocolRing> Operand<'a, R> {
+    /// This server's share of the operand's value.
+    fn value_share(&self) -> &'a R::Tensor {
+        let value = match self {
+            Operand::Private(p) => p,
+            Operand::Masked(m) => &m.value,
+        };
+        value.share().expect("servers hold shares")
+    }
+}
+
 impl Session {
     /// x ∘ y on shares, for any bilinear `op` (see the module docs for the formula and costs).
     /// The result is at scale 2^(2f) for fixed-point inputs: truncate it afterwards.
@@ -120,19 +132,14 @@ impl Session {
                     }
                 };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
-            let server0 = s.role() == Role::Server0;
+            let y_share = y.value_share();
             let mut z = c;
             if op == Bilinear::Mul {
-                // Elementwise: accumulate the three products in place, no temporaries.
-                z.mul_add_assign(&e.diff, &f.mask)?;
+                // Elementwise: accumulate both products in place, no temporaries.
+                z.mul_add_assign(&e.diff, y_share)?;
                 z.mul_add_assign(&e.mask, &f.diff)?;
-                if server0 {
-                    z.mul_add_assign(&e.diff, &f.diff)?;
-                }
             } else {
-                // Two products: E ∘ (b + F) on server0 (E ∘ b on server1) and a ∘ F.
-                let b_term = if server0 { Cow::Owned(f.mask.add(&f.diff)?) } else { f.mask };
-                z.add_assign(&op.apply(e.diff.as_ref(), b_term.as_ref())?)?;
+                z.add_assign(&op.apply(e.diff.as_ref(), y_share)?)?;
                 z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
             }
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
@@ -167,7 +174,8 @@ impl Session {
         self.product(Bilinear::Conv2d(params), x, filters)
     }
 
-    /// x * x with a square pair (a, a*a): x^2 = a^2 + 2aE + E^2.
+    /// x * x with a square pair (a, a*a): x^2 = a^2 + 2aE + E^2 = c + E(a + x), so server i
+    /// computes ci + E·ai + E·xi.
     /// Traffic: servers n·B each, cp n·B to server1; one round.
     pub fn square<R: ProtocolRing>(&mut self, x: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
         self.op("square", |s| {
@@ -181,13 +189,10 @@ impl Session {
                     crate::ProtocolError::Usage { op: "square", reason: "square needs two dealt tensors".into() }
                 })?;
             let e = s.open_owned(tag, xi.sub(&a)?)?;
-            // z = c + 2aE (+ E^2 on server0), accumulated in place.
+            // z = c + E·a + E·x on each server's shares, accumulated in place.
             let mut z = c;
             z.mul_add_assign(&a, &e)?;
-            z.mul_add_assign(&a, &e)?;
-            if s.role() == Role::Server0 {
-                z.mul_add_assign(&e, &e)?;
-            }
+            z.mul_add_assign(xi, &e)?;
             Ok(PrivateTensor::from_share(x.shape(), Some(z)))
         })
     }
