@@ -297,6 +297,27 @@ impl Session {
         self.set_triple_source(None);
     }
 
+    /// The online time of `op`: runs it once with a [`RecordingDealer`] for ring `R`, then again
+    /// with the recorded correlations installed, and returns how long that second run took; the
+    /// online dealer is installed again afterwards. `op` must ask for the same correlations both
+    /// times (a deterministic program does).
+    pub fn time_replayed<R: ProtocolRing, T>(
+        &mut self,
+        mut op: impl FnMut(&mut Session) -> Result<T>,
+    ) -> Result<std::time::Duration> {
+        let (recorder, recording) = RecordingDealer::<R>::new();
+        self.use_triple_source::<R>(Box::new(recorder));
+        let recorded = op(self);
+        self.use_online_dealer();
+        recorded?;
+        self.use_triple_source::<R>(Box::new(recording.into_pregenerated()));
+        let start = std::time::Instant::now();
+        let replayed = op(self);
+        let elapsed = start.elapsed();
+        self.use_online_dealer();
+        replayed.map(|_| elapsed)
+    }
+
     /// Deals `c` through the installed source for ring `R`, or online.
     pub fn deal<R: ProtocolRing>(&mut self, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
         let installed = self.set_triple_source(None);

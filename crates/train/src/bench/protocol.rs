@@ -1,14 +1,14 @@
 //! `pond bench protocol`: each protocol operation on three local parties, against the same
 //! operation in f64 on plaintext, with measured and expected traffic.
 
-use super::timing::median_ms;
+use super::timing::{median_ms, median_of_slowest};
 use ndarray::{Array2, ArrayD, IxDyn};
 use pond_core::kernels::im2col::{im2col, ConvGeometry};
 use pond_core::{Conv2dParams, Crt, FixedPoint, PrgKey, Ring, RingTensor, TfeModuli, WideModuli, Z128, Z64};
 use pond_protocol::costs::{self, Cost};
 use pond_protocol::polynomial::SIGMOID;
 use pond_protocol::{
-    run_local, Bilinear, LocalConfig, MaskedTensor, PrivateTensor, ProtocolRing, RecordingDealer, Result, Role, Session,
+    run_local, Bilinear, LocalConfig, MaskedTensor, PrivateTensor, ProtocolRing, Result, Role, Session,
 };
 use serde::Serialize;
 use std::time::Instant;
@@ -71,20 +71,11 @@ fn measure<R: ProtocolRing, S>(
         let mut pregenerated = Vec::with_capacity(reps);
         for _ in 0..reps {
             online_dealer.push(timed(|| op(s, &state))?);
-            let (recorder, recording) = RecordingDealer::<R>::new();
-            s.use_triple_source::<R>(Box::new(recorder));
-            op(s, &state)?;
-            s.use_triple_source::<R>(Box::new(recording.into_pregenerated()));
-            pregenerated.push(timed(|| op(s, &state))?);
-            s.use_online_dealer();
+            pregenerated.push(s.time_replayed::<R, _>(|s| op(s, &state))?.as_secs_f64() * 1e3);
         }
         Ok(PartyTimes { online_dealer, pregenerated, sent: traffic.total_sent(), rounds: traffic.rounds })
     })?;
-    let slowest = |pick: fn(&PartyTimes) -> &Vec<f64>| {
-        let mut per_run: Vec<f64> = (0..reps).map(|i| parties.iter().map(|p| pick(p)[i]).fold(0.0, f64::max)).collect();
-        per_run.sort_by(f64::total_cmp);
-        per_run[per_run.len() / 2]
-    };
+    let slowest = |pick: fn(&PartyTimes) -> &Vec<f64>| median_of_slowest(&parties.each_ref().map(|p| &pick(p)[..]));
     Ok((
         slowest(|p| &p.online_dealer),
         slowest(|p| &p.pregenerated),

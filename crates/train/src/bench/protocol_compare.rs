@@ -9,13 +9,13 @@
 //! [`RecordingDealer`] run and replayed. Times are medians over runs of the slowest party.
 
 use super::protocol::timed;
-use super::timing::median_ms;
+use super::timing::{median_ms, median_of_slowest};
 use ndarray::{ArrayD, IxDyn};
 use pond_core::{FixedPoint, Ring, RingTensor, Z128, Z64};
 use pond_protocol::comparison::{cost, ComparisonRing, ComparisonSource};
 use pond_protocol::costs::{self, Cost};
 use pond_protocol::polynomial::RELU;
-use pond_protocol::{run_local, LocalConfig, PrivateTensor, RecordingDealer, Result, Role, Session};
+use pond_protocol::{run_local, LocalConfig, PrivateTensor, Result, Role, Session};
 
 /// One benchmark line: the same fields as the other `pond bench protocol` lines (`rounds` is
 /// server1's, the critical path of a comparison).
@@ -61,22 +61,14 @@ fn measure<R: ComparisonRing>(
                     online.push(timed(|| op(s, &px, &mut source))?);
                 }
                 Offline::Recorded => {
-                    let (recorder, recording) = RecordingDealer::<R>::new();
-                    s.use_triple_source::<R>(Box::new(recorder));
-                    op(s, &px, &mut ComparisonSource::Online)?;
-                    s.use_triple_source::<R>(Box::new(recording.into_pregenerated()));
-                    online.push(timed(|| op(s, &px, &mut ComparisonSource::Online))?);
-                    s.use_online_dealer();
+                    let replayed = s.time_replayed::<R, _>(|s| op(s, &px, &mut ComparisonSource::Online))?;
+                    online.push(replayed.as_secs_f64() * 1e3);
                 }
             }
         }
         Ok(PartyTimes { total, online, sent: traffic.total_sent(), rounds: traffic.rounds })
     })?;
-    let slowest = |pick: fn(&PartyTimes) -> &Vec<f64>| {
-        let mut runs: Vec<f64> = (0..reps).map(|i| parties.iter().map(|p| pick(p)[i]).fold(0.0, f64::max)).collect();
-        runs.sort_by(f64::total_cmp);
-        runs[runs.len() / 2]
-    };
+    let slowest = |pick: fn(&PartyTimes) -> &Vec<f64>| median_of_slowest(&parties.each_ref().map(|p| &pick(p)[..]));
     let rounds = parties[0].rounds.max(parties[1].rounds);
     Ok((slowest(|p| &p.total), slowest(|p| &p.online), [parties[0].sent, parties[1].sent, parties[2].sent], rounds))
 }

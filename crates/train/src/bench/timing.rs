@@ -20,3 +20,12 @@ pub fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
 pub fn runs_for(one_run_ms: f64, budget_ms: f64) -> usize {
     ((budget_ms / one_run_ms.max(1e-3)) as usize).clamp(3, 51)
 }
+
+/// The median over runs of the slowest party's time: `per_party[p][i]` is party p's time in
+/// run i (all parties have the same number of runs; 0.0 for none).
+pub fn median_of_slowest(per_party: &[&[f64]]) -> f64 {
+    let runs = per_party.iter().map(|t| t.len()).min().unwrap_or(0);
+    let mut slowest: Vec<f64> = (0..runs).map(|i| per_party.iter().map(|t| t[i]).fold(0.0, f64::max)).collect();
+    slowest.sort_by(f64::total_cmp);
+    slowest.get(slowest.len() / 2).copied().unwrap_or(0.0)
+}
