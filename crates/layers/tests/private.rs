@@ -19,24 +19,11 @@ use ndarray::ArrayD;
 use pond_core::{FixedPoint, Z64};
 use pond_layers::activation::{RELU_GRAD, SIGMOID_GRAD};
 use pond_layers::*;
-use pond_protocol::polynomial::{needed_powers, power_split, Polynomial, RELU, SIGMOID};
+use pond_protocol::polynomial::{Polynomial, RELU, SIGMOID};
 use pond_protocol::{run_local, LocalConfig, Role};
 
 fn max_abs(a: &ArrayD<f64>) -> f64 {
     a.iter().fold(0.0, |m, v| m.max(v.abs()))
-}
-
-/// pond-protocol's derived bound for p(x) on shares, versus p evaluated at the real x.
-fn polynomial_bound(p: &Polynomial, u: f64) -> f64 {
-    let mut e = std::collections::BTreeMap::from([(1usize, u / 2.0 / f64::from(1u32 << p.scale_bits) + u)]);
-    for i in needed_powers(p.coeffs).into_iter().filter(|&i| i > 1) {
-        let (a, b) = power_split(i);
-        let v = e[&a] + e[&b] + e[&a] * e[&b] + u;
-        e.insert(i, v);
-    }
-    let terms: f64 =
-        p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, c)| c.abs() * e[&i] + u / 2.0).sum();
-    terms + u + u / 2.0
 }
 
 /// Error of a k-term product of values bounded by `a` and `b`, each encoded (e0), truncated once.
@@ -52,7 +39,7 @@ fn bounds(case: &Case, w: &Weights, dy: &ArrayD<f64>, u: f64) -> (f64, f64, Vec<
     let wm = w.values().map(max_abs).fold(0.0, f64::max);
     let n = case.x.shape()[0];
     let poly = |p: &Polynomial, d: &Polynomial| {
-        let (bp, bd) = (polynomial_bound(p, u), polynomial_bound(d, u));
+        let (bp, bd) = (p.error_bound(u), d.error_bound(u));
         let dm = case.x.iter().map(|&v| d.eval(v).abs()).fold(0.0, f64::max);
         (bp, dym * bd + dm * e0 + e0 * bd + u, vec![])
     };

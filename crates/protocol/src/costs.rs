@@ -83,7 +83,7 @@ pub fn truncation<R: ProtocolRing>(n: u64) -> Cost {
 pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
     let needed = needed_powers(p.coeffs);
     let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
-    let mut cost = if p.scale_bits > 0 { truncation::<R>(n) } else { Cost::default() };
+    let mut cost = Cost::default();
     for level in 1..=top {
         let m = needed.iter().filter(|&&i| power_level(i) == level).count() as u64;
         let shape = [(m * n) as usize];

@@ -1,21 +1,26 @@
 //! Polynomial evaluation on shares, and the polynomial approximations of sigmoid and ReLU.
 //!
-//! A polynomial p is evaluated in t = x / 2^s (s = `scale_bits`), so that on the stated
-//! interval every power of t lies in [-1, 1] and stays inside the fixed-point range. The powers
-//! t^i that p needs are computed level by level, t^i = t^a * t^b with a the largest power of two
-//! below i, so t^i is ready after ceil(log2 i) levels; all products of one level are batched into
-//! one Beaver multiplication and one truncation. The terms are then summed at scale 2^2f and
-//! truncated once.
+//! A polynomial p is given in t = x / S with S = 2^s (s = `scale_bits`), so that on the stated
+//! interval |t| <= 1. It is evaluated on the scaled powers u_i = S·t^i = x^i / S^(i-1), which
+//! stay in [-S, S]: u_1 = x needs no scaling step, and u_(a+b) = u_a·u_b / S, so every product
+//! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with a the
+//! largest power of two below i, so u_i is ready after ceil(log2 i) levels; all products of one
+//! level are batched into one Beaver multiplication and one truncation. The terms (c_i / S)·u_i
+//! take c_i encoded at scale 2^f, which is c_i / S at scale 2^(f+s); their sum, at scale
+//! 2^(2f+s), is truncated once by f + s.
 //!
 //! Why not Horner or dealer-supplied powers: Horner needs deg(p) sequential multiplications
 //! (2·deg(p) rounds with truncation), while the power tree needs ceil(log2 deg(p)) levels; dealer
 //! powers (open x - r once, expand (c + r)^i) would need shares of r^i at scale 2^(i·f), which
 //! leaves the fixed-point range of Z64 from i = 3 on.
 //!
-//! Rounds per server: 1 (scaling, if s > 0) + 2 per level + 1 (final truncation) for Z64 and
-//! CRT; Z128 truncates locally, so 1 per level. Bytes per server: for each level with m
-//! products of n elements, 2·m·n·B (both operands opened) plus the truncation's m·n·B (Z64,
-//! CRT); the scaling and final truncations n·B each.
+//! Rounds per server: 2 per level + 1 (final truncation) for Z64 and CRT; Z128 truncates
+//! locally, so 1 per level. Bytes per server: for each level with m products of n elements,
+//! 2·m·n·B (both operands opened) plus the truncation's m·n·B (Z64, CRT); the final truncation
+//! n·B.
+//!
+//! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
+//! a scaled power u_i, so it is an error of ulp / S on t^i.
 
 use crate::error::Result;
 use crate::session::Session;
@@ -71,6 +76,33 @@ impl Polynomial {
         self.coeffs.iter().rev().fold(0.0, |acc, c| acc * t + c)
     }
 
+    /// Bound on |p(x) on shares - p(x) in real arithmetic| for |x| <= 2^s (the interval) with
+    /// fixed-point resolution `ulp` = 2^-f, from the evaluation described in the module docs.
+    ///
+    /// With E_i the absolute error of the scaled power u_i (|u_i| <= S): E_1 = ulp/2 (encoding
+    /// x), and u_(a+b) = u_a·u_b / S truncated, so E_(a+b) is at most
+    /// (|u_a| E_b + |u_b| E_a + E_a E_b) / S plus one ulp, hence E_a + E_b + E_a E_b / S + ulp.
+    /// Term i contributes |c_i| E_i / S plus the rounding of c_i / S at resolution ulp / S times
+    /// |u_i| <= S, i.e. ulp / 2; the final truncation adds ulp and encoding the constant c_0 ulp / 2.
+    pub fn error_bound(&self, ulp: f64) -> f64 {
+        let scale = f64::from(1u32 << self.scale_bits);
+        let mut e = BTreeMap::from([(1usize, ulp / 2.0)]);
+        for i in needed_powers(self.coeffs).into_iter().filter(|&i| i > 1) {
+            let (a, b) = power_split(i);
+            let v = e[&a] + e[&b] + e[&a] * e[&b] / scale + ulp;
+            e.insert(i, v);
+        }
+        let terms: f64 = self
+            .coeffs
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, c)| **c != 0.0)
+            .map(|(i, c)| c.abs() * e[&i] / scale + ulp / 2.0)
+            .sum();
+        terms + ulp + ulp / 2.0
+    }
+
     /// Degree.
     pub fn degree(&self) -> usize {
         self.coeffs.len().saturating_sub(1)
@@ -115,10 +147,10 @@ impl Session {
         fp: FixedPoint<R>,
     ) -> Result<PrivateTensor<R>> {
         self.op("polynomial", |s| {
-            let f = fp.frac_bits();
+            // Products of scaled powers are truncated by f + s (see the module docs).
+            let shift = fp.frac_bits() + p.scale_bits;
             let n = x.len();
-            let t = if p.scale_bits > 0 { s.truncate(x, p.scale_bits)? } else { x.clone() };
-            let flat = s.reshape(&t, &[n])?;
+            let flat = s.reshape(x, &[n])?;
             let needed = needed_powers(p.coeffs);
             let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, flat)]);
             let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
@@ -128,7 +160,7 @@ impl Session {
                 let rhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).1]).collect();
                 let (lhs, rhs) = (s.concat(&lhs)?, s.concat(&rhs)?);
                 let product = s.mul(&lhs, &rhs)?;
-                let product = s.truncate(&product, f)?;
+                let product = s.truncate(&product, shift)?;
                 for (k, &i) in at_level.iter().enumerate() {
                     let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
                     powers.insert(i, part);
@@ -136,6 +168,7 @@ impl Session {
             }
             let mut acc: Option<PrivateTensor<R>> = None;
             for (i, &c) in p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0) {
+                // c_i at scale 2^f is c_i / S at scale 2^(f+s): the term (c_i / S)·u_i = c_i t^i.
                 let term = s.mul_scalar(&powers[&i], fp.encode_scalar(c, i)?);
                 acc = Some(match acc {
                     None => term,
@@ -143,7 +176,7 @@ impl Session {
                 });
             }
             let sum = match acc {
-                Some(a) => s.truncate(&a, f)?,
+                Some(a) => s.truncate(&a, shift)?,
                 None => s.mul_scalar(&powers[&1], 0),
             };
             let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;

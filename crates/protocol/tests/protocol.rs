@@ -158,23 +158,6 @@ fn z128_local_truncation_never_fails_over_a_million_draws() {
     assert_eq!(failures, 0);
 }
 
-/// The fixed-point error of the power tree, bounded recursively: with e_i the error of t^i and
-/// |t| <= 1, e_{a+b} <= e_a + e_b + e_a e_b + 2^-f (one truncation); e_1 is the encoding plus the
-/// scaling truncation error. The sum adds each coefficient's rounding (2^-(f+1) per term, |t^i| <= 1)
-/// and the final truncation (2^-f).
-fn polynomial_bound(p: &Polynomial, ulp: f64) -> f64 {
-    use pond_protocol::polynomial::{needed_powers, power_split};
-    let mut e = std::collections::BTreeMap::from([(1usize, ulp / 2.0 / f64::from(1u32 << p.scale_bits) + ulp)]);
-    for i in needed_powers(p.coeffs).into_iter().filter(|&i| i > 1) {
-        let (a, b) = power_split(i);
-        let v = e[&a] + e[&b] + e[&a] * e[&b] + ulp;
-        e.insert(i, v);
-    }
-    let terms: f64 =
-        p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, c)| c.abs() * e[&i] + ulp / 2.0).sum();
-    terms + ulp + ulp / 2.0
-}
-
 fn sigmoid_within_bound<R: ProtocolRing>(values: &[f64]) {
     let fp = FixedPoint::<R>::default_for_ring();
     let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view()).unwrap();
@@ -183,7 +166,7 @@ fn sigmoid_within_bound<R: ProtocolRing>(values: &[f64]) {
         Ok(share(&s.sigmoid(&px, fp)?))
     });
     let got = fp.decode(&reconstruct(&out));
-    let bound = polynomial_bound(&SIGMOID, fp.ulp());
+    let bound = SIGMOID.error_bound(fp.ulp());
     for (v, g) in values.iter().zip(got.iter()) {
         let want = SIGMOID.eval(*v);
         assert!((g - want).abs() <= bound, "{}: sigmoid_poly({v}) = {g}, plaintext {want}, bound {bound}", R::NAME);
