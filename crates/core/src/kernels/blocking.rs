@@ -26,8 +26,9 @@ pub(crate) const KC_MAX: usize = 512;
 pub(crate) const MC_MAX_STRIPS: usize = 8;
 /// Most `NR`-column panels of `B` per task (bounds the `B` block a task streams).
 pub(crate) const NC_MAX_PANELS: usize = 64;
-/// Entries read per [`Operand::read_line`] call when packing across lines.
-const LINE_SEGMENT: usize = 128;
+/// Entries read per [`Operand::read_line`] call when packing across lines (and per conversion
+/// buffer of operands that convert).
+pub(crate) const LINE_SEGMENT: usize = 128;
 
 /// A matrix the packing routines read as `u64` values, one contiguous line (row or column) at
 /// a time.
@@ -36,8 +37,14 @@ pub(crate) trait Operand: Sync {
     fn dim(&self) -> (usize, usize);
     /// Whether lines are rows (consecutive columns of one row); otherwise they are columns.
     fn row_major(&self) -> bool;
-    /// `dst[t]` = entry `start + t` of line `line`, for every `t < dst.len()`.
-    fn read_line(&self, line: usize, start: usize, dst: &mut [u64]);
+    /// `dst[t · stride]` = entry `entries.start + t` of line `line`, for every
+    /// `t < entries.len()`.
+    fn read_line(&self, line: usize, entries: Range<usize>, dst: &mut [u64], stride: usize);
+    /// Line `line` as a slice, when the operand is stored as contiguous `u64` lines (packing
+    /// then copies straight from it).
+    fn line_slice(&self, _line: usize) -> Option<&[u64]> {
+        None
+    }
 }
 
 impl Operand for ArrayView2<'_, u64> {
@@ -50,17 +57,35 @@ impl Operand for ArrayView2<'_, u64> {
         cs <= rs || self.nrows() == 1
     }
 
-    fn read_line(&self, line: usize, start: usize, dst: &mut [u64]) {
-        let lane: ArrayView1<'_, u64> = if self.row_major() { self.row(line) } else { self.column(line) };
-        let end = start + dst.len();
+    fn read_line(&self, line: usize, entries: Range<usize>, dst: &mut [u64], stride: usize) {
+        let lane = lane(self, line);
         match lane.to_slice() {
-            Some(src) => dst.copy_from_slice(&src[start..end]),
+            Some(src) if stride == 1 => dst[..entries.len()].copy_from_slice(&src[entries]),
+            Some(src) => scatter(&src[entries], dst, stride),
             None => {
-                for (d, &v) in dst.iter_mut().zip(lane.slice(s![start..end])) {
+                for (d, &v) in dst.iter_mut().step_by(stride).zip(lane.slice(s![entries])) {
                     *d = v;
                 }
             }
         }
+    }
+
+    fn line_slice(&self, line: usize) -> Option<&[u64]> {
+        lane(self, line).to_slice()
+    }
+}
+
+/// Row `line` of `view` if its lines are rows (see [`Operand::row_major`]), else column `line`.
+fn lane<'a>(view: &ArrayView2<'a, u64>, line: usize) -> ArrayView1<'a, u64> {
+    let axis = if view.row_major() { Axis(0) } else { Axis(1) };
+    view.index_axis_move(axis, line)
+}
+
+/// `dst[t · stride] = src[t]` for every `t < src.len()`.
+#[inline]
+pub(crate) fn scatter(src: &[u64], dst: &mut [u64], stride: usize) {
+    for (d, &v) in dst.iter_mut().step_by(stride).zip(src) {
+        *d = v;
     }
 }
 
@@ -77,8 +102,12 @@ impl<O: Operand> Operand for Transposed<'_, O> {
         !self.0.row_major()
     }
 
-    fn read_line(&self, line: usize, start: usize, dst: &mut [u64]) {
-        self.0.read_line(line, start, dst);
+    fn read_line(&self, line: usize, entries: Range<usize>, dst: &mut [u64], stride: usize) {
+        self.0.read_line(line, entries, dst, stride);
+    }
+
+    fn line_slice(&self, line: usize) -> Option<&[u64]> {
+        self.0.line_slice(line)
     }
 }
 
@@ -128,41 +157,71 @@ pub(crate) fn k_block(k: usize) -> usize {
 /// block goes to `dst[(i / W) · cols.len() · W + p · W + i % W]`. Every element of `dst` is
 /// written. Packing `B`'s panels is the same operation on `B`'s transpose.
 pub(crate) fn pack_strips<const W: usize>(src: &impl Operand, rows: Range<usize>, cols: Range<usize>, dst: &mut [u64]) {
-    let kc = cols.len();
     if src.row_major() {
         pack_across_lines::<W>(src, rows, cols, dst);
     } else {
-        // Lines are columns: one read per column gives value `p` of every strip.
-        let mut line = vec![0u64; rows.len().next_multiple_of(W)];
-        let filled = rows.len();
-        for (p, col) in cols.enumerate() {
-            src.read_line(col, rows.start, &mut line[..filled]);
-            for (strip, values) in dst.chunks_exact_mut(kc * W).zip(line.chunks_exact(W)) {
-                strip[p * W..(p + 1) * W].copy_from_slice(values);
+        pack_along_lines::<W>(src, rows, cols, dst);
+    }
+}
+
+/// [`pack_strips`] for an operand whose lines are columns: one line gives value `p` of every
+/// strip.
+fn pack_along_lines<const W: usize>(src: &impl Operand, rows: Range<usize>, cols: Range<usize>, dst: &mut [u64]) {
+    let kc = cols.len();
+    let mut buf = Vec::new();
+    for (p, col) in cols.enumerate() {
+        let line = match src.line_slice(col) {
+            Some(line) => &line[rows.clone()],
+            None => {
+                buf.resize(rows.len(), 0);
+                src.read_line(col, rows.clone(), &mut buf, 1);
+                &buf
             }
+        };
+        for (strip, values) in dst.chunks_exact_mut(kc * W).zip(line.chunks(W)) {
+            let dst = &mut strip[p * W..(p + 1) * W];
+            dst[..values.len()].copy_from_slice(values);
+            dst[values.len()..].fill(0);
         }
     }
 }
 
-/// [`pack_strips`] for an operand whose lines are rows: each row is read in segments and
-/// scattered with stride `W` into its strip, segment by segment so that the part of the strip
-/// being written stays in L1.
+/// [`pack_strips`] for an operand whose lines are rows: each row is scattered with stride `W`
+/// into its strip.
 fn pack_across_lines<const W: usize>(src: &impl Operand, rows: Range<usize>, cols: Range<usize>, dst: &mut [u64]) {
     let kc = cols.len();
-    let mut segment = [0u64; LINE_SEGMENT];
     for (s, strip) in dst.chunks_exact_mut(kc * W).enumerate() {
         let i0 = rows.start + s * W;
         let rows_here = W.min(rows.end - i0);
         if rows_here < W {
             strip.fill(0);
         }
+        let mut slices: [&[u64]; W] = [&[]; W];
+        let lines = i0..i0 + rows_here;
+        if lines.clone().zip(&mut slices).all(|(i, s)| src.line_slice(i).map(|line| *s = &line[cols.clone()]).is_some())
+        {
+            pack_strip_from_slices::<W>(&slices[..rows_here], strip);
+            continue;
+        }
+        // Converted lines: segment by segment, so that the part of the strip being written
+        // stays in L1.
         for c0 in (0..kc).step_by(LINE_SEGMENT) {
-            let seg = &mut segment[..LINE_SEGMENT.min(kc - c0)];
-            for r in 0..rows_here {
-                src.read_line(i0 + r, cols.start + c0, seg);
-                for (d, &v) in strip[c0 * W + r..].iter_mut().step_by(W).zip(seg.iter()) {
-                    *d = v;
-                }
+            let entries = cols.start + c0..cols.start + kc.min(c0 + LINE_SEGMENT);
+            for (r, i) in lines.clone().enumerate() {
+                src.read_line(i, entries.clone(), &mut strip[c0 * W + r..], W);
+            }
+        }
+    }
+}
+
+/// One strip from its rows' slices (columns `0..kc` of each), eight columns at a time for all
+/// rows, so that each 8 × `W` block of the strip is written in one go.
+fn pack_strip_from_slices<const W: usize>(rows: &[&[u64]], strip: &mut [u64]) {
+    for (p, dst_8p) in strip.chunks_mut(8 * W).enumerate() {
+        for (r, row) in rows.iter().enumerate() {
+            let vals = &row[8 * p..row.len().min(8 * p + 8)];
+            for (d, &v) in dst_8p[r..].iter_mut().step_by(W).zip(vals) {
+                *d = v;
             }
         }
     }

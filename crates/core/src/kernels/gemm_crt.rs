@@ -24,7 +24,7 @@
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
-use super::blocking::{blocked, Operand, Portable};
+use super::blocking::{blocked, scatter, Operand, Portable, LINE_SEGMENT};
 use crate::crt::{inverse_mod, vectorised};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 use ndarray::{s, Array2, ArrayView2, CowArray, Ix2};
@@ -198,6 +198,23 @@ impl<'a> Residues<'a> {
         Residues { planes, row_major: in_place.unwrap_or(true), group }
     }
 
+    /// `dst[t]` = entry `entries.start + t` of line `line` (`dst.len() == entries.len()`).
+    fn lift_into(&self, line: usize, entries: Range<usize>, dst: &mut [u64]) {
+        let (r0, group) = (self.line(0, line, entries.clone()), self.group);
+        if group.is_pair() {
+            let r1 = self.line(1, line, entries);
+            vectorised(|| {
+                for ((d, &x), &y) in dst.iter_mut().zip(r0).zip(r1) {
+                    *d = group.lift(x, y);
+                }
+            });
+        } else {
+            for (d, &x) in dst.iter_mut().zip(r0) {
+                *d = u64::from(x);
+            }
+        }
+    }
+
     /// Entries `range` of line `line` of plane `i`.
     fn line(&self, i: usize, line: usize, range: Range<usize>) -> &[u32] {
         let plane = &self.planes[i];
@@ -215,20 +232,16 @@ impl Operand for Residues<'_> {
         self.row_major
     }
 
-    fn read_line(&self, line: usize, start: usize, dst: &mut [u64]) {
-        let range = start..start + dst.len();
-        let (r0, group) = (self.line(0, line, range.clone()), self.group);
-        if group.is_pair() {
-            let r1 = self.line(1, line, range);
-            vectorised(|| {
-                for ((d, &x), &y) in dst.iter_mut().zip(r0).zip(r1) {
-                    *d = group.lift(x, y);
-                }
-            });
-        } else {
-            for (d, &x) in dst.iter_mut().zip(r0) {
-                *d = u64::from(x);
-            }
+    fn read_line(&self, line: usize, entries: Range<usize>, dst: &mut [u64], stride: usize) {
+        if stride == 1 {
+            return self.lift_into(line, entries.clone(), &mut dst[..entries.len()]);
+        }
+        let mut buf = [0u64; LINE_SEGMENT];
+        for (s, start) in entries.clone().step_by(LINE_SEGMENT).enumerate() {
+            let part = start..entries.end.min(start + LINE_SEGMENT);
+            let buf = &mut buf[..part.len()];
+            self.lift_into(line, part, buf);
+            scatter(buf, &mut dst[s * LINE_SEGMENT * stride..], stride);
         }
     }
 }
