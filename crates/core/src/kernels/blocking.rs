@@ -178,10 +178,17 @@ fn pack_along_lines<const W: usize>(src: &impl Operand, rows: Range<usize>, cols
                 &buf
             }
         };
-        for (strip, values) in dst.chunks_exact_mut(kc * W).zip(line.chunks(W)) {
+        let mut strips = dst.chunks_exact_mut(kc * W);
+        let values = line.chunks_exact(W);
+        let tail = values.remainder();
+        // `values` first: zip then stops without taking the tail's strip from `strips`.
+        for (values, strip) in values.zip(strips.by_ref()) {
+            strip[p * W..(p + 1) * W].copy_from_slice(values);
+        }
+        if let Some(strip) = strips.next() {
             let dst = &mut strip[p * W..(p + 1) * W];
-            dst[..values.len()].copy_from_slice(values);
-            dst[values.len()..].fill(0);
+            dst[..tail.len()].copy_from_slice(tail);
+            dst[tail.len()..].fill(0);
         }
     }
 }
@@ -234,8 +241,14 @@ struct Grid {
     col_panels: usize,
 }
 
-/// Picks task sizes so that every thread gets about the same number of tiles (estimated
-/// makespan), with tasks no bigger than `MC_MAX_STRIPS × NC_MAX_PANELS` tiles.
+/// Cost of packing one strip of `A`, in units of one tile's micro-kernel work over the same
+/// `k` (both are per k step: `MR` scattered loads and stores against `MR × NR` multiply-adds;
+/// measured at about two tiles).
+const PACK_STRIP_TILES: usize = 2;
+
+/// Picks task sizes so that every thread gets about the same work (estimated makespan: tiles,
+/// plus the packing of each task's strips of `A`, repeated in every column chunk), with tasks
+/// no bigger than `MC_MAX_STRIPS × NC_MAX_PANELS` tiles.
 fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
     let min_rc = strips.div_ceil(MC_MAX_STRIPS);
     let min_cc = panels.div_ceil(NC_MAX_PANELS);
@@ -245,7 +258,7 @@ fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
             let (rs, cp) = (strips.div_ceil(rc), panels.div_ceil(cc));
             // Actual number of tasks after rounding the task sizes up.
             let tasks = strips.div_ceil(rs) * panels.div_ceil(cp);
-            let makespan = tasks.div_ceil(threads) * rs * cp;
+            let makespan = tasks.div_ceil(threads) * rs * (cp + PACK_STRIP_TILES);
             if (makespan, tasks) < (best.0, best.1) {
                 best = (makespan, tasks, Grid { row_strips: rs, col_panels: cp });
             }
@@ -258,9 +271,9 @@ fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
 /// its tiles (used by kernels that compute a shifted product, see `gemm_u64`).
 pub(crate) type Corrections = (Vec<u64>, Vec<u64>);
 
-/// Packed, blocked, parallel GEMM adding `a · b` (with wrapping `u64` arithmetic, as computed
-/// by `kernel`) into `c`, which must start zeroed. With `corrections`, `C` instead starts from
-/// `−ξ_i − η_j`.
+/// Packed, blocked, parallel GEMM writing `a · b` (with wrapping `u64` arithmetic, as computed
+/// by `kernel`) into `c`, whatever `c` held before. With `corrections`, `C` starts from
+/// `−ξ_i − η_j` and the kernel's products are added to that. Needs `a.ncols() > 0`.
 pub(crate) fn blocked<K, const MR: usize, const NR: usize>(
     a: &impl Operand,
     b: &impl Operand,
@@ -329,6 +342,9 @@ fn run_tasks<K, const MR: usize, const NR: usize>(
                 let packed_a = &mut packed_a[..strips * kc_here * MR];
                 pack_strips::<MR>(a, i0..i0 + rows, pc..pc + kc_here, packed_a);
                 let b_block = &packed_b[pc * n_pad..(pc + kc_here) * n_pad];
+                // The first k-block overwrites `C` (so `C` needs no zeroing, and its fresh pages
+                // are first written, not read), unless it starts from the corrections.
+                let store = pc == 0 && corrections.is_none();
                 for jr in (0..cols).step_by(NR) {
                     let panel_start = (j0 + jr) * kc_here;
                     let b_panel = &b_block[panel_start..panel_start + kc_here * NR];
@@ -338,8 +354,11 @@ fn run_tasks<K, const MR: usize, const NR: usize>(
                         let ir = s * MR;
                         let mut c_sub = c_task.slice_mut(s![ir..rows.min(ir + MR), jr..cols.min(jr + NR)]);
                         for (mut c_row, t_row) in c_sub.rows_mut().into_iter().zip(&tile) {
-                            for (cv, &tv) in c_row.iter_mut().zip(t_row) {
-                                *cv = cv.wrapping_add(tv);
+                            let c_row = c_row.iter_mut().zip(t_row);
+                            if store {
+                                c_row.for_each(|(cv, &tv)| *cv = tv);
+                            } else {
+                                c_row.for_each(|(cv, &tv)| *cv = cv.wrapping_add(tv));
                             }
                         }
                     }

@@ -27,7 +27,7 @@
 use super::blocking::{blocked, scatter, Operand, Portable, LINE_SEGMENT};
 use crate::crt::{inverse_mod, vectorised};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
-use ndarray::{s, Array2, ArrayView2, CowArray, Ix2};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -117,18 +117,34 @@ fn reduce_u64(x: u64, m: f64, inv_m: f64, two32: f64) -> f64 {
     reduce(h.mul_add(two32, to_f64(x & 0xffff_ffff)), m, inv_m)
 }
 
-/// `out[i] = (out[i] + acc[i]) mod m` for residues `out` in [0, m) and exact sums `acc`.
-fn add_reduced(out: &mut [u32], acc: &[u64], m: u32) {
+/// `out[i] = (out[i] + acc[i]) mod m` for residues `out` in [0, m) and exact sums `acc`: any
+/// `u64`, or all below 2^52 when `narrow` (then one f64 reduction each instead of two).
+fn add_reduced(out: &mut [u32], acc: &[u64], m: u32, narrow: bool) {
     let (mf, inv_m, two32) = (f64::from(m), 1.0 / f64::from(m), ((1u64 << 32) % u64::from(m)) as f64);
     for_chunks(out, |start, out| {
         let acc = &acc[start..start + out.len()];
         vectorised(|| {
-            for (o, &x) in out.iter_mut().zip(acc) {
-                let r = reduce_u64(x, mf, inv_m, two32) + f64::from(*o);
-                *o = to_u64(if r >= mf { r - mf } else { r }) as u32;
+            if narrow {
+                add_each(out, acc, mf, |x| reduce(to_f64(x), mf, inv_m));
+            } else {
+                add_each(out, acc, mf, |x| reduce_u64(x, mf, inv_m, two32));
             }
         });
     });
+}
+
+/// `out[i] = (out[i] + residue(acc[i])) mod m`, for `residue` giving values in [0, m).
+#[inline(always)]
+fn add_each(out: &mut [u32], acc: &[u64], m: f64, residue: impl Fn(u64) -> f64) {
+    for (o, &x) in out.iter_mut().zip(acc) {
+        let r = residue(x) + f64::from(*o);
+        *o = to_u64(if r >= m { r - m } else { r }) as u32;
+    }
+}
+
+/// Whether sums of `k` products of values below `p` stay below 2^52.
+fn sums_below_2_52(k: usize, p: u64) -> bool {
+    (k as u128) * u128::from(p.saturating_sub(1)).pow(2) < 1 << 52
 }
 
 /// One group of moduli with its combined modulus P and CRT constants.
@@ -266,16 +282,14 @@ impl Isa {
         Isa::Portable
     }
 
-    /// The exact `u64` product of two residue operands (entries below 2^26, inner dimension at
-    /// most [`exact_chunk`] of their bound).
-    fn product(self, a: &Residues<'_>, b: &Residues<'_>) -> Array2<u64> {
-        let mut c = Array2::<u64>::zeros((a.dim().0, b.dim().1));
+    /// Writes the exact `u64` product of two residue operands (entries below 2^26, inner
+    /// dimension from 1 to [`exact_chunk`] of their bound) into `c`.
+    fn product(self, a: &Residues<'_>, b: &Residues<'_>, c: ArrayViewMut2<'_, u64>) {
         match self {
-            Isa::Portable => blocked(a, b, c.view_mut(), Portable, None),
+            Isa::Portable => blocked(a, b, c, Portable, None),
             #[cfg(target_arch = "x86_64")]
-            Isa::Ifma(token) => blocked(a, b, c.view_mut(), token, None),
+            Isa::Ifma(token) => blocked(a, b, c, token, None),
         }
-        c
     }
 
     /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()` (no term or sum may exceed `u64`).
@@ -355,7 +369,9 @@ fn planes_with(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u
     if a[0].nrows() <= SMALL_M {
         return small_m(a, b, moduli, isa);
     }
-    gemm_groups(moduli).into_iter().flat_map(|g| group_with(&a[g.clone()], &b[g.clone()], &moduli[g], isa)).collect()
+    let mut acc = Vec::new();
+    let groups = gemm_groups(moduli).into_iter();
+    groups.flat_map(|g| group_with(&a[g.clone()], &b[g.clone()], &moduli[g], isa, &mut acc)).collect()
 }
 
 /// A_i·B_i mod m_i for every modulus of one GEMM group (one or two moduli whose product is below
@@ -366,30 +382,52 @@ pub fn gemm_mod_group(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], modu
     if a[0].nrows() <= SMALL_M {
         return small_m(a, b, moduli, Isa::detect());
     }
-    group_with(a, b, moduli, Isa::detect())
+    group_with(a, b, moduli, Isa::detect(), &mut Vec::new())
 }
 
-/// The packed GEMM of one group with the instruction set chosen by the caller.
-fn group_with(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32], isa: Isa) -> Vec<Array2<u32>> {
+/// The packed GEMM of one group with the instruction set chosen by the caller; `acc` is scratch
+/// space for the `u64` sums, reused across calls.
+fn group_with(
+    a: &[ArrayView2<'_, u32>],
+    b: &[ArrayView2<'_, u32>],
+    moduli: &[u32],
+    isa: Isa,
+    acc: &mut Vec<u64>,
+) -> Vec<Array2<u32>> {
     let group = Group::new(moduli);
     let (m, k) = a[0].dim();
     let n = b[0].ncols();
-    let mut out = vec![Array2::<u32>::zeros((m, n)); moduli.len()];
+    let mut out: Vec<_> = moduli.iter().map(|_| written_zeros(m, n)).collect();
     if m == 0 || n == 0 {
         return out;
     }
+    if acc.len() < m * n {
+        acc.resize(m * n, 0);
+    }
+    let mut c = ArrayViewMut2::from_shape((m, n), &mut acc[..m * n]).expect("m·n scratch values");
     let chunk = exact_chunk(group.p).max(1);
     for start in (0..k).step_by(chunk) {
         let end = (start + chunk).min(k);
         let a_part: Vec<_> = a.iter().map(|p| p.slice(s![.., start..end])).collect();
         let b_part: Vec<_> = b.iter().map(|p| p.slice(s![start..end, ..])).collect();
-        let acc = isa.product(&Residues::new(&a_part, group), &Residues::new(&b_part, group));
-        let acc = acc.as_slice().expect("GEMM results are in standard layout");
+        isa.product(&Residues::new(&a_part, group), &Residues::new(&b_part, group), c.view_mut());
+        let narrow = sums_below_2_52(end - start, group.p);
+        let sums = c.as_slice().expect("scratch is in standard layout");
         for (o, &m) in out.iter_mut().zip(moduli) {
-            add_reduced(o.as_slice_mut().expect("fresh arrays are in standard layout"), acc, m);
+            add_reduced(o.as_slice_mut().expect("fresh arrays are in standard layout"), sums, m, narrow);
         }
     }
     out
+}
+
+/// A zero matrix whose memory has been written: `vec![0; n]` may map untouched zero pages, and
+/// the first read-then-write of each would cost a copy-on-write fault that flushes the TLB of
+/// every core.
+#[allow(clippy::slow_vector_initialization, reason = "`vec![0; n]` is what this avoids")]
+fn written_zeros(rows: usize, cols: usize) -> Array2<u32> {
+    let mut zeros = Vec::new();
+    zeros.resize(rows * cols, 0);
+    Array2::from_shape_vec((rows, cols), zeros).expect("one zero per element")
 }
 
 /// A·B mod m for residue matrices with entries in [0, m), m < 2^26.
@@ -518,7 +556,7 @@ mod tests {
         for isa in all_isas() {
             assert_eq!(planes_with(a, b, moduli, isa), expected, "planes, {dims:?}");
             for g in gemm_groups(moduli) {
-                let out = group_with(&a[g.clone()], &b[g.clone()], &moduli[g.clone()], isa);
+                let out = group_with(&a[g.clone()], &b[g.clone()], &moduli[g.clone()], isa, &mut Vec::new());
                 assert_eq!(out, expected[g].to_vec(), "packed group, {dims:?}");
             }
         }
@@ -701,6 +739,21 @@ mod tests {
             for x in [0, 1, m64 - 1, m64, u32::MAX.into(), 1 << 32, 1 << 53, u64::MAX - 1, u64::MAX] {
                 assert_eq!(reduce_u64(x, mf, 1.0 / mf, two32), (x % m64) as f64, "{x} mod {m}");
             }
+        }
+    }
+
+    #[test]
+    fn both_reductions_agree_below_2_52() {
+        let m = 2097143u32;
+        let k = 1usize << 10;
+        assert!(sums_below_2_52(k, u64::from(m)) && !sums_below_2_52(k + 1, u64::from(m)));
+        let acc: Vec<u64> = vec![0, 1, u64::from(m), k as u64 * u64::from(m - 1).pow(2), (1 << 52) - 1];
+        for start in [0, 5, m - 1] {
+            let (mut narrow, mut wide) = (vec![start; acc.len()], vec![start; acc.len()]);
+            add_reduced(&mut narrow, &acc, m, true);
+            add_reduced(&mut wide, &acc, m, false);
+            let expected: Vec<u32> = acc.iter().map(|&x| ((x + u64::from(start)) % u64::from(m)) as u32).collect();
+            assert_eq!((narrow, wide), (expected.clone(), expected));
         }
     }
 
