@@ -42,8 +42,9 @@ impl CrtModuli for TfeModuli {
     const MODULUS_BITS: u32 = 102;
 }
 
-/// Five primes just below 2^21, M about 2^105: half the GEMMs of [`TfeModuli`]; centred residue
-/// products stay exact in f64 for inner dimensions up to 8192 (longer ones are split).
+/// Five primes just below 2^21, M about 2^105: five GEMMs, as for [`TfeModuli`] (whose ten moduli
+/// pair up); residue dot products stay exact in `u64` for inner dimensions up to 2^22 (longer
+/// ones are split).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WideModuli;
 

@@ -4,7 +4,7 @@
 //! [`GROUP_MODULUS_MAX`] (tf-encrypted's ten moduli pair up this way) share one GEMM modulo P,
 //! whose result is then reduced modulo each of them.
 //!
-//! The GEMM runs on the shared blocked framework of [`super::blocking`]. Packing reads the `u32`
+//! The GEMM runs on the shared blocked framework of `kernels::blocking`. Packing reads the `u32`
 //! residue planes directly and writes each entry's residue modulo P in [0, P) as a `u64`
 //! (combining a pair by Garner's formula), so there are no conversion passes over the inputs.
 //!
@@ -16,7 +16,7 @@
 //!   12 × 16 tile of `vpmadd52luq`: it adds the low 52 bits of each 104-bit product to a 64-bit
 //!   lane, which is the whole product since (P-1)^2 < 2^52. One instruction is eight exact
 //!   multiply-adds, at the same rate as a zmm f64 FMA (twice ymm FMA per instruction).
-//! - Elsewhere the portable plain-Rust kernel of [`super::blocking`] computes the same sums with
+//! - Elsewhere the portable plain-Rust kernel of `kernels::blocking` computes the same sums with
 //!   ordinary `u64` arithmetic, so both paths give identical results.
 //! - `A` with few rows (matrix-vector and the like) skips grouping and packing: each modulus's
 //!   rows are computed straight from the residue planes (`u32 × u32 → u64` multiply-adds,

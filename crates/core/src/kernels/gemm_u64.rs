@@ -1,6 +1,6 @@
 //! Wrapping `u64` matrix multiply over Z_2^64: `C = A · B mod 2^64`.
 //!
-//! - The packed, cache-blocked, parallel structure is the shared one of [`super::blocking`].
+//! - The packed, cache-blocked, parallel structure is the shared one of `kernels::blocking`.
 //! - On x86-64 with AVX-512F/DQ (detected at runtime) the micro-kernel is a 12 × 16 tile on
 //!   zmm registers using Winograd's pairing (see `winograd_corrections`): per two steps of
 //!   `k` it does one `vpmullq` of two sums instead of two `vpmullq`, trading a multiply for
