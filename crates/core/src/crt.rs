@@ -1,6 +1,6 @@
 //! The CRT ring Z_M ("int100"): an element is its residues modulo pairwise-coprime moduli whose
 //! product M is about 2^100, stored plane by plane (one `u32` array per modulus) so that a matrix
-//! product is one exact f64 GEMM per modulus (or per pair of small moduli, see
+//! product is one exact integer GEMM per modulus (or per pair of small moduli, see
 //! [`kernels::gemm_crt`]).
 //!
 //! Every plane is kept in standard (row-major, contiguous) layout, so elementwise work runs on flat
@@ -42,8 +42,9 @@ impl CrtModuli for TfeModuli {
     const MODULUS_BITS: u32 = 102;
 }
 
-/// Five primes just below 2^21, M about 2^105: half the GEMMs of [`TfeModuli`]; centred residue
-/// products stay exact in f64 for inner dimensions up to 8192 (longer ones are split).
+/// Five primes just below 2^21, M about 2^105: five GEMMs, as for [`TfeModuli`] (whose ten moduli
+/// pair up); residue dot products stay exact in `u64` for inner dimensions up to 2^22 (longer
+/// ones are split).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WideModuli;
 
@@ -367,17 +368,13 @@ impl<M: CrtModuli> CrtTensor<M> {
     }
 
     /// Residues of every plane of a matrix product, computed in GEMM groups (pairs of small
-    /// moduli share one f64 GEMM).
+    /// moduli share one integer GEMM).
     fn gemm_planes(
         a: &[ndarray::ArrayView2<'_, u32>],
         b: &[ndarray::ArrayView2<'_, u32>],
     ) -> Vec<ndarray::Array2<u32>> {
         let moduli: Vec<u32> = M::MODULI.iter().map(|&m| m as u32).collect();
-        let mut out = Vec::with_capacity(moduli.len());
-        for group in kernels::gemm_crt::gemm_groups(&moduli) {
-            out.extend(kernels::gemm_crt::gemm_mod_group(&a[group.clone()], &b[group.clone()], &moduli[group]));
-        }
-        out
+        kernels::gemm_crt::gemm_mod_planes(a, b, &moduli)
     }
 
     fn matrices(&self, other: &Self) -> Result<()> {

@@ -1,30 +1,54 @@
-//! Matrix products modulo small moduli (CRT planes) as exact f64 GEMMs.
+//! Matrix products modulo small moduli (CRT planes) as exact integer GEMMs on `u64` lanes.
 //!
-//! Residues are centred to (-P/2, P/2], so every product is at most P^2/4 in absolute value and a
-//! sum of `k` of them stays exact in f64 while k * P^2 / 4 <= 2^53. Longer inner dimensions are
-//! split into chunks of that length, each reduced before the chunks are added.
+//! Moduli are multiplied in groups: two moduli whose product P is at most
+//! [`GROUP_MODULUS_MAX`] (tf-encrypted's ten moduli pair up this way) share one GEMM modulo P,
+//! whose result is then reduced modulo each of them.
 //!
-//! Moduli are multiplied in groups: two moduli whose product P is at most 2^21 (tf-encrypted's ten
-//! moduli pair up this way) share one GEMM modulo P, whose result is then reduced modulo each of
-//! them. Centring (with the CRT combination of a pair), the GEMM's inputs in f64 and the final
-//! reduction to `u32` residues are each one fused pass, parallel and vectorised when large.
+//! The GEMM runs on the shared blocked framework of `kernels::blocking`. Packing reads the `u32`
+//! residue planes directly and writes each entry's residue modulo P in [0, P) as a `u64`
+//! (combining a pair by Garner's formula), so there are no conversion passes over the inputs.
+//!
+//! Exactness: every packed value is below P ≤ 2^26, so every product is at most (P-1)^2 < 2^52
+//! and a sum of `k` of them is exact in a `u64` while k·(P-1)^2 ≤ 2^64 - 1 ([`exact_chunk`]:
+//! over 4 million for P ≤ 2^21). Longer inner dimensions are split into chunks of that length,
+//! each reduced before the chunks are added.
+//! - On x86-64 with AVX-512F and AVX-512 IFMA (detected at runtime) the micro-kernel is a
+//!   12 × 16 tile of `vpmadd52luq`: it adds the low 52 bits of each 104-bit product to a 64-bit
+//!   lane, which is the whole product since (P-1)^2 < 2^52. One instruction is eight exact
+//!   multiply-adds, at the same rate as a zmm f64 FMA (twice ymm FMA per instruction).
+//! - Elsewhere the portable plain-Rust kernel of `kernels::blocking` computes the same sums with
+//!   ordinary `u64` arithmetic, so both paths give identical results.
+//! - `A` with few rows (matrix-vector and the like) skips grouping and packing: each modulus's
+//!   rows are computed straight from the residue planes (`u32 × u32 → u64` multiply-adds,
+//!   autovectorized with AVX-512 when present), the planes in parallel when the product is large.
+//!
+//! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
+use super::blocking::{blocked, scatter, Operand, Portable, LINE_SEGMENT};
 use crate::crt::{inverse_mod, vectorised};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Largest product of a group of moduli that share one GEMM: keeps exact chunks at least 8192 long.
+/// Largest product of a group of moduli that share one GEMM (tf-encrypted's moduli pair up;
+/// exact chunks stay over 4 million long).
 pub const GROUP_MODULUS_MAX: u64 = 1 << 21;
 
-/// Elements per unit of parallel work in the conversion passes.
+/// `A` with at most this many rows takes the unpacked per-modulus path.
+const SMALL_M: usize = 8;
+/// On that path, products with at least this many multiply-adds (over all moduli) run the
+/// moduli in parallel.
+const SMALL_M_PAR_WORK: usize = 1 << 19;
+
+/// Elements per unit of parallel work in the reduction pass.
 const CHUNK: usize = 1 << 15;
 
-/// Largest inner dimension whose centred residue dot products are exact in f64 for modulus `m`.
-pub fn exact_chunk(m: u64) -> usize {
-    let bound = (m / 2 + 1) as u128;
-    ((1u128 << 53) / (bound * bound)).min(usize::MAX as u128) as usize
+/// Largest inner dimension whose residue dot products modulo `p` (entries in [0, p)) are exact
+/// in a `u64`: k·(p-1)^2 ≤ 2^64 - 1.
+pub fn exact_chunk(p: u64) -> usize {
+    let largest_product = u128::from(p.saturating_sub(1)).pow(2).max(1);
+    (u128::from(u64::MAX) / largest_product).min(usize::MAX as u128) as usize
 }
 
 /// Splits `moduli` into GEMM groups: consecutive pairs whose product is at most
@@ -41,7 +65,7 @@ pub fn gemm_groups(moduli: &[u32]) -> Vec<Range<usize>> {
     groups
 }
 
-/// Below this many elements a conversion pass stays on the calling thread: it takes well under
+/// Below this many elements the reduction pass stays on the calling thread: it takes well under
 /// 0.1 ms there, and waking rayon's threads (which then spin for a while) would slow the GEMM's
 /// own threads that run right after it.
 const PARALLEL_CONVERSION_MIN: usize = 1 << 18;
@@ -69,122 +93,341 @@ fn reduce(x: f64, m: f64, inv_m: f64) -> f64 {
     }
 }
 
-/// One group of moduli with its combined modulus P and CRT constant.
+/// 2^52: adding it to an integer in [0, 2^52) puts that integer in the mantissa bits.
+const TWO52: f64 = 4_503_599_627_370_496.0;
+
+/// `x` as f64 for `x` < 2^52, by bit operations (a plain `as` does not vectorise without AVX-512).
+#[inline(always)]
+fn to_f64(x: u64) -> f64 {
+    f64::from_bits(x | TWO52.to_bits()) - TWO52
+}
+
+/// An integer-valued `x` in [0, 2^52) as `u64`, by bit operations (a plain `as` saturates and
+/// does not vectorise).
+#[inline(always)]
+fn to_u64(x: f64) -> u64 {
+    (x + TWO52).to_bits() ^ TWO52.to_bits()
+}
+
+/// x mod m for any `u64` x (m < 2^26), given `two32` = 2^32 mod m: with x = h·2^32 + l,
+/// (h mod m)·two32 + l < 2^52 + 2^32 is exact in f64, and [`reduce`] finishes.
+#[inline(always)]
+fn reduce_u64(x: u64, m: f64, inv_m: f64, two32: f64) -> f64 {
+    let h = reduce(to_f64(x >> 32), m, inv_m);
+    reduce(h.mul_add(two32, to_f64(x & 0xffff_ffff)), m, inv_m)
+}
+
+/// `out[i] = (out[i] + acc[i]) mod m` for residues `out` in [0, m) and exact sums `acc`: any
+/// `u64`, or all below 2^52 when `narrow` (then one f64 reduction each instead of two).
+fn add_reduced(out: &mut [u32], acc: &[u64], m: u32, narrow: bool) {
+    let (mf, inv_m, two32) = (f64::from(m), 1.0 / f64::from(m), ((1u64 << 32) % u64::from(m)) as f64);
+    for_chunks(out, |start, out| {
+        let acc = &acc[start..start + out.len()];
+        vectorised(|| {
+            if narrow {
+                add_each(out, acc, mf, |x| reduce(to_f64(x), mf, inv_m));
+            } else {
+                add_each(out, acc, mf, |x| reduce_u64(x, mf, inv_m, two32));
+            }
+        });
+    });
+}
+
+/// `out[i] = (out[i] + residue(acc[i])) mod m`, for `residue` giving values in [0, m).
+#[inline(always)]
+fn add_each(out: &mut [u32], acc: &[u64], m: f64, residue: impl Fn(u64) -> f64) {
+    for (o, &x) in out.iter_mut().zip(acc) {
+        let r = residue(x) + f64::from(*o);
+        *o = to_u64(if r >= m { r - m } else { r }) as u32;
+    }
+}
+
+/// Whether sums of `k` products of values below `p` stay below 2^52.
+fn sums_below_2_52(k: usize, p: u64) -> bool {
+    (k as u128) * u128::from(p.saturating_sub(1)).pow(2) < 1 << 52
+}
+
+/// One group of moduli with its combined modulus P and CRT constants.
 #[derive(Clone, Copy)]
 struct Group {
     /// The group's moduli (the second is 1 for a single modulus).
     m: [f64; 2],
+    /// 1 / m[1].
+    inv_m1: f64,
     /// P = m[0] * m[1].
-    p: f64,
+    p: u64,
     /// m[0]^-1 mod m[1].
     inv01: f64,
 }
 
 impl Group {
+    /// The group of one or two `moduli` whose product is below 2^26.
     fn new(moduli: &[u32]) -> Self {
         assert!(!moduli.is_empty() && moduli.len() <= 2, "GEMM groups have one or two moduli");
         let m0 = u64::from(moduli[0]);
         let m1 = moduli.get(1).map_or(1, |&m| u64::from(m));
         assert!(m0 * m1 < 1 << 26, "GEMM group moduli are below 2^26");
         let inv01 = if m1 == 1 { 0 } else { inverse_mod(m0, m1) };
-        Group { m: [m0 as f64, m1 as f64], p: (m0 * m1) as f64, inv01: inv01 as f64 }
+        Group { m: [m0 as f64, m1 as f64], inv_m1: 1.0 / m1 as f64, p: m0 * m1, inv01: inv01 as f64 }
     }
 
-    /// The residue modulo P of (r0 mod m0, r1 mod m1), centred to (-P/2, P/2].
+    /// Whether the group has two moduli.
+    fn is_pair(self) -> bool {
+        self.m[1] > 1.0
+    }
+
+    /// The residue in [0, P) of (r0 mod m0, r1 mod m1).
     #[inline(always)]
-    fn centred(self, r0: u32, r1: u32) -> f64 {
-        let r0 = f64::from(r0 as i32);
-        // Garner: x = r0 + m0 * ((r1 - r0) * m0^-1 mod m1), all products below 2^43.
-        let t = (f64::from(r1 as i32) - r0) * self.inv01;
-        let x = reduce(t, self.m[1], 1.0 / self.m[1]).mul_add(self.m[0], r0);
-        if x > (self.p / 2.0).floor() {
-            x - self.p
+    fn lift(self, r0: u32, r1: u32) -> u64 {
+        let r0 = f64::from(r0);
+        // Garner: x = r0 + m0 * ((r1 - r0) * m0^-1 mod m1), |(r1 - r0) * m0^-1| < 2^52.
+        let t = (f64::from(r1) - r0) * self.inv01;
+        to_u64(reduce(t, self.m[1], self.inv_m1).mul_add(self.m[0], r0))
+    }
+}
+
+/// Whether every row (`row_major`) or every column of `plane` is contiguous in memory.
+fn lines_contiguous(plane: &ArrayView2<'_, u32>, row_major: bool) -> bool {
+    let (axis, len) = if row_major { (1, plane.ncols()) } else { (0, plane.nrows()) };
+    len <= 1 || plane.strides()[axis] == 1
+}
+
+/// The residues of one side of a GEMM group as an [`Operand`]: entry (i, j) is the group's
+/// residue in [0, P) of the planes' entries (i, j).
+struct Residues<'a> {
+    /// One plane per modulus of the group, all with contiguous lines in the same direction.
+    planes: Vec<CowArray<'a, u32, Ix2>>,
+    /// Whether the lines are rows.
+    row_major: bool,
+    group: Group,
+}
+
+impl<'a> Residues<'a> {
+    /// Reads `planes` in place when their rows (or else columns) are contiguous, else from a
+    /// standard-layout copy.
+    fn new(planes: &[ArrayView2<'a, u32>], group: Group) -> Self {
+        let in_place = [true, false].into_iter().find(|&rm| planes.iter().all(|p| lines_contiguous(p, rm)));
+        let planes = match in_place {
+            Some(_) => planes.iter().map(|p| CowArray::from(*p)).collect(),
+            None => planes.iter().map(|p| CowArray::from(p.as_standard_layout().into_owned())).collect(),
+        };
+        Residues { planes, row_major: in_place.unwrap_or(true), group }
+    }
+
+    /// `dst[t]` = entry `entries.start + t` of line `line` (`dst.len() == entries.len()`).
+    fn lift_into(&self, line: usize, entries: Range<usize>, dst: &mut [u64]) {
+        let (r0, group) = (self.line(0, line, entries.clone()), self.group);
+        if group.is_pair() {
+            let r1 = self.line(1, line, entries);
+            vectorised(|| {
+                for ((d, &x), &y) in dst.iter_mut().zip(r0).zip(r1) {
+                    *d = group.lift(x, y);
+                }
+            });
         } else {
-            x
+            for (d, &x) in dst.iter_mut().zip(r0) {
+                *d = u64::from(x);
+            }
+        }
+    }
+
+    /// Entries `range` of line `line` of plane `i`.
+    fn line(&self, i: usize, line: usize, range: Range<usize>) -> &[u32] {
+        let plane = &self.planes[i];
+        let lane = if self.row_major { plane.row(line) } else { plane.column(line) };
+        &lane.to_slice().expect("lines are contiguous")[range]
+    }
+}
+
+impl Operand for Residues<'_> {
+    fn dim(&self) -> (usize, usize) {
+        self.planes[0].dim()
+    }
+
+    fn row_major(&self) -> bool {
+        self.row_major
+    }
+
+    fn read_line(&self, line: usize, entries: Range<usize>, dst: &mut [u64], stride: usize) {
+        if stride == 1 {
+            return self.lift_into(line, entries.clone(), &mut dst[..entries.len()]);
+        }
+        let mut buf = [0u64; LINE_SEGMENT];
+        for (s, start) in entries.clone().step_by(LINE_SEGMENT).enumerate() {
+            let part = start..entries.end.min(start + LINE_SEGMENT);
+            let buf = &mut buf[..part.len()];
+            self.lift_into(line, part, buf);
+            scatter(buf, &mut dst[s * LINE_SEGMENT * stride..], stride);
         }
     }
 }
 
-/// The group's residues of a matrix, centred, as one f64 matrix in the same memory order.
-fn centred(planes: &[ArrayView2<'_, u32>], group: Group) -> Array2<f64> {
-    let dim = planes[0].dim();
-    if let Some(flats) = planes.iter().map(|p| p.as_slice()).collect::<Option<Vec<_>>>() {
-        return Array2::from_shape_vec(dim, centred_flat(&flats, group)).expect("one value per element");
-    }
-    let transposed: Vec<_> = planes.iter().map(|p| p.t()).collect();
-    if let Some(flats) = transposed.iter().map(|p| p.as_slice()).collect::<Option<Vec<_>>>() {
-        let t = Array2::from_shape_vec((dim.1, dim.0), centred_flat(&flats, group)).expect("one value per element");
-        return t.reversed_axes();
-    }
-    let standard: Vec<_> = planes.iter().map(|p| p.as_standard_layout().into_owned()).collect();
-    let views: Vec<_> = standard.iter().map(|p| p.view()).collect();
-    centred(&views, group)
+/// Which instruction set the kernels may use.
+#[derive(Clone, Copy)]
+enum Isa {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// AVX-512F + AVX-512 IFMA, proven present by the token.
+    #[cfg(target_arch = "x86_64")]
+    Ifma(ifma::Ifma),
 }
 
-fn centred_flat(flats: &[&[u32]], group: Group) -> Vec<f64> {
-    let mut out = vec![0f64; flats[0].len()];
-    for_chunks(&mut out, |start, out| {
-        let r0 = &flats[0][start..start + out.len()];
-        if let Some(r1) = flats.get(1) {
-            let r1 = &r1[start..start + out.len()];
-            vectorised(|| {
-                for ((o, &x), &y) in out.iter_mut().zip(r0).zip(r1) {
-                    *o = group.centred(x, y);
-                }
-            });
-        } else {
-            vectorised(|| {
-                for (o, &x) in out.iter_mut().zip(r0) {
-                    *o = group.centred(x, 0);
-                }
-            });
+impl Isa {
+    /// The fastest instruction set the running CPU supports.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(token) = ifma::Ifma::detect() {
+            return Isa::Ifma(token);
         }
-    });
+        Isa::Portable
+    }
+
+    /// Writes the exact `u64` product of two residue operands (entries below 2^26, inner
+    /// dimension from 1 to [`exact_chunk`] of their bound) into `c`.
+    fn product(self, a: &Residues<'_>, b: &Residues<'_>, c: ArrayViewMut2<'_, u64>) {
+        match self {
+            Isa::Portable => blocked(a, b, c, Portable, None),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Ifma(token) => blocked(a, b, c, token, None),
+        }
+    }
+
+    /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()` (no term or sum may exceed `u64`).
+    fn add_row_products(self, acc: &mut [u64], a: &[u32], b: &[u32]) {
+        match self {
+            Isa::Portable => add_row_products(acc, a, b),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Ifma(token) => token.add_row_products(acc, a, b),
+        }
+    }
+}
+
+/// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`, in wrapping `u64` arithmetic (callers
+/// keep the sums exact). Inlined into the AVX-512 copy, where it vectorises.
+#[inline(always)]
+fn add_row_products(acc: &mut [u64], a: &[u32], b: &[u32]) {
+    for (&av, b_row) in a.iter().zip(b.chunks_exact(acc.len())) {
+        let av = u64::from(av);
+        for (s, &bv) in acc.iter_mut().zip(b_row) {
+            *s = s.wrapping_add(av.wrapping_mul(u64::from(bv)));
+        }
+    }
+}
+
+/// A·B mod m for one modulus with few rows of `A`, straight from the residue planes (no packing).
+fn small_m_plane(a: ArrayView2<'_, u32>, b: ArrayView2<'_, u32>, m: u32, isa: Isa) -> Array2<u32> {
+    let b = b.as_standard_layout();
+    let b_rows = b.as_slice().expect("standard layout is contiguous");
+    let (k, n) = b.dim();
+    let chunk = exact_chunk(u64::from(m)).max(1);
+    let mut out = Array2::<u32>::zeros((a.nrows(), n));
+    if n == 0 {
+        return out;
+    }
+    let mut acc = vec![0u64; n];
+    for (a_row, mut out_row) in a.rows().into_iter().zip(out.rows_mut()) {
+        let a_row = a_row.as_standard_layout();
+        let a_row = a_row.as_slice().expect("standard layout is contiguous");
+        for start in (0..k).step_by(chunk) {
+            let end = (start + chunk).min(k);
+            acc.fill(0);
+            isa.add_row_products(&mut acc, &a_row[start..end], &b_rows[start * n..end * n]);
+            for (o, &s) in out_row.iter_mut().zip(&acc) {
+                *o = ((u64::from(*o) + s % u64::from(m)) % u64::from(m)) as u32;
+            }
+        }
+    }
     out
 }
 
-/// Residues of the (standard-layout) exact product `acc` modulo `m`.
-fn residues(acc: &Array2<f64>, m: f64) -> Array2<u32> {
-    let flat = acc.as_slice().expect("GEMM results are in standard layout");
-    let mut out = vec![0u32; flat.len()];
-    let inv_m = 1.0 / m;
-    for_chunks(&mut out, |start, out| {
-        let src = &flat[start..start + out.len()];
-        vectorised(|| {
-            for (o, &x) in out.iter_mut().zip(src) {
-                *o = reduce(x, m, inv_m) as i32 as u32;
-            }
-        });
-    });
-    Array2::from_shape_vec(acc.dim(), out).expect("one residue per element")
+/// [`small_m_plane`] for every modulus, in parallel when the product is large.
+fn small_m(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32], isa: Isa) -> Vec<Array2<u32>> {
+    let one = |i: usize| small_m_plane(a[i].view(), b[i].view(), moduli[i], isa);
+    if a[0].len() * b[0].ncols() * moduli.len() >= SMALL_M_PAR_WORK {
+        (0..moduli.len()).into_par_iter().map(one).collect()
+    } else {
+        (0..moduli.len()).map(one).collect()
+    }
+}
+
+/// Panics unless the planes are one matrix per modulus with a defined product.
+fn check_planes(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) {
+    assert!(a.len() == moduli.len() && b.len() == moduli.len(), "one matrix per modulus");
+    assert!(a.iter().all(|x| x.dim() == a[0].dim()) && b.iter().all(|x| x.dim() == b[0].dim()), "equal shapes");
+    assert_eq!(a[0].ncols(), b[0].nrows(), "callers check matmul shapes");
+}
+
+/// A_i·B_i mod m_i for every modulus `m_i` (each below 2^26), with residue matrices `a[i]`,
+/// `b[i]` with entries in [0, m_i): moduli are grouped by [`gemm_groups`], one GEMM per group.
+pub fn gemm_mod_planes(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) -> Vec<Array2<u32>> {
+    planes_with(a, b, moduli, Isa::detect())
+}
+
+/// [`gemm_mod_planes`] with the instruction set chosen by the caller.
+fn planes_with(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32], isa: Isa) -> Vec<Array2<u32>> {
+    check_planes(a, b, moduli);
+    if a[0].nrows() <= SMALL_M {
+        return small_m(a, b, moduli, isa);
+    }
+    let mut acc = Vec::new();
+    let groups = gemm_groups(moduli).into_iter();
+    groups.flat_map(|g| group_with(&a[g.clone()], &b[g.clone()], &moduli[g], isa, &mut acc)).collect()
 }
 
 /// A_i·B_i mod m_i for every modulus of one GEMM group (one or two moduli whose product is below
 /// 2^26; see [`gemm_groups`]), with residue matrices `a[i]`, `b[i]` with entries in [0, m_i).
-/// Costs one f64 GEMM per [`exact_chunk`] of the inner dimension.
+/// Costs one integer GEMM per [`exact_chunk`] of the inner dimension.
 pub fn gemm_mod_group(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) -> Vec<Array2<u32>> {
-    assert!(a.len() == moduli.len() && b.len() == moduli.len(), "one matrix per modulus");
-    assert!(a.iter().chain(b).all(|x| x.dim() == a[0].dim() || x.dim() == b[0].dim()), "equal shapes per side");
-    assert_eq!(a[0].ncols(), b[0].nrows(), "callers check matmul shapes");
+    check_planes(a, b, moduli);
+    if a[0].nrows() <= SMALL_M {
+        return small_m(a, b, moduli, Isa::detect());
+    }
+    group_with(a, b, moduli, Isa::detect(), &mut Vec::new())
+}
+
+/// The packed GEMM of one group with the instruction set chosen by the caller; `acc` is scratch
+/// space for the `u64` sums, reused across calls.
+fn group_with(
+    a: &[ArrayView2<'_, u32>],
+    b: &[ArrayView2<'_, u32>],
+    moduli: &[u32],
+    isa: Isa,
+    acc: &mut Vec<u64>,
+) -> Vec<Array2<u32>> {
     let group = Group::new(moduli);
-    let (af, bf) = (centred(a, group), centred(b, group));
-    let k = af.ncols();
-    let chunk = exact_chunk(group.p as u64).max(1);
-    let acc = if k <= chunk {
-        af.dot(&bf)
-    } else {
-        let (p, inv_p) = (group.p, 1.0 / group.p);
-        let mut acc = Array2::<f64>::zeros((af.nrows(), bf.ncols()));
-        for start in (0..k).step_by(chunk) {
-            let end = (start + chunk).min(k);
-            let part = af.slice(s![.., start..end]).dot(&bf.slice(s![start..end, ..]));
-            // Each term is reduced into [0, P): the sum of fewer than 2^27 of them is exact.
-            ndarray::Zip::from(&mut acc).and(&part).par_for_each(|s, &x| *s += reduce(x, p, inv_p));
+    let (m, k) = a[0].dim();
+    let n = b[0].ncols();
+    let mut out: Vec<_> = moduli.iter().map(|_| written_zeros(m, n)).collect();
+    if m == 0 || n == 0 {
+        return out;
+    }
+    if acc.len() < m * n {
+        acc.resize(m * n, 0);
+    }
+    let mut c = ArrayViewMut2::from_shape((m, n), &mut acc[..m * n]).expect("m·n scratch values");
+    let chunk = exact_chunk(group.p).max(1);
+    for start in (0..k).step_by(chunk) {
+        let end = (start + chunk).min(k);
+        let a_part: Vec<_> = a.iter().map(|p| p.slice(s![.., start..end])).collect();
+        let b_part: Vec<_> = b.iter().map(|p| p.slice(s![start..end, ..])).collect();
+        isa.product(&Residues::new(&a_part, group), &Residues::new(&b_part, group), c.view_mut());
+        let narrow = sums_below_2_52(end - start, group.p);
+        let sums = c.as_slice().expect("scratch is in standard layout");
+        for (o, &m) in out.iter_mut().zip(moduli) {
+            add_reduced(o.as_slice_mut().expect("fresh arrays are in standard layout"), sums, m, narrow);
         }
-        acc
-    };
-    let acc = if acc.is_standard_layout() { acc } else { acc.as_standard_layout().into_owned() };
-    moduli.iter().map(|&m| residues(&acc, f64::from(m))).collect()
+    }
+    out
+}
+
+/// A zero matrix whose memory has been written: `vec![0; n]` may map untouched zero pages, and
+/// the first read-then-write of each would cost a copy-on-write fault that flushes the TLB of
+/// every core.
+#[allow(clippy::slow_vector_initialization, reason = "`vec![0; n]` is what this avoids")]
+fn written_zeros(rows: usize, cols: usize) -> Array2<u32> {
+    let mut zeros = Vec::new();
+    zeros.resize(rows * cols, 0);
+    Array2::from_shape_vec((rows, cols), zeros).expect("one zero per element")
 }
 
 /// A·B mod m for residue matrices with entries in [0, m), m < 2^26.
@@ -200,13 +443,163 @@ pub fn gemm_mod_reference(a: ArrayView2<'_, u32>, b: ArrayView2<'_, u32>, m: u32
     })
 }
 
+#[cfg(target_arch = "x86_64")]
+mod ifma {
+    //! AVX-512 IFMA kernels. Every entry point takes an [`Ifma`] token, which can only be
+    //! created after runtime detection of AVX-512F and AVX-512 IFMA.
+    use super::super::blocking::zmm::{load_row, store_tile};
+    use super::super::blocking::MicroKernel;
+    use std::arch::x86_64::*;
+
+    /// Proof that the running CPU supports AVX-512F and AVX-512 IFMA.
+    #[derive(Clone, Copy)]
+    pub(super) struct Ifma {
+        _detected: (),
+    }
+
+    impl Ifma {
+        /// Returns the token if the CPU has AVX-512F and AVX-512 IFMA.
+        pub(super) fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma"))
+                .then_some(Ifma { _detected: () })
+        }
+
+        /// [`super::add_row_products`] compiled for AVX-512.
+        pub(super) fn add_row_products(self, acc: &mut [u64], a: &[u32], b: &[u32]) {
+            // SAFETY: `self` exists only if AVX-512F was detected at runtime.
+            unsafe { add_row_products(acc, a, b) }
+        }
+    }
+
+    /// `acc[j] += Σ_p a[p]·b[p·n + j]`, vectorised with `vpmuludq`.
+    #[target_feature(enable = "avx512f")]
+    fn add_row_products(acc: &mut [u64], a: &[u32], b: &[u32]) {
+        super::add_row_products(acc, a, b);
+    }
+
+    /// Register tile: 12 rows × 16 columns (24 zmm accumulators).
+    const MR: usize = 12;
+    const NR: usize = 16;
+
+    impl MicroKernel<MR, NR> for Ifma {
+        fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
+            if cols <= NR / 2 {
+                // SAFETY: `self` exists only if AVX-512F and AVX-512 IFMA were detected at runtime.
+                unsafe { tile_ifma::<1>(a, b, out) }
+            } else {
+                // SAFETY: `self` exists only if AVX-512F and AVX-512 IFMA were detected at runtime.
+                unsafe { tile_ifma::<2>(a, b, out) }
+            }
+        }
+    }
+
+    /// The `MR × 8V` micro-kernel: `V` = 2 for a full tile, 1 when at most 8 columns are needed
+    /// (the rest of `out` is left untouched). Per k step: `V` loads of `b`, then per row one
+    /// broadcast of `a` and `V` `vpmadd52luq` into the zmm accumulators. Exact for entries
+    /// below 2^26 (products below 2^52) while the sums fit in 64 bits.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn tile_ifma<const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+        let mut acc = [[_mm512_setzero_si512(); V]; MR];
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            let bv = load_row::<V>(bp);
+            for (acc_row, &av) in acc.iter_mut().zip(ap) {
+                let av = _mm512_set1_epi64(av as i64);
+                for (acc_v, &b_v) in acc_row.iter_mut().zip(&bv) {
+                    *acc_v = _mm512_madd52lo_epu64(*acc_v, av, b_v);
+                }
+            }
+        }
+        store_tile(&acc, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::blocking::{KC_MAX, MC_MAX_STRIPS, NC_MAX_PANELS};
     use super::*;
     use proptest::prelude::*;
 
     fn residues(m: u32, r: usize, c: usize) -> impl Strategy<Value = Array2<u32>> {
         proptest::collection::vec(0..m, r * c).prop_map(move |v| Array2::from_shape_vec((r, c), v).unwrap())
+    }
+
+    /// Deterministic residues in [0, m) (xorshift), half of them at the extremes 0 and m - 1.
+    fn plane(rows: usize, cols: usize, m: u32, seed: u64) -> Array2<u32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        Array2::from_shape_fn((rows, cols), |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 4 {
+                0 => 0,
+                1 => m - 1,
+                _ => ((x >> 2) % u64::from(m)) as u32,
+            }
+        })
+    }
+
+    /// Every instruction-set path available on this machine.
+    fn all_isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        if !matches!(Isa::detect(), Isa::Portable) {
+            isas.push(Isa::detect());
+        }
+        isas
+    }
+
+    /// Checks every path (per-modulus planes, packed group GEMM; each instruction set) against
+    /// the reference, for residue planes `a[i]`, `b[i]` modulo `moduli[i]`.
+    fn check(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) {
+        let expected: Vec<_> = (0..moduli.len()).map(|i| gemm_mod_reference(a[i], b[i], moduli[i])).collect();
+        let dims = (a[0].dim(), b[0].dim());
+        assert_eq!(gemm_mod_planes(a, b, moduli), expected, "dispatching path, {dims:?}");
+        for isa in all_isas() {
+            assert_eq!(planes_with(a, b, moduli, isa), expected, "planes, {dims:?}");
+            for g in gemm_groups(moduli) {
+                let out = group_with(&a[g.clone()], &b[g.clone()], &moduli[g.clone()], isa, &mut Vec::new());
+                assert_eq!(out, expected[g].to_vec(), "packed group, {dims:?}");
+            }
+        }
+    }
+
+    /// Planes of a `rows × cols` matrix for each modulus.
+    fn planes(rows: usize, cols: usize, moduli: &[u32], seed: u64) -> Vec<Array2<u32>> {
+        moduli.iter().enumerate().map(|(i, &m)| plane(rows, cols, m, seed ^ ((i as u64) << 32))).collect()
+    }
+
+    fn views(planes: &[Array2<u32>]) -> Vec<ArrayView2<'_, u32>> {
+        planes.iter().map(|p| p.view()).collect()
+    }
+
+    fn transposed(planes: &[Array2<u32>]) -> Vec<ArrayView2<'_, u32>> {
+        planes.iter().map(|p| p.t()).collect()
+    }
+
+    /// A tf-encrypted pair plus a single, two of the wide moduli, and the largest modulus a
+    /// group allows.
+    fn moduli() -> impl Strategy<Value = Vec<u32>> {
+        prop::sample::select(vec![vec![1201u32, 1433, 1217], vec![2097143, 2097091], vec![(1 << 26) - 1]])
+    }
+
+    /// Row / column counts: around the register tiles (4, 8, 12, 16), the small-`m` cut-off,
+    /// primes, and just above the most strips a task takes.
+    fn dim_mn() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            6 => 1usize..=20,
+            1 => Just(23usize),
+            1 => Just(12 * MC_MAX_STRIPS + 1),
+            1 => Just(131usize),
+        ]
+    }
+
+    /// Inner dimensions: small, prime, and just above one and two k-blocks.
+    fn dim_k() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            4 => 1usize..=20,
+            1 => Just(97usize),
+            1 => Just(KC_MAX + 1),
+            1 => Just(2 * KC_MAX + 3),
+        ]
     }
 
     proptest! {
@@ -236,29 +629,87 @@ mod tests {
         }
     }
 
-    #[test]
-    fn long_inner_dimension_is_split_and_still_exact() {
-        let m = 2097143u32;
-        let k = exact_chunk(m as u64) * 2 + 3;
-        // All residues at the centred extreme: the worst case for exactness.
-        let a = Array2::from_elem((2, k), m / 2);
-        let b = Array2::from_elem((k, 3), m / 2);
-        assert_eq!(gemm_mod(a.view(), b.view(), m), gemm_mod_reference(a.view(), b.view(), m));
-        assert_eq!(exact_chunk(m as u64), 8192);
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_path_matches_reference(
+            moduli in moduli(), m in dim_mn(), k in dim_k(), n in dim_mn(), seed in any::<u64>()
+        ) {
+            let (a, b) = (planes(m, k, &moduli, seed), planes(k, n, &moduli, !seed));
+            check(&views(&a), &views(&b), &moduli);
+        }
+
+        #[test]
+        fn every_path_matches_reference_transposed(
+            moduli in moduli(), m in dim_mn(), k in dim_k(), n in dim_mn(), seed in any::<u64>()
+        ) {
+            // Stored as k×m and n×k; the transposed views are column-major m×k and k×n.
+            let (at, bt) = (planes(k, m, &moduli, seed), planes(n, k, &moduli, !seed));
+            check(&transposed(&at), &transposed(&bt), &moduli);
+            check(&transposed(&at), &views(&planes(k, n, &moduli, seed ^ 2)), &moduli);
+        }
+
+        #[test]
+        fn matrix_vector_shapes(moduli in moduli(), k in 1usize..600, n in 1usize..300, seed in any::<u64>()) {
+            let (row, b) = (planes(1, k, &moduli, seed), planes(k, n, &moduli, !seed));
+            let col = planes(k, 1, &moduli, seed ^ 3);
+            check(&views(&row), &views(&b), &moduli);
+            check(&views(&row), &views(&col), &moduli);
+            check(&views(&col), &views(&row), &moduli);
+            check(&transposed(&b), &transposed(&row), &moduli);
+        }
     }
 
     #[test]
-    fn long_pairs_at_the_centred_extremes_stay_exact() {
+    fn strided_views_and_sizes_just_above_task_sizes() {
+        let moduli = [1201, 1433, 2097143];
+        let (a, b) = (planes(40, 60, &moduli, 7), planes(90, 50, &moduli, 8));
+        // Every third row and other column of A, reversed rows of B: neither has contiguous lines.
+        let a_views: Vec<_> = a.iter().map(|p| p.slice(s![..;3, ..;2])).collect();
+        let b_views: Vec<_> = b.iter().map(|p| p.slice(s![..;-3, 3..40])).collect();
+        check(&a_views, &b_views, &moduli);
+        let (mc, nc) = (12 * MC_MAX_STRIPS, 16 * NC_MAX_PANELS);
+        for (m, k, n, seed) in [(mc + 1, 7, nc + 1, 6), (25, KC_MAX + 1, nc + 1, 8)] {
+            let (a, b) = (planes(m, k, &moduli, seed), planes(k, n, &moduli, !seed));
+            check(&views(&a), &views(&b), &moduli);
+        }
+    }
+
+    #[test]
+    fn long_inner_dimension_is_split_and_still_exact() {
+        // The largest modulus a group allows: exact chunks of 4096.
+        let m = (1u32 << 26) - 1;
+        assert_eq!(exact_chunk(u64::from(m)), 4096);
+        let k = exact_chunk(u64::from(m)) * 2 + 3;
+        for rows in [2, 13] {
+            // All residues at the extreme m - 1: the worst case for exactness.
+            let a = Array2::from_elem((rows, k), m - 1);
+            let b = Array2::from_elem((k, 17), m - 1);
+            check(&[a.view()], &[b.view()], &[m]);
+            let (a, b) = (plane(rows, k, m, 5), plane(k, 17, m, 6));
+            check(&[a.view()], &[b.view()], &[m]);
+        }
+    }
+
+    #[test]
+    fn pairs_at_the_extremes_stay_exact() {
         let (m0, m1) = (1433u32, 1367u32);
         let p = m0 * m1;
-        let k = exact_chunk(p as u64) + 5;
-        // Residues of P/2 and P/2 + 1, the largest centred magnitudes of either sign.
-        for x in [p / 2, p / 2 + 1] {
-            let a = [Array2::from_elem((2, k), x % m0), Array2::from_elem((2, k), x % m1)];
-            let b = [Array2::from_elem((k, 2), x % m0), Array2::from_elem((k, 2), x % m1)];
-            let out = gemm_mod_group(&[a[0].view(), a[1].view()], &[b[0].view(), b[1].view()], &[m0, m1]);
-            assert_eq!(out[0], gemm_mod_reference(a[0].view(), b[0].view(), m0));
-            assert_eq!(out[1], gemm_mod_reference(a[1].view(), b[1].view(), m1));
+        let k = 2 * KC_MAX + 5;
+        // Residues of 0, P - 1 (the largest lifted value) and P/2.
+        for x in [0, p - 1, p / 2] {
+            let a = [Array2::from_elem((13, k), x % m0), Array2::from_elem((13, k), x % m1)];
+            let b = [Array2::from_elem((k, 17), x % m0), Array2::from_elem((k, 17), x % m1)];
+            check(&views(&a), &views(&b), &[m0, m1]);
+        }
+    }
+
+    #[test]
+    fn empty_dimensions() {
+        let moduli = [1201, 1433];
+        for (m, k, n) in [(0, 3, 4), (3, 0, 4), (30, 0, 4), (3, 4, 0), (30, 4, 0), (0, 0, 0)] {
+            let (a, b) = (planes(m, k, &moduli, 1), planes(k, n, &moduli, 2));
+            check(&views(&a), &views(&b), &moduli);
         }
     }
 
@@ -277,6 +728,41 @@ mod tests {
         for x in [0.0, 1.0, -1.0, m, -m, m - 1.0, 2f64.powi(53), -(2f64.powi(53)), 2f64.powi(53) - 1.0] {
             let expected = (x as i64).rem_euclid(m as i64) as f64;
             assert_eq!(reduce(x, m, 1.0 / m), expected, "{x}");
+        }
+    }
+
+    #[test]
+    fn reduce_u64_is_exact_at_the_extremes() {
+        for m in [2u32, 1039, 2097143, (1 << 26) - 1] {
+            let (mf, two32) = (f64::from(m), ((1u64 << 32) % u64::from(m)) as f64);
+            let m64 = u64::from(m);
+            for x in [0, 1, m64 - 1, m64, u32::MAX.into(), 1 << 32, 1 << 53, u64::MAX - 1, u64::MAX] {
+                assert_eq!(reduce_u64(x, mf, 1.0 / mf, two32), (x % m64) as f64, "{x} mod {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_reductions_agree_below_2_52() {
+        let m = 2097143u32;
+        let k = 1usize << 10;
+        assert!(sums_below_2_52(k, u64::from(m)) && !sums_below_2_52(k + 1, u64::from(m)));
+        let acc: Vec<u64> = vec![0, 1, u64::from(m), k as u64 * u64::from(m - 1).pow(2), (1 << 52) - 1];
+        for start in [0, 5, m - 1] {
+            let (mut narrow, mut wide) = (vec![start; acc.len()], vec![start; acc.len()]);
+            add_reduced(&mut narrow, &acc, m, true);
+            add_reduced(&mut wide, &acc, m, false);
+            let expected: Vec<u32> = acc.iter().map(|&x| ((x + u64::from(start)) % u64::from(m)) as u32).collect();
+            assert_eq!((narrow, wide), (expected.clone(), expected));
+        }
+    }
+
+    #[test]
+    fn lift_is_the_crt_combination() {
+        let (m0, m1) = (1433u32, 1367u32);
+        let group = Group::new(&[m0, m1]);
+        for x in [0, 1, m0 - 1, m0, m0 * m1 / 2, m0 * m1 - 1] {
+            assert_eq!(group.lift(x % m0, x % m1), u64::from(x), "{x}");
         }
     }
 }

@@ -1,36 +1,21 @@
 //! Wrapping `u64` matrix multiply over Z_2^64: `C = A · B mod 2^64`.
 //!
-//! Structure (BLIS style):
-//! - `B` is packed once into zero-padded panels of `NR` columns per block of up to `KC_MAX`
-//!   rows (k-blocks packed in parallel).
-//! - The output is cut into a grid of (row chunk × column chunk) tasks balanced over the rayon
-//!   threads; each task packs its rows of `A` into zero-padded strips of `MR` rows per k-block
-//!   and runs an `MR × NR` register-tiled micro-kernel over its tiles, adding each finished
-//!   tile into `C` (edge tiles are computed in full and only the valid part is added).
+//! - The packed, cache-blocked, parallel structure is the shared one of `kernels::blocking`.
 //! - On x86-64 with AVX-512F/DQ (detected at runtime) the micro-kernel is a 12 × 16 tile on
 //!   zmm registers using Winograd's pairing (see `winograd_corrections`): per two steps of
 //!   `k` it does one `vpmullq` of two sums instead of two `vpmullq`, trading a multiply for
 //!   additions (a zmm `vpmullq` takes the vector issue slots of about two `vpaddq`, so six
 //!   slots per two steps become five). The per-row and per-column correction terms are
 //!   subtracted once, when a task initialises its part of `C`.
-//! - Elsewhere a portable 4 × 8 plain-Rust kernel (ordinary multiply-add) is used.
+//! - Elsewhere the portable 4 × 8 plain-Rust kernel (ordinary multiply-add) is used.
 //! - `A` with few rows (matrix-vector and the like) skips packing: rows of `C` are computed
 //!   straight from a row-major `B` (AVX-512: four rows at a time sharing the loads of `B`),
 //!   split over column ranges across threads only when the product is large.
-//! - The packing buffers are kept per thread between calls (up to 16 MiB each), so repeated
-//!   GEMMs do not pay for zeroing or page-faulting fresh memory.
 
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
+use super::blocking::{blocked, Corrections, Portable};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
-use std::cell::Cell;
-use std::thread::LocalKey;
 
-/// Rows of `B` (the shared dimension) per packed k-block.
-const KC_MAX: usize = 512;
-/// Most `MR`-row strips of `A` per task (bounds the packed `A` block to about L2 size).
-const MC_MAX_STRIPS: usize = 8;
-/// Most `NR`-column panels of `B` per task (bounds the `B` block a task streams).
-const NC_MAX_PANELS: usize = 64;
 /// `A` with at most this many rows takes the unpacked row-times-matrix path.
 const SMALL_M: usize = 8;
 /// On that path, products with at least this many multiply-adds are split across threads.
@@ -100,58 +85,11 @@ fn gemm_with(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, isa: Isa) -> Array2
         return c;
     }
     match isa {
-        Isa::Portable => blocked(a, b, c.view_mut(), portable::Portable),
+        Isa::Portable => blocked(&a, &b, c.view_mut(), Portable, None),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512(token) => blocked(a, b, c.view_mut(), token),
+        Isa::Avx512(token) => blocked(&a, &b, c.view_mut(), token, Some(&token.corrections(a, b))),
     }
     c
-}
-
-/// A register-tiled micro-kernel computing one `MR × NR` tile of `A_strip · B_panel`.
-trait MicroKernel<const MR: usize, const NR: usize>: Copy + Send + Sync {
-    /// For kernels using Winograd's pairing (see [`winograd_corrections`]): the correction
-    /// terms `(ξ, η)` for this product, and [`MicroKernel::tile`] then returns
-    /// `Σ_q (a[2q] + b[2q+1]) · (a[2q+1] + b[2q])` (plus `a·b` of an unpaired last step)
-    /// instead of the plain dot products. `None` for plain multiply-add kernels.
-    fn corrections(self, a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Option<(Vec<u64>, Vec<u64>)>;
-
-    /// `a` holds `kc` groups of `MR` values (one per row), `b` holds `kc` groups of `NR` values
-    /// (one per column), both with the same `kc`. Writes the `MR × NR` result into `out`;
-    /// only its first `cols` columns are needed, the kernel may skip the others.
-    fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]);
-}
-
-thread_local! {
-    /// This thread's packed-`B` buffer, kept between calls (see [`with_scratch`]).
-    static PACKED_B: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
-    /// This thread's packed-`A` buffer, kept between calls (see [`with_scratch`]).
-    static PACKED_A: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
-}
-
-/// Buffers larger than this many `u64`s (16 MiB) are freed after use instead of kept.
-const SCRATCH_KEEP_MAX: usize = 1 << 21;
-
-/// Runs `f` on `len` elements of the thread-local buffer `cache`, growing it if needed.
-/// Reusing the buffer across calls avoids re-zeroing and page-faulting fresh memory on every
-/// GEMM; the slice holds stale data, so `f` must write every element before reading it.
-/// A nested call on the same thread (e.g. via rayon work stealing) finds the cache empty
-/// and simply allocates its own buffer.
-fn with_scratch<R>(cache: &'static LocalKey<Cell<Vec<u64>>>, len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
-    let mut buf = cache.take();
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
-    let result = f(&mut buf[..len]);
-    if buf.len() <= SCRATCH_KEEP_MAX {
-        cache.set(buf);
-    }
-    result
-}
-
-/// Splits `k` into `ceil(k / KC_MAX)` near-equal blocks; returns the size of all but the last,
-/// rounded up to even so that Winograd pairs `(2q, 2q + 1)` never straddle two blocks.
-fn k_block(k: usize) -> usize {
-    k.div_ceil(k.div_ceil(KC_MAX)).next_multiple_of(2)
 }
 
 /// Winograd's inner-product identity over a commutative ring: for `k = 2h (+ 1)`,
@@ -165,7 +103,7 @@ fn winograd_corrections(
     b: ArrayView2<'_, u64>,
     pair_dot: impl Fn(&[u64]) -> u64 + Sync,
     add_products: impl Fn(&mut [u64], &[u64], &[u64]),
-) -> (Vec<u64>, Vec<u64>) {
+) -> Corrections {
     let pairs = a.ncols() / 2;
     let xi = a
         .outer_iter()
@@ -188,212 +126,6 @@ fn winograd_corrections(
         }
     }
     (xi, eta)
-}
-
-/// Packs `B` (k × n) into `packed` (length `k · n_pad`, `n_pad` = `n` rounded up to `NR`):
-/// for each k-block of `kc` rows (the last may be shorter), `n_pad / NR` panels of `kc × NR`
-/// values, row-major within the panel, zero-padded past column `n`. Every element of
-/// `packed` is written. The k-blocks are packed in parallel.
-fn pack_b<const NR: usize>(b: ArrayView2<'_, u64>, kc: usize, packed: &mut [u64]) {
-    let (k, n) = b.dim();
-    let n_pad = packed.len() / k;
-    packed.par_chunks_mut(kc * n_pad).enumerate().for_each(|(kb, block)| {
-        let pc = kb * kc;
-        let kc_here = block.len() / n_pad;
-        // Row p of this k-block, columns j0 .. j0 + NR, starts here (j0 a multiple of NR).
-        let start = |p: usize, j0: usize| (j0 / NR * kc_here + p) * NR;
-        let rows = b.slice(s![pc..pc + kc_here, ..]);
-        for (p, row) in rows.rows().into_iter().enumerate() {
-            match row.to_slice() {
-                Some(row) => {
-                    let mut chunks = row.chunks_exact(NR);
-                    for (jp, src) in chunks.by_ref().enumerate() {
-                        let dst = &mut block[start(p, jp * NR)..][..NR];
-                        dst.copy_from_slice(src);
-                    }
-                    let tail = chunks.remainder();
-                    if !tail.is_empty() {
-                        let dst = &mut block[start(p, n - tail.len())..][..NR];
-                        dst[..tail.len()].copy_from_slice(tail);
-                        dst[tail.len()..].fill(0);
-                    }
-                }
-                None => {
-                    for (j0, dst) in (0..n_pad).step_by(NR).map(|j0| (j0, start(p, j0))) {
-                        let dst = &mut block[dst..][..NR];
-                        dst.fill(0);
-                        for (d, &v) in dst.iter_mut().zip(row.slice(s![j0..]).iter()) {
-                            *d = v;
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// Packs rows `0..mc` (a multiple of `MR` after zero padding) and columns `pc..pc+kc` of `a`
-/// into `dst` as strips of `kc × MR` values (column-major within the strip).
-fn pack_a<const MR: usize>(a: ArrayView2<'_, u64>, pc: usize, kc: usize, dst: &mut [u64]) {
-    let m = a.nrows();
-    for (s, strip) in dst.chunks_exact_mut(kc * MR).enumerate() {
-        let i0 = s * MR;
-        let rows_here = MR.min(m - i0);
-        if rows_here < MR {
-            strip.fill(0);
-        }
-        let src = a.slice(s![i0..i0 + rows_here, pc..pc + kc]);
-        if src.strides()[1] == 1 {
-            pack_strip_from_rows::<MR>(src, strip);
-        } else {
-            pack_strip_by_columns::<MR>(src, strip);
-        }
-    }
-}
-
-/// `pack_a` for one strip whose rows are contiguous in memory (unit column stride).
-fn pack_strip_from_rows<const MR: usize>(src: ArrayView2<'_, u64>, strip: &mut [u64]) {
-    let mut rows: [&[u64]; MR] = [&[]; MR];
-    for (row, src_row) in rows.iter_mut().zip(src.rows()) {
-        *row = src_row.to_slice().expect("a row of a view with unit column stride is contiguous");
-    }
-    let rows = &rows[..src.nrows()];
-    for (p, dst_8p) in strip.chunks_mut(8 * MR).enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            let vals = &row[8 * p..row.len().min(8 * p + 8)];
-            for (d, &v) in dst_8p[r..].iter_mut().step_by(MR).zip(vals) {
-                *d = v;
-            }
-        }
-    }
-}
-
-/// `pack_a` for one strip of any layout, one column at a time (a straight copy when the
-/// columns are contiguous, as in a transposed view).
-fn pack_strip_by_columns<const MR: usize>(src: ArrayView2<'_, u64>, strip: &mut [u64]) {
-    for (dst_p, col) in strip.chunks_exact_mut(MR).zip(src.columns()) {
-        match col.to_slice() {
-            Some(col) => dst_p[..col.len()].copy_from_slice(col),
-            None => {
-                for (d, &v) in dst_p.iter_mut().zip(col.iter()) {
-                    *d = v;
-                }
-            }
-        }
-    }
-}
-
-/// How the output is cut into parallel tasks: `row_strips` strips of `MR` rows and
-/// `col_panels` panels of `NR` columns per task.
-struct Grid {
-    row_strips: usize,
-    col_panels: usize,
-}
-
-/// Picks task sizes so that every thread gets about the same number of tiles (estimated
-/// makespan), with tasks no bigger than `MC_MAX_STRIPS × NC_MAX_PANELS` tiles.
-fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
-    let min_rc = strips.div_ceil(MC_MAX_STRIPS);
-    let min_cc = panels.div_ceil(NC_MAX_PANELS);
-    let mut best = (usize::MAX, usize::MAX, Grid { row_strips: strips, col_panels: panels });
-    for rc in min_rc..=strips.min(min_rc * 4 + threads) {
-        for cc in min_cc..=panels.min(min_cc * 4 + threads) {
-            let (rs, cp) = (strips.div_ceil(rc), panels.div_ceil(cc));
-            // Actual number of tasks after rounding the task sizes up.
-            let tasks = strips.div_ceil(rs) * panels.div_ceil(cp);
-            let makespan = tasks.div_ceil(threads) * rs * cp;
-            if (makespan, tasks) < (best.0, best.1) {
-                best = (makespan, tasks, Grid { row_strips: rs, col_panels: cp });
-            }
-        }
-    }
-    best.2
-}
-
-/// Packed, blocked, parallel GEMM accumulating `a · b` into `c` (which starts zeroed).
-fn blocked<K, const MR: usize, const NR: usize>(
-    a: ArrayView2<'_, u64>,
-    b: ArrayView2<'_, u64>,
-    c: ArrayViewMut2<'_, u64>,
-    kernel: K,
-) where
-    K: MicroKernel<MR, NR>,
-{
-    let (k, n) = b.dim();
-    let kc = k_block(k);
-    let n_pad = n.div_ceil(NR) * NR;
-    let corrections = kernel.corrections(a, b);
-    with_scratch(&PACKED_B, k * n_pad, |packed_b| {
-        pack_b::<NR>(b, kc, packed_b);
-        run_tasks(a, packed_b, c, kernel, kc, corrections.as_ref());
-    });
-}
-
-/// Splits `c` into the task grid and runs the tasks in parallel over packed `B`.
-fn run_tasks<K, const MR: usize, const NR: usize>(
-    a: ArrayView2<'_, u64>,
-    packed_b: &[u64],
-    mut c: ArrayViewMut2<'_, u64>,
-    kernel: K,
-    kc: usize,
-    corrections: Option<&(Vec<u64>, Vec<u64>)>,
-) where
-    K: MicroKernel<MR, NR>,
-{
-    let (m, k) = a.dim();
-    let n = c.ncols();
-    let n_pad = n.div_ceil(NR) * NR;
-    let grid = choose_grid(m.div_ceil(MR), n.div_ceil(NR), rayon::current_num_threads());
-    let (mc, nc) = (grid.row_strips * MR, grid.col_panels * NR);
-
-    let mut tasks = Vec::new();
-    for (ic, mut c_rows) in c.axis_chunks_iter_mut(Axis(0), mc).enumerate() {
-        let mut j0 = 0;
-        while c_rows.ncols() > nc {
-            let (left, right) = c_rows.split_at(Axis(1), nc);
-            tasks.push((ic * mc, j0, left));
-            c_rows = right;
-            j0 += nc;
-        }
-        tasks.push((ic * mc, j0, c_rows));
-    }
-    tasks.into_par_iter().for_each(|(i0, j0, mut c_task)| {
-        let (rows, cols) = c_task.dim();
-        if let Some((xi, eta)) = corrections {
-            // Start from −ξ_i − η_j; the tiles add the paired sums on top.
-            for (mut c_row, &x) in c_task.rows_mut().into_iter().zip(&xi[i0..]) {
-                for (cv, &e) in c_row.iter_mut().zip(&eta[j0..]) {
-                    *cv = x.wrapping_add(e).wrapping_neg();
-                }
-            }
-        }
-        let a_rows = a.slice(s![i0..i0 + rows, ..]);
-        let strips = rows.div_ceil(MR);
-        with_scratch(&PACKED_A, strips * kc * MR, |packed_a| {
-            let mut tile = [[0u64; NR]; MR];
-            for pc in (0..k).step_by(kc) {
-                let kc_here = kc.min(k - pc);
-                let packed_a = &mut packed_a[..strips * kc_here * MR];
-                pack_a::<MR>(a_rows, pc, kc_here, packed_a);
-                let b_block = &packed_b[pc * n_pad..(pc + kc_here) * n_pad];
-                for jr in (0..cols).step_by(NR) {
-                    let panel_start = (j0 + jr) * kc_here;
-                    let b_panel = &b_block[panel_start..panel_start + kc_here * NR];
-                    let cols_here = NR.min(cols - jr);
-                    for (s, a_strip) in packed_a.chunks_exact(kc_here * MR).enumerate() {
-                        kernel.tile(a_strip, b_panel, cols_here, &mut tile);
-                        let ir = s * MR;
-                        let mut c_sub = c_task.slice_mut(s![ir..rows.min(ir + MR), jr..cols.min(jr + NR)]);
-                        for (mut c_row, t_row) in c_sub.rows_mut().into_iter().zip(&tile) {
-                            for (cv, &tv) in c_row.iter_mut().zip(t_row) {
-                                *cv = cv.wrapping_add(tv);
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    });
 }
 
 /// Few-row path: each row of `c` is `a_row · B`, computed straight from a row-major `B`
@@ -432,35 +164,7 @@ fn small_m(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, mut c: ArrayViewMut2<
 }
 
 mod portable {
-    //! Plain-Rust kernels (autovectorized where the target allows).
-    use super::MicroKernel;
-    use ndarray::ArrayView2;
-
-    /// Register tile: 4 rows × 8 columns.
-    const MR: usize = 4;
-    const NR: usize = 8;
-
-    /// The portable micro-kernel.
-    #[derive(Clone, Copy)]
-    pub(super) struct Portable;
-
-    impl MicroKernel<MR, NR> for Portable {
-        fn corrections(self, _a: ArrayView2<'_, u64>, _b: ArrayView2<'_, u64>) -> Option<(Vec<u64>, Vec<u64>)> {
-            None
-        }
-
-        fn tile(self, a: &[u64], b: &[u64], _cols: usize, out: &mut [[u64; NR]; MR]) {
-            let mut acc = [[0u64; NR]; MR];
-            for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-                for (acc_row, &av) in acc.iter_mut().zip(ap) {
-                    for (cv, &bv) in acc_row.iter_mut().zip(bp) {
-                        *cv = cv.wrapping_add(av.wrapping_mul(bv));
-                    }
-                }
-            }
-            *out = acc;
-        }
-    }
+    //! The plain-Rust few-row path (autovectorized where the target allows).
 
     /// `out = A · B[:, j0 .. j0 + w]` for row-major `a` (rows of length k), row-major `b`
     /// (k × n) and row-major `out` (rows of length `w`), one row at a time.
@@ -482,7 +186,9 @@ mod portable {
 mod avx512 {
     //! AVX-512F/DQ kernels. Every entry point takes an [`Avx512`] token, which can only be
     //! created after runtime detection of both features.
-    use super::{winograd_corrections, MicroKernel};
+    use super::super::blocking::zmm::{load8, load_row, store8, store_tile};
+    use super::super::blocking::{Corrections, MicroKernel};
+    use super::winograd_corrections;
     use ndarray::ArrayView2;
     use std::arch::x86_64::*;
 
@@ -505,14 +211,9 @@ mod avx512 {
             // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
             unsafe { rows_times_matrix(a, b, n, j0, out) }
         }
-    }
 
-    /// Register tile: 12 rows × 16 columns (24 zmm accumulators).
-    const MR: usize = 12;
-    const NR: usize = 16;
-
-    impl MicroKernel<MR, NR> for Avx512 {
-        fn corrections(self, a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Option<(Vec<u64>, Vec<u64>)> {
+        /// The Winograd correction terms `(ξ, η)` of `a · b` (see `winograd_corrections`).
+        pub(super) fn corrections(self, a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>) -> Corrections {
             let pair_dot = |x: &[u64]| {
                 // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
                 unsafe { pair_dot(x) }
@@ -521,9 +222,15 @@ mod avx512 {
                 // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
                 unsafe { add_products(acc, x, y) }
             };
-            Some(winograd_corrections(a, b, pair_dot, add_products))
+            winograd_corrections(a, b, pair_dot, add_products)
         }
+    }
 
+    /// Register tile: 12 rows × 16 columns (24 zmm accumulators).
+    const MR: usize = 12;
+    const NR: usize = 16;
+
+    impl MicroKernel<MR, NR> for Avx512 {
         fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
             if cols <= NR / 2 {
                 // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
@@ -533,22 +240,6 @@ mod avx512 {
                 unsafe { tile_avx512::<2>(a, b, out) }
             }
         }
-    }
-
-    /// Loads 8 `u64`s from `src`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn load8(src: &[u64; 8]) -> __m512i {
-        // SAFETY: `src` is a valid, readable 64-byte region; unaligned loads are allowed.
-        unsafe { _mm512_loadu_si512(src.as_ptr().cast()) }
-    }
-
-    /// Stores 8 `u64`s to `dst`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn store8(dst: &mut [u64; 8], v: __m512i) {
-        // SAFETY: `dst` is a valid, writable 64-byte region; unaligned stores are allowed.
-        unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), v) }
     }
 
     /// The `MR × 8V` Winograd micro-kernel: `V` = 2 for a full tile, 1 when at most 8
@@ -582,11 +273,7 @@ mod avx512 {
                 }
             }
         }
-        for (out_row, acc_row) in out.iter_mut().zip(&acc) {
-            for (chunk, &v) in out_row.chunks_exact_mut(8).zip(acc_row) {
-                store8(chunk.try_into().unwrap(), v);
-            }
-        }
+        store_tile(&acc, out);
     }
 
     /// `Σ_q x[2q]·x[2q+1]` (wrapping), autovectorized with `vpmullq`.
@@ -601,17 +288,6 @@ mod avx512 {
         for ((e, &x), &y) in acc.iter_mut().zip(x).zip(y) {
             *e = e.wrapping_add(x.wrapping_mul(y));
         }
-    }
-
-    /// Loads the first `8V` values of a packed `B` row (`V` ≤ 2, `row.len()` ≥ `8V`).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn load_row<const V: usize>(row: &[u64]) -> [__m512i; V] {
-        let mut v = [_mm512_setzero_si512(); V];
-        for (v, chunk) in v.iter_mut().zip(row.chunks_exact(8)) {
-            *v = load8(chunk.try_into().unwrap());
-        }
-        v
     }
 
     /// `out = A · B[:, j0 .. j0 + w]` for row-major `a` (rows of length k), row-major `b`
@@ -687,7 +363,9 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::blocking::{KC_MAX, MC_MAX_STRIPS, NC_MAX_PANELS};
     use super::*;
+    use ndarray::s;
     use ndarray::ShapeBuilder;
     use proptest::prelude::*;
 
