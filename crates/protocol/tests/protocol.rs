@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ndarray::{ArrayD, IxDyn};
 use pond_core::{Conv2dParams, Crt, FixedPoint, Int100, Ring, RingTensor, WideModuli, Z128, Z64};
-use pond_protocol::polynomial::{Polynomial, SIGMOID};
+use pond_protocol::polynomial::SIGMOID;
 use pond_protocol::*;
 use proptest::prelude::*;
 
