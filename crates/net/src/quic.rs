@@ -84,8 +84,8 @@ pub(crate) fn transport_config(
     Ok(transport)
 }
 
-/// True if every address is a loopback address (a socket bound to one only ever talks to
-/// loopback peers).
+/// True if every address is a loopback address (for a dialler bound to a wildcard address:
+/// whether all the peers it dials are on this host's loopback).
 pub(crate) fn all_loopback<'a>(addresses: impl IntoIterator<Item = &'a SocketAddr>) -> bool {
     addresses.into_iter().all(|a| a.ip().is_loopback())
 }

@@ -81,7 +81,8 @@ impl QuicTransport {
             .collect::<Result<_, _>>()?;
         let accept: Vec<Role> = Role::ALL.into_iter().filter(|&peer| peer < role).collect();
 
-        let loopback = quic::all_loopback(std::iter::once(&bind_addr).chain(dial.iter().map(|(_, addr)| addr)));
+        // A socket bound to a loopback address only ever talks to loopback peers.
+        let loopback = bind_addr.ip().is_loopback();
         let transport_config =
             Arc::new(quic::transport_config(config, &role.to_string(), Streams::OneEachWay, loopback)?);
         let server_config =
