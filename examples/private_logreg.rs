@@ -22,8 +22,8 @@ fn main() -> anyhow::Result<()> {
         let mut b = PrivateBackend::new(s, fp);
         let mut model = Sequential::input(&mut b, &spec, Role::Server1, model_owner.then_some(&init))?;
         let (xo, yo) = (data_owner.then_some(&x), data_owner.then_some(&y));
-        let data = TrainingSet::input(&mut b, Role::Server0, xo, x.shape(), yo, y.shape())?;
-        fit(&mut b, &mut model, &objective, &sgd, &data, 32, 20)?;
+        let data = TrainingSet::input(&mut b, Role::Server0, xo, x.shape(), yo, y.shape(), 32)?;
+        fit(&mut b, &mut model, &objective, &sgd, &data, 20)?;
         Ok(model.output(&mut b, Role::Server1)?)
     })?;
     let p = predict(&weights.expect("server1 owns the model"), &test.features)?;

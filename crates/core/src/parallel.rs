@@ -68,3 +68,16 @@ pub fn zip3_assign<A, B, C>(
         zip.for_each(|x, &y, &z| *x = f(*x, y, z));
     }
 }
+
+/// `f(c, chunk)` for each `chunk_len`-sized piece of `out` (c counts the pieces), on rayon's
+/// threads when there is more than one piece. A single piece runs on the calling thread: from a
+/// thread outside rayon's pool, even a one-piece parallel loop is a hand-off to a pool thread and
+/// back (several microseconds, the whole cost of a small tensor's fill).
+pub fn for_each_chunk_mut<T: Send>(out: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    use rayon::prelude::*;
+    if out.len() <= chunk_len {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(chunk_len).enumerate().for_each(|(c, chunk)| f(c, chunk));
+    }
+}

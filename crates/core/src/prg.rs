@@ -15,9 +15,9 @@
 //!
 //! Limits that follow: a tensor has fewer than 2^38 elements and fewer than 64 residue planes.
 
+use crate::parallel::for_each_chunk_mut;
 use rand::{RngCore, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 /// The stream cipher behind every pond PRG (ChaCha8, see the module docs).
 pub type PrgCipher = ChaCha8Rng;
@@ -84,7 +84,7 @@ impl PrgKey {
 
 /// Fills `out` with uniform `u64`s from `stream` of `key`.
 pub fn fill_u64(key: &PrgKey, stream: u64, out: &mut [u64]) {
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+    for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut rng = key.rng(stream);
         rng.set_word_pos(2 * (c * CHUNK) as u128);
         rng.fill_bytes(bytemuck::cast_slice_mut(chunk));
@@ -94,7 +94,7 @@ pub fn fill_u64(key: &PrgKey, stream: u64, out: &mut [u64]) {
 
 /// Fills `out` with uniform `u128`s from `stream` of `key`.
 pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+    for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut rng = key.rng(stream);
         rng.set_word_pos(4 * (c * CHUNK) as u128);
         rng.fill_bytes(bytemuck::cast_slice_mut(chunk));
@@ -115,7 +115,7 @@ pub fn fill_residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plan
     assert!(modulus >= 2, "a residue modulus is at least 2");
     let bits = if modulus <= 1 << 12 { 16 } else { 32 };
     let threshold = (1u64 << bits) % u64::from(modulus);
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+    for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut rng = key.rng(stream);
         rng.set_word_pos((((plane as u128) << 24) | c as u128) << 36);
         let mut words = [0u32; 256];

@@ -93,8 +93,6 @@ pub trait Backend {
     fn prepared_value<'a>(&self, x: &'a Self::Operand) -> &'a Self::Tensor;
     /// The transpose of a prepared 2-D operand, still prepared (reuses its mask).
     fn transpose_prepared(&mut self, x: &Self::Operand) -> Result<Self::Operand>;
-    /// Rows `rows` of a prepared operand, still prepared (reuses its mask).
-    fn slice_rows_prepared(&mut self, x: &Self::Operand, rows: Range<usize>) -> Result<Self::Operand>;
 
     /// Matrix product a @ b at the working scale.
     fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<Self::Tensor>;

@@ -4,10 +4,9 @@ use crate::backend::{Activation, Backend, Input};
 use crate::error::{shape_error, Result};
 use crate::layer::{Backward, Layer};
 
-/// Products whose output has at most this many columns are computed transposed, as
-/// (B^T A^T)^T, so that the ring GEMM sees a matrix with few rows: pond-core's u64 GEMM takes
-/// an unpacked fast path for at most 8 rows (a 100x100 by 100x1 product costs about 44 us on
-/// the packed path and about 2 us transposed). Transposing prepared operands reuses their masks.
+/// A weight gradient x^T dy with at most this many columns is computed as (dy^T x)^T: x^T would
+/// copy the batch (value, mask and opened difference) every step, dy^T copies a few columns,
+/// and the ring GEMMs take unpacked fast paths for few rows or few columns.
 const NARROW: usize = 8;
 
 /// y = x W + b with W of shape [inputs, outputs] (pond's layout; PyTorch stores the transpose)
@@ -65,14 +64,7 @@ impl<B: Backend> Layer<B> for Dense<B> {
             None => Some(b.prepare(&self.weight)?),
         };
         let w = fresh.as_ref().or(self.prepared.as_ref()).expect("one of the two is set just above");
-        let (rows, outs) = (b.shape(b.prepared_value(&x))[0], b.shape(&self.bias)[0]);
-        let z = if outs <= NARROW && rows > NARROW {
-            let (xt, wt) = (b.transpose_prepared(&x)?, b.transpose_prepared(w)?);
-            let zt = b.matmul(Input::Prepared(&wt), Input::Prepared(&xt))?;
-            b.transpose(&zt)?
-        } else {
-            b.matmul(Input::Prepared(&x), Input::Prepared(w))?
-        };
+        let z = b.matmul(Input::Prepared(&x), Input::Prepared(w))?;
         let y = b.add_row(&z, &self.bias)?;
         Ok((y, DenseCache { x, w: fresh }))
     }

@@ -70,10 +70,6 @@ impl Backend for PlainBackend {
         Ok(x.clone().reversed_axes())
     }
 
-    fn slice_rows_prepared(&mut self, x: &ArrayD<f64>, rows: Range<usize>) -> Result<ArrayD<f64>> {
-        self.slice_rows(x, rows)
-    }
-
     fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<ArrayD<f64>> {
         let (Input::Value(a) | Input::Prepared(a)) = a;
         let (Input::Value(b) | Input::Prepared(b)) = b;

@@ -9,11 +9,37 @@ use crate::backend::{Backend, Input};
 use crate::error::{shape_error, Result};
 use ndarray::{ArrayD, Ix2};
 use pond_core::kernels::im2col::{col2im, im2col, ConvGeometry};
-use pond_core::{FixedPoint, RingTensor};
+use pond_core::{FixedPoint, Ring, RingTensor};
 use pond_protocol::comparison::{ComparisonRing, ComparisonSource};
 use pond_protocol::polynomial::Polynomial;
 use pond_protocol::{Held, MaskedTensor, Operand, PrivateTensor, ProtocolRing, Role, Session};
 use std::ops::Range;
+use std::sync::Arc;
+
+/// The private backend's prepared operand: a [`MaskedTensor`] behind a shared pointer, so a
+/// copy (a training batch handed to a step every epoch, a layer's cache) copies no tensor.
+#[derive(Clone)]
+pub struct Prepared<R: Ring>(Arc<MaskedTensor<R>>);
+
+impl<R: Ring> Prepared<R> {
+    /// Wraps a masked tensor.
+    pub fn new(masked: MaskedTensor<R>) -> Self {
+        Prepared(Arc::new(masked))
+    }
+}
+
+impl<R: Ring> std::ops::Deref for Prepared<R> {
+    type Target = MaskedTensor<R>;
+    fn deref(&self) -> &MaskedTensor<R> {
+        &self.0
+    }
+}
+
+impl<R: Ring> std::fmt::Debug for Prepared<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Prepared").field(&self.0.shape()).finish()
+    }
+}
 
 /// Computation on secret shares in the ring `R` with fixed-point settings `fp`.
 /// All three parties build one over their own [`Session`] and call the same operations.
@@ -127,7 +153,7 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
 
 impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     type Tensor = PrivateTensor<R>;
-    type Operand = MaskedTensor<R>;
+    type Operand = Prepared<R>;
 
     fn name(&self) -> &'static str {
         "private"
@@ -149,24 +175,19 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.reveal_to(x, owner)?.map(|t| self.fp.decode(&t)))
     }
 
-    fn prepare(&mut self, x: &PrivateTensor<R>) -> Result<MaskedTensor<R>> {
-        Ok(self.session.mask(x)?)
+    fn prepare(&mut self, x: &PrivateTensor<R>) -> Result<Prepared<R>> {
+        Ok(Prepared::new(self.session.mask(x)?))
     }
 
-    fn prepared_value<'a>(&self, x: &'a MaskedTensor<R>) -> &'a PrivateTensor<R> {
+    fn prepared_value<'a>(&self, x: &'a Prepared<R>) -> &'a PrivateTensor<R> {
         &x.value
     }
 
-    fn transpose_prepared(&mut self, x: &MaskedTensor<R>) -> Result<MaskedTensor<R>> {
+    fn transpose_prepared(&mut self, x: &Prepared<R>) -> Result<Prepared<R>> {
         let &[m, n] = x.shape() else {
             return Err(shape_error("transpose", format!("{:?} is not a matrix", x.shape())));
         };
-        map_masked(x, &[n, m], |t| Ok(t.transpose()?))
-    }
-
-    fn slice_rows_prepared(&mut self, x: &MaskedTensor<R>, rows: Range<usize>) -> Result<MaskedTensor<R>> {
-        let shape = sliced_shape(x.shape(), &rows)?;
-        map_masked(x, &shape, |t| Ok(t.slice_axis(0, rows.clone())?))
+        Ok(Prepared::new(map_masked(x, &[n, m], |t| Ok(t.transpose()?))?))
     }
 
     fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<PrivateTensor<R>> {

@@ -25,21 +25,32 @@ impl Objective {
     }
 }
 
-/// A training set inside a backend: the features prepared (masked) once, so every batch is a
-/// slice that reuses the mask, and the labels.
+/// One mini-batch inside a backend: features prepared (masked once, so every epoch reuses the
+/// mask) and labels.
+#[derive(Debug, Clone)]
+pub struct Batch<B: Backend> {
+    /// Features [rows, ...], prepared.
+    pub x: B::Operand,
+    /// Labels [rows, k].
+    pub y: B::Tensor,
+}
+
+/// A training set inside a backend, split into its mini-batches in order (the last one may be
+/// smaller). The split happens once, on input: a step then copies nothing (the private
+/// backend's prepared operands are shared, not copied, when a step takes one).
 #[derive(Debug, Clone)]
 pub struct TrainingSet<B: Backend> {
-    /// Features [n, ...], prepared.
-    pub x: B::Operand,
-    /// Labels [n, k].
-    pub y: B::Tensor,
+    /// The batches, in row order.
+    pub batches: Vec<Batch<B>>,
     /// Number of rows n.
     pub rows: usize,
 }
 
 impl<B: Backend> TrainingSet<B> {
     /// Brings features and labels held by `owner` into the backend (private: secret-shared by
-    /// the owner, then the features are masked once: one opening of the whole set).
+    /// the owner) and splits them into batches of `batch` rows; each batch's features are
+    /// masked once (one opening per batch, the same bytes as masking the whole set).
+    #[allow(clippy::too_many_arguments)]
     pub fn input(
         b: &mut B,
         owner: Role,
@@ -47,16 +58,25 @@ impl<B: Backend> TrainingSet<B> {
         x_shape: &[usize],
         y: Option<&ArrayD<f64>>,
         y_shape: &[usize],
+        batch: usize,
     ) -> Result<Self> {
         let xs = b.input(owner, x, x_shape)?;
-        let x = b.prepare(&xs)?;
-        let y = b.input(owner, y, y_shape)?;
-        Ok(TrainingSet { x, y, rows: x_shape.first().copied().unwrap_or(0) })
+        let ys = b.input(owner, y, y_shape)?;
+        let rows = x_shape.first().copied().unwrap_or(0);
+        let batch = batch.max(1);
+        let batches = (0..rows)
+            .step_by(batch)
+            .map(|start| {
+                let range = start..(start + batch).min(rows);
+                let x = b.slice_rows(&xs, range.clone())?;
+                Ok(Batch { x: b.prepare(&x)?, y: b.slice_rows(&ys, range)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TrainingSet { batches, rows })
     }
 }
 
-/// One pass over the training set in order, in batches of `batch` rows (the last one may be
-/// smaller), with one SGD step per batch.
+/// One pass over the training set's batches in order, with one SGD step per batch.
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch<B: Backend>(
     b: &mut B,
@@ -65,24 +85,18 @@ pub fn train_epoch<B: Backend>(
     sgd: &Sgd,
     state: &mut SgdState<B>,
     data: &TrainingSet<B>,
-    batch: usize,
     epoch: usize,
     bar: &ProgressBar,
 ) -> Result<()> {
-    let batch = batch.max(1);
-    let mut start = 0;
-    while start < data.rows {
-        let end = (start + batch).min(data.rows);
-        let xb = b.slice_rows_prepared(&data.x, start..end)?;
-        let yb = b.slice_rows(&data.y, start..end)?;
-        let (z, caches) = model.forward(b, Activation::Prepared(xb))?;
-        let dz = objective.gradient(b, &z, &yb)?;
+    for batch in &data.batches {
+        let (z, caches) = model.forward(b, Activation::Prepared(batch.x.clone()))?;
+        let dz = objective.gradient(b, &z, &batch.y)?;
         let grads = model.backward(b, caches, dz)?;
         let params = model.params();
-        let new = sgd.step(b, state, &params, &grads, end - start, epoch)?;
+        let rows = b.shape(b.prepared_value(&batch.x))[0];
+        let new = sgd.step(b, state, &params, &grads, rows, epoch)?;
         model.set_params(new)?;
         bar.inc(1);
-        start = end;
     }
     Ok(())
 }
@@ -99,13 +113,12 @@ pub fn fit<B: Backend>(
     objective: &Objective,
     sgd: &Sgd,
     data: &TrainingSet<B>,
-    batch: usize,
     epochs: usize,
 ) -> Result<()> {
     let mut state = SgdState::default();
     let bar = ProgressBar::hidden();
     for epoch in 0..epochs {
-        train_epoch(b, model, objective, sgd, &mut state, data, batch, epoch, &bar)?;
+        train_epoch(b, model, objective, sgd, &mut state, data, epoch, &bar)?;
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ use rayon::prelude::*;
 
 /// `A` with at most this many rows takes the unpacked row-times-matrix path.
 const SMALL_M: usize = 8;
+/// At most this many columns (and more than `SMALL_M` rows) take the few-columns path.
+const SMALL_N: usize = 8;
 /// On that path, products with at least this many multiply-adds are split across threads.
 const SMALL_M_PAR_WORK: usize = 1 << 20;
 
@@ -82,6 +84,10 @@ fn gemm_with(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, isa: Isa) -> Array2
     }
     if m <= SMALL_M {
         small_m(a, b, c.view_mut(), isa);
+        return c;
+    }
+    if n <= SMALL_N {
+        small_n(a, b, &mut c, isa);
         return c;
     }
     match isa {
@@ -163,6 +169,48 @@ fn small_m(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, mut c: ArrayViewMut2<
     }
 }
 
+/// Few-columns path: `c[i][j] = A[i, :] · B[:, j]` as dot products over the rows of a
+/// row-major `A` (no packing; a logistic regression's `X w` is one). `B`'s columns are gathered
+/// once; large products split rows across rayon threads.
+fn small_n(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, c: &mut Array2<u64>, isa: Isa) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let owned_a: Vec<u64>;
+    let a_rows: &[u64] = match a.as_slice() {
+        Some(s) => s,
+        None => {
+            owned_a = a.iter().copied().collect();
+            &owned_a
+        }
+    };
+    let columns: Vec<u64> = b.t().iter().copied().collect();
+    let out = c.as_slice_mut().expect("a fresh array is contiguous");
+    let dots = |(a_rows, out): (&[u64], &mut [u64])| match isa {
+        Isa::Portable => rows_dot_columns(a_rows, &columns, k, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => token.rows_dot_columns(a_rows, &columns, k, out),
+    };
+    if m * k * n >= SMALL_M_PAR_WORK {
+        let rows = m.div_ceil(rayon::current_num_threads());
+        a_rows.par_chunks(rows * k).zip(out.par_chunks_mut(rows * n)).for_each(dots);
+    } else {
+        dots((a_rows, out));
+    }
+}
+
+/// `out[i][j] = Σ_p a[i][p]·columns[j][p]` (wrapping) for row-major `a` (rows of length `k`),
+/// `columns` (n rows of length `k`) and `out` (rows of length n). Inlined into each
+/// instruction set's entry point, which vectorizes it.
+#[inline(always)]
+fn rows_dot_columns(a: &[u64], columns: &[u64], k: usize, out: &mut [u64]) {
+    let n = columns.len() / k;
+    for (a_row, c_row) in a.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        for (c, column) in c_row.iter_mut().zip(columns.chunks_exact(k)) {
+            *c = a_row.iter().zip(column).fold(0u64, |acc, (&x, &y)| acc.wrapping_add(x.wrapping_mul(y)));
+        }
+    }
+}
+
 mod portable {
     //! The plain-Rust few-row path (autovectorized where the target allows).
 
@@ -210,6 +258,12 @@ mod avx512 {
         pub(super) fn rows_times_matrix(self, a: &[u64], b: &[u64], n: usize, j0: usize, out: &mut [u64]) {
             // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
             unsafe { rows_times_matrix(a, b, n, j0, out) }
+        }
+
+        /// `out[i][j] = A[i, :] · columns[j]` (see `rows_dot_columns`).
+        pub(super) fn rows_dot_columns(self, a: &[u64], columns: &[u64], k: usize, out: &mut [u64]) {
+            // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
+            unsafe { rows_dot_columns(a, columns, k, out) }
         }
 
         /// The Winograd correction terms `(ξ, η)` of `a · b` (see `winograd_corrections`).
@@ -274,6 +328,12 @@ mod avx512 {
             }
         }
         store_tile(&acc, out);
+    }
+
+    /// `super::rows_dot_columns`, autovectorized with `vpmullq`.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn rows_dot_columns(a: &[u64], columns: &[u64], k: usize, out: &mut [u64]) {
+        super::rows_dot_columns(a, columns, k, out)
     }
 
     /// `Σ_q x[2q]·x[2q+1]` (wrapping), autovectorized with `vpmullq`.
@@ -477,6 +537,28 @@ mod tests {
             let b = matrix(k, n, seed ^ 1);
             check(a.view(), b.view());
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// More than `SMALL_M` rows and at most `SMALL_N` columns: row-major, column-major
+        /// (transposed) and strided `A`.
+        #[test]
+        fn few_columns(m in (SMALL_M + 1)..300, k in dim_k(), n in 1..=SMALL_N, seed in any::<u64>()) {
+            let a = matrix(m, k, seed);
+            let b = matrix(k, n, seed ^ 1);
+            check(a.view(), b.view());
+            check(matrix(k, m, seed ^ 2).t(), b.view());
+            check(a.slice(s![.., ..;2]), matrix(k.div_ceil(2), n, seed ^ 3).view());
+        }
+    }
+
+    #[test]
+    fn few_columns_split_over_threads() {
+        let (m, k, n) = (SMALL_M_PAR_WORK / 100 + 7, 100, SMALL_N);
+        assert!(m * k * n >= SMALL_M_PAR_WORK);
+        check(matrix(m, k, 1).view(), matrix(k, n, 2).view());
     }
 
     #[test]

@@ -301,10 +301,10 @@ pub fn train_private_party(
     let setup = Instant::now();
     let mut b = PrivateBackend::new(session, fp);
     let mut model = Sequential::input(&mut b, &spec, MODEL_OWNER, init.as_ref())?;
-    let data = TrainingSet::input(&mut b, DATA_OWNER, x.as_ref(), &[n, d], y.as_ref(), &[n, 1])?;
+    let data = TrainingSet::input(&mut b, DATA_OWNER, x.as_ref(), &[n, d], y.as_ref(), &[n, 1], cfg.batch)?;
     let setup = setup.elapsed();
     let show = cfg.progress && role == DATA_OWNER;
-    let log = train_private_epochs(&mut b, &mut model, &objective, &sgd, &data, cfg.epochs, cfg.batch, show)?;
+    let log = train_private_epochs(&mut b, &mut model, &objective, &sgd, &data, cfg.epochs, show)?;
     let weights = model.output(&mut b, MODEL_OWNER)?;
     Ok(PrivateOutcome { weights, log, setup, shape: [n, d] })
 }

@@ -142,11 +142,18 @@ pub fn run(cfg: &MlpConfig) -> Result<MlpReport> {
             let mut b = PrivateBackend::new(s, fp);
             let mut model = Sequential::input(&mut b, &spec, MODEL_OWNER, (role == MODEL_OWNER).then_some(&init))?;
             let owned = role == DATA_OWNER;
-            let data =
-                TrainingSet::input(&mut b, DATA_OWNER, owned.then_some(&x), x.shape(), owned.then_some(&y), y.shape())?;
+            let data = TrainingSet::input(
+                &mut b,
+                DATA_OWNER,
+                owned.then_some(&x),
+                x.shape(),
+                owned.then_some(&y),
+                y.shape(),
+                cfg.batch,
+            )?;
             let setup = setup.elapsed();
             let show = cfg.progress && role == DATA_OWNER;
-            let log = train_private_epochs(&mut b, &mut model, &objective, &sgd, &data, cfg.epochs, cfg.batch, show)?;
+            let log = train_private_epochs(&mut b, &mut model, &objective, &sgd, &data, cfg.epochs, show)?;
             let weights = model.output(&mut b, MODEL_OWNER)?;
             Ok((weights, log, setup))
         })

@@ -9,7 +9,7 @@
 pub mod logreg;
 pub mod mlp;
 
-use crate::fit::{batches, train_epoch, Objective, TrainingSet};
+use crate::fit::{train_epoch, Objective, TrainingSet};
 use crate::optim::{Sgd, SgdState};
 use crate::progress::bar;
 use ndarray::ArrayD;
@@ -85,12 +85,12 @@ pub fn train_plain(
 ) -> crate::error::Result<(Weights, f64)> {
     let mut pb = PlainBackend;
     let mut model = Sequential::input(&mut pb, spec, MODEL_OWNER, Some(init))?;
-    let data = TrainingSet::input(&mut pb, DATA_OWNER, Some(x), x.shape(), Some(y), y.shape())?;
+    let data = TrainingSet::input(&mut pb, DATA_OWNER, Some(x), x.shape(), Some(y), y.shape(), batch)?;
     let mut state = SgdState::default();
-    let progress = bar((epochs * batches(data.rows, batch)) as u64, "plaintext", show);
+    let progress = bar((epochs * data.batches.len()) as u64, "plaintext", show);
     let start = Instant::now();
     for epoch in 0..epochs {
-        train_epoch(&mut pb, &mut model, objective, sgd, &mut state, &data, batch, epoch, &progress)?;
+        train_epoch(&mut pb, &mut model, objective, sgd, &mut state, &data, epoch, &progress)?;
     }
     let s_per_epoch = start.elapsed().as_secs_f64() / epochs.max(1) as f64;
     progress.finish_and_clear();
@@ -111,15 +111,14 @@ pub fn train_private_epochs<'s, R: ComparisonRing>(
     sgd: &Sgd,
     data: &TrainingSet<PrivateBackend<'s, R>>,
     epochs: usize,
-    batch: usize,
     show: bool,
 ) -> pond_protocol::Result<EpochLog> {
     let mut state = SgdState::default();
-    let progress = bar((epochs * batches(data.rows, batch)) as u64, "private", show);
+    let progress = bar((epochs * data.batches.len()) as u64, "private", show);
     let mut log = EpochLog::default();
     for epoch in 0..epochs {
         let (t0, c0) = (Instant::now(), b.session().traffic());
-        train_epoch(b, model, objective, sgd, &mut state, data, batch, epoch, &progress)?;
+        train_epoch(b, model, objective, sgd, &mut state, data, epoch, &progress)?;
         log.times.push(t0.elapsed());
         log.traffic.push(b.session().traffic().since(&c0));
     }
