@@ -15,6 +15,7 @@
 use super::blocking::{blocked, Corrections, Portable};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// `A` with at most this many rows takes the unpacked row-times-matrix path.
 const SMALL_M: usize = 8;
@@ -134,19 +135,21 @@ fn winograd_corrections(
     (xi, eta)
 }
 
+/// The elements of `x` in row-major order: borrowed when `x` is already laid out so, else copied.
+fn row_major<'a>(x: ArrayView2<'a, u64>) -> Cow<'a, [u64]> {
+    match x.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(x.iter().copied().collect()),
+    }
+}
+
 /// Few-row path: each row of `c` is `a_row · B`, computed straight from a row-major `B`
 /// (no packing). Large enough products are split over column ranges across rayon threads.
 fn small_m(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, mut c: ArrayViewMut2<'_, u64>, isa: Isa) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    let owned_b: Vec<u64>;
-    let b_rows: &[u64] = match b.as_slice() {
-        Some(s) => s,
-        None => {
-            owned_b = b.iter().copied().collect();
-            &owned_b
-        }
-    };
+    let b_rows = row_major(b);
+    let b_rows: &[u64] = &b_rows;
     let a_rows: Vec<u64> = a.iter().copied().collect();
     let width =
         if m * k * n >= SMALL_M_PAR_WORK { n.div_ceil(rayon::current_num_threads()).next_multiple_of(64) } else { n };
@@ -175,14 +178,8 @@ fn small_m(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, mut c: ArrayViewMut2<
 fn small_n(a: ArrayView2<'_, u64>, b: ArrayView2<'_, u64>, c: &mut Array2<u64>, isa: Isa) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    let owned_a: Vec<u64>;
-    let a_rows: &[u64] = match a.as_slice() {
-        Some(s) => s,
-        None => {
-            owned_a = a.iter().copied().collect();
-            &owned_a
-        }
-    };
+    let a_rows = row_major(a);
+    let a_rows: &[u64] = &a_rows;
     let columns: Vec<u64> = b.t().iter().copied().collect();
     let out = c.as_slice_mut().expect("a fresh array is contiguous");
     let dots = |(a_rows, out): (&[u64], &mut [u64])| match isa {
