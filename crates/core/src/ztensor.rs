@@ -281,6 +281,9 @@ impl<W: Word> RingTensor for ZTensor<W> {
         }
         Ok(ZTensor { data: acc })
     }
+    fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
+        Ok(ZTensor { data: layout::window_sum(&self.data, window, |a, b| a.wadd(b))? })
+    }
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
         Ok(ZTensor { data: layout::reshape(&self.data, shape)? })
     }

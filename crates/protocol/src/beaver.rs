@@ -133,15 +133,10 @@ impl Session {
                 };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
             let y_share = y.value_share();
+            // Both products accumulate into c in place.
             let mut z = c;
-            if op == Bilinear::Mul {
-                // Elementwise: accumulate both products in place, no temporaries.
-                z.mul_add_assign(&e.diff, y_share)?;
-                z.mul_add_assign(&e.mask, &f.diff)?;
-            } else {
-                z.add_assign(&op.apply(e.diff.as_ref(), y_share)?)?;
-                z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
-            }
+            op.add_apply(&mut z, &e.diff, y_share)?;
+            op.add_apply(&mut z, &e.mask, &f.diff)?;
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
         })
     }

@@ -54,6 +54,16 @@ impl Bilinear {
         }
     }
 
+    /// In place `acc += a ∘ b`, without a temporary of the product's size where the ring's
+    /// kernels allow it (elementwise products and convolutions).
+    pub fn add_apply<T: RingTensor>(&self, acc: &mut T, a: &T, b: &T) -> pond_core::Result<()> {
+        match self {
+            Bilinear::Mul => acc.mul_add_assign(a, b),
+            Bilinear::Matmul => acc.add_assign(&a.matmul(b)?),
+            Bilinear::Conv2d(p) => acc.conv2d_add_assign(a, b, *p),
+        }
+    }
+
     /// Output shape for operand shapes `a`, `b`, or the typed shape error.
     pub fn output_shape(&self, a: &[usize], b: &[usize]) -> pond_core::Result<Vec<usize>> {
         let mismatch = |op| pond_core::CoreError::ShapeMismatch { op, left: a.to_vec(), right: b.to_vec() };
@@ -170,9 +180,9 @@ pub fn deal_uniform<T: RingTensor>(s: &Session, tag: Tag, purpose: u64, shape: &
     match s.role() {
         Role::Server0 | Role::Server1 => Ok(Held::Share(s.shared_random(Role::Cp, tag, purpose, shape)?)),
         Role::Cp => {
-            let a0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
-            let a1: T = s.shared_random(Role::Server1, tag, purpose, shape)?;
-            Ok(Held::Whole(a0.add(&a1)?))
+            let mut a: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
+            a.add_assign(&s.shared_random(Role::Server1, tag, purpose, shape)?)?;
+            Ok(Held::Whole(a))
         }
     }
 }
@@ -191,8 +201,10 @@ pub fn deal_value<T: RingTensor>(
         Role::Server1 => Ok(Held::Share(s.recv_tensor(Role::Cp, tag, shape)?)),
         Role::Cp => {
             let v = value()?;
-            let v0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
-            s.send_tensor(Role::Server1, tag, &v.sub(&v0)?)?;
+            // The correction v - v0, computed in v0's buffer.
+            let mut correction: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
+            correction.sub_from_assign(&v)?;
+            s.send_tensor(Role::Server1, tag, &correction)?;
             Ok(Held::Whole(v))
         }
     }
