@@ -5,7 +5,9 @@
 //! stay in [-S, S]: u_1 = x needs no scaling step, and u_(a+b) = u_a·u_b / S, so every product
 //! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with a the
 //! largest power of two below i, so u_i is ready after ceil(log2 i) levels; all products of one
-//! level are batched into one Beaver multiplication and one truncation. The terms (c_i / S)·u_i
+//! level are batched into one Beaver multiplication and one truncation. A level whose only
+//! product is a square (u_2a = u_a·u_a, as in every level of the ReLU's x, x^2, x^4) is a Beaver
+//! square instead: one mask and one opening. The terms (c_i / S)·u_i
 //! take c_i encoded at scale 2^f, which is c_i / S at scale 2^(f+s); their sum, at scale
 //! 2^(2f+s), is truncated once by f + s.
 //!
@@ -16,8 +18,8 @@
 //!
 //! Rounds per server: 2 per level + 1 (final truncation) for Z64 and CRT; Z128 truncates
 //! locally, so 1 per level. Bytes per server: for each level with m products of n elements,
-//! 2·m·n·B (both operands opened) plus the truncation's m·n·B (Z64, CRT); the final truncation
-//! n·B.
+//! 2·m·n·B (both operands opened; n·B for a lone square) plus the truncation's m·n·B (Z64,
+//! CRT); the final truncation n·B.
 //!
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
@@ -120,6 +122,16 @@ pub fn power_level(i: usize) -> u32 {
     usize::BITS - (i - 1).leading_zeros()
 }
 
+/// The needed powers computed at `level` (see [`power_level`]), in increasing order.
+pub fn powers_at_level(needed: &[usize], level: u32) -> Vec<usize> {
+    needed.iter().copied().filter(|&i| power_level(i) == level).collect()
+}
+
+/// True if `at_level` is a single square u_2a = u_a·u_a, evaluated by a Beaver square.
+pub fn is_lone_square(at_level: &[usize]) -> bool {
+    matches!(at_level, [i] if { let (a, b) = power_split(*i); a == b })
+}
+
 /// Every power the coefficients need, with the powers their computation needs.
 pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
     let mut needed: std::collections::BTreeSet<usize> =
@@ -155,7 +167,18 @@ impl Session {
             let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, flat)]);
             let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
             for level in 1..=top {
-                let at_level: Vec<usize> = needed.iter().copied().filter(|&i| power_level(i) == level).collect();
+                let at_level = powers_at_level(&needed, level);
+                if let [i] = at_level[..] {
+                    // One product: no concatenation, and a square needs one opening.
+                    let (a, b) = power_split(i);
+                    let product = if is_lone_square(&at_level) {
+                        s.square(&powers[&a])?
+                    } else {
+                        s.mul(&powers[&a], &powers[&b])?
+                    };
+                    powers.insert(i, s.truncate(&product, shift)?);
+                    continue;
+                }
                 let lhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).0]).collect();
                 let rhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).1]).collect();
                 let (lhs, rhs) = (s.concat(&lhs)?, s.concat(&rhs)?);
