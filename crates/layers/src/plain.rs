@@ -171,6 +171,11 @@ impl Backend for PlainBackend {
         Ok(pond_core::kernels::im2col::patches_to_nchw(product, g))
     }
 
+    fn window_sum(&mut self, x: &ArrayD<f64>, window: (usize, usize)) -> Result<ArrayD<f64>> {
+        crate::backend::window_sum_shape(x.shape(), window)?;
+        Ok(pond_core::layout::window_sum(x, window, |a, b| a + b)?)
+    }
+
     fn im2col(&mut self, x: &ArrayD<f64>, g: &ConvGeometry) -> Result<ArrayD<f64>> {
         if x.shape() != [g.batch, g.channels, g.input.0, g.input.1] {
             return Err(shape_error("im2col", format!("input {:?} for geometry {g:?}", x.shape())));
