@@ -584,16 +584,38 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self> {
         let g = ConvGeometry::new(self.shape(), filters.shape(), params)?;
         let mut out = Self::zeros(&[g.batch, g.filters, g.output.0, g.output.1]);
-        out.conv2d_add_assign(self, filters, params)?;
+        out.pooled_conv2d_add_assign(self, filters, params, (1, 1))?;
         Ok(out)
     }
 
-    /// Runs im2col and the residue GEMMs on [`CONV_CHUNK_ROWS`]-row chunks of images, adding
-    /// each chunk's product straight into `self`: the patch matrix of the whole batch (C·KH·KW
-    /// residues per output position and plane) is never built.
-    fn conv2d_add_assign(&mut self, x: &Self, filters: &Self, params: Conv2dParams) -> Result<()> {
+    /// Runs im2col and the residue GEMMs on [`CONV_CHUNK_ROWS`]-row chunks of images; each
+    /// chunk's product is added straight into `self`, or for a window other than (1, 1) reordered
+    /// into a chunk-sized NCHW buffer whose window sums are added: neither the patch matrix of the
+    /// whole batch (C·KH·KW residues per output position and plane) nor its convolution is built.
+    fn pooled_conv2d_add_assign(
+        &mut self,
+        x: &Self,
+        filters: &Self,
+        params: Conv2dParams,
+        window: (usize, usize),
+    ) -> Result<()> {
         let g = ConvGeometry::new(x.shape(), filters.shape(), params)?;
-        layout::check_same_shape("conv2d_add", self.shape(), &[g.batch, g.filters, g.output.0, g.output.1])?;
+        let conv_shape = [g.batch, g.filters, g.output.0, g.output.1];
+        let pooled = if window == (1, 1) {
+            conv_shape.to_vec()
+        } else {
+            let (kh, kw) = window;
+            if kh == 0 || kw == 0 || g.output.0 % kh != 0 || g.output.1 % kw != 0 {
+                return Err(CoreError::InvalidShape {
+                    op: "pooled_conv2d",
+                    shape: vec![kh, kw],
+                    tensor: conv_shape.to_vec(),
+                    reason: "windows must tile the convolution's output".into(),
+                });
+            }
+            vec![g.batch, g.filters, g.output.0 / kh, g.output.1 / kw]
+        };
+        layout::check_same_shape("pooled_conv2d_add", self.shape(), &pooled)?;
         let weights = filters
             .planes
             .iter()
@@ -604,7 +626,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let weight_views: Vec<_> = weights.iter().map(|w| w.t()).collect();
         let positions = g.output.0 * g.output.1;
         let images_per_chunk = (CONV_CHUNK_ROWS / positions.max(1)).max(1);
-        let (out_image, moduli) = (g.filters * positions, Modulus::all::<M>());
+        let (out_image, moduli) = (pooled[1..].iter().product::<usize>(), Modulus::all::<M>());
         for first in (0..g.batch).step_by(images_per_chunk) {
             let images = first..(first + images_per_chunk).min(g.batch);
             let chunk = ConvGeometry { batch: images.len(), ..g };
@@ -618,7 +640,13 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             for ((plane, product), m) in self.planes.iter_mut().zip(&products).zip(&moduli) {
                 let out = plane.as_slice_mut().expect("CRT planes are kept in standard layout");
                 let out = &mut out[images.start * out_image..images.end * out_image];
-                kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
+                if window == (1, 1) {
+                    kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
+                } else {
+                    let conv = kernels::im2col::patches_to_nchw(product.view(), &chunk);
+                    let sums = layout::window_sum(&conv, window, |a, b| m.add(a, b))?;
+                    vectorised(|| zip_assign(out, flat(&sums), |a, b| m.add(a, b)));
+                }
             }
         }
         Ok(())
@@ -971,9 +999,15 @@ mod tests {
         let images: Vec<_> = (0..n).map(|i| x.slice_axis(0, i..i + 1).unwrap().conv2d(&w, params).unwrap()).collect();
         assert_eq!(y, CrtTensor::concat(0, &images.iter().collect::<Vec<_>>()).unwrap());
         let mut acc = y.mul_scalar(3);
-        acc.conv2d_add_assign(&x, &w, params).unwrap();
+        acc.pooled_conv2d_add_assign(&x, &w, params, (1, 1)).unwrap();
         assert_eq!(acc, y.mul_scalar(4));
-        assert!(acc.conv2d_add_assign(&x.slice_axis(0, 0..1).unwrap(), &w, params).is_err());
+        assert!(acc.pooled_conv2d_add_assign(&x.slice_axis(0, 0..1).unwrap(), &w, params, (1, 1)).is_err());
+        // Window sums chunk by chunk equal the window sums of the whole convolution.
+        let window = (2, if y.shape()[3] % 3 == 0 { 3 } else { 1 });
+        let mut pooled = CrtTensor::<M>::zeros(y.window_sum(window).unwrap().shape());
+        pooled.pooled_conv2d_add_assign(&x, &w, params, window).unwrap();
+        assert_eq!(pooled, y.window_sum(window).unwrap());
+        assert!(pooled.pooled_conv2d_add_assign(&x, &w, params, (5, 5)).is_err());
     }
 
     #[test]

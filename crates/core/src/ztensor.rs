@@ -261,7 +261,7 @@ impl<W: Word> RingTensor for ZTensor<W> {
         let w = layout::reshape(&filters.data, &[g.filters, g.patch_cols()])?;
         let w = w.into_dimensionality::<Ix2>().expect("reshaped to two axes");
         let product = W::gemm(patches.view(), w.t());
-        Ok(ZTensor { data: kernels::im2col::patches_to_nchw(product, &g) })
+        Ok(ZTensor { data: kernels::im2col::patches_to_nchw(product.view(), &g) })
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {

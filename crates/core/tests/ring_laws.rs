@@ -105,10 +105,16 @@ fn conv_matches_reference<R: Ring>(seed: u64, n: usize, c: usize, hw: usize, o: 
     let y = x.conv2d(&w, p).unwrap();
     assert_eq!(y.shape(), &[n, o, oh, ow]);
     assert_eq!(big::<R>(&y), expected);
-    // Accumulating adds the same convolution.
+    // Accumulating adds the same convolution, or its window sums.
     let mut acc = y.clone();
-    acc.conv2d_add_assign(&x, &w, p).unwrap();
+    acc.pooled_conv2d_add_assign(&x, &w, p, (1, 1)).unwrap();
     assert_eq!(acc, y.add(&y).unwrap());
+    if oh % 2 == 0 {
+        let sums = y.window_sum((2, 1)).unwrap();
+        let mut pooled = sums.clone();
+        pooled.pooled_conv2d_add_assign(&x, &w, p, (2, 1)).unwrap();
+        assert_eq!(pooled, sums.add(&sums).unwrap());
+    }
 }
 
 /// Window sums equal the sums of the window entries, taken through signed representatives

@@ -135,10 +135,11 @@ pub trait Backend {
     fn conv2d(&mut self, x: Input<'_, Self>, w: Input<'_, Self>, g: &ConvGeometry) -> Result<Self::Tensor>;
 
     /// Average pooling of conv2d(x, w) over non-overlapping `window`s that tile its output and
-    /// whose area is a power of two, rescaled once: the private backend sums the windows of the
-    /// untruncated convolution (scale 2^2f) and truncates once by f + log2(area), one rounding
-    /// and one truncation of the pooled size instead of one of the convolution's size and one
-    /// of the pooled size. Default: conv2d, [`Backend::window_sum`], scale by 1/area.
+    /// whose area is a power of two, rescaled once: the private backend computes the window sums
+    /// of the convolution as one Beaver product (scale 2^2f) and truncates once by
+    /// f + log2(area), one rounding and one truncation of the pooled size instead of one of the
+    /// convolution's size and one of the pooled size. Default: conv2d, [`Backend::window_sum`],
+    /// scale by 1/area.
     fn conv2d_avg_pool(
         &mut self,
         x: Input<'_, Self>,

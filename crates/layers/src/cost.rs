@@ -7,8 +7,9 @@
 //! - Dense: mask x (open |x|), matmul of two masked operands (cp's |z| correction), truncation of
 //!   |z|; the bias is added locally.
 //! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation
-//!   of |z|, except when an average pooling that fuses with it follows
-//!   ([`crate::AvgPool2d::fuses_with_conv`]): then the pooling's truncation is the only one.
+//!   of |z|; when an average pooling that fuses with it follows
+//!   ([`crate::AvgPool2d::fuses_with_conv`]), the product is the pooled convolution (cp's
+//!   correction has the pooled size) and the pooling's truncation is the only one.
 //! - AvgPool2D: local window sums, one scale by a public constant (truncation of |z|).
 //! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
@@ -56,13 +57,23 @@ fn layer_cost<R: ComparisonRing>(
             let params = Conv2dParams { stride, padding };
             let g = ConvGeometry::new(shape, &filters, params)?;
             let out = vec![g.batch, g.filters, g.output.0, g.output.1];
-            let product = costs::product::<R>(Bilinear::Conv2d(params), shape, false, &filters, true);
             let pooled = match next {
-                Some(&LayerSpec::AvgPool2d { size, stride }) => AvgPool2d { size, stride }.fuses_with_conv(&out),
-                _ => false,
+                Some(&LayerSpec::AvgPool2d { size, stride }) if AvgPool2d { size, stride }.fuses_with_conv(&out) => {
+                    Some(size)
+                }
+                _ => None,
             };
-            let truncation = if pooled { Cost::default() } else { costs::truncation::<R>(count(&out)) };
-            (product + truncation, out)
+            let cost = match pooled {
+                Some(window) => {
+                    let op = Bilinear::PooledConv2d { params, window };
+                    costs::product::<R>(op, shape, false, &filters, true)
+                }
+                None => {
+                    costs::product::<R>(Bilinear::Conv2d(params), shape, false, &filters, true)
+                        + costs::truncation::<R>(count(&out))
+                }
+            };
+            (cost, out)
         }
         LayerSpec::AvgPool2d { size, stride } | LayerSpec::MaxPool2d { size, stride } => {
             let &[b, c, h, w] = shape else {

@@ -266,8 +266,10 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.truncate(&z, self.fp.frac_bits())?)
     }
 
-    /// One Beaver convolution, the window sums of its untruncated shares (scale 2^2f), one
-    /// truncation by f + log2(area) (error below 1 ulp of the average, as for any product).
+    /// One Beaver product of the window sums of the convolution ([`pond_protocol::Bilinear`]'s
+    /// pooled convolution: the convolution's full output is never built, and cp's correction has
+    /// the pooled size), at scale 2^2f, then one truncation by f + log2(area) (error below 1 ulp
+    /// of the average, as for any product).
     fn conv2d_avg_pool(
         &mut self,
         x: Input<'_, Self>,
@@ -279,9 +281,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         if !area.is_power_of_two() {
             return Err(shape_error("conv2d_avg_pool", format!("window {window:?}: its area must be a power of two")));
         }
-        let z = self.session.conv2d(Self::operand(x), Self::operand(w), g.params)?;
-        let sums = self.window_sum(&z, window)?;
-        drop(z);
+        let sums = self.session.pooled_conv2d(Self::operand(x), Self::operand(w), g.params, window)?;
         Ok(self.session.truncate(&sums, self.fp.frac_bits() + area.trailing_zeros())?)
     }
 

@@ -88,11 +88,7 @@ impl Session {
     ) -> Result<PrivateTensor<R>> {
         let (x, y) = (x.into(), y.into());
         let out_shape = op.output_shape(x.shape(), y.shape())?;
-        let name = match op {
-            Bilinear::Mul => "mul",
-            Bilinear::Matmul => "matmul",
-            Bilinear::Conv2d(_) => "conv2d",
-        };
+        let name = op.name();
         self.op(name, |s| {
             let dealt = s.deal::<R>(&Correlation::Product { op, lhs: x.side(), rhs: y.side() })?;
             let tag = s.next_tag();
@@ -167,6 +163,19 @@ impl Session {
         params: pond_core::Conv2dParams,
     ) -> Result<PrivateTensor<R>> {
         self.product(Bilinear::Conv2d(params), x, filters)
+    }
+
+    /// Window sums (kh, kw) of the convolution of an NCHW input with OIHW filters (Beaver, one
+    /// product whose output, and cp's correction, have the pooled size; see
+    /// [`Bilinear::PooledConv2d`]).
+    pub fn pooled_conv2d<'a, R: ProtocolRing>(
+        &mut self,
+        x: impl Into<Operand<'a, R>>,
+        filters: impl Into<Operand<'a, R>>,
+        params: pond_core::Conv2dParams,
+        window: (usize, usize),
+    ) -> Result<PrivateTensor<R>> {
+        self.product(Bilinear::PooledConv2d { params, window }, x, filters)
     }
 
     /// x * x with a square pair (a, a*a): x^2 = a^2 + 2aE + E^2 = c + E(a + x), so server i

@@ -154,10 +154,10 @@ pub fn col2im<T: Copy + Default + Send + Sync>(
 }
 
 /// Reorders a (N*OH*OW, O) product back to NOHW (one transpose per image, in parallel).
-pub fn patches_to_nchw<T: Copy + Default + Send + Sync>(product: Array2<T>, g: &ConvGeometry) -> ArrayD<T> {
+pub fn patches_to_nchw<T: Copy + Default + Send + Sync>(product: ArrayView2<'_, T>, g: &ConvGeometry) -> ArrayD<T> {
     let mut out = ArrayD::<T>::default(IxDyn(&[g.batch, g.filters, g.output.0, g.output.1]));
     let flat = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
-    combine_patches_into_nchw(product.view(), g, flat, |_, v| v);
+    combine_patches_into_nchw(product, g, flat, |_, v| v);
     out
 }
 
@@ -267,7 +267,7 @@ mod tests {
     fn patches_to_nchw_transposes_each_image() {
         let (g, _) = geometries().remove(0);
         let product = Array2::from_shape_fn((g.patch_rows(), g.filters), |(r, o)| (r * 10 + o) as i64);
-        let out = patches_to_nchw(product.clone(), &g);
+        let out = patches_to_nchw(product.view(), &g);
         let expected = product
             .into_shape_with_order((g.batch, g.output.0, g.output.1, g.filters))
             .expect("rows are N*OH*OW")
