@@ -29,6 +29,8 @@ use crate::session::Session;
 use crate::tensors::PrivateTensor;
 use crate::truncation::ProtocolRing;
 use pond_core::FixedPoint;
+use pond_core::RingTensor;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A polynomial approximation in t = x / 2^`scale_bits`, valid on `interval`.
@@ -150,6 +152,38 @@ pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
     needed.into_iter().collect()
 }
 
+/// `acc` + (c_i / S)·u_i, the term of the scaled power u_i (none if c_i = 0), added in `acc`'s
+/// buffer: c_i encoded at scale 2^f is c_i / S at scale 2^(f+s), so the term is c_i t^i at scale
+/// 2^(2f+s).
+fn add_term<R: ProtocolRing>(
+    s: &Session,
+    acc: Option<PrivateTensor<R>>,
+    u: &PrivateTensor<R>,
+    p: &Polynomial,
+    i: usize,
+    fp: FixedPoint<R>,
+) -> Result<Option<PrivateTensor<R>>> {
+    let c = p.coeffs.get(i).copied().unwrap_or(0.0);
+    if c == 0.0 {
+        return Ok(acc);
+    }
+    let term = s.mul_scalar(u, fp.encode_scalar(c, i)?);
+    Ok(Some(match acc {
+        None => term,
+        Some(a) => {
+            let shape = a.shape().to_vec();
+            let share = match (a.into_share(), term.share()) {
+                (Some(mut a), Some(t)) => {
+                    a.add_assign(t)?;
+                    Some(a)
+                }
+                _ => None,
+            };
+            PrivateTensor::from_share(&shape, share)
+        }
+    }))
+}
+
 impl Session {
     /// p(x) on shares (see the module docs for the method, rounds and traffic).
     pub fn polynomial<R: ProtocolRing>(
@@ -162,49 +196,51 @@ impl Session {
             // Products of scaled powers are truncated by f + s (see the module docs).
             let shift = fp.frac_bits() + p.scale_bits;
             let n = x.len();
-            let flat = s.reshape(x, &[n])?;
             let needed = needed_powers(p.coeffs);
-            let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, flat)]);
             let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+            // The powers that a later level still multiplies; every power's term joins the sum
+            // as soon as the power exists, so at most two levels of powers are alive at once.
+            let mut powers: BTreeMap<usize, Cow<'_, PrivateTensor<R>>> = BTreeMap::from([(1, Cow::Borrowed(x))]);
+            let mut acc = add_term(s, None, x, p, 1, fp)?;
             for level in 1..=top {
                 let at_level = powers_at_level(&needed, level);
+                let mut computed = Vec::with_capacity(at_level.len());
                 if let [i] = at_level[..] {
                     // One product: no concatenation, and a square needs one opening.
                     let (a, b) = power_split(i);
                     let product = if is_lone_square(&at_level) {
                         s.square(&powers[&a])?
                     } else {
-                        s.mul(&powers[&a], &powers[&b])?
+                        s.mul(powers[&a].as_ref(), powers[&b].as_ref())?
                     };
-                    powers.insert(i, s.truncate(&product, shift)?);
-                    continue;
+                    computed.push((i, s.truncate(&product, shift)?));
+                } else {
+                    let flat = |s: &Session, j: usize| s.reshape(&powers[&j], &[n]);
+                    let lhs = at_level.iter().map(|&i| flat(s, power_split(i).0)).collect::<Result<Vec<_>>>()?;
+                    let rhs = at_level.iter().map(|&i| flat(s, power_split(i).1)).collect::<Result<Vec<_>>>()?;
+                    let (lhs, rhs) =
+                        (s.concat(&lhs.iter().collect::<Vec<_>>())?, s.concat(&rhs.iter().collect::<Vec<_>>())?);
+                    let product = s.mul(&lhs, &rhs)?;
+                    let product = s.truncate(&product, shift)?;
+                    for (k, &i) in at_level.iter().enumerate() {
+                        let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
+                        computed.push((i, s.reshape(&part, x.shape())?));
+                    }
                 }
-                let lhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).0]).collect();
-                let rhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).1]).collect();
-                let (lhs, rhs) = (s.concat(&lhs)?, s.concat(&rhs)?);
-                let product = s.mul(&lhs, &rhs)?;
-                let product = s.truncate(&product, shift)?;
-                for (k, &i) in at_level.iter().enumerate() {
-                    let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
-                    powers.insert(i, part);
+                for (i, u) in computed {
+                    acc = add_term(s, acc, &u, p, i, fp)?;
+                    powers.insert(i, Cow::Owned(u));
                 }
-            }
-            let mut acc: Option<PrivateTensor<R>> = None;
-            for (i, &c) in p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0) {
-                // c_i at scale 2^f is c_i / S at scale 2^(f+s): the term (c_i / S)·u_i = c_i t^i.
-                let term = s.mul_scalar(&powers[&i], fp.encode_scalar(c, i)?);
-                acc = Some(match acc {
-                    None => term,
-                    Some(a) => s.add(&a, &term)?,
+                powers.retain(|&j, _| {
+                    needed.iter().any(|&i| power_level(i) > level && [power_split(i).0, power_split(i).1].contains(&j))
                 });
             }
             let sum = match acc {
                 Some(a) => s.truncate(&a, shift)?,
-                None => s.mul_scalar(&powers[&1], 0),
+                None => s.mul_scalar(x, 0),
             };
             let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
-            let out = s.add_scalar(&sum, constant);
-            s.reshape(&out, x.shape())
+            Ok(s.add_scalar(&sum, constant))
         })
     }
 
