@@ -312,10 +312,21 @@ impl<M: CrtModuli> CrtTensor<M> {
     /// The tensor of `shape` whose elements are `value(v)` (reduced modulo M) for the
     /// row-major `values`. Each job maps one run of values into a small buffer and reduces it into
     /// every plane (values that fit an `i64` by the cheaper reduction), so no full-size integer
-    /// array is built.
-    pub fn from_values<T: Copy + Sync>(shape: &[usize], values: &[T], value: impl Fn(T) -> i128 + Sync) -> Self {
+    /// array is built. An error if `values` does not have one value per element of `shape`.
+    pub fn from_values<T: Copy + Sync>(
+        shape: &[usize],
+        values: &[T],
+        value: impl Fn(T) -> i128 + Sync,
+    ) -> Result<Self> {
         let (n, moduli) = (values.len(), Modulus::all::<M>());
-        assert_eq!(n, shape.iter().product::<usize>(), "one value per element of the shape");
+        if n != shape.iter().product::<usize>() {
+            return Err(CoreError::InvalidShape {
+                op: "from_values",
+                shape: shape.to_vec(),
+                tensor: vec![n],
+                reason: "one value per element of the shape".into(),
+            });
+        }
         let mut out: Vec<Vec<u32>> = moduli.iter().map(|_| vec![0u32; n]).collect();
         let jobs: Vec<(&[T], Vec<&mut [u32]>)> = values.chunks(RUN).zip(runs_mut(&mut out)).collect();
         run_jobs(jobs, n * moduli.len(), |(v, mut planes)| {
@@ -331,17 +342,22 @@ impl<M: CrtModuli> CrtTensor<M> {
                 }
             }
         });
-        Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect())
+        Ok(Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect()))
     }
 
     /// In place `self += floor(((c + add) mod M) / 2^shift) + offset`, elementwise, with `c`
     /// taken as its canonical value in [0, M) and `add` < M: the public part of the statistical
     /// truncation, in one pass that reconstructs each element of `c` and reduces the shifted value
-    /// straight into every plane of `self` (no full-size integer arrays).
+    /// straight into every plane of `self` (no full-size integer arrays). An error if the shapes
+    /// differ, `add` is not below M or `shift` is not below 128.
     pub fn add_shifted(&mut self, c: &Self, add: u128, shift: u32, offset: i128) -> Result<()> {
         layout::check_same_shape("add_shifted", self.shape(), c.shape())?;
         let rec = Reconstruction::new(M::MODULI);
-        assert!(add < rec.modulus && shift < 128, "add is reduced and the shift is below 128 bits");
+        if add >= rec.modulus || shift >= 128 {
+            return Err(CoreError::InvalidConfig(format!(
+                "add_shifted: add {add} must be below M and the shift {shift} below 128"
+            )));
+        }
         let (n, moduli, c) = (self.len(), Modulus::all::<M>(), c.flats());
         let mut planes: Vec<&mut [u32]> =
             self.planes.iter_mut().map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout")).collect();
@@ -503,6 +519,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let values = values.as_standard_layout();
         let shape = values.shape().to_vec();
         Self::from_values(&shape, values.as_slice().expect("standard layout"), |v| v)
+            .expect("a standard-layout array has one value per element of its shape")
     }
     fn to_signed(&self) -> ArrayD<i128> {
         let rec = Reconstruction::new(M::MODULI);
@@ -1036,6 +1053,7 @@ mod tests {
                 let (c, z) = (CrtTensor::<M>::random(&key, 0, &[len]), CrtTensor::<M>::random(&key, 1, &[len]));
                 let mut fused = z.clone();
                 fused.add_shifted(&c, add, shift, offset).unwrap();
+                assert!(fused.clone().add_shifted(&c, u128::try_from(Crt::<M>::modulus()).unwrap(), shift, offset).is_err());
                 let modulus = u128::try_from(Crt::<M>::modulus()).unwrap();
                 let canonical = c.to_biguint();
                 let shifted: Vec<i128> = canonical
@@ -1057,9 +1075,10 @@ mod tests {
             let signed: Vec<i128> = words.iter().map(|&w| value(w)).collect();
             let signed = ndarray::ArrayD::from_shape_vec(IxDyn(&[words.len()]), signed).unwrap();
             prop_assert_eq!(
-                CrtTensor::<TfeModuli>::from_values(&[words.len()], &words, value),
+                CrtTensor::<TfeModuli>::from_values(&[words.len()], &words, value).unwrap(),
                 CrtTensor::<TfeModuli>::from_signed(signed.view())
             );
+            prop_assert!(CrtTensor::<TfeModuli>::from_values(&[words.len() + 1], &words, value).is_err());
         }
     }
 

@@ -123,7 +123,7 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         let from_words = |value: &(dyn Fn(u128) -> i128 + Sync)| {
             let words = words.as_ref().expect("cp drew the words");
             let words = words.array().as_slice().expect("fresh random tensors are contiguous");
-            Ok(CrtTensor::from_values(shape, words, value))
+            Ok(CrtTensor::from_values(shape, words, value)?)
         };
         let r = deal_value(s, tag, purpose::EXTRA, shape, || from_words(&|w| r_of(w) as i128))?;
         let neg_r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || from_words(&|w| -((r_of(w) >> f) as i128)))?;
