@@ -111,7 +111,7 @@ pub struct InferArgs {
 /// Runs `pond infer`.
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let data = args.data.unwrap_or_else(mnist::default_data_dir);
-    let mnist = mnist::load(&data)?;
+    let test = mnist::load_test(&data)?;
     let cfg = infer::InferConfig {
         net: args.net.into(),
         ring: args.ring.into(),
@@ -122,7 +122,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         seed: args.seed,
         progress: !args.json,
     };
-    let report = infer::run(&cfg, &mnist)?;
+    let report = infer::run(&cfg, &test)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -81,6 +81,11 @@ pub struct CrtTensor<M: CrtModuli> {
 /// Elements per unit of parallel work in elementwise loops (256 KiB of `u32`).
 const CHUNK: usize = 1 << 16;
 
+/// Output positions (patch rows) per chunk of a convolution: bounds its patch matrix to
+/// 2^14·C·KH·KW residues per plane (16 MiB for a 5x5 single-channel filter and ten planes), while
+/// keeping the GEMMs tall enough to run at full speed.
+const CONV_CHUNK_ROWS: usize = 1 << 14;
+
 /// Runs `f` compiled for AVX2 and FMA when the CPU has them, else as compiled for the target.
 ///
 /// pond builds for baseline x86-64 (SSE2): without this, the modular loops below (unsigned `min`,
@@ -269,6 +274,17 @@ impl Reconstruction {
     }
 }
 
+/// Elements per job of the loops that visit every plane per element (one `i128` each in a
+/// job-local buffer: 128 KiB).
+const RUN: usize = CHUNK / 8;
+
+/// The planes split into runs of [`RUN`] elements: entry r holds run r of every plane.
+fn runs_mut<'a, P: AsMut<[u32]> + 'a>(planes: &'a mut [P]) -> Vec<Vec<&'a mut [u32]>> {
+    let mut columns: Vec<_> = planes.iter_mut().map(|p| p.as_mut().chunks_mut(RUN)).collect();
+    let runs = columns.first().map_or(0, |c| c.len());
+    (0..runs).map(|_| columns.iter_mut().map(|c| c.next().expect("planes have equal lengths")).collect()).collect()
+}
+
 /// A plane's flat residues, in standard order.
 fn flat(plane: &ArrayD<u32>) -> &[u32] {
     plane.as_slice().expect("CRT planes are kept in standard layout")
@@ -291,6 +307,78 @@ impl<M: CrtModuli> CrtTensor<M> {
             .map(|p| if p.is_standard_layout() { p } else { p.as_standard_layout().into_owned() })
             .collect();
         CrtTensor { planes, moduli: PhantomData }
+    }
+
+    /// The tensor of `shape` whose elements are `value(v)` (reduced modulo M) for the
+    /// row-major `values`. Each job maps one run of values into a small buffer and reduces it into
+    /// every plane (values that fit an `i64` by the cheaper reduction), so no full-size integer
+    /// array is built. An error if `values` does not have one value per element of `shape`.
+    pub fn from_values<T: Copy + Sync>(
+        shape: &[usize],
+        values: &[T],
+        value: impl Fn(T) -> i128 + Sync,
+    ) -> Result<Self> {
+        let (n, moduli) = (values.len(), Modulus::all::<M>());
+        if n != shape.iter().product::<usize>() {
+            return Err(CoreError::InvalidShape {
+                op: "from_values",
+                shape: shape.to_vec(),
+                tensor: vec![n],
+                reason: "one value per element of the shape".into(),
+            });
+        }
+        let mut out: Vec<Vec<u32>> = moduli.iter().map(|_| vec![0u32; n]).collect();
+        let jobs: Vec<(&[T], Vec<&mut [u32]>)> = values.chunks(RUN).zip(runs_mut(&mut out)).collect();
+        run_jobs(jobs, n * moduli.len(), |(v, mut planes)| {
+            let v: Vec<i128> = v.iter().map(|&x| value(x)).collect();
+            if v.iter().all(|&x| i64::try_from(x).is_ok()) {
+                let words: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+                for (p, &m) in planes.iter_mut().zip(&moduli) {
+                    vectorised(|| p.iter_mut().zip(&words).for_each(|(o, &w)| *o = m.reduce_i64(w)));
+                }
+            } else {
+                for (p, &m) in planes.iter_mut().zip(&moduli) {
+                    p.iter_mut().zip(&v).for_each(|(o, &x)| *o = m.reduce_signed(x));
+                }
+            }
+        });
+        Ok(Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect()))
+    }
+
+    /// In place `self += floor(((c + add) mod M) / 2^shift) + offset`, elementwise, with `c`
+    /// taken as its canonical value in [0, M) and `add` < M: the public part of the statistical
+    /// truncation, in one pass that reconstructs each element of `c` and reduces the shifted value
+    /// straight into every plane of `self` (no full-size integer arrays). An error if the shapes
+    /// differ, `add` is not below M or `shift` is not below 128.
+    pub fn add_shifted(&mut self, c: &Self, add: u128, shift: u32, offset: i128) -> Result<()> {
+        layout::check_same_shape("add_shifted", self.shape(), c.shape())?;
+        let rec = Reconstruction::new(M::MODULI);
+        if add >= rec.modulus || shift >= 128 {
+            return Err(CoreError::InvalidConfig(format!(
+                "add_shifted: add {add} must be below M and the shift {shift} below 128"
+            )));
+        }
+        let (n, moduli, c) = (self.len(), Modulus::all::<M>(), c.flats());
+        let mut planes: Vec<&mut [u32]> =
+            self.planes.iter_mut().map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout")).collect();
+        let jobs: Vec<(usize, Vec<&mut [u32]>)> =
+            runs_mut(&mut planes).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
+        run_jobs(jobs, n * moduli.len(), |(start, mut planes)| {
+            let shifted: Vec<i128> = (start..start + planes[0].len())
+                .map(|j| {
+                    let x = rec.reconstruct(|p| c[p][j]);
+                    // x + add < 2M < 2^128: no overflow.
+                    let x = x + add;
+                    let x = if x >= rec.modulus { x - rec.modulus } else { x };
+                    // x >> shift < 2^127, so the sum stays in range.
+                    (x >> shift) as i128 + offset
+                })
+                .collect();
+            for (p, &m) in planes.iter_mut().zip(&moduli) {
+                p.iter_mut().zip(&shifted).for_each(|(o, &v)| *o = m.add(*o, m.reduce_signed(v)));
+            }
+        });
+        Ok(())
     }
 
     fn flats(&self) -> Vec<&[u32]> {
@@ -342,7 +430,18 @@ impl<M: CrtModuli> CrtTensor<M> {
         f: impl Fn(Modulus, u32, u32) -> u32 + Sync + Send + Copy,
     ) -> Result<()> {
         layout::check_same_shape(op, self.shape(), other.shape())?;
-        let (b, moduli, n) = (other.flats(), Modulus::all::<M>(), self.len());
+        let b = other.flats();
+        self.update_chunks(|i, m, start, a| {
+            let b = &b[i][start..start + a.len()];
+            vectorised(|| zip_assign(a, b, |x, y| f(m, x, y)));
+        });
+        Ok(())
+    }
+
+    /// Runs `update(plane, modulus, start, residues)` on every chunk of every plane, in place:
+    /// `residues` are the plane's entries `start..start + residues.len()`.
+    fn update_chunks(&mut self, update: impl Fn(usize, Modulus, usize, &mut [u32]) + Sync + Send) {
+        let (moduli, n) = (Modulus::all::<M>(), self.len());
         let jobs: Vec<(usize, usize, &mut [u32])> = self
             .planes
             .iter_mut()
@@ -352,11 +451,7 @@ impl<M: CrtModuli> CrtTensor<M> {
                 a.chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk))
             })
             .collect();
-        run_jobs(jobs, n * M::MODULI.len(), |(i, start, a)| {
-            let (b, m) = (&b[i][start..start + a.len()], moduli[i]);
-            vectorised(|| zip_assign(a, b, |x, y| f(m, x, y)));
-        });
-        Ok(())
+        run_jobs(jobs, n * M::MODULI.len(), |(i, start, a)| update(i, moduli[i], start, a));
     }
 
     fn map_planes(&self, f: impl Fn(&ArrayD<u32>, Modulus) -> ArrayD<u32>) -> Self {
@@ -422,29 +517,9 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     }
     fn from_signed(values: ArrayViewD<'_, i128>) -> Self {
         let values = values.as_standard_layout();
-        let (shape, values) = (values.shape().to_vec(), values.as_slice().expect("standard layout"));
-        let (n, moduli) = (values.len(), Modulus::all::<M>());
-        let mut out: Vec<Vec<u32>> = moduli.iter().map(|_| vec![0u32; n]).collect();
-        // Each job reduces one run of values (read once, from cache) into every plane.
-        const RUN: usize = CHUNK / 8;
-        let mut columns: Vec<_> = out.iter_mut().map(|o| o.chunks_mut(RUN)).collect();
-        let jobs: Vec<(&[i128], Vec<&mut [u32]>)> = values
-            .chunks(RUN)
-            .map(|v| (v, columns.iter_mut().map(|c| c.next().expect("planes have one run per value run")).collect()))
-            .collect();
-        run_jobs(jobs, n * moduli.len(), |(v, mut planes)| {
-            if v.iter().all(|&x| i64::try_from(x).is_ok()) {
-                let words: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-                for (p, &m) in planes.iter_mut().zip(&moduli) {
-                    vectorised(|| p.iter_mut().zip(&words).for_each(|(o, &w)| *o = m.reduce_i64(w)));
-                }
-            } else {
-                for (p, &m) in planes.iter_mut().zip(&moduli) {
-                    p.iter_mut().zip(v).for_each(|(o, &x)| *o = m.reduce_signed(x));
-                }
-            }
-        });
-        Self::from_planes(out.into_iter().map(|o| plane(&shape, o)).collect())
+        let shape = values.shape().to_vec();
+        Self::from_values(&shape, values.as_slice().expect("standard layout"), |v| v)
+            .expect("a standard-layout array has one value per element of its shape")
     }
     fn to_signed(&self) -> ArrayD<i128> {
         let rec = Reconstruction::new(M::MODULI);
@@ -488,6 +563,23 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     fn sub_assign(&mut self, other: &Self) -> Result<()> {
         self.binary_assign("sub", other, |m, x, y| m.sub(x, y))
     }
+    fn sub_from_assign(&mut self, other: &Self) -> Result<()> {
+        self.binary_assign("sub_from", other, |m, x, y| m.sub(y, x))
+    }
+    fn mul_add_assign(&mut self, a: &Self, b: &Self) -> Result<()> {
+        layout::check_same_shape("mul_add", self.shape(), a.shape())?;
+        layout::check_same_shape("mul_add", self.shape(), b.shape())?;
+        let (a, b) = (a.flats(), b.flats());
+        self.update_chunks(|i, m, start, acc| {
+            let (a, b) = (&a[i][start..start + acc.len()], &b[i][start..start + acc.len()]);
+            vectorised(|| {
+                for ((z, &x), &y) in acc.iter_mut().zip(a).zip(b) {
+                    *z = m.add(*z, m.mul(x, y));
+                }
+            });
+        });
+        Ok(())
+    }
     fn add_scalar(&self, c: i128) -> Self {
         let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
         self.unary(&constants, |m, x, c| m.add(x, c))
@@ -508,7 +600,39 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
 
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self> {
         let g = ConvGeometry::new(self.shape(), filters.shape(), params)?;
-        let patches: Vec<_> = self.planes.iter().map(|x| kernels::im2col::im2col(x.view(), &g)).collect();
+        let mut out = Self::zeros(&[g.batch, g.filters, g.output.0, g.output.1]);
+        out.pooled_conv2d_add_assign(self, filters, params, (1, 1))?;
+        Ok(out)
+    }
+
+    /// Runs im2col and the residue GEMMs on [`CONV_CHUNK_ROWS`]-row chunks of images; each
+    /// chunk's product is added straight into `self`, or for a window other than (1, 1) reordered
+    /// into a chunk-sized NCHW buffer whose window sums are added: neither the patch matrix of the
+    /// whole batch (C·KH·KW residues per output position and plane) nor its convolution is built.
+    fn pooled_conv2d_add_assign(
+        &mut self,
+        x: &Self,
+        filters: &Self,
+        params: Conv2dParams,
+        window: (usize, usize),
+    ) -> Result<()> {
+        let g = ConvGeometry::new(x.shape(), filters.shape(), params)?;
+        let conv_shape = [g.batch, g.filters, g.output.0, g.output.1];
+        let pooled = if window == (1, 1) {
+            conv_shape.to_vec()
+        } else {
+            let (kh, kw) = window;
+            if kh == 0 || kw == 0 || g.output.0 % kh != 0 || g.output.1 % kw != 0 {
+                return Err(CoreError::InvalidShape {
+                    op: "pooled_conv2d",
+                    shape: vec![kh, kw],
+                    tensor: conv_shape.to_vec(),
+                    reason: "windows must tile the convolution's output".into(),
+                });
+            }
+            vec![g.batch, g.filters, g.output.0 / kh, g.output.1 / kw]
+        };
+        layout::check_same_shape("pooled_conv2d_add", self.shape(), &pooled)?;
         let weights = filters
             .planes
             .iter()
@@ -516,13 +640,33 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
                 Ok(layout::reshape(w, &[g.filters, g.patch_cols()])?.into_dimensionality::<Ix2>().expect("two axes"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let patch_views: Vec<_> = patches.iter().map(|p| p.view()).collect();
         let weight_views: Vec<_> = weights.iter().map(|w| w.t()).collect();
-        let planes = Self::gemm_planes(&patch_views, &weight_views)
-            .into_iter()
-            .map(|product| kernels::im2col::patches_to_nchw(product, &g))
-            .collect();
-        Ok(Self::from_planes(planes))
+        let positions = g.output.0 * g.output.1;
+        let images_per_chunk = (CONV_CHUNK_ROWS / positions.max(1)).max(1);
+        let (out_image, moduli) = (pooled[1..].iter().product::<usize>(), Modulus::all::<M>());
+        for first in (0..g.batch).step_by(images_per_chunk) {
+            let images = first..(first + images_per_chunk).min(g.batch);
+            let chunk = ConvGeometry { batch: images.len(), ..g };
+            let patches: Vec<_> = x
+                .planes
+                .iter()
+                .map(|p| kernels::im2col::im2col(p.slice_axis(Axis(0), images.clone().into()), &chunk))
+                .collect();
+            let patch_views: Vec<_> = patches.iter().map(|p| p.view()).collect();
+            let products = Self::gemm_planes(&patch_views, &weight_views);
+            for ((plane, product), m) in self.planes.iter_mut().zip(&products).zip(&moduli) {
+                let out = plane.as_slice_mut().expect("CRT planes are kept in standard layout");
+                let out = &mut out[images.start * out_image..images.end * out_image];
+                if window == (1, 1) {
+                    kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
+                } else {
+                    let conv = kernels::im2col::patches_to_nchw(product.view(), &chunk);
+                    let sums = layout::window_sum(&conv, window, |a, b| m.add(a, b))?;
+                    vectorised(|| zip_assign(out, flat(&sums), |a, b| m.add(a, b)));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {
@@ -543,6 +687,16 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             }
             acc
         }))
+    }
+    fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
+        let moduli = Modulus::all::<M>();
+        Ok(Self::from_planes(
+            self.planes
+                .iter()
+                .zip(moduli)
+                .map(|(p, m)| layout::window_sum(p, window, |a, b| m.add(a, b)))
+                .collect::<Result<_>>()?,
+        ))
     }
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
         self.try_map_planes(|p| layout::reshape(p, shape))
@@ -581,6 +735,32 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             vectorised(|| encode_residues::<M>(src, dst));
         });
     }
+    /// Decodes and adds chunk by chunk (a chunk-sized buffer per job, no decoded tensor).
+    fn add_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let (n, width) = (self.len(), M::RESIDUE_BYTES);
+        let expected = n * Self::BYTES_PER_ELEMENT;
+        if bytes.len() != expected {
+            return Err(CoreError::BadEncoding {
+                ring: M::NAME,
+                shape: self.shape().to_vec(),
+                expected,
+                got: bytes.len(),
+            });
+        }
+        let unreduced = std::sync::atomic::AtomicBool::new(false);
+        self.update_chunks(|i, m, start, acc| {
+            let src = &bytes[(i * n + start) * width..(i * n + start + acc.len()) * width];
+            let mut decoded = vec![0u32; acc.len()];
+            if !vectorised(|| decode_residues::<M>(src, &mut decoded, m.m)) {
+                unreduced.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            vectorised(|| zip_assign(acc, &decoded, |x, y| m.add(x, y)));
+        });
+        if unreduced.into_inner() {
+            return Err(unreduced_residue::<M>(bytes, n));
+        }
+        Ok(())
+    }
     fn from_bytes(shape: &[usize], bytes: &[u8]) -> Result<Self> {
         let n: usize = shape.iter().product();
         let expected = n * Self::BYTES_PER_ELEMENT;
@@ -598,19 +778,30 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             }
         });
         if unreduced.into_inner() {
-            // Slow path, for the error message only.
-            for (i, p) in decoded.planes.iter().enumerate() {
-                if let Some(&r) = flat(p).iter().find(|&&r| r >= moduli[i].m) {
-                    return Err(CoreError::InvalidConfig(format!(
-                        "{} encoding: residue {r} is not reduced modulo {}",
-                        M::NAME,
-                        moduli[i].m
-                    )));
-                }
-            }
+            return Err(unreduced_residue::<M>(bytes, n));
         }
         Ok(decoded)
     }
+}
+
+/// The error for the first residue of an `n`-element encoding that is not reduced (slow: for
+/// the message only, once decoding has flagged one).
+fn unreduced_residue<M: CrtModuli>(bytes: &[u8], n: usize) -> CoreError {
+    let width = M::RESIDUE_BYTES;
+    for (plane, &m) in bytes.chunks(n.max(1) * width).zip(M::MODULI) {
+        for s in plane.chunks_exact(width) {
+            let mut word = [0u8; 8];
+            word[..width].copy_from_slice(s);
+            let r = u64::from_le_bytes(word);
+            if r >= m {
+                return CoreError::InvalidConfig(format!(
+                    "{} encoding: residue {r} is not reduced modulo {m}",
+                    M::NAME
+                ));
+            }
+        }
+    }
+    CoreError::InvalidConfig(format!("{} encoding: a residue is not reduced", M::NAME))
 }
 
 /// Writes each residue as `M::RESIDUE_BYTES` little-endian bytes.
@@ -764,6 +955,15 @@ mod tests {
         let scaled = a.mul_scalar(-123_456_789_012);
         let mut inplace = a.clone();
         inplace.sub_assign(&b).unwrap();
+        let mut from = b.clone();
+        from.sub_from_assign(&a).unwrap();
+        assert_eq!(from, diff);
+        let mut fused = sum.clone();
+        fused.mul_add_assign(&a, &b).unwrap();
+        assert_eq!(fused, sum.add(&prod).unwrap());
+        let mut decoded = sum.clone();
+        decoded.add_from_bytes(&b.to_bytes()).unwrap();
+        assert_eq!(decoded, sum.add(&b).unwrap());
         for (i, &m) in M::MODULI.iter().enumerate() {
             let c = (-123_456_789_012i128).rem_euclid(i128::from(m)) as u64;
             for j in (0..n).step_by(97).chain([n - 1]) {
@@ -795,12 +995,91 @@ mod tests {
         bad[at..at + M::RESIDUE_BYTES].copy_from_slice(&last.to_le_bytes()[..M::RESIDUE_BYTES]);
         let err = CrtTensor::<M>::from_bytes(&[n], &bad).unwrap_err().to_string();
         assert!(err.contains(&format!("residue {last} is not reduced modulo {last}")), "{err}");
+        let err = a.clone().add_from_bytes(&bad).unwrap_err().to_string();
+        assert!(err.contains(&format!("residue {last} is not reduced modulo {last}")), "{err}");
     }
 
     #[test]
     fn large_tensors() {
         large_tensors_match_scalar_reference::<TfeModuli>();
         large_tensors_match_scalar_reference::<WideModuli>();
+    }
+
+    /// A batch of `n` images convolved in one call (several chunks of [`CONV_CHUNK_ROWS`] rows
+    /// when n is large) equals the images convolved one by one (a single chunk each, checked
+    /// against a big-integer reference by the ring-law tests), and accumulating adds it.
+    fn chunked_convolution_equals_image_by_image<M: CrtModuli>(seed: u64, n: usize, params: Conv2dParams) {
+        let key = PrgKey::from_seed(seed);
+        let x = CrtTensor::<M>::random(&key, 0, &[n, 2, 28, 28]);
+        let w = CrtTensor::<M>::random(&key, 1, &[3, 2, 5, 5]);
+        let y = x.conv2d(&w, params).unwrap();
+        let images: Vec<_> = (0..n).map(|i| x.slice_axis(0, i..i + 1).unwrap().conv2d(&w, params).unwrap()).collect();
+        assert_eq!(y, CrtTensor::concat(0, &images.iter().collect::<Vec<_>>()).unwrap());
+        let mut acc = y.mul_scalar(3);
+        acc.pooled_conv2d_add_assign(&x, &w, params, (1, 1)).unwrap();
+        assert_eq!(acc, y.mul_scalar(4));
+        assert!(acc.pooled_conv2d_add_assign(&x.slice_axis(0, 0..1).unwrap(), &w, params, (1, 1)).is_err());
+        // Window sums chunk by chunk equal the window sums of the whole convolution.
+        let window = (2, if y.shape()[3] % 3 == 0 { 3 } else { 1 });
+        let mut pooled = CrtTensor::<M>::zeros(y.window_sum(window).unwrap().shape());
+        pooled.pooled_conv2d_add_assign(&x, &w, params, window).unwrap();
+        assert_eq!(pooled, y.window_sum(window).unwrap());
+        assert!(pooled.pooled_conv2d_add_assign(&x, &w, params, (5, 5)).is_err());
+    }
+
+    #[test]
+    fn chunked_convolution() {
+        let padded = Conv2dParams { stride: (2, 2), padding: (2, 2) };
+        // 576 output positions per image: 28 images per chunk, so 61 images are three chunks.
+        chunked_convolution_equals_image_by_image::<TfeModuli>(1, 61, Conv2dParams::VALID);
+        chunked_convolution_equals_image_by_image::<WideModuli>(2, 30, Conv2dParams::VALID);
+        chunked_convolution_equals_image_by_image::<TfeModuli>(3, 3, padded);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The fused truncation kernel equals its formula computed through full-size signed
+        /// integers: z + ((c + add) mod M) >> shift + offset.
+        #[test]
+        fn add_shifted_matches_the_unfused_formula(
+            seed in any::<u64>(),
+            len in 1usize..3 * RUN,
+            add_bits in 0u32..100,
+            shift in 0u32..40,
+            offset in -(1i128 << 90)..(1i128 << 90),
+        ) {
+            fn check<M: CrtModuli>(seed: u64, len: usize, add: u128, shift: u32, offset: i128) {
+                let key = PrgKey::from_seed(seed);
+                let (c, z) = (CrtTensor::<M>::random(&key, 0, &[len]), CrtTensor::<M>::random(&key, 1, &[len]));
+                let mut fused = z.clone();
+                fused.add_shifted(&c, add, shift, offset).unwrap();
+                assert!(fused.clone().add_shifted(&c, u128::try_from(Crt::<M>::modulus()).unwrap(), shift, offset).is_err());
+                let modulus = u128::try_from(Crt::<M>::modulus()).unwrap();
+                let canonical = c.to_biguint();
+                let shifted: Vec<i128> = canonical
+                    .iter()
+                    .map(|x| (((u128::try_from(x).unwrap() + add) % modulus) >> shift) as i128 + offset)
+                    .collect();
+                let shifted = CrtTensor::<M>::from_signed(ndarray::ArrayD::from_shape_vec(IxDyn(&[len]), shifted).unwrap().view());
+                assert_eq!(fused, z.add(&shifted).unwrap());
+            }
+            let add = (1u128 << add_bits) - 1;
+            check::<TfeModuli>(seed, len, add, shift, offset);
+            check::<WideModuli>(seed, len, add, shift, offset);
+        }
+
+        /// Building from mapped values equals mapping to signed integers first.
+        #[test]
+        fn from_values_matches_from_signed(words in prop::collection::vec(any::<u128>(), 0..2 * RUN), bits in 1u32..127) {
+            let value = |w: u128| -((w >> (128 - bits)) as i128);
+            let signed: Vec<i128> = words.iter().map(|&w| value(w)).collect();
+            let signed = ndarray::ArrayD::from_shape_vec(IxDyn(&[words.len()]), signed).unwrap();
+            prop_assert_eq!(
+                CrtTensor::<TfeModuli>::from_values(&[words.len()], &words, value).unwrap(),
+                CrtTensor::<TfeModuli>::from_signed(signed.view())
+            );
+            prop_assert!(CrtTensor::<TfeModuli>::from_values(&[words.len() + 1], &words, value).is_err());
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::error::{CoreError, Result};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// Checks that two shapes are equal, for the elementwise operation `op`.
@@ -87,4 +88,51 @@ pub fn broadcast_to<T: Clone + Default>(a: &ArrayD<T>, shape: &[usize]) -> Resul
     a.broadcast(IxDyn(shape))
         .map(materialise)
         .ok_or_else(|| invalid("broadcast_to", shape, a.shape(), "shapes are not broadcast-compatible"))
+}
+
+/// Sums of the non-overlapping `window`s (kh, kw) of the last two axes, which they must divide:
+/// [.., H, W] -> [.., H/kh, W/kw], with the ring's sum `add` (average pooling's window sums
+/// without a patch matrix). Each output row is accumulated from its kh input rows in order;
+/// images are processed in parallel when the array is large.
+pub fn window_sum<T: Copy + Default + Send + Sync>(
+    a: &ArrayD<T>,
+    window: (usize, usize),
+    add: impl Fn(T, T) -> T + Sync,
+) -> Result<ArrayD<T>> {
+    let (kh, kw) = window;
+    let shape = a.shape();
+    let fits = shape.len() >= 2 && kh > 0 && kw > 0 && {
+        let (h, w) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+        h % kh == 0 && w % kw == 0
+    };
+    if !fits {
+        return Err(invalid("window_sum", &[kh, kw], shape, "windows must tile the last two axes"));
+    }
+    let (h, w) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let mut out_shape = shape.to_vec();
+    let rank = out_shape.len();
+    out_shape[rank - 2] = h / kh;
+    out_shape[rank - 1] = w / kw;
+    let mut out = ArrayD::<T>::default(IxDyn(&out_shape));
+    let a = a.as_standard_layout();
+    let src = a.as_slice().expect("standard layout is contiguous");
+    let dst = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
+    let (image, pooled) = (h * w, (h / kh) * (w / kw));
+    if image == 0 || pooled == 0 {
+        return Ok(out);
+    }
+    let sum_image = |(o, x): (&mut [T], &[T])| {
+        for (y, row) in x.chunks_exact(w).enumerate() {
+            let o = &mut o[(y / kh) * (w / kw)..][..w / kw];
+            for (cell, group) in o.iter_mut().zip(row.chunks_exact(kw)) {
+                *cell = group.iter().fold(*cell, |acc, &v| add(acc, v));
+            }
+        }
+    };
+    if src.len() >= crate::parallel::PARALLEL_MIN_ELEMENTS {
+        dst.par_chunks_mut(pooled).zip(src.par_chunks(image)).for_each(sum_image);
+    } else {
+        dst.chunks_mut(pooled).zip(src.chunks(image)).for_each(sum_image);
+    }
+    Ok(out)
 }

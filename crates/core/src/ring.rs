@@ -92,6 +92,12 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     fn add_assign(&mut self, other: &Self) -> Result<()>;
     /// In-place elementwise difference.
     fn sub_assign(&mut self, other: &Self) -> Result<()>;
+    /// In-place `self = other - self` (a correction computed in the buffer of the value it
+    /// corrects, where the ring allows).
+    fn sub_from_assign(&mut self, other: &Self) -> Result<()> {
+        *self = other.sub(self)?;
+        Ok(())
+    }
     /// In-place `self += a * b` elementwise (one pass where the ring allows; the Beaver
     /// products' recombination).
     fn mul_add_assign(&mut self, a: &Self, b: &Self) -> Result<()> {
@@ -107,9 +113,30 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     /// 2-D convolution (cross-correlation, as in every ML framework) of an NCHW input with OIHW
     /// filters; output NOHW.
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self>;
+    /// In-place `self += window_sum(conv2d(x, filters), window)`; the window (1, 1) adds the
+    /// convolution itself (the Beaver products' recombination, and average pooling's window sums
+    /// folded into the product). Rings that convolve in bounded chunks sum and add each chunk
+    /// straight into `self`, without a temporary of the convolution's size.
+    fn pooled_conv2d_add_assign(
+        &mut self,
+        x: &Self,
+        filters: &Self,
+        params: Conv2dParams,
+        window: (usize, usize),
+    ) -> Result<()> {
+        let y = x.conv2d(filters, params)?;
+        if window == (1, 1) {
+            self.add_assign(&y)
+        } else {
+            self.add_assign(&y.window_sum(window)?)
+        }
+    }
 
     /// Sum over `axis` (the axis is removed).
     fn sum_axis(&self, axis: usize) -> Result<Self>;
+    /// Sums of the non-overlapping `window`s (kh, kw) of the last two axes, which they must
+    /// divide: [.., H, W] -> [.., H/kh, W/kw].
+    fn window_sum(&self, window: (usize, usize)) -> Result<Self>;
     /// Same elements, new shape (row-major order).
     fn reshape(&self, shape: &[usize]) -> Result<Self>;
     /// Axes permuted: output axis i is input axis `axes[i]`.

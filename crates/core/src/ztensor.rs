@@ -261,7 +261,7 @@ impl<W: Word> RingTensor for ZTensor<W> {
         let w = layout::reshape(&filters.data, &[g.filters, g.patch_cols()])?;
         let w = w.into_dimensionality::<Ix2>().expect("reshaped to two axes");
         let product = W::gemm(patches.view(), w.t());
-        Ok(ZTensor { data: kernels::im2col::patches_to_nchw(product, &g) })
+        Ok(ZTensor { data: kernels::im2col::patches_to_nchw(product.view(), &g) })
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {
@@ -280,6 +280,9 @@ impl<W: Word> RingTensor for ZTensor<W> {
             ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = s.wadd(x));
         }
         Ok(ZTensor { data: acc })
+    }
+    fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
+        Ok(ZTensor { data: layout::window_sum(&self.data, window, |a, b| a.wadd(b))? })
     }
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
         Ok(ZTensor { data: layout::reshape(&self.data, shape)? })

@@ -105,6 +105,35 @@ fn conv_matches_reference<R: Ring>(seed: u64, n: usize, c: usize, hw: usize, o: 
     let y = x.conv2d(&w, p).unwrap();
     assert_eq!(y.shape(), &[n, o, oh, ow]);
     assert_eq!(big::<R>(&y), expected);
+    // Accumulating adds the same convolution, or its window sums.
+    let mut acc = y.clone();
+    acc.pooled_conv2d_add_assign(&x, &w, p, (1, 1)).unwrap();
+    assert_eq!(acc, y.add(&y).unwrap());
+    if oh % 2 == 0 {
+        let sums = y.window_sum((2, 1)).unwrap();
+        let mut pooled = sums.clone();
+        pooled.pooled_conv2d_add_assign(&x, &w, p, (2, 1)).unwrap();
+        assert_eq!(pooled, sums.add(&sums).unwrap());
+    }
+}
+
+/// Window sums equal the sums of the window entries, taken through signed representatives
+/// (wrapping i128 sums: exact modulo 2^128, and far from overflow for the other rings).
+fn window_sum_matches_reference<R: Ring>(seed: u64, lead: usize, (oh, ow): (usize, usize), (kh, kw): (usize, usize)) {
+    let x = random::<R>(seed, &[lead, 2, oh * kh, ow * kw]);
+    let signed = x.to_signed();
+    let expected = ndarray::Array4::from_shape_fn((lead, 2, oh, ow), |(n, c, y, xx)| {
+        let mut s = 0i128;
+        for dy in 0..kh {
+            for dx in 0..kw {
+                s = s.wrapping_add(signed[[n, c, y * kh + dy, xx * kw + dx]]);
+            }
+        }
+        s
+    });
+    assert_eq!(x.window_sum((kh, kw)).unwrap(), R::Tensor::from_signed(expected.into_dyn().view()));
+    // A window taller than the image does not tile it.
+    assert!(x.window_sum((oh * kh + 1, kw)).is_err());
 }
 
 fn shape_ops_match_ndarray<R: Ring>(seed: u64, rows: usize, cols: usize) {
@@ -144,6 +173,9 @@ fn fused_ops_match<R: Ring>(seed: u64, shape: &[usize]) {
     let mut fused = c.clone();
     fused.mul_add_assign(&a, &b).unwrap();
     assert_eq!(fused, c.add(&a.mul(&b).unwrap()).unwrap());
+    let mut from = a.clone();
+    from.sub_from_assign(&b).unwrap();
+    assert_eq!(from, b.sub(&a).unwrap());
     let mut opened = c.clone();
     opened.add_from_bytes(&a.to_bytes()).unwrap();
     assert_eq!(opened, c.add(&a).unwrap());
@@ -189,6 +221,11 @@ macro_rules! ring_suite {
                 fn conv(seed in any::<u64>(), n in 1usize..3, c in 1usize..3, hw in 1usize..8, o in 1usize..3,
                         k in 1usize..4, s in 1usize..3, p in 0usize..2) {
                     conv_matches_reference::<R>(seed, n, c, hw, o, k, Conv2dParams { stride: (s, s), padding: (p, p) })
+                }
+                #[test]
+                fn window_sum(seed in any::<u64>(), lead in 1usize..3, oh in 1usize..4, ow in 1usize..4,
+                              kh in 1usize..4, kw in 1usize..4) {
+                    window_sum_matches_reference::<R>(seed, lead, (oh, ow), (kh, kw))
                 }
                 #[test]
                 fn shape_ops(seed in any::<u64>(), rows in 1usize..7, cols in 1usize..7) {

@@ -132,6 +132,27 @@ pub trait Backend {
     /// (private: one Beaver convolution, opening only the operands that are not prepared).
     fn conv2d(&mut self, x: Input<'_, Self>, w: Input<'_, Self>, g: &ConvGeometry) -> Result<Self::Tensor>;
 
+    /// Average pooling of conv2d(x, w) over non-overlapping `window`s that tile its output and
+    /// whose area is a power of two, rescaled once: the private backend computes the window sums
+    /// of the convolution as one Beaver product (scale 2^2f) and truncates once by
+    /// f + log2(area), one rounding and one truncation of the pooled size instead of one of the
+    /// convolution's size and one of the pooled size. Default: conv2d, [`Backend::window_sum`],
+    /// scale by 1/area.
+    fn conv2d_avg_pool(
+        &mut self,
+        x: Input<'_, Self>,
+        w: Input<'_, Self>,
+        g: &ConvGeometry,
+        window: (usize, usize),
+    ) -> Result<Self::Tensor> {
+        let y = self.conv2d(x, w, g)?;
+        let sums = self.window_sum(&y, window)?;
+        self.scale(&sums, 1.0 / (window.0 * window.1) as f64)
+    }
+    /// Sums of the non-overlapping `window`s (kh, kw) of an NCHW x whose height and width they
+    /// divide: [N, C, H/kh, W/kw] (exact and local: no patch matrix, no traffic).
+    fn window_sum(&mut self, x: &Self::Tensor, window: (usize, usize)) -> Result<Self::Tensor>;
+
     /// The patch matrix of an NCHW input (see [`pond_core::kernels::im2col`]).
     fn im2col(&mut self, x: &Self::Tensor, g: &ConvGeometry) -> Result<Self::Tensor>;
     /// The adjoint of [`Backend::im2col`]: sums every patch entry back into its input position.
@@ -143,4 +164,15 @@ pub trait Backend {
     fn relu(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
     /// Row maxima of a 2-D x [m, k]: (max [m], one-hot [m, k] of the first maximum).
     fn max_rows(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
+}
+
+/// The output shape of [`Backend::window_sum`] on an input of `shape`, or the shape error.
+pub(crate) fn window_sum_shape(shape: &[usize], (kh, kw): (usize, usize)) -> Result<Vec<usize>> {
+    match *shape {
+        [n, c, h, w] if kh > 0 && kw > 0 && h % kh == 0 && w % kw == 0 => Ok(vec![n, c, h / kh, w / kw]),
+        _ => Err(crate::error::shape_error(
+            "window_sum",
+            format!("windows {kh}x{kw} do not tile the NCHW input {shape:?}"),
+        )),
+    }
 }

@@ -3,6 +3,7 @@
 use crate::backend::{Activation, Backend, Input};
 use crate::error::{shape_error, Result};
 use crate::layer::{Backward, Layer};
+use crate::pool::{AvgPool2d, PoolCache};
 use pond_core::kernels::im2col::ConvGeometry;
 use pond_core::Conv2dParams;
 
@@ -23,6 +24,10 @@ pub struct Conv2d<B: Backend> {
     pub params: Conv2dParams,
     prepared: Option<B::Operand>,
 }
+
+/// The caches of a convolution and the average pooling fused with it, as their own forward
+/// passes make them.
+pub type PooledCaches<B> = (Conv2dCache<B>, PoolCache<<B as Backend>::Tensor>);
 
 /// Conv2d's cache: the layer input (its patches are built only if backward runs).
 #[derive(Debug, Clone)]
@@ -47,6 +52,54 @@ impl<B: Backend> Conv2d<B> {
         Conv2d { weight: self.weight, bias: self.bias, params: self.params, prepared: self.prepared }
     }
 
+    /// The geometry of this layer on input `x`, or the shape error.
+    fn geometry(&self, b: &B, x: &B::Tensor) -> Result<ConvGeometry> {
+        Ok(ConvGeometry::new(b.shape(x), b.shape(&self.weight), self.params)?)
+    }
+
+    /// The output shape on an input of `x`'s shape.
+    pub(crate) fn output_shape(&self, b: &B, x: &B::Tensor) -> Result<Vec<usize>> {
+        let g = self.geometry(b, x)?;
+        Ok(vec![g.batch, g.filters, g.output.0, g.output.1])
+    }
+
+    /// The filters as a product operand: prepared when [`Conv2d::prepare_weight`] ran.
+    fn filters(&self) -> Input<'_, B> {
+        match &self.prepared {
+            Some(w) => Input::Prepared(w),
+            None => Input::Value(&self.weight),
+        }
+    }
+
+    /// y + the bias of each output channel (y is NCHW with this layer's output channels).
+    fn add_bias(&self, b: &mut B, y: &B::Tensor) -> Result<B::Tensor> {
+        let shape = b.shape(y).to_vec();
+        let bias = b.reshape(&self.bias, &[1, shape[1], 1, 1])?;
+        let bias = b.broadcast(&bias, &shape)?;
+        b.add(y, &bias)
+    }
+
+    /// This layer followed by `pool`, which must fuse with it ([`AvgPool2d::fuses_with_conv`]):
+    /// one [`Backend::conv2d_avg_pool`], the bias added after pooling (pooling is linear and
+    /// the bias constant over each window), and both layers' caches, as their own forward
+    /// passes make them.
+    pub fn forward_avg_pooled(
+        &self,
+        b: &mut B,
+        x: Activation<B>,
+        pool: &AvgPool2d,
+    ) -> Result<(B::Tensor, PooledCaches<B>)> {
+        let x = x.into_value(b);
+        let g = self.geometry(b, &x)?;
+        let conv_out = [g.batch, g.filters, g.output.0, g.output.1];
+        if !pool.fuses_with_conv(&conv_out) {
+            return Err(shape_error("conv2d + avg_pool2d", format!("{pool:?} does not fuse with output {conv_out:?}")));
+        }
+        let pooled = b.conv2d_avg_pool(Input::Value(&x), self.filters(), &g, pool.size)?;
+        let y = self.add_bias(b, &pooled)?;
+        Ok((y, (Conv2dCache { x, geometry: g }, pool.cache_for(&conv_out)?)))
+    }
+
     /// Prepares (masks) the filters once, so that every following forward pass reuses them
     /// (inference); training invalidates them at each update.
     pub fn prepare_weight(&mut self, b: &mut B) -> Result<()> {
@@ -60,15 +113,9 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
 
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Conv2dCache<B>)> {
         let x = x.into_value(b);
-        let g = ConvGeometry::new(b.shape(&x), b.shape(&self.weight), self.params)?;
-        let w = match &self.prepared {
-            Some(w) => Input::Prepared(w),
-            None => Input::Value(&self.weight),
-        };
-        let y = b.conv2d(Input::Value(&x), w, &g)?;
-        let bias = b.reshape(&self.bias, &[1, g.filters, 1, 1])?;
-        let bias = b.broadcast(&bias, &[g.batch, g.filters, g.output.0, g.output.1])?;
-        let y = b.add(&y, &bias)?;
+        let g = self.geometry(b, &x)?;
+        let y = b.conv2d(Input::Value(&x), self.filters(), &g)?;
+        let y = self.add_bias(b, &y)?;
         Ok((y, Conv2dCache { x, geometry: g }))
     }
 

@@ -6,7 +6,10 @@
 //! Per layer, for an input x and output z (|t| = element count, B bytes per element):
 //! - Dense: mask x (open |x|), matmul of two masked operands (cp's |z| correction), truncation of
 //!   |z|; the bias is added locally.
-//! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation.
+//! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation
+//!   of |z|; when an average pooling that fuses with it follows
+//!   ([`crate::AvgPool2d::fuses_with_conv`]), the product is the pooled convolution (cp's
+//!   correction has the pooled size) and the pooling's truncation is the only one.
 //! - AvgPool2D: local window sums, one scale by a public constant (truncation of |z|).
 //! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
@@ -17,6 +20,7 @@
 
 use crate::error::{shape_error, Result};
 use crate::model::{LayerSpec, ModelSpec};
+use crate::AvgPool2d;
 use crate::ReluMode;
 use pond_core::kernels::im2col::ConvGeometry;
 use pond_core::Conv2dParams;
@@ -29,8 +33,12 @@ fn count(shape: &[usize]) -> u64 {
     shape.iter().product::<usize>() as u64
 }
 
-/// One layer's forward cost on an input of `shape`, and its output shape.
-fn layer_cost<R: ComparisonRing>(layer: &LayerSpec, shape: &[usize]) -> Result<(Cost, Vec<usize>)> {
+/// One layer's forward cost on an input of `shape` when `next` follows it, and its output shape.
+fn layer_cost<R: ComparisonRing>(
+    layer: &LayerSpec,
+    next: Option<&LayerSpec>,
+    shape: &[usize],
+) -> Result<(Cost, Vec<usize>)> {
     let n = count(shape);
     Ok(match *layer {
         LayerSpec::Dense { inputs, outputs } => {
@@ -49,8 +57,23 @@ fn layer_cost<R: ComparisonRing>(layer: &LayerSpec, shape: &[usize]) -> Result<(
             let params = Conv2dParams { stride, padding };
             let g = ConvGeometry::new(shape, &filters, params)?;
             let out = vec![g.batch, g.filters, g.output.0, g.output.1];
-            let product = costs::product::<R>(Bilinear::Conv2d(params), shape, false, &filters, true);
-            (product + costs::truncation::<R>(count(&out)), out)
+            let pooled = match next {
+                Some(&LayerSpec::AvgPool2d { size, stride }) if AvgPool2d { size, stride }.fuses_with_conv(&out) => {
+                    Some(size)
+                }
+                _ => None,
+            };
+            let cost = match pooled {
+                Some(window) => {
+                    let op = Bilinear::PooledConv2d { params, window };
+                    costs::product::<R>(op, shape, false, &filters, true)
+                }
+                None => {
+                    costs::product::<R>(Bilinear::Conv2d(params), shape, false, &filters, true)
+                        + costs::truncation::<R>(count(&out))
+                }
+            };
+            (cost, out)
         }
         LayerSpec::AvgPool2d { size, stride } | LayerSpec::MaxPool2d { size, stride } => {
             let &[b, c, h, w] = shape else {
@@ -86,8 +109,8 @@ pub fn inference_batch<R: ComparisonRing>(
     let mut shape = vec![batch];
     shape.extend(&spec.input_shape);
     let mut total = costs::share_input::<R>(input_owner, count(&shape));
-    for layer in &spec.layers {
-        let (cost, out) = layer_cost::<R>(layer, &shape)?;
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let (cost, out) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape)?;
         total = total + cost;
         shape = out;
     }

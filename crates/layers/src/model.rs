@@ -340,11 +340,23 @@ impl<B: Backend> Sequential<B> {
         Ok(complete.then_some(out))
     }
 
-    /// Forward pass: the output and one cache per layer.
+    /// Forward pass: the output and one cache per layer. A convolution followed by an average
+    /// pooling that fuses with it ([`AvgPool2d::fuses_with_conv`]) runs as one operation
+    /// ([`Conv2d::forward_avg_pooled`]: one rescaling instead of two), with both caches.
     pub fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Vec<AnyCache<B>>)> {
         let mut caches = Vec::with_capacity(self.layers.len());
         let mut x = x;
-        for layer in &self.layers {
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
+            if let (AnyLayer::Conv2d(conv), Some(AnyLayer::AvgPool2d(pool))) = (layer, layers.peek()) {
+                if pool.fuses_with_conv(&conv.output_shape(b, x.value(b))?) {
+                    let (y, (conv_cache, pool_cache)) = conv.forward_avg_pooled(b, x, pool)?;
+                    caches.extend([AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache)]);
+                    layers.next();
+                    x = Activation::Value(y);
+                    continue;
+                }
+            }
             let (y, c) = layer.forward(b, x)?;
             caches.push(c);
             x = Activation::Value(y);

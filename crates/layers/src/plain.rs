@@ -164,7 +164,12 @@ impl Backend for PlainBackend {
         let filters = reshaped("conv2d", w, &[g.filters, g.patch_cols()])?;
         let product =
             patches.into_dimensionality::<Ix2>().expect("im2col is 2-D").dot(&matrix("conv2d", &filters)?.t());
-        Ok(pond_core::kernels::im2col::patches_to_nchw(product, g))
+        Ok(pond_core::kernels::im2col::patches_to_nchw(product.view(), g))
+    }
+
+    fn window_sum(&mut self, x: &ArrayD<f64>, window: (usize, usize)) -> Result<ArrayD<f64>> {
+        crate::backend::window_sum_shape(x.shape(), window)?;
+        Ok(pond_core::layout::window_sum(x, window, |a, b| a + b)?)
     }
 
     fn im2col(&mut self, x: &ArrayD<f64>, g: &ConvGeometry) -> Result<ArrayD<f64>> {

@@ -8,14 +8,9 @@ use pond_core::Conv2dParams;
 
 /// Window geometry: pooling is a convolution of each channel on its own with a 1-channel
 /// window, so it reuses im2col on the input viewed as [N*C, 1, H, W].
-fn window_geometry<B: Backend>(
-    b: &B,
-    x: &B::Tensor,
-    size: (usize, usize),
-    stride: (usize, usize),
-) -> Result<ConvGeometry> {
-    let &[n, c, h, w] = b.shape(x) else {
-        return Err(shape_error("pool2d", format!("input {:?} is not NCHW", b.shape(x))));
+fn window_geometry(shape: &[usize], size: (usize, usize), stride: (usize, usize)) -> Result<ConvGeometry> {
+    let &[n, c, h, w] = shape else {
+        return Err(shape_error("pool2d", format!("input {shape:?} is not NCHW")));
     };
     Ok(ConvGeometry::new(&[n * c, 1, h, w], &[1, 1, size.0, size.1], Conv2dParams { stride, padding: (0, 0) })?)
 }
@@ -43,18 +38,45 @@ pub struct PoolCache<T> {
     onehot: Option<T>,
 }
 
+impl AvgPool2d {
+    /// The window, if the windows tile an NCHW input of `shape` (stride equal to the size,
+    /// dividing its height and width): then the window sums need no patch matrix.
+    fn tiling_window(&self, shape: &[usize]) -> Option<(usize, usize)> {
+        (self.stride == self.size && crate::backend::window_sum_shape(shape, self.size).is_ok()).then_some(self.size)
+    }
+
+    /// True if this pooling, applied to a convolution's output of `shape`, folds into the
+    /// convolution's rescaling ([`Backend::conv2d_avg_pool`]): its windows tile the output and
+    /// their area is a power of two. [`crate::Sequential`] then runs the two layers as one, and
+    /// [`crate::cost`] counts one truncation (of the pooled output) for both.
+    pub fn fuses_with_conv(&self, shape: &[usize]) -> bool {
+        self.tiling_window(shape).is_some_and(|(kh, kw)| (kh * kw).is_power_of_two())
+    }
+
+    /// The cache of a forward pass on an input of `shape` (for the fused convolution).
+    pub(crate) fn cache_for<T>(&self, shape: &[usize]) -> Result<PoolCache<T>> {
+        let geometry = window_geometry(shape, self.size, self.stride)?;
+        Ok(PoolCache { geometry, input_shape: shape.to_vec(), onehot: None })
+    }
+}
+
 impl<B: Backend> Layer<B> for AvgPool2d {
     type Cache = PoolCache<B::Tensor>;
 
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Self::Cache)> {
         let x = x.into_value(b);
-        let g = window_geometry(b, &x, self.size, self.stride)?;
-        let input_shape = b.shape(&x).to_vec();
-        let p = windows(b, &x, &g)?;
-        let sum = b.sum_axis(&p, 1)?;
+        let cache = self.cache_for(b.shape(&x))?;
+        let (n, c, g) = (cache.input_shape[0], cache.input_shape[1], cache.geometry);
+        let sum = match self.tiling_window(b.shape(&x)) {
+            Some(window) => b.window_sum(&x, window)?,
+            None => {
+                let p = windows(b, &x, &g)?;
+                let sum = b.sum_axis(&p, 1)?;
+                b.reshape(&sum, &[n, c, g.output.0, g.output.1])?
+            }
+        };
         let y = b.scale(&sum, 1.0 / (self.size.0 * self.size.1) as f64)?;
-        let y = b.reshape(&y, &[input_shape[0], input_shape[1], g.output.0, g.output.1])?;
-        Ok((y, PoolCache { geometry: g, input_shape, onehot: None }))
+        Ok((y, cache))
     }
 
     fn backward_select(&self, b: &mut B, cache: Self::Cache, dy: &B::Tensor, _need_dx: bool) -> Result<Backward<B>> {
@@ -83,7 +105,7 @@ impl<B: Backend> Layer<B> for MaxPool2d {
 
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Self::Cache)> {
         let x = x.into_value(b);
-        let g = window_geometry(b, &x, self.size, self.stride)?;
+        let g = window_geometry(b.shape(&x), self.size, self.stride)?;
         let input_shape = b.shape(&x).to_vec();
         let p = windows(b, &x, &g)?;
         let (max, onehot) = b.max_rows(&p)?;

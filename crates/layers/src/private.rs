@@ -287,6 +287,30 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.truncate(&z, self.fp.frac_bits())?)
     }
 
+    /// One Beaver product of the window sums of the convolution ([`pond_protocol::Bilinear`]'s
+    /// pooled convolution: the convolution's full output is never built, and cp's correction has
+    /// the pooled size), at scale 2^2f, then one truncation by f + log2(area) (error below 1 ulp
+    /// of the average, as for any product).
+    fn conv2d_avg_pool(
+        &mut self,
+        x: Input<'_, Self>,
+        w: Input<'_, Self>,
+        g: &ConvGeometry,
+        window: (usize, usize),
+    ) -> Result<PrivateTensor<R>> {
+        let area = window.0 * window.1;
+        if !area.is_power_of_two() {
+            return Err(shape_error("conv2d_avg_pool", format!("window {window:?}: its area must be a power of two")));
+        }
+        let sums = self.session.pooled_conv2d(Self::operand(x), Self::operand(w), g.params, window)?;
+        Ok(self.session.truncate(&sums, self.fp.frac_bits() + area.trailing_zeros())?)
+    }
+
+    fn window_sum(&mut self, x: &PrivateTensor<R>, window: (usize, usize)) -> Result<PrivateTensor<R>> {
+        let shape = crate::backend::window_sum_shape(x.shape(), window)?;
+        map_share(x, &shape, |t| Ok(t.window_sum(window)?))
+    }
+
     fn im2col(&mut self, x: &PrivateTensor<R>, g: &ConvGeometry) -> Result<PrivateTensor<R>> {
         if x.shape() != [g.batch, g.channels, g.input.0, g.input.1] {
             return Err(shape_error("im2col", format!("input {:?} for geometry {g:?}", x.shape())));

@@ -125,3 +125,48 @@ fn exact_relu_on_crt_is_a_clear_error() {
     .to_string();
     assert!(err.contains("power-of-two ring"), "{err}");
 }
+
+/// A convolution followed by a 2x2 average pooling that tiles its output runs fused: one
+/// truncation, of the pooled output, by f + 2. The average of four k-term products, each off by
+/// at most k (|x| e0 + |w| e0 + e0^2) before that truncation, is off by as much; the truncation
+/// adds < u and the bias its encoding error e0. The traffic equals the cost formula, which
+/// counts no truncation for the convolution.
+#[test]
+fn convolution_then_average_pooling_runs_fused() {
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    let u = fp.ulp();
+    let conv = LayerSpec::Conv2d { in_channels: 2, out_channels: 3, kernel: (3, 3), stride: (1, 1), padding: (1, 1) };
+    let spec = ModelSpec {
+        input_shape: vec![2, 4, 6],
+        layers: vec![conv, LayerSpec::AvgPool2d { size: (2, 2), stride: (2, 2) }],
+    };
+    let x = uniform(3, &[2, 2, 4, 6], 2.0, 0.05);
+    let w = spec.init(5);
+    let mut pb = PlainBackend;
+    let model = Sequential::input(&mut pb, &spec, Role::Server0, Some(&w)).unwrap();
+    let (y, caches) = model.forward(&mut pb, Activation::Value(x.clone())).unwrap();
+    assert_eq!(caches.len(), 2, "one cache per layer");
+    let out = run_local(LocalConfig::seeded(3), |s| {
+        let own = s.role() == Role::Server0;
+        let mut b = PrivateBackend::new(s, fp);
+        let mut model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
+        for layer in &mut model.layers {
+            if let AnyLayer::Conv2d(c) = layer {
+                c.prepare_weight(&mut b)?;
+            }
+        }
+        let before = b.session().traffic();
+        let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
+        let (ys, _) = model.forward(&mut b, Activation::Value(xs))?;
+        let revealed = b.output(&ys, Role::Server0)?;
+        Ok((revealed, b.session().traffic().since(&before)))
+    })
+    .unwrap();
+    let expected = cost::inference_batch::<Z64>(&spec, 2, Role::Server0, Role::Server0).unwrap();
+    for (role, (_, traffic)) in out.iter().enumerate() {
+        assert_eq!(traffic.total_sent(), expected.bytes[role], "party {role}: bytes sent vs the formula");
+    }
+    let wm = w.values().map(max_abs).fold(0.0, f64::max);
+    let bound = product(2 * 3 * 3, max_abs(&x), wm, u) + u / 2.0;
+    check("conv2d + avg_pool2d", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
+}

@@ -88,11 +88,7 @@ impl Session {
     ) -> Result<PrivateTensor<R>> {
         let (x, y) = (x.into(), y.into());
         let out_shape = op.output_shape(x.shape(), y.shape())?;
-        let name = match op {
-            Bilinear::Mul => "mul",
-            Bilinear::Matmul => "matmul",
-            Bilinear::Conv2d(_) => "conv2d",
-        };
+        let name = op.name();
         self.op(name, |s| {
             let dealt = s.deal::<R>(&Correlation::Product { op, lhs: x.side(), rhs: y.side() })?;
             let tag = s.next_tag();
@@ -133,15 +129,10 @@ impl Session {
                 };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
             let y_share = y.value_share();
+            // Both products accumulate into c in place.
             let mut z = c;
-            if op == Bilinear::Mul {
-                // Elementwise: accumulate both products in place, no temporaries.
-                z.mul_add_assign(&e.diff, y_share)?;
-                z.mul_add_assign(&e.mask, &f.diff)?;
-            } else {
-                z.add_assign(&op.apply(e.diff.as_ref(), y_share)?)?;
-                z.add_assign(&op.apply(e.mask.as_ref(), f.diff.as_ref())?)?;
-            }
+            op.add_apply(&mut z, &e.diff, y_share)?;
+            op.add_apply(&mut z, &e.mask, &f.diff)?;
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
         })
     }
@@ -172,6 +163,19 @@ impl Session {
         params: pond_core::Conv2dParams,
     ) -> Result<PrivateTensor<R>> {
         self.product(Bilinear::Conv2d(params), x, filters)
+    }
+
+    /// Window sums (kh, kw) of the convolution of an NCHW input with OIHW filters (Beaver, one
+    /// product whose output, and cp's correction, have the pooled size; see
+    /// [`Bilinear::PooledConv2d`]).
+    pub fn pooled_conv2d<'a, R: ProtocolRing>(
+        &mut self,
+        x: impl Into<Operand<'a, R>>,
+        filters: impl Into<Operand<'a, R>>,
+        params: pond_core::Conv2dParams,
+        window: (usize, usize),
+    ) -> Result<PrivateTensor<R>> {
+        self.product(Bilinear::PooledConv2d { params, window }, x, filters)
     }
 
     /// x * x with a square pair (a, a*a): x^2 = a^2 + 2aE + E^2 = c + E(a + x), so server i

@@ -6,7 +6,7 @@
 //! rounds of its own: its messages are produced ahead of the servers' need.
 
 use crate::dealer::Bilinear;
-use crate::polynomial::{needed_powers, power_level, Polynomial};
+use crate::polynomial::{is_lone_square, needed_powers, power_level, powers_at_level, Polynomial};
 use crate::transport::Role;
 use crate::truncation::ProtocolRing;
 use pond_core::{Ring, RingTensor};
@@ -85,9 +85,15 @@ pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
     let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
     let mut cost = Cost::default();
     for level in 1..=top {
-        let m = needed.iter().filter(|&&i| power_level(i) == level).count() as u64;
+        let at_level = powers_at_level(&needed, level);
+        let m = at_level.len() as u64;
         let shape = [(m * n) as usize];
-        cost = cost + product::<R>(Bilinear::Mul, &shape, false, &shape, false) + truncation::<R>(m * n);
+        let products = if is_lone_square(&at_level) {
+            square::<R>(n)
+        } else {
+            product::<R>(Bilinear::Mul, &shape, false, &shape, false)
+        };
+        cost = cost + products + truncation::<R>(m * n);
     }
     if p.coeffs.iter().skip(1).any(|&c| c != 0.0) {
         cost = cost + truncation::<R>(n);

@@ -42,6 +42,15 @@ pub enum Bilinear {
     Matmul,
     /// 2-D convolution, NCHW input by OIHW filters.
     Conv2d(Conv2dParams),
+    /// 2-D convolution followed by the sums of non-overlapping `window`s (kh, kw) that tile its
+    /// output (average pooling before its division): still bilinear, so cp deals shares of the
+    /// pooled product, and neither party builds the convolution's full output.
+    PooledConv2d {
+        /// Stride and padding of the convolution.
+        params: Conv2dParams,
+        /// The summed windows.
+        window: (usize, usize),
+    },
 }
 
 impl Bilinear {
@@ -51,6 +60,22 @@ impl Bilinear {
             Bilinear::Mul => a.mul(b),
             Bilinear::Matmul => a.matmul(b),
             Bilinear::Conv2d(p) => a.conv2d(b, *p),
+            Bilinear::PooledConv2d { .. } => {
+                let mut out = T::zeros(&self.output_shape(a.shape(), b.shape())?);
+                self.add_apply(&mut out, a, b)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// In place `acc += a ∘ b`, without a temporary of the product's size where the ring's
+    /// kernels allow it (elementwise products and convolutions).
+    pub fn add_apply<T: RingTensor>(&self, acc: &mut T, a: &T, b: &T) -> pond_core::Result<()> {
+        match self {
+            Bilinear::Mul => acc.mul_add_assign(a, b),
+            Bilinear::Matmul => acc.add_assign(&a.matmul(b)?),
+            Bilinear::Conv2d(p) => acc.pooled_conv2d_add_assign(a, b, *p, (1, 1)),
+            Bilinear::PooledConv2d { params, window } => acc.pooled_conv2d_add_assign(a, b, *params, *window),
         }
     }
 
@@ -68,14 +93,24 @@ impl Bilinear {
                 let g = pond_core::kernels::im2col::ConvGeometry::new(a, b, *p)?;
                 Ok(vec![g.batch, g.filters, g.output.0, g.output.1])
             }
+            Bilinear::PooledConv2d { params, window: (kh, kw) } => {
+                let g = pond_core::kernels::im2col::ConvGeometry::new(a, b, *params)?;
+                let (oh, ow) = g.output;
+                if *kh == 0 || *kw == 0 || oh % kh != 0 || ow % kw != 0 {
+                    return Err(mismatch("pooled conv2d (windows must tile the output)"));
+                }
+                Ok(vec![g.batch, g.filters, oh / kh, ow / kw])
+            }
         }
     }
 
-    fn name(&self) -> &'static str {
+    /// The operation's name in statistics, traces and correlation signatures.
+    pub fn name(&self) -> &'static str {
         match self {
             Bilinear::Mul => "mul",
             Bilinear::Matmul => "matmul",
             Bilinear::Conv2d(_) => "conv2d",
+            Bilinear::PooledConv2d { .. } => "pooled_conv2d",
         }
     }
 }
@@ -170,9 +205,9 @@ pub fn deal_uniform<T: RingTensor>(s: &Session, tag: Tag, purpose: u64, shape: &
     match s.role() {
         Role::Server0 | Role::Server1 => Ok(Held::Share(s.shared_random(Role::Cp, tag, purpose, shape)?)),
         Role::Cp => {
-            let a0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
-            let a1: T = s.shared_random(Role::Server1, tag, purpose, shape)?;
-            Ok(Held::Whole(a0.add(&a1)?))
+            let mut a: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
+            a.add_assign(&s.shared_random(Role::Server1, tag, purpose, shape)?)?;
+            Ok(Held::Whole(a))
         }
     }
 }
@@ -191,8 +226,10 @@ pub fn deal_value<T: RingTensor>(
         Role::Server1 => Ok(Held::Share(s.recv_tensor(Role::Cp, tag, shape)?)),
         Role::Cp => {
             let v = value()?;
-            let v0: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
-            s.send_tensor(Role::Server1, tag, &v.sub(&v0)?)?;
+            // The correction v - v0, computed in v0's buffer.
+            let mut correction: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
+            correction.sub_from_assign(&v)?;
+            s.send_tensor(Role::Server1, tag, &correction)?;
             Ok(Held::Whole(v))
         }
     }

@@ -5,7 +5,9 @@
 //! stay in [-S, S]: u_1 = x needs no scaling step, and u_(a+b) = u_a·u_b / S, so every product
 //! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with a the
 //! largest power of two below i, so u_i is ready after ceil(log2 i) levels; all products of one
-//! level are batched into one Beaver multiplication and one truncation. The terms (c_i / S)·u_i
+//! level are batched into one Beaver multiplication and one truncation. A level whose only
+//! product is a square (u_2a = u_a·u_a, as in every level of the ReLU's x, x^2, x^4) is a Beaver
+//! square instead: one mask and one opening. The terms (c_i / S)·u_i
 //! take c_i encoded at scale 2^f, which is c_i / S at scale 2^(f+s); their sum, at scale
 //! 2^(2f+s), is truncated once by f + s.
 //!
@@ -16,8 +18,8 @@
 //!
 //! Rounds per server: 2 per level + 1 (final truncation) for Z64 and CRT; Z128 truncates
 //! locally, so 1 per level. Bytes per server: for each level with m products of n elements,
-//! 2·m·n·B (both operands opened) plus the truncation's m·n·B (Z64, CRT); the final truncation
-//! n·B.
+//! 2·m·n·B (both operands opened; n·B for a lone square) plus the truncation's m·n·B (Z64,
+//! CRT); the final truncation n·B.
 //!
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
@@ -27,6 +29,8 @@ use crate::session::Session;
 use crate::tensors::PrivateTensor;
 use crate::truncation::ProtocolRing;
 use pond_core::FixedPoint;
+use pond_core::RingTensor;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A polynomial approximation in t = x / 2^`scale_bits`, valid on `interval`.
@@ -120,6 +124,16 @@ pub fn power_level(i: usize) -> u32 {
     usize::BITS - (i - 1).leading_zeros()
 }
 
+/// The needed powers computed at `level` (see [`power_level`]), in increasing order.
+pub fn powers_at_level(needed: &[usize], level: u32) -> Vec<usize> {
+    needed.iter().copied().filter(|&i| power_level(i) == level).collect()
+}
+
+/// True if `at_level` is a single square u_2a = u_a·u_a, evaluated by a Beaver square.
+pub fn is_lone_square(at_level: &[usize]) -> bool {
+    matches!(at_level, [i] if { let (a, b) = power_split(*i); a == b })
+}
+
 /// Every power the coefficients need, with the powers their computation needs.
 pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
     let mut needed: std::collections::BTreeSet<usize> =
@@ -138,6 +152,38 @@ pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
     needed.into_iter().collect()
 }
 
+/// `acc` + (c_i / S)·u_i, the term of the scaled power u_i (none if c_i = 0), added in `acc`'s
+/// buffer: c_i encoded at scale 2^f is c_i / S at scale 2^(f+s), so the term is c_i t^i at scale
+/// 2^(2f+s).
+fn add_term<R: ProtocolRing>(
+    s: &Session,
+    acc: Option<PrivateTensor<R>>,
+    u: &PrivateTensor<R>,
+    p: &Polynomial,
+    i: usize,
+    fp: FixedPoint<R>,
+) -> Result<Option<PrivateTensor<R>>> {
+    let c = p.coeffs.get(i).copied().unwrap_or(0.0);
+    if c == 0.0 {
+        return Ok(acc);
+    }
+    let term = s.mul_scalar(u, fp.encode_scalar(c, i)?);
+    Ok(Some(match acc {
+        None => term,
+        Some(a) => {
+            let shape = a.shape().to_vec();
+            let share = match (a.into_share(), term.share()) {
+                (Some(mut a), Some(t)) => {
+                    a.add_assign(t)?;
+                    Some(a)
+                }
+                _ => None,
+            };
+            PrivateTensor::from_share(&shape, share)
+        }
+    }))
+}
+
 impl Session {
     /// p(x) on shares (see the module docs for the method, rounds and traffic).
     pub fn polynomial<R: ProtocolRing>(
@@ -150,38 +196,51 @@ impl Session {
             // Products of scaled powers are truncated by f + s (see the module docs).
             let shift = fp.frac_bits() + p.scale_bits;
             let n = x.len();
-            let flat = s.reshape(x, &[n])?;
             let needed = needed_powers(p.coeffs);
-            let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, flat)]);
             let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+            // The powers that a later level still multiplies; every power's term joins the sum
+            // as soon as the power exists, so at most two levels of powers are alive at once.
+            let mut powers: BTreeMap<usize, Cow<'_, PrivateTensor<R>>> = BTreeMap::from([(1, Cow::Borrowed(x))]);
+            let mut acc = add_term(s, None, x, p, 1, fp)?;
             for level in 1..=top {
-                let at_level: Vec<usize> = needed.iter().copied().filter(|&i| power_level(i) == level).collect();
-                let lhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).0]).collect();
-                let rhs: Vec<&PrivateTensor<R>> = at_level.iter().map(|&i| &powers[&power_split(i).1]).collect();
-                let (lhs, rhs) = (s.concat(&lhs)?, s.concat(&rhs)?);
-                let product = s.mul(&lhs, &rhs)?;
-                let product = s.truncate(&product, shift)?;
-                for (k, &i) in at_level.iter().enumerate() {
-                    let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
-                    powers.insert(i, part);
+                let at_level = powers_at_level(&needed, level);
+                let mut computed = Vec::with_capacity(at_level.len());
+                if let [i] = at_level[..] {
+                    // One product: no concatenation, and a square needs one opening.
+                    let (a, b) = power_split(i);
+                    let product = if is_lone_square(&at_level) {
+                        s.square(&powers[&a])?
+                    } else {
+                        s.mul(powers[&a].as_ref(), powers[&b].as_ref())?
+                    };
+                    computed.push((i, s.truncate(&product, shift)?));
+                } else {
+                    let flat = |s: &Session, j: usize| s.reshape(&powers[&j], &[n]);
+                    let lhs = at_level.iter().map(|&i| flat(s, power_split(i).0)).collect::<Result<Vec<_>>>()?;
+                    let rhs = at_level.iter().map(|&i| flat(s, power_split(i).1)).collect::<Result<Vec<_>>>()?;
+                    let (lhs, rhs) =
+                        (s.concat(&lhs.iter().collect::<Vec<_>>())?, s.concat(&rhs.iter().collect::<Vec<_>>())?);
+                    let product = s.mul(&lhs, &rhs)?;
+                    let product = s.truncate(&product, shift)?;
+                    for (k, &i) in at_level.iter().enumerate() {
+                        let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
+                        computed.push((i, s.reshape(&part, x.shape())?));
+                    }
                 }
-            }
-            let mut acc: Option<PrivateTensor<R>> = None;
-            for (i, &c) in p.coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0) {
-                // c_i at scale 2^f is c_i / S at scale 2^(f+s): the term (c_i / S)·u_i = c_i t^i.
-                let term = s.mul_scalar(&powers[&i], fp.encode_scalar(c, i)?);
-                acc = Some(match acc {
-                    None => term,
-                    Some(a) => s.add(&a, &term)?,
+                for (i, u) in computed {
+                    acc = add_term(s, acc, &u, p, i, fp)?;
+                    powers.insert(i, Cow::Owned(u));
+                }
+                powers.retain(|&j, _| {
+                    needed.iter().any(|&i| power_level(i) > level && [power_split(i).0, power_split(i).1].contains(&j))
                 });
             }
             let sum = match acc {
                 Some(a) => s.truncate(&a, shift)?,
-                None => s.mul_scalar(&powers[&1], 0),
+                None => s.mul_scalar(x, 0),
             };
             let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
-            let out = s.add_scalar(&sum, constant);
-            s.reshape(&out, x.shape())
+            Ok(s.add_scalar(&sum, constant))
         })
     }
 

@@ -115,21 +115,24 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         Cost { bytes: [n * b, n * b, 2 * n * b], rounds: 1 }
     }
 
-    /// Deals [r, r >> f] as corrections, r uniform in [0, 2^(k+41)) from cp's private randomness.
+    /// Deals [r, -(r >> f)] as corrections, r uniform in [0, 2^(k+41)) from cp's private
+    /// randomness. Both are reduced straight from cp's random words, run by run.
     fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<CrtTensor<M>>> {
-        let r_int = (s.role() == Role::Cp).then(|| {
-            let words: ZTensor<u128> = s.private_random(tag, purpose::EXTRA, shape);
-            words.low_bits(Self::PRODUCT_BITS + 41).to_signed()
-        });
-        let r = deal_value(s, tag, purpose::EXTRA, shape, || {
-            Ok(CrtTensor::from_signed(r_int.as_ref().expect("cp computed r").view()))
-        })?;
-        let r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || {
-            Ok(CrtTensor::from_signed(r_int.as_ref().expect("cp computed r").mapv(|v| v >> f).view()))
-        })?;
-        Ok(vec![r, r_hi])
+        let words: Option<ZTensor<u128>> = (s.role() == Role::Cp).then(|| s.private_random(tag, purpose::EXTRA, shape));
+        let r_of = |w: u128| w & ((1u128 << (Self::PRODUCT_BITS + 41)) - 1);
+        let from_words = |value: &(dyn Fn(u128) -> i128 + Sync)| {
+            let words = words.as_ref().expect("cp drew the words");
+            let words = words.array().as_slice().expect("fresh random tensors are contiguous");
+            Ok(CrtTensor::from_values(shape, words, value)?)
+        };
+        let r = deal_value(s, tag, purpose::EXTRA, shape, || from_words(&|w| r_of(w) as i128))?;
+        let neg_r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || from_words(&|w| -((r_of(w) >> f) as i128)))?;
+        Ok(vec![r, neg_r_hi])
     }
 
+    /// Opens c = x + r (server0 adds the public 2^k to the opened value, not to its share), then
+    /// server0's share is (c + 2^k) >> f - 2^(k-f) - (r >> f) and server1's is -(r >> f), fused
+    /// into one pass over the dealt -(r >> f).
     fn truncate_shares(
         s: &mut Session,
         x: &PrivateTensor<Self>,
@@ -140,20 +143,17 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         let Some(xi) = x.share() else {
             return Ok(PrivateTensor::from_share(x.shape(), None));
         };
-        let [r, r_hi]: [CrtTensor<M>; 2] = into_tensors(dealt).try_into().map_err(|_| crate::ProtocolError::Usage {
-            op: "truncate",
-            reason: "CRT truncation needs two dealt tensors".into(),
+        let [r, neg_r_hi]: [CrtTensor<M>; 2] = into_tensors(dealt).try_into().map_err(|_| {
+            crate::ProtocolError::Usage { op: "truncate", reason: "CRT truncation needs two dealt tensors".into() }
         })?;
         let k = Self::PRODUCT_BITS;
-        let server0 = s.role() == Role::Server0;
-        let y = if server0 { xi.add_scalar(1i128 << k) } else { xi.clone() };
-        let c = s.open(tag, &y.add(&r)?)?;
-        let mut z = r_hi.neg();
-        if server0 {
-            // c = y + r < 2^(k+42) <= M as an integer: take its representative in [0, M).
-            let modulus = u128::try_from(Self::modulus()).expect("CRT moduli have a product below 2^127") as i128;
-            let c_hi = c.to_signed().mapv(|v| (if v < 0 { v + modulus } else { v } >> f) - (1i128 << (k - f)));
-            z.add_assign(&CrtTensor::from_signed(c_hi.view()))?;
+        let mut c = r;
+        c.add_assign(xi)?;
+        let c = s.open_owned(tag, c)?;
+        let mut z = neg_r_hi;
+        if s.role() == Role::Server0 {
+            // x + 2^k + r < 2^(k+42) <= M as an integer, so it is (c + 2^k) mod M.
+            z.add_shifted(&c, 1u128 << k, f, -(1i128 << (k - f)))?;
         }
         Ok(PrivateTensor::from_share(x.shape(), Some(z)))
     }

@@ -42,6 +42,8 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
             share(&s.square(&pu)?),
             share(&s.conv2d(&pi, &pf, p)?),
             share(&s.conv2d(&pi, &mf, p)?),
+            // The output is (m + 2) high: one window per column.
+            share(&s.pooled_conv2d(&pi, &mf, p, (m + 2, 1))?),
         ])
     });
     let take = |i: usize| reconstruct(&[out[0][i].clone(), out[1][i].clone(), out[2][i].clone()]);
@@ -54,6 +56,7 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
     let conv = img.conv2d(&filt, p).unwrap();
     assert_eq!(take(6), conv);
     assert_eq!(take(7), conv);
+    assert_eq!(take(8), conv.window_sum((m + 2, 1)).unwrap());
 }
 
 /// Truncating x by f must give floor(x / 2^f) or floor(x / 2^f) + 1 (error below 1 ulp).

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use pond_core::{FixedPoint, Int100, Ring, RingTensor, Z128, Z64};
 use pond_protocol::costs::{self, Cost};
-use pond_protocol::polynomial::SIGMOID;
+use pond_protocol::polynomial::{RELU, SIGMOID};
 use pond_protocol::*;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,23 @@ fn costs_match_formulas<R: ProtocolRing>() {
             s.conv2d(&img, &filt, p).map(drop)
         }),
         conv,
+    );
+    // n = 7, 3x3 filters: a 5x5 output, whose (5, 1) windows tile it.
+    let pooled = Bilinear::PooledConv2d { params: p, window: (5, 1) };
+    assert_cost(
+        "pooled conv2d",
+        measure::<R>(n, |s, x, _| {
+            let img = s.reshape(x, &[1, 1, n, n])?;
+            let filt = s.slice_axis(&s.reshape(x, &[n * n])?, 0, 0..18)?;
+            let filt = s.reshape(&filt, &[2, 1, 3, 3])?;
+            s.pooled_conv2d(&img, &filt, p, (5, 1)).map(drop)
+        }),
+        costs::product::<R>(pooled, &img, false, &[2, 1, 3, 3], false),
+    );
+    assert_cost(
+        "relu polynomial",
+        measure::<R>(n, |s, x, _| s.relu_poly(x, fp).map(drop)),
+        costs::polynomial::<R>(&RELU, e),
     );
     assert_cost("square", measure::<R>(n, |s, x, _| s.square(x).map(drop)), costs::square::<R>(e));
     assert_cost("truncate", measure::<R>(n, |s, x, _| s.truncate(x, 16).map(drop)), costs::truncation::<R>(e));

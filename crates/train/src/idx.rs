@@ -133,7 +133,13 @@ impl Mnist {
     /// Loads the four gzip IDX files from `dir` (60,000 training and 10,000 test images).
     pub fn load(dir: &Path) -> Result<Mnist, DataError> {
         let f = |i: usize| dir.join(MNIST_FILES[i]);
-        Ok(Mnist { train: pair(f(0), f(1), 60_000)?, test: pair(f(2), f(3), 10_000)? })
+        Ok(Mnist { train: pair(f(0), f(1), 60_000)?, test: Self::load_test(dir)? })
+    }
+
+    /// Loads only the 10,000 test images and labels from `dir` (inference needs nothing else;
+    /// the training images as f64 would be 376 MB more).
+    pub fn load_test(dir: &Path) -> Result<Dataset, DataError> {
+        pair(dir.join(MNIST_FILES[2]), dir.join(MNIST_FILES[3]), 10_000)
     }
 }
 

@@ -9,7 +9,7 @@ use pond_train::mnist::infer::{run, InferConfig, RingChoice};
 use pond_train::mnist::{self, Net};
 
 fn check(net: Net, ring: RingChoice, relu: ReluMode) {
-    let data = mnist::load(&mnist::default_data_dir()).expect("data/mnist");
+    let data = mnist::load_test(&mnist::default_data_dir()).expect("data/mnist");
     let cfg = InferConfig {
         net,
         ring,

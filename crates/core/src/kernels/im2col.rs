@@ -154,24 +154,37 @@ pub fn col2im<T: Copy + Default + Send + Sync>(
 }
 
 /// Reorders a (N*OH*OW, O) product back to NOHW (one transpose per image, in parallel).
-pub fn patches_to_nchw<T: Copy + Default + Send + Sync>(product: Array2<T>, g: &ConvGeometry) -> ArrayD<T> {
+pub fn patches_to_nchw<T: Copy + Default + Send + Sync>(product: ArrayView2<'_, T>, g: &ConvGeometry) -> ArrayD<T> {
+    let mut out = ArrayD::<T>::default(IxDyn(&[g.batch, g.filters, g.output.0, g.output.1]));
+    let flat = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
+    combine_patches_into_nchw(product, g, flat, |_, v| v);
+    out
+}
+
+/// Combines a (N*OH*OW, O) product into the NOHW elements `out` of the same N images:
+/// `out[n, o, y, x] = combine(out[n, o, y, x], product[(n, y, x), o])` (one transpose per image,
+/// in parallel). With `combine` the ring's sum this accumulates a convolution chunk by chunk.
+pub fn combine_patches_into_nchw<T: Copy + Send + Sync>(
+    product: ArrayView2<'_, T>,
+    g: &ConvGeometry,
+    out: &mut [T],
+    combine: impl Fn(T, T) -> T + Sync,
+) {
     let positions = g.output.0 * g.output.1;
     let filters = g.filters;
-    let mut out = ArrayD::<T>::default(IxDyn(&[g.batch, filters, g.output.0, g.output.1]));
     if positions == 0 || filters == 0 {
-        return out;
+        return;
     }
     let product = product.as_standard_layout();
     let src = product.as_slice().expect("standard layout is contiguous");
-    let flat = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
-    flat.par_chunks_mut(positions * filters).zip(src.par_chunks(positions * filters)).for_each(|(image, block)| {
+    out.par_chunks_mut(positions * filters).zip(src.par_chunks(positions * filters)).for_each(|(image, block)| {
         for (p, row) in block.chunks_exact(filters).enumerate() {
             for (o, &v) in row.iter().enumerate() {
-                image[o * positions + p] = v;
+                let cell = &mut image[o * positions + p];
+                *cell = combine(*cell, v);
             }
         }
     });
-    out
 }
 
 #[cfg(test)]
@@ -254,7 +267,7 @@ mod tests {
     fn patches_to_nchw_transposes_each_image() {
         let (g, _) = geometries().remove(0);
         let product = Array2::from_shape_fn((g.patch_rows(), g.filters), |(r, o)| (r * 10 + o) as i64);
-        let out = patches_to_nchw(product.clone(), &g);
+        let out = patches_to_nchw(product.view(), &g);
         let expected = product
             .into_shape_with_order((g.batch, g.output.0, g.output.1, g.filters))
             .expect("rows are N*OH*OW")

@@ -60,7 +60,7 @@ pub fn run(
                     seed: 1,
                     progress: false,
                 };
-                let report = infer::run(&cfg, mnist)?;
+                let report = infer::run(&cfg, &mnist.test)?;
                 emit(&report);
                 out.push(report);
             }

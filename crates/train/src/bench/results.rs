@@ -51,7 +51,7 @@ fn accuracy_rows(
                 seed: 1,
                 progress: false,
             };
-            let r = infer::run(&cfg, mnist)?;
+            let r = infer::run(&cfg, &mnist.test)?;
             log(&serde_json::to_string(&r).unwrap_or_default());
             out.push(r);
         }

@@ -9,8 +9,8 @@
 
 use super::nets::{with_relu, Net};
 use super::train::{accuracy, argmax, as_input, plain_logits, relu_name, softmax};
+use crate::data::Dataset;
 use crate::error::{Result, TrainError};
-use crate::idx::Mnist;
 use crate::progress;
 use ndarray::{s, Array2, Axis};
 use pond_core::{FixedPoint, Int100, Z128, Z64};
@@ -279,8 +279,9 @@ fn kl(p: &Array2<f64>, q: &Array2<f64>) -> f64 {
     total / p.nrows().max(1) as f64
 }
 
-/// Runs private and plaintext inference of `cfg.net` on the test set and compares them.
-pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
+/// Runs private and plaintext inference of `cfg.net` on MNIST's test set `test` and compares
+/// them.
+pub fn run(cfg: &InferConfig, test: &Dataset) -> Result<InferReport> {
     if cfg.batch == 0 {
         return Err(TrainError::Config("--batch must be at least 1".into()));
     }
@@ -292,9 +293,9 @@ pub fn run(cfg: &InferConfig, mnist: &Mnist) -> Result<InferReport> {
         format!("random weights (seed {RANDOM_SEED})")
     };
     let spec = with_relu(&trained, cfg.relu);
-    let n = cfg.limit.unwrap_or(mnist.test.len()).min(mnist.test.len());
-    let images = mnist.test.features.slice(s![..n, ..]).to_owned();
-    let labels = mnist.test.labels.slice(s![..n]).to_owned();
+    let n = cfg.limit.unwrap_or(test.len()).min(test.len());
+    let images = test.features.slice(s![..n, ..]).to_owned();
+    let labels = test.labels.slice(s![..n]).to_owned();
 
     let mut plain = PlainBackend;
     let plain_model = Sequential::input(&mut plain, &spec, Role::Server0, Some(&weights))?;

@@ -7,6 +7,7 @@ pub mod train;
 
 pub use nets::Net;
 
+use crate::data::Dataset;
 use crate::error::DataError;
 use crate::idx::{repo_data_dir, Mnist};
 use std::path::{Path, PathBuf};
@@ -28,4 +29,9 @@ pub fn default_model_dir() -> PathBuf {
 /// Loads MNIST from `dir`.
 pub fn load(dir: &Path) -> Result<Mnist, DataError> {
     Mnist::load(dir)
+}
+
+/// Loads MNIST's test set only from `dir`.
+pub fn load_test(dir: &Path) -> Result<Dataset, DataError> {
+    Mnist::load_test(dir)
 }
