@@ -41,6 +41,15 @@ impl Session {
         Ok(PrivateTensor::from_share(x.shape(), share))
     }
 
+    /// x += y, in x's buffer.
+    pub fn add_assign<R: Ring>(&self, x: &mut PrivateTensor<R>, y: &PrivateTensor<R>) -> Result<()> {
+        same_shape("add_assign", x.shape(), y.shape())?;
+        if let (Some(a), Some(b)) = (x.share_mut(), y.share()) {
+            a.add_assign(b)?;
+        }
+        Ok(())
+    }
+
     /// x - y.
     pub fn sub<R: Ring>(&self, x: &PrivateTensor<R>, y: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
         same_shape("sub", x.shape(), y.shape())?;

@@ -29,7 +29,6 @@ use crate::session::Session;
 use crate::tensors::PrivateTensor;
 use crate::truncation::ProtocolRing;
 use pond_core::FixedPoint;
-use pond_core::RingTensor;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -170,16 +169,9 @@ fn add_term<R: ProtocolRing>(
     let term = s.mul_scalar(u, fp.encode_scalar(c, i)?);
     Ok(Some(match acc {
         None => term,
-        Some(a) => {
-            let shape = a.shape().to_vec();
-            let share = match (a.into_share(), term.share()) {
-                (Some(mut a), Some(t)) => {
-                    a.add_assign(t)?;
-                    Some(a)
-                }
-                _ => None,
-            };
-            PrivateTensor::from_share(&shape, share)
+        Some(mut a) => {
+            s.add_assign(&mut a, &term)?;
+            a
         }
     }))
 }

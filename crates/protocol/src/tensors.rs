@@ -61,6 +61,11 @@ impl<R: Ring> PrivateTensor<R> {
         self.share.as_ref()
     }
 
+    /// This server's share, mutable (an in-place update keeps the shape); `None` on cp.
+    pub(crate) fn share_mut(&mut self) -> Option<&mut R::Tensor> {
+        self.share.as_mut()
+    }
+
     /// This server's share, owned; `None` on cp.
     pub fn into_share(self) -> Option<R::Tensor> {
         self.share
