@@ -54,33 +54,42 @@ macro_rules! impl_word {
         impl Word for $t {
             const BITS: u32 = <$t>::BITS;
             const RING: &'static str = $ring;
+            #[inline]
             fn wadd(self, o: Self) -> Self {
                 self.wrapping_add(o)
             }
+            #[inline]
             fn wsub(self, o: Self) -> Self {
                 self.wrapping_sub(o)
             }
+            #[inline]
             fn wmul(self, o: Self) -> Self {
                 self.wrapping_mul(o)
             }
+            #[inline]
             fn wneg(self) -> Self {
                 self.wrapping_neg()
             }
+            #[inline]
             fn from_i128(v: i128) -> Self {
                 v as $t
             }
+            #[inline]
             fn to_i128(self) -> i128 {
                 self as $s as i128
             }
             fn to_biguint(self) -> BigUint {
                 BigUint::from(self)
             }
+            #[inline]
             fn shr_logical(self, bits: u32) -> Self {
                 self.checked_shr(bits).unwrap_or(0)
             }
+            #[inline]
             fn shr_arith(self, bits: u32) -> Self {
                 ((self as $s) >> bits.min(<$t>::BITS - 1)) as $t
             }
+            #[inline]
             fn shl(self, bits: u32) -> Self {
                 self.checked_shl(bits).unwrap_or(0)
             }
@@ -90,6 +99,7 @@ macro_rules! impl_word {
             fn gemm(a: ndarray::ArrayView2<'_, Self>, b: ndarray::ArrayView2<'_, Self>) -> Array2<Self> {
                 $gemm(a, b)
             }
+            #[inline]
             fn extend_le(words: &[Self], out: &mut Vec<u8>) {
                 if cfg!(target_endian = "little") {
                     out.extend_from_slice(bytemuck::cast_slice(words));
@@ -97,6 +107,7 @@ macro_rules! impl_word {
                     out.extend(words.iter().flat_map(|w| w.to_le_bytes()));
                 }
             }
+            #[inline]
             fn read_le(bytes: &[u8]) -> Self {
                 let mut buf = [0u8; std::mem::size_of::<$t>()];
                 buf.copy_from_slice(bytes);
