@@ -15,6 +15,7 @@
 //! lockstep without a coordinator; PRG streams are addressed by the same counter.
 #![deny(missing_docs)]
 
+pub mod backlog;
 pub mod beaver;
 pub mod comparison;
 pub mod costs;

@@ -2,9 +2,11 @@
 //! implementation for three threads, and [`CountingTransport`], which counts bytes and rounds
 //! around any transport.
 
+use crate::backlog::Backlog;
 use crate::error::{ProtocolError, Result};
 use std::fmt;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One of the three parties.
@@ -93,6 +95,9 @@ type Message = (Tag, Vec<u8>);
 /// How long an in-memory receive polls (yielding the core between polls) before it blocks.
 const SPIN_BEFORE_BLOCKING: Duration = Duration::from_micros(50);
 
+/// Bytes that cp may have in flight to server1 on an in-memory link (see [`Backlog`]).
+pub const CP_BACKLOG_BYTES: usize = 64 << 20;
+
 /// The step number of an abort notice: a failing party sends one to each peer, with its error
 /// as the payload, so the peers stop with an error that names the party that failed first.
 pub const ABORT_STEP: u64 = u64::MAX;
@@ -113,10 +118,15 @@ pub fn accept_message(from: Role, expected: Tag, got: Tag, payload: Vec<u8>) -> 
 ///
 /// Dropping a party's transport (because it returned or panicked) disconnects its channels, so
 /// its peers' pending and future receives fail at once with [`ProtocolError::Disconnected`].
+/// cp's link to server1 is budgeted by a [`Backlog`] of [`CP_BACKLOG_BYTES`]; the other links
+/// carry at most an operation's messages at a time and are unbounded.
 pub struct InMemoryTransport {
     role: Role,
     to: [Option<Sender<Message>>; 3],
     from: [Option<Receiver<Message>>; 3],
+    /// The budget of the link this party sends on (cp: to server1), or receives on (server1:
+    /// from cp), indexed by the peer's role.
+    backlogs: [Option<Arc<Backlog>>; 3],
 }
 
 impl InMemoryTransport {
@@ -133,13 +143,39 @@ impl InMemoryTransport {
                 }
             }
         }
-        let mut out =
-            Role::ALL.map(|role| InMemoryTransport { role, to: Default::default(), from: Default::default() });
+        let mut out = Role::ALL.map(|role| InMemoryTransport {
+            role,
+            to: Default::default(),
+            from: Default::default(),
+            backlogs: Default::default(),
+        });
         for (i, t) in out.iter_mut().enumerate() {
             t.to = std::mem::take(&mut senders[i]);
             t.from = std::mem::take(&mut receivers[i]);
         }
+        let backlog = Arc::new(Backlog::new(CP_BACKLOG_BYTES));
+        out[Role::Cp.index()].backlogs[Role::Server1.index()] = Some(Arc::clone(&backlog));
+        out[Role::Server1.index()].backlogs[Role::Cp.index()] = Some(backlog);
         out
+    }
+
+    /// Takes a received message off `from`'s budget, if that link has one.
+    fn released(&self, from: Role, message: Message) -> Message {
+        if let Some(backlog) = &self.backlogs[from.index()] {
+            if message.0.step != ABORT_STEP {
+                backlog.release(message.1.len());
+            }
+        }
+        message
+    }
+}
+
+impl Drop for InMemoryTransport {
+    /// A receiver that goes away releases a sender waiting on its budget.
+    fn drop(&mut self) {
+        if self.role.is_server() {
+            self.backlogs.iter().flatten().for_each(|b| b.close());
+        }
     }
 }
 
@@ -150,7 +186,12 @@ impl Transport for InMemoryTransport {
 
     fn send(&mut self, to: Role, tag: Tag, payload: Vec<u8>) -> Result<()> {
         let sender = self.to[to.index()].as_ref().ok_or(ProtocolError::SelfMessage { role: to })?;
-        if sender.send((tag, payload)).is_ok() {
+        // An abort notice never waits for room: the peer may never drain the link again.
+        let room = match &self.backlogs[to.index()] {
+            Some(backlog) if tag.step != ABORT_STEP => backlog.reserve(payload.len()),
+            _ => true,
+        };
+        if room && sender.send((tag, payload)).is_ok() {
             return Ok(());
         }
         // The peer is gone: report its abort notice if it left one, else the lost connection.
@@ -170,7 +211,7 @@ impl Transport for InMemoryTransport {
         let spin_until = Instant::now() + SPIN_BEFORE_BLOCKING;
         let polled = loop {
             match receiver.try_recv() {
-                Ok(message) => break Some(message),
+                Ok(message) => break Some(self.released(from, message)),
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => break None,
                 Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break None,
@@ -179,10 +220,11 @@ impl Transport for InMemoryTransport {
         if let Some((got, payload)) = polled {
             return accept_message(from, tag, got, payload);
         }
-        let (got, payload) = receiver.recv_timeout(timeout).map_err(|e| match e {
+        let message = receiver.recv_timeout(timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => ProtocolError::Timeout { peer: from, tag, waited: timeout },
             RecvTimeoutError::Disconnected => ProtocolError::Disconnected { peer: from },
         })?;
+        let (got, payload) = self.released(from, message);
         accept_message(from, tag, got, payload)
     }
 }
@@ -321,5 +363,43 @@ impl Transport for Box<dyn Transport> {
 
     fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
         (**self).recv(from, tag, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cp_runs_at_most_its_backlog_ahead_of_server1() {
+        let [_s0, mut s1, mut cp] = InMemoryTransport::connected();
+        let message = CP_BACKLOG_BYTES / 8;
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dealer = {
+            let sent = Arc::clone(&sent);
+            std::thread::spawn(move || {
+                for step in 1..=16 {
+                    cp.send(Role::Server1, Tag { session: 0, step }, vec![0; message])?;
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok::<_, ProtocolError>(())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 8, "cp must stop at its backlog");
+        for step in 1..=16 {
+            s1.recv(Role::Cp, Tag { session: 0, step }, Duration::from_secs(5)).unwrap();
+        }
+        dealer.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_dealer_waiting_for_room_fails_when_server1_goes_away() {
+        let [_s0, s1, mut cp] = InMemoryTransport::connected();
+        cp.send(Role::Server1, Tag { session: 0, step: 1 }, vec![0; CP_BACKLOG_BYTES]).unwrap();
+        let dealer = std::thread::spawn(move || cp.send(Role::Server1, Tag { session: 0, step: 2 }, vec![0; 8]));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(s1);
+        assert!(matches!(dealer.join().unwrap(), Err(ProtocolError::Disconnected { peer: Role::Server1 })));
     }
 }
