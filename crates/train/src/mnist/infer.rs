@@ -301,8 +301,11 @@ pub fn run(cfg: &InferConfig, test: &Dataset) -> Result<InferReport> {
     let plain_model = Sequential::input(&mut plain, &spec, Role::Server0, Some(&weights))?;
     let exact_spec = with_relu(&trained, ReluMode::Exact);
     let exact_model = Sequential::input(&mut plain, &exact_spec, Role::Server0, Some(&weights))?;
-    let start = Instant::now();
+    // Two plaintext passes, the second timed: the first faults in the buffers and warms the
+    // caches, as the private run's set-up does for its batches (a cold pass varied 2x).
     let plain_z = plain_logits(&plain_model, &images, cfg.batch)?;
+    let start = Instant::now();
+    std::hint::black_box(plain_logits(&plain_model, &images, cfg.batch)?);
     let plain_ms = start.elapsed().as_secs_f64() * 1e3 / n.div_ceil(cfg.batch) as f64;
     let exact_z = plain_logits(&exact_model, &images, cfg.batch)?;
 
