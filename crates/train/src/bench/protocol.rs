@@ -93,8 +93,9 @@ fn input<R: Ring>(s: &mut Session, value: &R::Tensor) -> Result<PrivateTensor<R>
     s.share_input::<R>(owner, (s.role() == owner).then_some(value), value.shape())
 }
 
+/// One line of `pond bench protocol` from a measurement `(ms, online_ms, bytes, rounds)`.
 #[allow(clippy::too_many_arguments)]
-fn row<R: ProtocolRing>(
+pub(super) fn row<R: ProtocolRing>(
     name: &'static str,
     shape: Vec<Vec<usize>>,
     measured: (f64, f64, [u64; 3], u64),

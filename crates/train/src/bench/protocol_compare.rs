@@ -8,12 +8,12 @@
 //! construction and is included. For `relu_poly`, the correlations are recorded by a
 //! [`RecordingDealer`] run and replayed. Times are medians over runs of the slowest party.
 
-use super::protocol::timed;
+use super::protocol::{row, timed};
 use super::timing::{median_ms, median_of_slowest};
 use ndarray::{ArrayD, IxDyn};
 use pond_core::{FixedPoint, Ring, RingTensor, Z128, Z64};
 use pond_protocol::comparison::{cost, ComparisonRing, ComparisonSource};
-use pond_protocol::costs::{self, Cost};
+use pond_protocol::costs;
 use pond_protocol::polynomial::RELU;
 use pond_protocol::{run_local, LocalConfig, PrivateTensor, Result, Role, Session};
 
@@ -73,28 +73,6 @@ fn measure<R: ComparisonRing>(
     Ok((slowest(|p| &p.total), slowest(|p| &p.online), [parties[0].sent, parties[1].sent, parties[2].sent], rounds))
 }
 
-fn row<R: Ring>(
-    name: &'static str,
-    shape: &[usize],
-    measured: (f64, f64, [u64; 3], u64),
-    plain_ms: f64,
-    expected: Cost,
-) -> CompareRow {
-    let (ms, online_ms, bytes, rounds) = measured;
-    CompareRow {
-        name,
-        ring: R::NAME,
-        shape: vec![shape.to_vec()],
-        ms,
-        online_ms,
-        plain_ms,
-        ratio: ms / plain_ms,
-        bytes,
-        expected_bytes: expected.bytes,
-        rounds,
-    }
-}
-
 /// In-range fixed-point values in [-6.4, 6.4), deterministic.
 fn values<R: Ring>(shape: &[usize]) -> Result<(R::Tensor, ArrayD<i128>)> {
     let n: usize = shape.iter().product();
@@ -132,9 +110,9 @@ fn run_ring<R: ComparisonRing>(sizes: &[usize], reps: usize, emit: &mut impl FnM
         let (x, ints) = values::<R>(&shape)?;
         let plain = median_ms(plain_reps, || drop(std::hint::black_box(ints.mapv(|v| v.max(0)))));
         let m = measure::<R>(reps, &x, Offline::Recorded, &|s, x, _| s.relu_poly(x, fp).map(drop))?;
-        emit(row::<R>("relu_poly", &shape, m, plain, costs::polynomial::<R>(&RELU, n as u64)));
+        emit(row::<R>("relu_poly", vec![shape.to_vec()], m, plain, costs::polynomial::<R>(&RELU, n as u64)));
         let m = measure::<R>(reps, &x, Offline::Comparisons(n), &|s, x, src| s.relu_exact(x, src).map(drop))?;
-        emit(row::<R>("relu_exact", &shape, m, plain, cost::relu_exact::<R>(n as u64)));
+        emit(row::<R>("relu_exact", vec![shape.to_vec()], m, plain, cost::relu_exact::<R>(n as u64)));
 
         // Max-pool 2x2, stride 2, with the argmax mask, on [n/1e5, 10, 100, 100].
         let shape = [n.div_ceil(100_000), 10, 100, 100];
@@ -144,7 +122,13 @@ fn run_ring<R: ComparisonRing>(sizes: &[usize], reps: usize, emit: &mut impl FnM
         let m = measure::<R>(reps, &x, Offline::Comparisons(count), &|s, x, src| {
             s.maxpool_exact(x, (2, 2), (2, 2), true, src).map(drop)
         })?;
-        emit(row::<R>("maxpool_exact", &shape, m, plain, cost::maxpool_exact::<R>(&shape, (2, 2), (2, 2), true)?));
+        emit(row::<R>(
+            "maxpool_exact",
+            vec![shape.to_vec()],
+            m,
+            plain,
+            cost::maxpool_exact::<R>(&shape, (2, 2), (2, 2), true)?,
+        ));
 
         // Argmax over 10 classes.
         let shape = [n / 10, 10];
@@ -152,7 +136,7 @@ fn run_ring<R: ComparisonRing>(sizes: &[usize], reps: usize, emit: &mut impl FnM
         let plain = median_ms(plain_reps, || drop(std::hint::black_box(plain_argmax(&ints, 10))));
         let count = cost::argmax_comparisons(&shape) as usize;
         let m = measure::<R>(reps, &x, Offline::Comparisons(count), &|s, x, src| s.argmax_exact(x, src).map(drop))?;
-        emit(row::<R>("argmax_exact", &shape, m, plain, cost::argmax_exact::<R>(&shape)));
+        emit(row::<R>("argmax_exact", vec![shape.to_vec()], m, plain, cost::argmax_exact::<R>(&shape)));
     }
     Ok(())
 }
