@@ -394,8 +394,34 @@ impl MicroKernel<PORTABLE_MR, PORTABLE_NR> for Portable {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod zmm {
-    //! Load/store helpers for the AVX-512 micro-kernels (callers hold a detection token).
+    //! Load/store helpers and the register tile shared by the AVX-512 micro-kernels (callers
+    //! hold a detection token).
     use std::arch::x86_64::*;
+
+    /// Rows of the AVX-512 register tile: 12 rows × 16 columns use 24 zmm accumulators.
+    pub(crate) const MR: usize = 12;
+    /// Columns of the AVX-512 register tile (two zmm of 8 `u64`).
+    pub(crate) const NR: usize = 16;
+
+    /// Implements [`super::MicroKernel`] for the detection token `$token` with the tile kernel
+    /// `$kernel::<V>`: `V` = 1 (one zmm per row) when at most 8 columns are needed, else 2. The
+    /// kernel must only need the CPU features whose detection creates `$token`.
+    macro_rules! zmm_micro_kernel {
+        ($token:ty, $kernel:ident) => {
+            impl $crate::kernels::blocking::MicroKernel<MR, NR> for $token {
+                fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
+                    if cols <= NR / 2 {
+                        // SAFETY: `self` exists only if the kernel's CPU features were detected.
+                        unsafe { $kernel::<1>(a, b, out) }
+                    } else {
+                        // SAFETY: `self` exists only if the kernel's CPU features were detected.
+                        unsafe { $kernel::<2>(a, b, out) }
+                    }
+                }
+            }
+        };
+    }
+    pub(crate) use zmm_micro_kernel;
 
     /// Loads 8 `u64`s from `src`.
     #[inline]
@@ -436,5 +462,34 @@ pub(crate) mod zmm {
                 store8(chunk.try_into().unwrap(), v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_shapes {
+    //! Proptest dimensions shared by the GEMM kernels' tests.
+    use super::{KC_MAX, MC_MAX_STRIPS};
+    use proptest::prelude::*;
+
+    /// Row / column counts: around the register tiles (4, 8, 12, 16), the small-`m` cut-off,
+    /// primes, and just above the most strips a task takes (`MC_MAX_STRIPS` × 12 rows).
+    pub(crate) fn dim_mn() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            6 => 1usize..=20,
+            1 => Just(23usize),
+            1 => Just(31usize),
+            1 => Just(12 * MC_MAX_STRIPS + 1),
+            1 => Just(131usize),
+        ]
+    }
+
+    /// Inner dimensions: small, prime, and just above one and two k-blocks.
+    pub(crate) fn dim_k() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            4 => 1usize..=20,
+            1 => Just(97usize),
+            1 => Just(KC_MAX + 1),
+            1 => Just(2 * KC_MAX + 3),
+        ]
     }
 }

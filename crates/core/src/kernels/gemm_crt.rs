@@ -447,8 +447,7 @@ pub fn gemm_mod_reference(a: ArrayView2<'_, u32>, b: ArrayView2<'_, u32>, m: u32
 mod ifma {
     //! AVX-512 IFMA kernels. Every entry point takes an [`Ifma`] token, which can only be
     //! created after runtime detection of AVX-512F and AVX-512 IFMA.
-    use super::super::blocking::zmm::{load_row, store_tile};
-    use super::super::blocking::MicroKernel;
+    use super::super::blocking::zmm::{load_row, store_tile, zmm_micro_kernel, MR, NR};
     use std::arch::x86_64::*;
 
     /// Proof that the running CPU supports AVX-512F and AVX-512 IFMA.
@@ -477,21 +476,7 @@ mod ifma {
         super::add_row_products(acc, a, b);
     }
 
-    /// Register tile: 12 rows × 16 columns (24 zmm accumulators).
-    const MR: usize = 12;
-    const NR: usize = 16;
-
-    impl MicroKernel<MR, NR> for Ifma {
-        fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
-            if cols <= NR / 2 {
-                // SAFETY: `self` exists only if AVX-512F and AVX-512 IFMA were detected at runtime.
-                unsafe { tile_ifma::<1>(a, b, out) }
-            } else {
-                // SAFETY: `self` exists only if AVX-512F and AVX-512 IFMA were detected at runtime.
-                unsafe { tile_ifma::<2>(a, b, out) }
-            }
-        }
-    }
+    zmm_micro_kernel!(Ifma, tile_ifma);
 
     /// The `MR × 8V` micro-kernel: `V` = 2 for a full tile, 1 when at most 8 columns are needed
     /// (the rest of `out` is left untouched). Per k step: `V` loads of `b`, then per row one
@@ -515,6 +500,7 @@ mod ifma {
 
 #[cfg(test)]
 mod tests {
+    use super::super::blocking::test_shapes::{dim_k, dim_mn};
     use super::super::blocking::{KC_MAX, MC_MAX_STRIPS, NC_MAX_PANELS};
     use super::*;
     use proptest::prelude::*;
@@ -579,27 +565,6 @@ mod tests {
     /// group allows.
     fn moduli() -> impl Strategy<Value = Vec<u32>> {
         prop::sample::select(vec![vec![1201u32, 1433, 1217], vec![2097143, 2097091], vec![(1 << 26) - 1]])
-    }
-
-    /// Row / column counts: around the register tiles (4, 8, 12, 16), the small-`m` cut-off,
-    /// primes, and just above the most strips a task takes.
-    fn dim_mn() -> impl Strategy<Value = usize> {
-        prop_oneof![
-            6 => 1usize..=20,
-            1 => Just(23usize),
-            1 => Just(12 * MC_MAX_STRIPS + 1),
-            1 => Just(131usize),
-        ]
-    }
-
-    /// Inner dimensions: small, prime, and just above one and two k-blocks.
-    fn dim_k() -> impl Strategy<Value = usize> {
-        prop_oneof![
-            4 => 1usize..=20,
-            1 => Just(97usize),
-            1 => Just(KC_MAX + 1),
-            1 => Just(2 * KC_MAX + 3),
-        ]
     }
 
     proptest! {

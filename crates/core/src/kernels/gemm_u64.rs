@@ -231,8 +231,8 @@ mod portable {
 mod avx512 {
     //! AVX-512F/DQ kernels. Every entry point takes an [`Avx512`] token, which can only be
     //! created after runtime detection of both features.
-    use super::super::blocking::zmm::{load8, load_row, store8, store_tile};
-    use super::super::blocking::{Corrections, MicroKernel};
+    use super::super::blocking::zmm::{load8, load_row, store8, store_tile, zmm_micro_kernel, MR, NR};
+    use super::super::blocking::Corrections;
     use super::winograd_corrections;
     use ndarray::ArrayView2;
     use std::arch::x86_64::*;
@@ -277,21 +277,7 @@ mod avx512 {
         }
     }
 
-    /// Register tile: 12 rows × 16 columns (24 zmm accumulators).
-    const MR: usize = 12;
-    const NR: usize = 16;
-
-    impl MicroKernel<MR, NR> for Avx512 {
-        fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
-            if cols <= NR / 2 {
-                // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
-                unsafe { tile_avx512::<1>(a, b, out) }
-            } else {
-                // SAFETY: `self` exists only if AVX-512F and AVX-512DQ were detected at runtime.
-                unsafe { tile_avx512::<2>(a, b, out) }
-            }
-        }
-    }
+    zmm_micro_kernel!(Avx512, tile_avx512);
 
     /// The `MR × 8V` Winograd micro-kernel: `V` = 2 for a full tile, 1 when at most 8
     /// columns are needed (the rest of `out` is left untouched). Per pair of k steps: `2V`
@@ -420,6 +406,7 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::blocking::test_shapes::{dim_k, dim_mn};
     use super::super::blocking::{KC_MAX, MC_MAX_STRIPS, NC_MAX_PANELS};
     use super::*;
     use ndarray::s;
@@ -452,29 +439,6 @@ mod tests {
         for isa in all_isas() {
             assert_eq!(gemm_with(a, b, isa), expected, "{:?}·{:?}", a.dim(), b.dim());
         }
-    }
-
-    /// Row / column counts: around the register tiles (4, 8, 12, 16), the small-`m` cut-off,
-    /// primes, and just above the most strips a task takes (`MC_MAX_STRIPS` × 12 rows).
-    /// Column counts above a whole task (`NC_MAX_PANELS` × 16) are in `just_above_task_sizes`.
-    fn dim_mn() -> impl Strategy<Value = usize> {
-        prop_oneof![
-            6 => 1usize..=20,
-            1 => Just(23usize),
-            1 => Just(31usize),
-            1 => Just(12 * MC_MAX_STRIPS + 1),
-            1 => Just(131usize),
-        ]
-    }
-
-    /// Inner dimensions: small, prime, and just above one and two k-blocks.
-    fn dim_k() -> impl Strategy<Value = usize> {
-        prop_oneof![
-            4 => 1usize..=20,
-            1 => Just(97usize),
-            1 => Just(KC_MAX + 1),
-            1 => Just(2 * KC_MAX + 3),
-        ]
     }
 
     proptest! {
