@@ -79,8 +79,13 @@ pub fn truncation<R: ProtocolRing>(n: u64) -> Cost {
     R::truncation_cost(n)
 }
 
-/// Polynomial evaluation on n elements (see [`crate::polynomial`]).
+/// Polynomial evaluation on n elements as ring `R` does it ([`ProtocolRing::polynomial_cost`]).
 pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
+    R::polynomial_cost(p, n)
+}
+
+/// The power tree of [`crate::polynomial`] in ring `R` itself, on n elements.
+pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
     let needed = needed_powers(p.coeffs);
     let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
     let mut cost = Cost::default();

@@ -21,6 +21,7 @@ pub mod comparison;
 pub mod costs;
 pub mod dealer;
 pub mod error;
+pub mod lift;
 pub mod linear;
 pub mod polynomial;
 pub mod runtime;

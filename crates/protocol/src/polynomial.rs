@@ -16,10 +16,17 @@
 //! powers (open x - r once, expand (c + r)^i) would need shares of r^i at scale 2^(i·f), which
 //! leaves the fixed-point range of Z64 from i = 3 on.
 //!
-//! Rounds per server: 2 per level + 1 (final truncation) for Z64 and CRT; Z128 truncates
-//! locally, so 1 per level. Bytes per server: for each level with m products of n elements,
-//! 2·m·n·B (both operands opened; n·B for a lone square) plus the truncation's m·n·B (Z64,
-//! CRT); the final truncation n·B.
+//! Rounds per server: the power tree takes 2 per level + 1 (final truncation) in rings whose
+//! truncation takes a round (Z64, CRT) and 1 per level in Z128, which truncates locally. Z64
+//! tensors of at most [`crate::truncation::LIFT_MAX_ELEMENTS`] elements are lifted to Z128 first
+//! ([`crate::lift`], one round, exact), the tree runs there, and each server keeps the low 64
+//! bits of its result (local): 1 + levels rounds instead of 2·levels + 1 (the sigmoid: 5 instead
+//! of 9). The error bound is unchanged: the fractional bits are the same, and Z128's local
+//! truncation also errs by at most one ulp (it fails with probability below 2^(k+1-128) for
+//! values below 2^k, and k <= 62 here). Bytes per server of the tree: for each level with m
+//! products of n elements, 2·m·n·B (both operands opened; n·B for a lone square) plus the
+//! truncation's m·n·B (Z64, CRT); the final truncation n·B (Z64, CRT). A lifted Z64 tensor
+//! has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
 //!
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
@@ -177,63 +184,73 @@ fn add_term<R: ProtocolRing>(
 }
 
 impl Session {
-    /// p(x) on shares (see the module docs for the method, rounds and traffic).
+    /// p(x) on shares, as the ring evaluates it ([`ProtocolRing::polynomial`]; see the module
+    /// docs for the method, rounds and traffic).
     pub fn polynomial<R: ProtocolRing>(
         &mut self,
         x: &PrivateTensor<R>,
         p: &Polynomial,
         fp: FixedPoint<R>,
     ) -> Result<PrivateTensor<R>> {
-        self.op("polynomial", |s| {
-            // Products of scaled powers are truncated by f + s (see the module docs).
-            let shift = fp.frac_bits() + p.scale_bits;
-            let n = x.len();
-            let needed = needed_powers(p.coeffs);
-            let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
-            // The powers that a later level still multiplies; every power's term joins the sum
-            // as soon as the power exists, so at most two levels of powers are alive at once.
-            let mut powers: BTreeMap<usize, Cow<'_, PrivateTensor<R>>> = BTreeMap::from([(1, Cow::Borrowed(x))]);
-            let mut acc = add_term(s, None, x, p, 1, fp)?;
-            for level in 1..=top {
-                let at_level = powers_at_level(&needed, level);
-                let mut computed = Vec::with_capacity(at_level.len());
-                if let [i] = at_level[..] {
-                    // One product: no concatenation, and a square needs one opening.
-                    let (a, b) = power_split(i);
-                    let product = if is_lone_square(&at_level) {
-                        s.square(&powers[&a])?
-                    } else {
-                        s.mul(powers[&a].as_ref(), powers[&b].as_ref())?
-                    };
-                    computed.push((i, s.truncate(&product, shift)?));
+        self.op("polynomial", |s| R::polynomial(s, x, p, fp))
+    }
+
+    /// p(x) by the power tree in ring `R` itself (the module docs).
+    pub fn power_tree<R: ProtocolRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        p: &Polynomial,
+        fp: FixedPoint<R>,
+    ) -> Result<PrivateTensor<R>> {
+        let s = self;
+        // Products of scaled powers are truncated by f + s (see the module docs).
+        let shift = fp.frac_bits() + p.scale_bits;
+        let n = x.len();
+        let needed = needed_powers(p.coeffs);
+        let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+        // The powers that a later level still multiplies; every power's term joins the sum
+        // as soon as the power exists, so at most two levels of powers are alive at once.
+        let mut powers: BTreeMap<usize, Cow<'_, PrivateTensor<R>>> = BTreeMap::from([(1, Cow::Borrowed(x))]);
+        let mut acc = add_term(s, None, x, p, 1, fp)?;
+        for level in 1..=top {
+            let at_level = powers_at_level(&needed, level);
+            let mut computed = Vec::with_capacity(at_level.len());
+            if let [i] = at_level[..] {
+                // One product: no concatenation, and a square needs one opening.
+                let (a, b) = power_split(i);
+                let product = if is_lone_square(&at_level) {
+                    s.square(&powers[&a])?
                 } else {
-                    let flat = |s: &Session, j: usize| s.reshape(&powers[&j], &[n]);
-                    let lhs = at_level.iter().map(|&i| flat(s, power_split(i).0)).collect::<Result<Vec<_>>>()?;
-                    let rhs = at_level.iter().map(|&i| flat(s, power_split(i).1)).collect::<Result<Vec<_>>>()?;
-                    let (lhs, rhs) =
-                        (s.concat(&lhs.iter().collect::<Vec<_>>())?, s.concat(&rhs.iter().collect::<Vec<_>>())?);
-                    let product = s.mul(&lhs, &rhs)?;
-                    let product = s.truncate(&product, shift)?;
-                    for (k, &i) in at_level.iter().enumerate() {
-                        let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
-                        computed.push((i, s.reshape(&part, x.shape())?));
-                    }
+                    s.mul(powers[&a].as_ref(), powers[&b].as_ref())?
+                };
+                computed.push((i, s.truncate(&product, shift)?));
+            } else {
+                let flat = |s: &Session, j: usize| s.reshape(&powers[&j], &[n]);
+                let lhs = at_level.iter().map(|&i| flat(s, power_split(i).0)).collect::<Result<Vec<_>>>()?;
+                let rhs = at_level.iter().map(|&i| flat(s, power_split(i).1)).collect::<Result<Vec<_>>>()?;
+                let (lhs, rhs) =
+                    (s.concat(&lhs.iter().collect::<Vec<_>>())?, s.concat(&rhs.iter().collect::<Vec<_>>())?);
+                let product = s.mul(&lhs, &rhs)?;
+                let product = s.truncate(&product, shift)?;
+                for (k, &i) in at_level.iter().enumerate() {
+                    let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
+                    computed.push((i, s.reshape(&part, x.shape())?));
                 }
-                for (i, u) in computed {
-                    acc = add_term(s, acc, &u, p, i, fp)?;
-                    powers.insert(i, Cow::Owned(u));
-                }
-                powers.retain(|&j, _| {
-                    needed.iter().any(|&i| power_level(i) > level && [power_split(i).0, power_split(i).1].contains(&j))
-                });
             }
-            let sum = match acc {
-                Some(a) => s.truncate(&a, shift)?,
-                None => s.mul_scalar(x, 0),
-            };
-            let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
-            Ok(s.add_scalar(&sum, constant))
-        })
+            for (i, u) in computed {
+                acc = add_term(s, acc, &u, p, i, fp)?;
+                powers.insert(i, Cow::Owned(u));
+            }
+            powers.retain(|&j, _| {
+                needed.iter().any(|&i| power_level(i) > level && [power_split(i).0, power_split(i).1].contains(&j))
+            });
+        }
+        let sum = match acc {
+            Some(a) => s.truncate(&a, shift)?,
+            None => s.mul_scalar(x, 0),
+        };
+        let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
+        Ok(s.add_scalar(&sum, constant))
     }
 
     /// The polynomial sigmoid [`SIGMOID`].

@@ -161,12 +161,15 @@ fn z128_local_truncation_never_fails_over_a_million_draws() {
     assert_eq!(failures, 0);
 }
 
-fn sigmoid_within_bound<R: ProtocolRing>(values: &[f64]) {
+/// The sigmoid as the ring evaluates it (Z64: lifted to Z128 at these sizes) or, with
+/// `in_ring`, by the power tree in the ring itself (what large Z64 tensors use).
+fn sigmoid_within_bound<R: ProtocolRing>(values: &[f64], in_ring: bool) {
     let fp = FixedPoint::<R>::default_for_ring();
     let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view()).unwrap();
     let out = run(3, |s| {
         let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
-        Ok(share(&s.sigmoid(&px, fp)?))
+        let y = if in_ring { s.power_tree(&px, &SIGMOID, fp)? } else { s.sigmoid(&px, fp)? };
+        Ok(share(&y))
     });
     let got = fp.decode(&reconstruct(&out));
     let bound = SIGMOID.error_bound(fp.ulp());
@@ -180,8 +183,53 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
     fn sigmoid_polynomial_matches_plaintext(values in prop::collection::vec(-8.0f64..8.0, 1..64)) {
-        sigmoid_within_bound::<Z64>(&values);
-        sigmoid_within_bound::<Z128>(&values);
-        sigmoid_within_bound::<Int100>(&values);
+        sigmoid_within_bound::<Z64>(&values, false);
+        sigmoid_within_bound::<Z64>(&values, true);
+        sigmoid_within_bound::<Z128>(&values, false);
+        sigmoid_within_bound::<Int100>(&values, false);
     }
+}
+
+/// Lifting Z64 shares to Z128 is exact for every |x| < 2^62, and narrowing takes any Z128 value
+/// back to its residue mod 2^64.
+fn lift_and_narrow_are_exact(seed: u64, values: &[i128]) {
+    let n = values.len();
+    let x = <Z64 as Ring>::Tensor::from_signed(ArrayD::from_shape_vec(IxDyn(&[n]), values.to_vec()).unwrap().view());
+    let out = run(seed, |s| {
+        let px = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &x), &[n])?;
+        let wide = s.lift_to_z128(&px)?;
+        Ok((share(&wide), share(&s.narrow_to_z64(&wide))))
+    });
+    let wide = reconstruct(&out.clone().map(|o| o.0)).to_signed();
+    let narrow = reconstruct(&out.map(|o| o.1)).to_signed();
+    for ((v, w), m) in values.iter().zip(wide.iter()).zip(narrow.iter()) {
+        assert_eq!(w, v, "lift_to_z128({v})");
+        assert_eq!(m, v, "narrow_to_z64(lift_to_z128({v}))");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn lift_to_z128_is_exact(seed in any::<u64>(), values in prop::collection::vec(-(1i128 << 62) + 1..(1i128 << 62), 1..50)) {
+        lift_and_narrow_are_exact(seed, &values);
+    }
+}
+
+#[test]
+fn lift_to_z128_at_the_edges_of_the_range() {
+    let max = (1i128 << 62) - 1;
+    lift_and_narrow_are_exact(9, &[0, 1, -1, max, -max, max - 1, -max + 1, 1 << 40, -(1 << 40)]);
+}
+
+#[test]
+fn narrowing_keeps_the_residue_mod_2_64() {
+    let x = random::<Z128>(4, &[257]);
+    let out = run(8, |s| {
+        let px = s.share_input::<Z128>(Role::Server1, owned(s, Role::Server1, &x), &[257])?;
+        Ok(share(&s.narrow_to_z64(&px)))
+    });
+    let got = reconstruct(&out);
+    let want = x.array().mapv(|v| v as u64);
+    assert_eq!(got.array(), &want);
 }

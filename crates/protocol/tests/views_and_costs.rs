@@ -164,6 +164,25 @@ fn costs_match_formulas<R: ProtocolRing>() {
 }
 
 #[test]
+fn lift_traffic_equals_the_formula() {
+    let e = 49;
+    assert_cost("lift", measure::<Z64>(7, |s, x, _| s.lift_to_z128(x).map(drop)), pond_protocol::lift::lift_cost(e));
+}
+
+/// Above the lift's cut-off a Z64 polynomial stays in Z64; its traffic still follows the formula.
+#[test]
+fn large_z64_polynomials_follow_their_formula() {
+    let n = 65; // 4225 elements, above LIFT_MAX_ELEMENTS
+    assert!(n * n > pond_protocol::truncation::LIFT_MAX_ELEMENTS);
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    let cost = costs::polynomial::<Z64>(&SIGMOID, (n * n) as u64);
+    assert_eq!(cost.rounds, 9, "the Z64 power tree of the sigmoid: 2 per level + 1");
+    assert_cost("large sigmoid", measure::<Z64>(n, |s, x, _| s.sigmoid(x, fp).map(drop)), cost);
+    let small = costs::polynomial::<Z64>(&SIGMOID, 49);
+    assert_eq!(small.rounds, 5, "a lifted sigmoid: one round to lift, then one per level");
+}
+
+#[test]
 fn measured_traffic_equals_the_formulas() {
     costs_match_formulas::<Z64>();
     costs_match_formulas::<Z128>();
