@@ -59,6 +59,12 @@ pub trait ProtocolRing: Ring {
 /// to 1010 ms. Over a network, where a round costs a round trip, the cut-off would be higher.
 pub const LIFT_MAX_ELEMENTS: usize = 4096;
 
+/// Whether a Z64 polynomial of n elements runs in Z128 (the one place that decides, for the
+/// protocol and its cost formula alike).
+fn runs_lifted(n: usize) -> bool {
+    n <= LIFT_MAX_ELEMENTS
+}
+
 fn into_tensors<T>(dealt: Dealt<T>) -> Vec<T> {
     dealt.into_iter().map(Held::into_tensor).collect()
 }
@@ -77,7 +83,7 @@ impl ProtocolRing for Z64 {
         p: &Polynomial,
         fp: FixedPoint<Z64>,
     ) -> Result<PrivateTensor<Z64>> {
-        if x.len() > LIFT_MAX_ELEMENTS {
+        if !runs_lifted(x.len()) {
             return s.power_tree(x, p, fp);
         }
         let wide = FixedPoint::<Z128>::new(fp.frac_bits(), fp.int_bits())?;
@@ -87,7 +93,7 @@ impl ProtocolRing for Z64 {
     }
 
     fn polynomial_cost(p: &Polynomial, n: u64) -> Cost {
-        if n > LIFT_MAX_ELEMENTS as u64 {
+        if !runs_lifted(n as usize) {
             return crate::costs::power_tree::<Z64>(p, n);
         }
         crate::lift::lift_cost(n) + crate::costs::power_tree::<Z128>(p, n)

@@ -94,7 +94,6 @@ fn input<R: Ring>(s: &mut Session, value: &R::Tensor) -> Result<PrivateTensor<R>
 }
 
 /// One line of `pond bench protocol` from a measurement `(ms, online_ms, bytes, rounds)`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn row<R: ProtocolRing>(
     name: &'static str,
     shape: Vec<Vec<usize>>,
