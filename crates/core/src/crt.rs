@@ -678,15 +678,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
                 reason: "axis out of bounds".into(),
             });
         }
-        Ok(self.map_planes(|p, m| {
-            let mut shape = p.shape().to_vec();
-            shape.remove(axis);
-            let mut acc = ArrayD::<u32>::zeros(IxDyn(&shape));
-            for lane in p.axis_iter(Axis(axis)) {
-                ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = m.add(*s, x));
-            }
-            acc
-        }))
+        Ok(self.map_planes(|p, m| layout::sum_axis(p, axis, |a, b| m.add(a, b))))
     }
     fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
         let moduli = Modulus::all::<M>();

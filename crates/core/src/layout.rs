@@ -90,6 +90,30 @@ pub fn broadcast_to<T: Clone + Default>(a: &ArrayD<T>, shape: &[usize]) -> Resul
         .ok_or_else(|| invalid("broadcast_to", shape, a.shape(), "shapes are not broadcast-compatible"))
 }
 
+/// Sums `a` over `axis` with `add` (the axis is removed), in one pass over contiguous rows and
+/// with one allocation, whatever the shape (an empty axis sums to `T::default()`, the zero of
+/// every ring word); `axis` must be below `a.ndim()` (checked by callers).
+pub fn sum_axis<T: Copy + Default>(a: &ArrayD<T>, axis: usize, add: impl Fn(T, T) -> T) -> ArrayD<T> {
+    let shape = a.shape();
+    let (outer, len) = (shape[..axis].iter().product::<usize>(), shape[axis]);
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut out_shape = shape.to_vec();
+    out_shape.remove(axis);
+    let mut out = ArrayD::<T>::default(IxDyn(&out_shape));
+    let a = a.as_standard_layout();
+    let src = a.as_slice().expect("standard layout is contiguous");
+    let dst = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
+    if inner == 0 || len == 0 {
+        return out;
+    }
+    for (o, block) in dst.chunks_exact_mut(inner).zip(src.chunks_exact(len * inner).take(outer)) {
+        for row in block.chunks_exact(inner) {
+            o.iter_mut().zip(row).for_each(|(s, &x)| *s = add(*s, x));
+        }
+    }
+    out
+}
+
 /// Sums of the non-overlapping `window`s (kh, kw) of the last two axes, which they must divide:
 /// [.., H, W] -> [.., H/kh, W/kw], with the ring's sum `add` (average pooling's window sums
 /// without a patch matrix). Each output row is accumulated from its kh input rows in order;
@@ -135,4 +159,23 @@ pub fn window_sum<T: Copy + Default + Send + Sync>(
         dst.chunks_mut(pooled).zip(src.chunks(image)).for_each(sum_image);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sum_axis_matches_ndarray_on_every_axis_and_layout() {
+        let a = ArrayD::from_shape_fn(IxDyn(&[3, 4, 5]), |i| (i[0] * 100 + i[1] * 10 + i[2]) as i64);
+        let transposed = a.clone().permuted_axes(IxDyn(&[2, 0, 1]));
+        for x in [a, transposed] {
+            for axis in 0..3 {
+                assert_eq!(sum_axis(&x, axis, |p, q| p + q), x.sum_axis(Axis(axis)), "axis {axis}");
+            }
+        }
+        let empty = ArrayD::<i64>::zeros(IxDyn(&[2, 0, 3]));
+        assert_eq!(sum_axis(&empty, 1, |p, q| p + q), ArrayD::zeros(IxDyn(&[2, 3])));
+        assert_eq!(sum_axis(&empty, 0, |p, q| p + q), ArrayD::zeros(IxDyn(&[0, 3])));
+    }
 }

@@ -7,7 +7,7 @@ use crate::layout;
 use crate::parallel::{map, zip3_assign, zip_assign, zip_map, PARALLEL_MIN_ELEMENTS};
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, PowerOfTwoTensor, Ring, RingTensor};
-use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayViewD, Ix2, IxDyn};
 use num_bigint::BigUint;
 use rayon::prelude::*;
 use std::fmt::Debug;
@@ -284,13 +284,7 @@ impl<W: Word> RingTensor for ZTensor<W> {
                 reason: "axis out of bounds".into(),
             });
         }
-        let mut shape = self.shape().to_vec();
-        shape.remove(axis);
-        let mut acc = ArrayD::<W>::default(IxDyn(&shape));
-        for lane in self.data.axis_iter(Axis(axis)) {
-            ndarray::Zip::from(&mut acc).and(&lane).for_each(|s, &x| *s = s.wadd(x));
-        }
-        Ok(ZTensor { data: acc })
+        Ok(ZTensor { data: layout::sum_axis(&self.data, axis, W::wadd) })
     }
     fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
         Ok(ZTensor { data: layout::window_sum(&self.data, window, |a, b| a.wadd(b))? })

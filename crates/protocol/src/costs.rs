@@ -6,7 +6,7 @@
 //! rounds of its own: its messages are produced ahead of the servers' need.
 
 use crate::dealer::Bilinear;
-use crate::polynomial::{is_lone_square, needed_powers, power_level, powers_at_level, Polynomial};
+use crate::polynomial::{fresh_factors, needed_powers, power_level, power_split, powers_at_level, Polynomial};
 use crate::transport::Role;
 use crate::truncation::ProtocolRing;
 use pond_core::{Ring, RingTensor};
@@ -89,16 +89,16 @@ pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
     let needed = needed_powers(p.coeffs);
     let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
     let mut cost = Cost::default();
+    let mut masked = std::collections::BTreeMap::new();
     for level in 1..=top {
-        let at_level = powers_at_level(&needed, level);
-        let m = at_level.len() as u64;
-        let shape = [(m * n) as usize];
-        let products = if is_lone_square(&at_level) {
-            square::<R>(n)
-        } else {
-            product::<R>(Bilinear::Mul, &shape, false, &shape, false)
-        };
-        cost = cost + products + truncation::<R>(m * n);
+        let splits: Vec<(usize, usize)> = powers_at_level(&needed, level).into_iter().map(power_split).collect();
+        let fresh = fresh_factors(&splits, &masked);
+        if !fresh.is_empty() {
+            cost = cost + open::<R>(fresh.len() as u64 * n);
+        }
+        masked.extend(fresh.into_iter().map(|j| (j, ())));
+        let shape = [splits.len() * n as usize];
+        cost = cost + product::<R>(Bilinear::Mul, &shape, true, &shape, true) + truncation::<R>(shape[0] as u64);
     }
     if p.coeffs.iter().skip(1).any(|&c| c != 0.0) {
         cost = cost + truncation::<R>(n);

@@ -4,10 +4,13 @@
 //! interval |t| <= 1. It is evaluated on the scaled powers u_i = S·t^i = x^i / S^(i-1), which
 //! stay in [-S, S]: u_1 = x needs no scaling step, and u_(a+b) = u_a·u_b / S, so every product
 //! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with a the
-//! largest power of two below i, so u_i is ready after ceil(log2 i) levels; all products of one
-//! level are batched into one Beaver multiplication and one truncation. A level whose only
-//! product is a square (u_2a = u_a·u_a, as in every level of the ReLU's x, x^2, x^4) is a Beaver
-//! square instead: one mask and one opening. The terms (c_i / S)·u_i
+//! largest power of two below i, so u_i is ready after ceil(log2 i) levels. Each power is masked
+//! once, Pond-style ([`crate::MaskedTensor`]), when a level first needs it as a factor: a level
+//! opens the factors it is the first to use (one round, all of them in one opening), then all its
+//! products are one Beaver multiplication of masked operands (cp's correction only, no opening)
+//! and one truncation. So each power is opened once however often it is a factor (the sigmoid's
+//! u_4 is a factor of u_5, u_7 and u_8), and cp deals one mask per power instead of two per
+//! product. The terms (c_i / S)·u_i
 //! take c_i encoded at scale 2^f, which is c_i / S at scale 2^(f+s); their sum, at scale
 //! 2^(2f+s), is truncated once by f + s.
 //!
@@ -24,19 +27,20 @@
 //! of 9). The error bound is unchanged: the fractional bits are the same, and Z128's local
 //! truncation also errs by at most one ulp (it fails with probability below 2^(k+1-128) for
 //! values below 2^k, and k <= 62 here). Bytes per server of the tree: for each level with m
-//! products of n elements, 2·m·n·B (both operands opened; n·B for a lone square) plus the
-//! truncation's m·n·B (Z64, CRT); the final truncation n·B (Z64, CRT). A lifted Z64 tensor
-//! has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
+//! products of n elements whose factors include k powers not opened before, k·n·B plus the
+//! truncation's m·n·B (Z64, CRT); cp sends m·n·B per level; the final truncation n·B (Z64,
+//! CRT). A lifted Z64 tensor has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
+//! The sigmoid (powers 1, 2, 3, 4, 5, 7, 8, 9) opens 5·n elements per server, where opening
+//! both factors of every product would open 13·n.
 //!
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
 
 use crate::error::Result;
 use crate::session::Session;
-use crate::tensors::PrivateTensor;
+use crate::tensors::{MaskedTensor, PrivateTensor};
 use crate::truncation::ProtocolRing;
 use pond_core::FixedPoint;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A polynomial approximation in t = x / 2^`scale_bits`, valid on `interval`.
@@ -135,11 +139,6 @@ pub fn powers_at_level(needed: &[usize], level: u32) -> Vec<usize> {
     needed.iter().copied().filter(|&i| power_level(i) == level).collect()
 }
 
-/// True if `at_level` is a single square u_2a = u_a·u_a, evaluated by a Beaver square.
-pub fn is_lone_square(at_level: &[usize]) -> bool {
-    matches!(at_level, [i] if { let (a, b) = power_split(*i); a == b })
-}
-
 /// Every power the coefficients need, with the powers their computation needs.
 pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
     let mut needed: std::collections::BTreeSet<usize> =
@@ -183,6 +182,19 @@ fn add_term<R: ProtocolRing>(
     }))
 }
 
+/// Whether power j is a factor of power i's product (i = a + b, [`power_split`]).
+fn is_factor(j: usize, i: usize) -> bool {
+    let (a, b) = power_split(i);
+    i > 1 && (j == a || j == b)
+}
+
+/// The factors of a level's products that are not masked yet, in order, each once: the level
+/// masks them in one opening, and every later product reuses the masks.
+pub fn fresh_factors<T>(splits: &[(usize, usize)], masked: &BTreeMap<usize, T>) -> Vec<usize> {
+    let factors: std::collections::BTreeSet<usize> = splits.iter().flat_map(|&(a, b)| [a, b]).collect();
+    factors.into_iter().filter(|j| !masked.contains_key(j)).collect()
+}
+
 impl Session {
     /// p(x) on shares, as the ring evaluates it ([`ProtocolRing::polynomial`]; see the module
     /// docs for the method, rounds and traffic).
@@ -203,54 +215,46 @@ impl Session {
         fp: FixedPoint<R>,
     ) -> Result<PrivateTensor<R>> {
         let s = self;
-        // Products of scaled powers are truncated by f + s (see the module docs).
         let shift = fp.frac_bits() + p.scale_bits;
         let n = x.len();
         let needed = needed_powers(p.coeffs);
         let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
-        // The powers that a later level still multiplies; every power's term joins the sum
-        // as soon as the power exists, so at most two levels of powers are alive at once.
-        let mut powers: BTreeMap<usize, Cow<'_, PrivateTensor<R>>> = BTreeMap::from([(1, Cow::Borrowed(x))]);
-        let mut acc = add_term(s, None, x, p, 1, fp)?;
+        // Scaled powers as flat [n] tensors, and those already masked (opened once, reused).
+        let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, s.reshape(x, &[n])?)]);
+        let mut masked: BTreeMap<usize, MaskedTensor<R>> = BTreeMap::new();
+        let mut acc = add_term(s, None, &powers[&1], p, 1, fp)?;
         for level in 1..=top {
             let at_level = powers_at_level(&needed, level);
-            let mut computed = Vec::with_capacity(at_level.len());
-            if let [i] = at_level[..] {
-                // One product: no concatenation, and a square needs one opening.
-                let (a, b) = power_split(i);
-                let product = if is_lone_square(&at_level) {
-                    s.square(&powers[&a])?
-                } else {
-                    s.mul(powers[&a].as_ref(), powers[&b].as_ref())?
-                };
-                computed.push((i, s.truncate(&product, shift)?));
-            } else {
-                let flat = |s: &Session, j: usize| s.reshape(&powers[&j], &[n]);
-                let lhs = at_level.iter().map(|&i| flat(s, power_split(i).0)).collect::<Result<Vec<_>>>()?;
-                let rhs = at_level.iter().map(|&i| flat(s, power_split(i).1)).collect::<Result<Vec<_>>>()?;
-                let (lhs, rhs) =
-                    (s.concat(&lhs.iter().collect::<Vec<_>>())?, s.concat(&rhs.iter().collect::<Vec<_>>())?);
-                let product = s.mul(&lhs, &rhs)?;
-                let product = s.truncate(&product, shift)?;
-                for (k, &i) in at_level.iter().enumerate() {
-                    let part = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
-                    computed.push((i, s.reshape(&part, x.shape())?));
+            let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| power_split(i)).collect();
+            let fresh = fresh_factors(&splits, &masked);
+            if !fresh.is_empty() {
+                let joint = s.concat(&fresh.iter().map(|j| &powers[j]).collect::<Vec<_>>())?;
+                let joint = s.mask(&joint)?;
+                for (k, &j) in fresh.iter().enumerate() {
+                    masked.insert(j, joint.slice_rows(k * n..(k + 1) * n)?);
                 }
             }
-            for (i, u) in computed {
+            let side = |pick: fn(&(usize, usize)) -> usize| {
+                MaskedTensor::concat_rows(&splits.iter().map(|f| &masked[&pick(f)]).collect::<Vec<_>>())
+            };
+            let (lhs, rhs) = (side(|f| f.0)?, side(|f| f.1)?);
+            let product = s.mul(&lhs, &rhs)?;
+            let product = s.truncate(&product, shift)?;
+            for (k, &i) in at_level.iter().enumerate() {
+                let u = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
                 acc = add_term(s, acc, &u, p, i, fp)?;
-                powers.insert(i, Cow::Owned(u));
+                powers.insert(i, u);
             }
-            powers.retain(|&j, _| {
-                needed.iter().any(|&i| power_level(i) > level && [power_split(i).0, power_split(i).1].contains(&j))
-            });
+            let later = |j: &usize| needed.iter().any(|&i| power_level(i) > level && is_factor(*j, i));
+            powers.retain(|j, _| later(j));
+            masked.retain(|j, _| later(j));
         }
         let sum = match acc {
             Some(a) => s.truncate(&a, shift)?,
-            None => s.mul_scalar(x, 0),
+            None => s.mul_scalar(&powers[&1], 0),
         };
         let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
-        Ok(s.add_scalar(&sum, constant))
+        s.reshape(&s.add_scalar(&sum, constant), x.shape())
     }
 
     /// The polynomial sigmoid [`SIGMOID`].
