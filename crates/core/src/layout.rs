@@ -79,8 +79,20 @@ pub fn concat<T: Clone>(axis: usize, parts: &[&ArrayD<T>]) -> Result<ArrayD<T>> 
             });
         }
     }
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    ndarray::concatenate(Axis(axis), &views).map_err(|e| invalid("concat", &[axis], first.shape(), e.to_string()))
+    // Row-major: the result is, for each index of the axes before `axis`, every part's block
+    // of that index in turn; one allocation and one slice copy per block.
+    let mut shape = first.shape().to_vec();
+    shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
+    let outer: usize = shape[..axis].iter().product();
+    let parts: Vec<_> = parts.iter().map(|p| p.as_standard_layout()).collect();
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for p in &parts {
+            let block = p.len() / outer;
+            data.extend_from_slice(&p.as_slice().expect("standard layout is contiguous")[o * block..][..block]);
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| invalid("concat", &[axis], first.shape(), e.to_string()))
 }
 
 /// Numpy-style broadcast to `shape`, materialised.
@@ -164,6 +176,24 @@ pub fn window_sum<T: Copy + Default + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concat_matches_ndarray_on_every_axis_and_layout() {
+        let a = ArrayD::from_shape_fn(IxDyn(&[3, 4, 5]), |i| (i[0] * 100 + i[1] * 10 + i[2]) as i64);
+        let b = a.mapv(|v| -v);
+        let transposed = a.clone().permuted_axes(IxDyn(&[1, 0, 2])).as_standard_layout().into_owned();
+        for axis in 0..3 {
+            let views = [a.view(), b.view(), a.view()];
+            assert_eq!(concat(axis, &[&a, &b, &a]).unwrap(), ndarray::concatenate(Axis(axis), &views).unwrap());
+        }
+        // A non-standard layout part (a transposed view, materialised here as the caller's
+        // tensor would be a permuted array).
+        let t = a.clone().permuted_axes(IxDyn(&[1, 0, 2]));
+        assert_eq!(concat(1, &[&t, &t]).unwrap(), concat(1, &[&transposed, &transposed]).unwrap());
+        let empty = ArrayD::<i64>::zeros(IxDyn(&[0, 4, 5]));
+        assert_eq!(concat(1, &[&empty, &empty]).unwrap().shape(), &[0, 8, 5]);
+        assert!(concat(0, &[&a, &t]).is_err());
+    }
 
     #[test]
     fn sum_axis_matches_ndarray_on_every_axis_and_layout() {
