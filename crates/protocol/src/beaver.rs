@@ -8,7 +8,10 @@
 //! so server i computes ci + E ∘ yi + a_i ∘ F from its share yi of y: two local products each,
 //! the same on both servers, with no public term to add. A [`MaskedTensor`] operand already has
 //! its E opened, so only the other operand is opened: a weight masked once costs nothing per
-//! batch.
+//! batch. The mirror form x ∘ y = c + x ∘ F + E ∘ b (ci + xi ∘ F + E ∘ b_i) reads y's mask
+//! share instead of x's; a product reads the larger operand's opened difference and mask share,
+//! never its value share, so a masked training batch used as the left operand of the forward
+//! product and the right operand of the weight gradient is read from the same two arrays.
 //!
 //! Costs (B bytes per element; |x| element count of x): each server sends |x| (if x is not
 //! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round.
@@ -64,6 +67,11 @@ impl<'a, R: ProtocolRing> From<&'a MaskedTensor<R>> for Operand<'a, R> {
 struct Opened<'a, T: Clone> {
     mask: Cow<'a, T>,
     diff: Cow<'a, T>,
+}
+
+/// Elements of a tensor of `shape`.
+fn count(shape: &[usize]) -> usize {
+    shape.iter().product()
 }
 
 impl<'a, R: ProtocolRing> Operand<'a, R> {
@@ -128,11 +136,16 @@ impl Session {
                     }
                 };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
-            let y_share = y.value_share();
-            // Both products accumulate into c in place.
+            // Both products accumulate into c in place, in the form that reads the larger
+            // operand's mask share rather than its value share (see the module docs).
             let mut z = c;
-            op.add_apply(&mut z, &e.diff, y_share)?;
-            op.add_apply(&mut z, &e.mask, &f.diff)?;
+            if count(y.shape()) > count(x.shape()) {
+                op.add_apply(&mut z, x.value_share(), &f.diff)?;
+                op.add_apply(&mut z, &e.diff, &f.mask)?;
+            } else {
+                op.add_apply(&mut z, &e.diff, y.value_share())?;
+                op.add_apply(&mut z, &e.mask, &f.diff)?;
+            }
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
         })
     }
