@@ -97,8 +97,9 @@ pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
             cost = cost + open::<R>(fresh.len() as u64 * n);
         }
         masked.extend(fresh.into_iter().map(|j| (j, ())));
-        let shape = [splits.len() * n as usize];
-        cost = cost + product::<R>(Bilinear::Mul, &shape, true, &shape, true) + truncation::<R>(shape[0] as u64);
+        let m = splits.len() as u64;
+        let each = [n as usize];
+        cost = cost + product::<R>(Bilinear::Mul, &each, true, &each, true) * m + truncation::<R>(m * n);
     }
     if p.coeffs.iter().skip(1).any(|&c| c != 0.0) {
         cost = cost + truncation::<R>(n);

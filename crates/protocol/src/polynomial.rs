@@ -6,11 +6,12 @@
 //! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with a the
 //! largest power of two below i, so u_i is ready after ceil(log2 i) levels. Each power is masked
 //! once, Pond-style ([`crate::MaskedTensor`]), when a level first needs it as a factor: a level
-//! opens the factors it is the first to use (one round, all of them in one opening), then all its
-//! products are one Beaver multiplication of masked operands (cp's correction only, no opening)
-//! and one truncation. So each power is opened once however often it is a factor (the sigmoid's
-//! u_4 is a factor of u_5, u_7 and u_8), and cp deals one mask per power instead of two per
-//! product. The terms (c_i / S)·u_i
+//! opens the factors it is the first to use (one round, [`Session::mask_many`]), then each of its
+//! products is a Beaver multiplication of two masked operands (cp's correction only, no opening,
+//! no copy of the operands), and the level's products are truncated together (one truncation).
+//! So each power is opened once however often it is a factor (the sigmoid's u_4 is a factor of
+//! u_5, u_7 and u_8), and cp deals one mask per power instead of two per product. The terms
+//! (c_i / S)·u_i
 //! take c_i encoded at scale 2^f, which is c_i / S at scale 2^(f+s); their sum, at scale
 //! 2^(2f+s), is truncated once by f + s.
 //!
@@ -195,6 +196,21 @@ pub fn fresh_factors<T>(splits: &[(usize, usize)], masked: &BTreeMap<usize, T>) 
     factors.into_iter().filter(|j| !masked.contains_key(j)).collect()
 }
 
+/// Truncates flat tensors of equal length by `shift` in one truncation (one round where the
+/// ring's truncation takes one): concatenated, truncated, split again.
+fn truncate_together<R: ProtocolRing>(
+    s: &mut Session,
+    mut parts: Vec<PrivateTensor<R>>,
+    shift: u32,
+) -> Result<Vec<PrivateTensor<R>>> {
+    if parts.len() == 1 {
+        return Ok(vec![s.truncate(&parts.remove(0), shift)?]);
+    }
+    let n = parts.first().map_or(0, |p| p.len());
+    let joint = s.truncate(&s.concat(&parts.iter().collect::<Vec<_>>())?, shift)?;
+    (0..parts.len()).map(|k| s.slice_axis(&joint, 0, k * n..(k + 1) * n)).collect()
+}
+
 impl Session {
     /// p(x) on shares, as the ring evaluates it ([`ProtocolRing::polynomial`]; see the module
     /// docs for the method, rounds and traffic).
@@ -228,20 +244,11 @@ impl Session {
             let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| power_split(i)).collect();
             let fresh = fresh_factors(&splits, &masked);
             if !fresh.is_empty() {
-                let joint = s.concat(&fresh.iter().map(|j| &powers[j]).collect::<Vec<_>>())?;
-                let joint = s.mask(&joint)?;
-                for (k, &j) in fresh.iter().enumerate() {
-                    masked.insert(j, joint.slice_rows(k * n..(k + 1) * n)?);
-                }
+                let opened = s.mask_many(&fresh.iter().map(|j| &powers[j]).collect::<Vec<_>>())?;
+                masked.extend(fresh.into_iter().zip(opened));
             }
-            let side = |pick: fn(&(usize, usize)) -> usize| {
-                MaskedTensor::concat_rows(&splits.iter().map(|f| &masked[&pick(f)]).collect::<Vec<_>>())
-            };
-            let (lhs, rhs) = (side(|f| f.0)?, side(|f| f.1)?);
-            let product = s.mul(&lhs, &rhs)?;
-            let product = s.truncate(&product, shift)?;
-            for (k, &i) in at_level.iter().enumerate() {
-                let u = s.slice_axis(&product, 0, k * n..(k + 1) * n)?;
+            let products = splits.iter().map(|(a, b)| s.mul(&masked[a], &masked[b])).collect::<Result<Vec<_>>>()?;
+            for (u, &i) in truncate_together(s, products, shift)?.into_iter().zip(&at_level) {
                 acc = add_term(s, acc, &u, p, i, fp)?;
                 powers.insert(i, u);
             }

@@ -118,14 +118,45 @@ impl Session {
     /// products with x reuse the mask (see [`MaskedTensor`]).
     /// Traffic: n·B bytes per server; 1 round.
     pub fn mask<R: Ring>(&mut self, x: &PrivateTensor<R>) -> Result<MaskedTensor<R>> {
+        let mut masked = self.mask_many(&[x])?;
+        Ok(masked.pop().expect("one masked tensor per input"))
+    }
+
+    /// [`Session::mask`] of several tensors in one round: each gets its own fresh mask, and
+    /// every opening is sent before any is received.
+    /// Traffic: the sum of their n·B bytes per server; 1 round (none for no tensors).
+    pub fn mask_many<R: Ring>(&mut self, xs: &[&PrivateTensor<R>]) -> Result<Vec<MaskedTensor<R>>> {
         self.op("mask", |s| {
-            let tag = s.next_tag();
-            let mask = deal_uniform::<R::Tensor>(s, tag, purpose::LHS_MASK, x.shape())?;
-            let masked = match x.share() {
-                Some(share) => Some(s.open(tag, &share.sub(mask.tensor())?)?),
-                None => None,
+            let tags: Vec<Tag> = xs.iter().map(|_| s.next_tag()).collect();
+            let masks = xs
+                .iter()
+                .zip(&tags)
+                .map(|(x, &tag)| deal_uniform::<R::Tensor>(s, tag, purpose::LHS_MASK, x.shape()))
+                .collect::<Result<Vec<_>>>()?;
+            let shares: Option<Vec<&R::Tensor>> = xs.iter().map(|x| x.share()).collect();
+            let Some(shares) = shares else {
+                return Ok(xs
+                    .iter()
+                    .zip(masks)
+                    .map(|(x, mask)| MaskedTensor { value: (*x).clone(), mask, masked: None })
+                    .collect());
             };
-            Ok(MaskedTensor { value: x.clone(), mask, masked })
+            let peer = s.peer_server("mask")?;
+            let mut diffs = Vec::with_capacity(xs.len());
+            for ((share, mask), &tag) in shares.iter().zip(&masks).zip(&tags) {
+                let diff = share.sub(mask.tensor())?;
+                s.send_tensor(peer, tag, &diff)?;
+                diffs.push(diff);
+            }
+            for (diff, &tag) in diffs.iter_mut().zip(&tags) {
+                s.recv_into(peer, tag, diff)?;
+            }
+            Ok(xs
+                .iter()
+                .zip(masks)
+                .zip(diffs)
+                .map(|((x, mask), diff)| MaskedTensor { value: (*x).clone(), mask, masked: Some(diff) })
+                .collect())
         })
     }
 }

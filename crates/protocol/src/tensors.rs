@@ -7,7 +7,6 @@
 //! | [`MaskedTensor`] | a share of x, a share of its mask a, and the opened x - a | the mask a |
 
 use pond_core::{Ring, RingTensor};
-use std::ops::Range;
 
 /// A tensor every server knows in the clear.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,56 +113,5 @@ impl<R: Ring> MaskedTensor<R> {
     /// The public shape.
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
-    }
-
-    /// Rows `range` (of axis 0): value, mask and opened difference sliced alike, so the result
-    /// is again a masked tensor ((x - a)[range] = x[range] - a[range]) and reuses the mask.
-    pub fn slice_rows(&self, range: Range<usize>) -> pond_core::Result<Self> {
-        let slice = |t: &R::Tensor| t.slice_axis(0, range.clone());
-        let mut shape = self.shape().to_vec();
-        match shape.first_mut() {
-            Some(rows) if range.start <= range.end && range.end <= *rows => *rows = range.len(),
-            _ => {
-                return Err(pond_core::CoreError::InvalidShape {
-                    op: "slice_rows",
-                    shape: vec![range.start, range.end],
-                    tensor: shape,
-                    reason: "row range out of bounds".into(),
-                })
-            }
-        }
-        Ok(MaskedTensor {
-            value: PrivateTensor::from_share(&shape, self.value.share().map(slice).transpose()?),
-            mask: match &self.mask {
-                Held::Share(t) => Held::Share(slice(t)?),
-                Held::Whole(t) => Held::Whole(slice(t)?),
-            },
-            masked: self.masked.as_ref().map(slice).transpose()?,
-        })
-    }
-
-    /// `parts` end to end along axis 0, each part's value, mask and opened difference alike:
-    /// again a masked tensor, reusing the parts' masks. All parts come from one party, so they
-    /// hold the same forms (shares on servers, the whole mask on cp).
-    pub fn concat_rows(parts: &[&Self]) -> pond_core::Result<Self> {
-        if let [one] = parts {
-            return Ok((*one).clone());
-        }
-        let joined = |ts: Vec<&R::Tensor>| R::Tensor::concat(0, &ts);
-        let values: Option<Vec<&R::Tensor>> = parts.iter().map(|p| p.value.share()).collect();
-        let masked: Option<Vec<&R::Tensor>> = parts.iter().map(|p| p.masked.as_ref()).collect();
-        let mask = joined(parts.iter().map(|p| p.mask.tensor()).collect())?;
-        let mut shape = parts.first().map(|p| p.shape().to_vec()).unwrap_or_default();
-        if let Some(rows) = shape.first_mut() {
-            *rows = parts.iter().map(|p| p.shape()[0]).sum();
-        }
-        Ok(MaskedTensor {
-            value: PrivateTensor::from_share(&shape, values.map(joined).transpose()?),
-            mask: match parts.first().map(|p| &p.mask) {
-                Some(Held::Whole(_)) => Held::Whole(mask),
-                _ => Held::Share(mask),
-            },
-            masked: masked.map(joined).transpose()?,
-        })
     }
 }
