@@ -1,4 +1,9 @@
 //! Elementwise loops that go parallel (rayon) only when the tensor is large enough to pay for it.
+//!
+//! Below that size, operands that are all contiguous in standard layout (nearly every tensor
+//! pond makes) are looped over as slices: ndarray's `Zip` on dynamic-rank arrays spends about
+//! as long on its layout checks as on a hundred elements of work, and protocol steps on small
+//! tensors (a logistic-regression batch's 100 logits) are made of such loops.
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 
@@ -12,12 +17,22 @@ where
     B: Copy + Send + Sync,
     C: Send,
 {
+    if a.len() < PARALLEL_MIN_ELEMENTS {
+        if let (Some(xs), Some(ys)) = (a.as_slice(), b.as_slice()) {
+            return from_vec(&a, xs.iter().zip(ys).map(|(&x, &y)| f(x, y)).collect());
+        }
+    }
     let zip = Zip::from(&a).and(&b);
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         zip.par_map_collect(|&x, &y| f(x, y))
     } else {
         zip.map_collect(|&x, &y| f(x, y))
     }
+}
+
+/// `values` (in standard order) as an array of `like`'s shape.
+fn from_vec<A, C>(like: &ArrayViewD<'_, A>, values: Vec<C>) -> ArrayD<C> {
+    ArrayD::from_shape_vec(like.raw_dim(), values).expect("one value per element of the shape")
 }
 
 /// `a[i] = f(a[i], b[i])` for every i. Shapes must already be equal.
@@ -27,6 +42,13 @@ where
     B: Copy + Send + Sync,
 {
     let parallel = a.len() >= PARALLEL_MIN_ELEMENTS;
+    let mut a = a;
+    if !parallel {
+        if let (Some(xs), Some(ys)) = (a.as_slice_mut(), b.as_slice()) {
+            xs.iter_mut().zip(ys).for_each(|(x, &y)| *x = f(*x, y));
+            return;
+        }
+    }
     let zip = Zip::from(a).and(&b);
     if parallel {
         zip.par_for_each(|x, &y| *x = f(*x, y));
@@ -41,6 +63,11 @@ where
     A: Copy + Send + Sync,
     C: Send,
 {
+    if a.len() < PARALLEL_MIN_ELEMENTS {
+        if let Some(xs) = a.as_slice() {
+            return from_vec(&a, xs.iter().map(|&x| f(x)).collect());
+        }
+    }
     let zip = Zip::from(&a);
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         zip.par_map_collect(|&x| f(x))
@@ -61,6 +88,13 @@ pub fn zip3_assign<A, B, C>(
     C: Copy + Send + Sync,
 {
     let parallel = a.len() >= PARALLEL_MIN_ELEMENTS;
+    let mut a = a;
+    if !parallel {
+        if let (Some(xs), Some(ys), Some(zs)) = (a.as_slice_mut(), b.as_slice(), c.as_slice()) {
+            xs.iter_mut().zip(ys).zip(zs).for_each(|((x, &y), &z)| *x = f(*x, y, z));
+            return;
+        }
+    }
     let zip = Zip::from(a).and(&b).and(&c);
     if parallel {
         zip.par_for_each(|x, &y, &z| *x = f(*x, y, z));

@@ -238,6 +238,9 @@ impl<W: Word> RingTensor for ZTensor<W> {
     fn sub_assign(&mut self, other: &Self) -> Result<()> {
         self.binary_assign("sub", other, W::wsub)
     }
+    fn sub_from_assign(&mut self, other: &Self) -> Result<()> {
+        self.binary_assign("sub_from", other, |x, y| y.wsub(x))
+    }
     fn mul_add_assign(&mut self, a: &Self, b: &Self) -> Result<()> {
         layout::check_same_shape("mul_add", self.shape(), a.shape())?;
         layout::check_same_shape("mul_add", self.shape(), b.shape())?;
