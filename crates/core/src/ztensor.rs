@@ -47,6 +47,9 @@ pub trait Word: Copy + Default + Debug + PartialEq + Send + Sync + 'static {
     fn extend_le(words: &[Self], out: &mut Vec<u8>);
     /// Reads one little-endian word from exactly `BITS / 8` bytes.
     fn read_le(bytes: &[u8]) -> Self;
+    /// The words encoded little-endian in `bytes` (whose length is a multiple of `BITS / 8`):
+    /// one copy on little-endian targets.
+    fn vec_from_le(bytes: &[u8]) -> Vec<Self>;
 }
 
 macro_rules! impl_word {
@@ -112,6 +115,15 @@ macro_rules! impl_word {
                 let mut buf = [0u8; std::mem::size_of::<$t>()];
                 buf.copy_from_slice(bytes);
                 <$t>::from_le_bytes(buf)
+            }
+            fn vec_from_le(bytes: &[u8]) -> Vec<Self> {
+                if cfg!(target_endian = "little") {
+                    let mut words = vec![0 as $t; bytes.len() / std::mem::size_of::<$t>()];
+                    bytemuck::cast_slice_mut::<$t, u8>(&mut words).copy_from_slice(bytes);
+                    words
+                } else {
+                    bytes.chunks_exact(std::mem::size_of::<$t>()).map(Self::read_le).collect()
+                }
             }
         }
     };
@@ -321,7 +333,7 @@ impl<W: Word> RingTensor for ZTensor<W> {
         if bytes.len() != expected {
             return Err(CoreError::BadEncoding { ring: W::RING, shape: shape.to_vec(), expected, got: bytes.len() });
         }
-        let words: Vec<W> = bytes.chunks_exact(Self::BYTES_PER_ELEMENT).map(W::read_le).collect();
+        let words = W::vec_from_le(bytes);
         Ok(ZTensor { data: ArrayD::from_shape_vec(IxDyn(shape), words).expect("length checked") })
     }
     fn add_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
