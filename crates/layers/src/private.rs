@@ -239,7 +239,10 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         let s = &mut *self.session;
         let mut parts = Vec::with_capacity(xs.len());
         for (x, y) in xs.iter().zip(ys) {
-            let sum = s.add(&s.mul_scalar(x, ai), &s.mul_scalar(y, bi))?;
+            let sum = match bi {
+                0 => s.mul_scalar(x, ai),
+                _ => s.add(&s.mul_scalar(x, ai), &s.mul_scalar(y, bi))?,
+            };
             parts.push(s.reshape(&sum, &[x.len()])?);
         }
         let refs: Vec<&PrivateTensor<R>> = parts.iter().collect();

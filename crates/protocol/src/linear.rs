@@ -4,19 +4,25 @@ use crate::error::Result;
 use crate::session::Session;
 use crate::tensors::{PrivateTensor, PublicTensor};
 use crate::transport::Role;
-use pond_core::{Ring, RingTensor};
+use pond_core::{layout, Ring, RingTensor};
 use std::ops::Range;
 
 fn same_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
     pond_core::layout::check_same_shape(op, a, b).map_err(Into::into)
 }
 
-/// Applies a shape-changing function to the share (servers) and to the public shape.
+/// A tensor of this shape without elements in memory (unit elements): cp, which holds no share,
+/// runs a restructuring's layout function on it to check and compute the output shape.
+type ShapeProxy = ndarray::ArrayD<()>;
+
+/// Applies a shape-changing function to the share (servers), or its layout twin `shape_of` to
+/// a [`ShapeProxy`] of the public shape (cp), so that cp checks shapes too without allocating
+/// a tensor of the input's size.
 fn restructure<R: Ring>(
     x: &PrivateTensor<R>,
     f: impl Fn(&R::Tensor) -> pond_core::Result<R::Tensor>,
+    shape_of: impl Fn(&ShapeProxy) -> pond_core::Result<ShapeProxy>,
 ) -> Result<PrivateTensor<R>> {
-    // The shape is computed on an empty-content proxy for cp, so cp checks shapes too.
     match x.share() {
         Some(xi) => {
             let y = f(xi)?;
@@ -24,7 +30,7 @@ fn restructure<R: Ring>(
             Ok(PrivateTensor::from_share(&shape, Some(y)))
         }
         None => {
-            let y = f(&R::Tensor::zeros(x.shape()))?;
+            let y = shape_of(&ShapeProxy::default(ndarray::IxDyn(x.shape())))?;
             Ok(PrivateTensor::from_share(y.shape(), None))
         }
     }
@@ -91,22 +97,34 @@ impl Session {
 
     /// Sum over `axis`.
     pub fn sum_axis<R: Ring>(&self, x: &PrivateTensor<R>, axis: usize) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.sum_axis(axis))
+        restructure(
+            x,
+            |t| t.sum_axis(axis),
+            |p| match axis < p.ndim() {
+                true => Ok(layout::sum_axis(p, axis, |_, _| ())),
+                false => Err(pond_core::CoreError::InvalidShape {
+                    op: "sum_axis",
+                    shape: vec![axis],
+                    tensor: p.shape().to_vec(),
+                    reason: "axis out of bounds".into(),
+                }),
+            },
+        )
     }
 
     /// Same elements, new shape.
     pub fn reshape<R: Ring>(&self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.reshape(shape))
+        restructure(x, |t| t.reshape(shape), |p| layout::reshape(p, shape))
     }
 
     /// Axes permuted.
     pub fn permute<R: Ring>(&self, x: &PrivateTensor<R>, axes: &[usize]) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.permute(axes))
+        restructure(x, |t| t.permute(axes), |p| layout::permute(p, axes))
     }
 
     /// 2-D transpose.
     pub fn transpose<R: Ring>(&self, x: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.transpose())
+        restructure(x, |t| t.transpose(), |p| layout::permute(p, &[1, 0]))
     }
 
     /// A range of one axis.
@@ -116,11 +134,11 @@ impl Session {
         axis: usize,
         range: Range<usize>,
     ) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.slice_axis(axis, range.clone()))
+        restructure(x, |t| t.slice_axis(axis, range.clone()), |p| layout::slice_axis(p, axis, range.clone()))
     }
 
     /// Broadcast to `shape`.
     pub fn broadcast_to<R: Ring>(&self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.broadcast_to(shape))
+        restructure(x, |t| t.broadcast_to(shape), |p| layout::broadcast_to(p, shape))
     }
 }

@@ -312,6 +312,31 @@ fn shape_mismatches_are_typed_errors_naming_both_shapes() {
     for e in [&out[0].0, &out[0].1, &out[0].2] {
         assert!(e.contains("[2, 3]") && e.contains("[4, 5]"), "{e}");
     }
+    // Restructuring a private tensor wrongly fails on every party, cp (which holds no share
+    // and checks the shape on a proxy) included, and restructuring rightly gives cp the shape.
+    let out = run_local(LocalConfig::seeded(1), |s| {
+        let a = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &random::<Z64>(1, &[2, 3])), &[2, 3])?;
+        let bad = [
+            s.reshape(&a, &[4]).is_err(),
+            s.permute(&a, &[0, 0]).is_err(),
+            s.slice_axis(&a, 1, 2..4).is_err(),
+            s.sum_axis(&a, 2).is_err(),
+            s.broadcast_to(&a, &[2, 4]).is_err(),
+        ];
+        let good = [
+            s.reshape(&a, &[3, 2])?.shape().to_vec(),
+            s.transpose(&a)?.shape().to_vec(),
+            s.slice_axis(&a, 1, 1..3)?.shape().to_vec(),
+            s.sum_axis(&a, 0)?.shape().to_vec(),
+            s.broadcast_to(&s.reshape(&a, &[1, 6])?, &[4, 6])?.shape().to_vec(),
+        ];
+        Ok((bad, good))
+    })
+    .unwrap();
+    for (bad, good) in &out {
+        assert_eq!(bad, &[true; 5]);
+        assert_eq!(good, &[vec![3, 2], vec![3, 2], vec![2, 2], vec![3], vec![4, 6]]);
+    }
     // And a wrongly declared input shape names both shapes too.
     let err = run_local(LocalConfig::seeded(1), |s| {
         s.share_input::<Z128>(Role::Server0, owned(s, Role::Server0, &random::<Z128>(1, &[3])), &[4]).map(drop)
