@@ -221,18 +221,61 @@ pub fn deal_value<T: RingTensor>(
     shape: &[usize],
     value: impl FnOnce() -> Result<T>,
 ) -> Result<Held<T>> {
+    let [dealt] = deal_values(s, tag, [purpose], shape, || Ok([value()?]))?;
+    Ok(dealt)
+}
+
+/// [`deal_value`] of K values of one shape, the K corrections in one message to server1 (one
+/// message where K would cost K; the same bytes). `purposes` must be distinct.
+pub fn deal_values<T: RingTensor, const K: usize>(
+    s: &mut Session,
+    tag: Tag,
+    purposes: [u64; K],
+    shape: &[usize],
+    values: impl FnOnce() -> Result<[T; K]>,
+) -> Result<[Held<T>; K]> {
     match s.role() {
-        Role::Server0 => Ok(Held::Share(s.shared_random(Role::Cp, tag, purpose, shape)?)),
-        Role::Server1 => Ok(Held::Share(s.recv_tensor(Role::Cp, tag, shape)?)),
+        Role::Server0 => {
+            let shares = purposes.map(|p| s.shared_random(Role::Cp, tag, p, shape));
+            Ok(try_array(shares)?.map(Held::Share))
+        }
+        Role::Server1 => {
+            let bytes = s.recv_bytes(Role::Cp, tag)?;
+            let width = shape.iter().product::<usize>() * T::BYTES_PER_ELEMENT;
+            if bytes.len() != K * width {
+                return Err(ProtocolError::BadMessage {
+                    peer: Role::Cp,
+                    reason: format!("{} bytes for {K} dealt tensors of shape {shape:?}", bytes.len()),
+                });
+            }
+            let decoded = std::array::from_fn(|k| {
+                T::from_bytes(shape, &bytes[k * width..(k + 1) * width])
+                    .map_err(|e| ProtocolError::BadMessage { peer: Role::Cp, reason: e.to_string() })
+            });
+            Ok(try_array(decoded)?.map(Held::Share))
+        }
         Role::Cp => {
-            let v = value()?;
-            // The correction v - v0, computed in v0's buffer.
-            let mut correction: T = s.shared_random(Role::Server0, tag, purpose, shape)?;
-            correction.sub_from_assign(&v)?;
-            s.send_tensor(Role::Server1, tag, &correction)?;
-            Ok(Held::Whole(v))
+            let values = values()?;
+            let mut message = Vec::with_capacity(values.iter().map(|v| v.len() * T::BYTES_PER_ELEMENT).sum());
+            for (v, &p) in values.iter().zip(&purposes) {
+                // The correction v - v0, computed in v0's buffer.
+                let mut correction: T = s.shared_random(Role::Server0, tag, p, shape)?;
+                correction.sub_from_assign(v)?;
+                correction.write_bytes(&mut message);
+            }
+            s.send_bytes(Role::Server1, tag, message)?;
+            Ok(values.map(Held::Whole))
         }
     }
+}
+
+/// The array of results, or the first error.
+fn try_array<T, const K: usize>(results: [Result<T>; K]) -> Result<[T; K]> {
+    let mut out = Vec::with_capacity(K);
+    for r in results {
+        out.push(r?);
+    }
+    Ok(out.try_into().unwrap_or_else(|_| unreachable!("K results give K values")))
 }
 
 /// The mask of one operand on cp: freshly dealt or the reused one.

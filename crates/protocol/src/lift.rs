@@ -23,7 +23,7 @@
 //! online even when pregenerated correlations are installed.
 
 use crate::costs::Cost;
-use crate::dealer::{deal_uniform, deal_value, purpose};
+use crate::dealer::{deal_uniform, deal_values, purpose};
 use crate::error::Result;
 use crate::session::Session;
 use crate::tensors::{Held, PrivateTensor};
@@ -44,9 +44,10 @@ impl Session {
             let deal_tag = s.next_tag();
             let shape = x.shape();
             let r: Held<ZTensor<u64>> = deal_uniform(s, deal_tag, purpose::EXTRA, shape)?;
-            let wide = |f: fn(u64) -> u128| Ok(ZTensor::from_array(map(r.tensor().array().view(), f)));
-            let r_wide = deal_value(s, deal_tag, purpose::EXTRA + 1, shape, || wide(u128::from))?;
-            let m = deal_value(s, deal_tag, purpose::EXTRA + 2, shape, || wide(|r| u128::from(r >> 63) << 64))?;
+            let wide = |f: fn(u64) -> u128| ZTensor::from_array(map(r.tensor().array().view(), f));
+            let [r_wide, m] = deal_values(s, deal_tag, [purpose::EXTRA + 1, purpose::EXTRA + 2], shape, || {
+                Ok([wide(u128::from), wide(|r| u128::from(r >> 63) << 64)])
+            })?;
             let tag = s.next_tag();
             let Some(xi) = x.share() else {
                 return Ok(PrivateTensor::from_share(shape, None));

@@ -7,7 +7,7 @@
 //! | CRT | statistical: open c = x + 2^k + r with r uniform in [0, 2^(k+41)) from cp | 1 | servers n·B each; cp 2·n·B to server1 | same, for abs(x) < 2^k with k = PRODUCT_BITS; c hides x to statistical distance 2^-40 |
 
 use crate::costs::Cost;
-use crate::dealer::{deal_uniform, deal_value, purpose, Correlation, Dealt};
+use crate::dealer::{deal_uniform, deal_value, deal_values, purpose, Correlation, Dealt};
 use crate::error::Result;
 use crate::polynomial::Polynomial;
 use crate::session::Session;
@@ -102,8 +102,9 @@ impl ProtocolRing for Z64 {
     /// Deals [r, r >> f, msb(r)]: r is seeded on both servers, the other two are corrections.
     fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<ZTensor<u64>>> {
         let r: Held<ZTensor<u64>> = deal_uniform(s, tag, purpose::EXTRA, shape)?;
-        let r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(r.tensor().shr_logical(f)))?;
-        let r_msb = deal_value(s, tag, purpose::EXTRA + 2, shape, || Ok(r.tensor().msb()))?;
+        let [r_hi, r_msb] = deal_values(s, tag, [purpose::EXTRA + 1, purpose::EXTRA + 2], shape, || {
+            Ok([r.tensor().shr_logical(f), r.tensor().msb()])
+        })?;
         Ok(vec![r, r_hi, r_msb])
     }
 
@@ -181,10 +182,11 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         let from_words = |value: &(dyn Fn(u128) -> i128 + Sync)| {
             let words = words.as_ref().expect("cp drew the words");
             let words = words.array().as_slice().expect("fresh random tensors are contiguous");
-            Ok(CrtTensor::from_values(shape, words, value)?)
+            CrtTensor::from_values(shape, words, value)
         };
-        let r = deal_value(s, tag, purpose::EXTRA, shape, || from_words(&|w| r_of(w) as i128))?;
-        let neg_r_hi = deal_value(s, tag, purpose::EXTRA + 1, shape, || from_words(&|w| -((r_of(w) >> f) as i128)))?;
+        let r = deal_value(s, tag, purpose::EXTRA, shape, || Ok(from_words(&|w| r_of(w) as i128)?))?;
+        let neg_r_hi =
+            deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(from_words(&|w| -((r_of(w) >> f) as i128))?))?;
         Ok(vec![r, neg_r_hi])
     }
 

@@ -345,3 +345,39 @@ fn shape_mismatches_are_typed_errors_naming_both_shapes() {
     .to_string();
     assert!(err.contains("[3]") && err.contains("[4]"), "{err}");
 }
+
+/// cp's transport with every payload cut to half its length.
+struct HalvingTransport(InMemoryTransport);
+
+impl Transport for HalvingTransport {
+    fn role(&self) -> Role {
+        self.0.role()
+    }
+    fn send(&mut self, to: Role, tag: Tag, mut payload: Vec<u8>) -> Result<()> {
+        payload.truncate(payload.len() / 2);
+        self.0.send(to, tag, payload)
+    }
+    fn recv(&mut self, from: Role, tag: Tag, timeout: Duration) -> Result<Vec<u8>> {
+        self.0.recv(from, tag, timeout)
+    }
+}
+
+#[test]
+fn a_dealer_message_of_the_wrong_length_is_an_error_naming_cp() {
+    let x = random::<Z64>(1, &[5]);
+    let results = run_local_with(
+        LocalConfig::seeded(3),
+        |t| match t.role() {
+            Role::Cp => Box::new(HalvingTransport(t)) as Box<dyn Transport>,
+            _ => Box::new(t),
+        },
+        |s| {
+            let px = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &x), &[5])?;
+            s.truncate(&px, 16).map(drop)
+        },
+    );
+    match &results[1] {
+        Err(e @ ProtocolError::BadMessage { peer: Role::Cp, .. }) => assert!(e.to_string().contains("cp"), "{e}"),
+        other => panic!("server1 should reject cp's short message, got {other:?}"),
+    }
+}
