@@ -6,7 +6,7 @@
 //! rounds of its own: its messages are produced ahead of the servers' need.
 
 use crate::dealer::Bilinear;
-use crate::polynomial::{fresh_factors, needed_powers, power_level, power_split, powers_at_level, Polynomial};
+use crate::polynomial::{fresh_factors, Polynomial, PowerPlan};
 use crate::transport::Role;
 use crate::truncation::ProtocolRing;
 use pond_core::{Ring, RingTensor};
@@ -86,12 +86,11 @@ pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
 
 /// The power tree of [`crate::polynomial`] in ring `R` itself, on n elements.
 pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
-    let needed = needed_powers(p.coeffs);
-    let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+    let plan = PowerPlan::new(p.coeffs);
     let mut cost = Cost::default();
     let mut masked = std::collections::BTreeMap::new();
-    for level in 1..=top {
-        let splits: Vec<(usize, usize)> = powers_at_level(&needed, level).into_iter().map(power_split).collect();
+    for level in 1..=plan.top_level() {
+        let splits: Vec<(usize, usize)> = plan.at_level(level).into_iter().map(|i| plan.split(i)).collect();
         let fresh = fresh_factors(&splits, &masked);
         if !fresh.is_empty() {
             cost = cost + open::<R>(fresh.len() as u64 * n);

@@ -3,14 +3,15 @@
 //! A polynomial p is given in t = x / S with S = 2^s (s = `scale_bits`), so that on the stated
 //! interval |t| <= 1. It is evaluated on the scaled powers u_i = S·t^i = x^i / S^(i-1), which
 //! stay in [-S, S]: u_1 = x needs no scaling step, and u_(a+b) = u_a·u_b / S, so every product
-//! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with a the
-//! largest power of two below i, so u_i is ready after ceil(log2 i) levels. Each power is masked
+//! is truncated by f + s bits. The powers are computed level by level, u_i = u_a·u_b with both
+//! factors of lower levels, so u_i is ready after ceil(log2 i) levels; [`PowerPlan`] picks the
+//! splits that compute the fewest powers. Each power is masked
 //! once, Pond-style ([`crate::MaskedTensor`]), when a level first needs it as a factor: a level
 //! opens the factors it is the first to use (one round, [`Session::mask_many`]), then each of its
 //! products is a Beaver multiplication of two masked operands (cp's correction only, no opening,
 //! no copy of the operands), and the level's products are truncated together (one truncation).
-//! So each power is opened once however often it is a factor (the sigmoid's u_4 is a factor of
-//! u_5, u_7 and u_8), and cp deals one mask per power instead of two per product. The terms
+//! So each power is opened once however often it is a factor (the sigmoid's u_2 is a factor of
+//! u_3, u_4 and u_9), and cp deals one mask per power instead of two per product. The terms
 //! (c_i / S)·u_i
 //! take c_i encoded at scale 2^f, which is c_i / S at scale 2^(f+s); their sum, at scale
 //! 2^(2f+s), is truncated once by f + s.
@@ -31,8 +32,8 @@
 //! products of n elements whose factors include k powers not opened before, k·n·B plus the
 //! truncation's m·n·B (Z64, CRT); cp sends m·n·B per level; the final truncation n·B (Z64,
 //! CRT). A lifted Z64 tensor has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
-//! The sigmoid (powers 1, 2, 3, 4, 5, 7, 8, 9) opens 5·n elements per server, where opening
-//! both factors of every product would open 13·n.
+//! The sigmoid (powers 1, 2, 3, 4, 5, 7, 9; six products) opens 5·n elements per server, where
+//! opening both factors of every product would open 12·n.
 //!
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
@@ -102,8 +103,9 @@ impl Polynomial {
     pub fn error_bound(&self, ulp: f64) -> f64 {
         let scale = f64::from(1u32 << self.scale_bits);
         let mut e = BTreeMap::from([(1usize, ulp / 2.0)]);
-        for i in needed_powers(self.coeffs).into_iter().filter(|&i| i > 1) {
-            let (a, b) = power_split(i);
+        let plan = PowerPlan::new(self.coeffs);
+        for i in plan.powers().into_iter().filter(|&i| i > 1) {
+            let (a, b) = plan.split(i);
             let v = e[&a] + e[&b] + e[&a] * e[&b] / scale + ulp;
             e.insert(i, v);
         }
@@ -124,38 +126,110 @@ impl Polynomial {
     }
 }
 
-/// The split t^i = t^a * t^b used by the power tree (a the largest power of two below i).
-pub fn power_split(i: usize) -> (usize, usize) {
-    let a = 1usize << (usize::BITS - 1 - (i - 1).leading_zeros());
-    (a, i - a)
-}
-
 /// The level at which t^i is computed: ceil(log2 i).
 pub fn power_level(i: usize) -> u32 {
     usize::BITS - (i - 1).leading_zeros()
 }
 
-/// The needed powers computed at `level` (see [`power_level`]), in increasing order.
-pub fn powers_at_level(needed: &[usize], level: u32) -> Vec<usize> {
-    needed.iter().copied().filter(|&i| power_level(i) == level).collect()
+/// Up to this degree [`PowerPlan`] searches for the fewest powers (at most 2^(degree - 2)
+/// candidate sets of bits, under a microsecond for the sigmoid's 16); above it, it splits each
+/// power as a + b with a the largest power of two below it.
+const PLAN_SEARCH_MAX_DEGREE: usize = 12;
+
+/// Which scaled powers a polynomial's evaluation computes, and the product giving each.
+///
+/// Every power t^i with a nonzero coefficient is computed at level ceil(log2 i) (so the rounds
+/// are fixed by the degree), as t^a·t^b with a + b = i and both factors of lower levels. Among
+/// such plans this one has the fewest powers, so the fewest products: the sigmoid's powers
+/// 1, 3, 5, 7, 9 take 2, 3, 4, 5, 7 and 9 = 7 + 2 (six products), where always splitting off the
+/// largest power of two (9 = 8 + 1) would also compute t^8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerPlan {
+    /// For every computed power i > 1, its factors (a, b): a + b = i, a >= b.
+    splits: BTreeMap<usize, (usize, usize)>,
 }
 
-/// Every power the coefficients need, with the powers their computation needs.
-pub fn needed_powers(coeffs: &[f64]) -> Vec<usize> {
-    let mut needed: std::collections::BTreeSet<usize> =
-        coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, _)| i).collect();
-    let mut stack: Vec<usize> = needed.iter().copied().collect();
+impl PowerPlan {
+    /// The plan for the coefficients `coeffs` (of t^0, t^1, ...).
+    pub fn new(coeffs: &[f64]) -> Self {
+        let targets: Vec<usize> =
+            coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, _)| i).collect();
+        let degree = targets.last().copied().unwrap_or(1);
+        let searched = (degree <= PLAN_SEARCH_MAX_DEGREE).then(|| fewest_powers(&targets, degree)).flatten();
+        let powers = searched.unwrap_or_else(|| power_of_two_closure(&targets));
+        let splits = powers
+            .iter()
+            .filter(|&&i| i > 1)
+            .map(|&i| (i, best_split(i, |j| powers.contains(&j)).expect("every chosen power has a split")))
+            .collect();
+        PowerPlan { splits }
+    }
+
+    /// Every computed power, t^1 included, in increasing order.
+    pub fn powers(&self) -> Vec<usize> {
+        std::iter::once(1).chain(self.splits.keys().copied()).collect()
+    }
+
+    /// The factors (a, b) of power i > 1 of the plan.
+    pub fn split(&self, i: usize) -> (usize, usize) {
+        self.splits[&i]
+    }
+
+    /// The powers computed at `level` (see [`power_level`]), in increasing order.
+    pub fn at_level(&self, level: u32) -> Vec<usize> {
+        self.splits.keys().copied().filter(|&i| power_level(i) == level).collect()
+    }
+
+    /// The last level (0 when only t^1 is needed).
+    pub fn top_level(&self) -> u32 {
+        self.splits.keys().map(|&i| power_level(i)).max().unwrap_or(0)
+    }
+
+    /// Whether power j is a factor of a product at a level above `level`.
+    fn needed_after(&self, j: usize, level: u32) -> bool {
+        self.splits.iter().any(|(&i, &(a, b))| power_level(i) > level && (a == j || b == j))
+    }
+}
+
+/// The factors (a, b) of i among the powers `has` accepts, a + b = i, both of lower level; the
+/// largest a wins.
+fn best_split(i: usize, has: impl Fn(usize) -> bool) -> Option<(usize, usize)> {
+    (i.div_ceil(2)..i)
+        .rev()
+        .map(|a| (a, i - a))
+        .find(|&(a, b)| has(a) && has(b) && power_level(a).max(power_level(b)) < power_level(i))
+}
+
+/// The smallest set of powers containing 1 and `targets` (degree <= 63) in which every power
+/// above 1 has a [`best_split`]: sets of the optional powers 2..=degree are tried by increasing
+/// size, as bit masks (bit i for t^i).
+fn fewest_powers(targets: &[usize], degree: usize) -> Option<std::collections::BTreeSet<usize>> {
+    let base = targets.iter().fold(1u64 << 1, |m, &i| m | 1 << i);
+    let optional: Vec<usize> = (2..=degree).filter(|&i| base >> i & 1 == 0).collect();
+    let mut choices: Vec<u32> = (0..1u32 << optional.len()).collect();
+    choices.sort_by_key(|c| (c.count_ones(), *c));
+    let closed = |set: u64| (2..=degree).all(|i| set >> i & 1 == 0 || best_split(i, |j| set >> j & 1 == 1).is_some());
+    choices.into_iter().find_map(|c| {
+        let set = optional.iter().enumerate().filter(|(k, _)| c >> k & 1 == 1).fold(base, |m, (_, &i)| m | 1 << i);
+        closed(set).then(|| (1..=degree).filter(|&i| set >> i & 1 == 1).collect())
+    })
+}
+
+/// 1, `targets`, and recursively the factors of i = a + b with a the largest power of two below i.
+fn power_of_two_closure(targets: &[usize]) -> std::collections::BTreeSet<usize> {
+    let mut powers: std::collections::BTreeSet<usize> = std::iter::once(1).chain(targets.iter().copied()).collect();
+    let mut stack: Vec<usize> = powers.iter().copied().collect();
     while let Some(i) = stack.pop() {
         if i > 1 {
-            let (a, b) = power_split(i);
-            for j in [a, b] {
-                if needed.insert(j) {
+            let a = 1usize << (usize::BITS - 1 - (i - 1).leading_zeros());
+            for j in [a, i - a] {
+                if powers.insert(j) {
                     stack.push(j);
                 }
             }
         }
     }
-    needed.into_iter().collect()
+    powers
 }
 
 /// `acc` + (c_i / S)·u_i, the term of the scaled power u_i (none if c_i = 0), added in `acc`'s
@@ -181,12 +255,6 @@ fn add_term<R: ProtocolRing>(
             a
         }
     }))
-}
-
-/// Whether power j is a factor of power i's product (i = a + b, [`power_split`]).
-fn is_factor(j: usize, i: usize) -> bool {
-    let (a, b) = power_split(i);
-    i > 1 && (j == a || j == b)
 }
 
 /// The factors of a level's products that are not masked yet, in order, each once: the level
@@ -233,15 +301,14 @@ impl Session {
         let s = self;
         let shift = fp.frac_bits() + p.scale_bits;
         let n = x.len();
-        let needed = needed_powers(p.coeffs);
-        let top = needed.iter().map(|&i| power_level(i)).max().unwrap_or(0);
+        let plan = PowerPlan::new(p.coeffs);
         // Scaled powers as flat [n] tensors, and those already masked (opened once, reused).
         let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, s.reshape(x, &[n])?)]);
         let mut masked: BTreeMap<usize, MaskedTensor<R>> = BTreeMap::new();
         let mut acc = add_term(s, None, &powers[&1], p, 1, fp)?;
-        for level in 1..=top {
-            let at_level = powers_at_level(&needed, level);
-            let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| power_split(i)).collect();
+        for level in 1..=plan.top_level() {
+            let at_level = plan.at_level(level);
+            let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| plan.split(i)).collect();
             let fresh = fresh_factors(&splits, &masked);
             if !fresh.is_empty() {
                 let opened = s.mask_many(&fresh.iter().map(|j| &powers[j]).collect::<Vec<_>>())?;
@@ -252,9 +319,8 @@ impl Session {
                 acc = add_term(s, acc, &u, p, i, fp)?;
                 powers.insert(i, u);
             }
-            let later = |j: &usize| needed.iter().any(|&i| power_level(i) > level && is_factor(*j, i));
-            powers.retain(|j, _| later(j));
-            masked.retain(|j, _| later(j));
+            powers.retain(|&j, _| plan.needed_after(j, level));
+            masked.retain(|&j, _| plan.needed_after(j, level));
         }
         let sum = match acc {
             Some(a) => s.truncate(&a, shift)?,
@@ -293,14 +359,30 @@ mod tests {
 
     #[test]
     fn power_tree() {
-        assert_eq!(power_split(2), (1, 1));
-        assert_eq!(power_split(3), (2, 1));
-        assert_eq!(power_split(9), (8, 1));
         assert_eq!(power_level(2), 1);
         assert_eq!(power_level(4), 2);
         assert_eq!(power_level(5), 3);
         assert_eq!(power_level(9), 4);
-        assert_eq!(needed_powers(SIGMOID.coeffs), vec![1, 2, 3, 4, 5, 7, 8, 9]);
+        let sigmoid = PowerPlan::new(SIGMOID.coeffs);
+        assert_eq!(sigmoid.powers(), vec![1, 2, 3, 4, 5, 7, 9]);
+        assert_eq!([2, 3, 4, 5, 7, 9].map(|i| sigmoid.split(i)), [(1, 1), (2, 1), (2, 2), (4, 1), (4, 3), (7, 2)]);
+        assert_eq!(sigmoid.top_level(), 4);
+        let relu = PowerPlan::new(RELU.coeffs);
+        assert_eq!(relu.powers(), vec![1, 2, 4]);
+        // Every split is valid: factors computed, of lower level, summing to the power.
+        for coeffs in [SIGMOID.coeffs, RELU.coeffs, &[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0][..], &[1.0; 20][..]] {
+            let plan = PowerPlan::new(coeffs);
+            let powers = plan.powers();
+            for &i in powers.iter().filter(|&&i| i > 1) {
+                let (a, b) = plan.split(i);
+                assert!(a + b == i && powers.contains(&a) && powers.contains(&b));
+                assert!(power_level(a) < power_level(i) && power_level(b) < power_level(i));
+            }
+            let targets = coeffs.iter().enumerate().skip(1).filter(|(_, c)| **c != 0.0).map(|(i, _)| i);
+            assert!(targets.into_iter().all(|i| powers.contains(&i)));
+        }
+        // t^6 alone: 2, 3 (= 2 + 1) and 6 = 3 + 3, not 4 and 6 = 4 + 2.
+        assert_eq!(PowerPlan::new(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]).powers().len(), 4);
     }
 
     #[test]
