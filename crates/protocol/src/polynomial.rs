@@ -264,15 +264,16 @@ pub fn fresh_factors<T>(splits: &[(usize, usize)], masked: &BTreeMap<usize, T>) 
     factors.into_iter().filter(|j| !masked.contains_key(j)).collect()
 }
 
-/// Truncates flat tensors of equal length by `shift` in one truncation (one round where the
-/// ring's truncation takes one): concatenated, truncated, split again.
+/// Truncates flat tensors of equal length by `shift` in one truncation where the ring's
+/// truncation takes a round (concatenated, truncated, split again), each on its own where it is
+/// local (Z128: no round to save, so no copies).
 fn truncate_together<R: ProtocolRing>(
     s: &mut Session,
-    mut parts: Vec<PrivateTensor<R>>,
+    parts: Vec<PrivateTensor<R>>,
     shift: u32,
 ) -> Result<Vec<PrivateTensor<R>>> {
-    if parts.len() == 1 {
-        return Ok(vec![s.truncate(&parts.remove(0), shift)?]);
+    if parts.len() == 1 || R::truncation_cost(1).rounds == 0 {
+        return parts.iter().map(|p| s.truncate(p, shift)).collect();
     }
     let n = parts.first().map_or(0, |p| p.len());
     let joint = s.truncate(&s.concat(&parts.iter().collect::<Vec<_>>())?, shift)?;
