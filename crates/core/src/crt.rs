@@ -454,10 +454,6 @@ impl<M: CrtModuli> CrtTensor<M> {
         run_jobs(jobs, n * M::MODULI.len(), |(i, start, a)| update(i, moduli[i], start, a));
     }
 
-    fn map_planes(&self, f: impl Fn(&ArrayD<u32>, Modulus) -> ArrayD<u32>) -> Self {
-        Self::from_planes(self.planes.iter().zip(Modulus::all::<M>()).map(|(p, m)| f(p, m)).collect())
-    }
-
     fn try_map_planes(&self, f: impl Fn(&ArrayD<u32>) -> Result<ArrayD<u32>>) -> Result<Self> {
         Ok(Self::from_planes(self.planes.iter().map(f).collect::<Result<_>>()?))
     }
@@ -670,15 +666,14 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {
-        if axis >= self.shape().len() {
-            return Err(CoreError::InvalidShape {
-                op: "sum_axis",
-                shape: vec![axis],
-                tensor: self.shape().to_vec(),
-                reason: "axis out of bounds".into(),
-            });
-        }
-        Ok(self.map_planes(|p, m| layout::sum_axis(p, axis, |a, b| m.add(a, b))))
+        let moduli = Modulus::all::<M>();
+        Ok(Self::from_planes(
+            self.planes
+                .iter()
+                .zip(moduli)
+                .map(|(p, m)| layout::sum_axis(p, axis, |a, b| m.add(a, b)))
+                .collect::<Result<_>>()?,
+        ))
     }
     fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
         let moduli = Modulus::all::<M>();

@@ -104,8 +104,11 @@ pub fn broadcast_to<T: Clone + Default>(a: &ArrayD<T>, shape: &[usize]) -> Resul
 
 /// Sums `a` over `axis` with `add` (the axis is removed), in one pass over contiguous rows and
 /// with one allocation, whatever the shape (an empty axis sums to `T::default()`, the zero of
-/// every ring word); `axis` must be below `a.ndim()` (checked by callers).
-pub fn sum_axis<T: Copy + Default>(a: &ArrayD<T>, axis: usize, add: impl Fn(T, T) -> T) -> ArrayD<T> {
+/// every ring word); an error if `axis` is not an axis of `a`.
+pub fn sum_axis<T: Copy + Default>(a: &ArrayD<T>, axis: usize, add: impl Fn(T, T) -> T) -> Result<ArrayD<T>> {
+    if axis >= a.ndim() {
+        return Err(invalid("sum_axis", &[axis], a.shape(), "axis out of bounds"));
+    }
     let shape = a.shape();
     let (outer, len) = (shape[..axis].iter().product::<usize>(), shape[axis]);
     let inner: usize = shape[axis + 1..].iter().product();
@@ -116,14 +119,14 @@ pub fn sum_axis<T: Copy + Default>(a: &ArrayD<T>, axis: usize, add: impl Fn(T, T
     let src = a.as_slice().expect("standard layout is contiguous");
     let dst = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
     if inner == 0 || len == 0 {
-        return out;
+        return Ok(out);
     }
     for (o, block) in dst.chunks_exact_mut(inner).zip(src.chunks_exact(len * inner).take(outer)) {
         for row in block.chunks_exact(inner) {
             o.iter_mut().zip(row).for_each(|(s, &x)| *s = add(*s, x));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Sums of the non-overlapping `window`s (kh, kw) of the last two axes, which they must divide:
@@ -201,11 +204,12 @@ mod tests {
         let transposed = a.clone().permuted_axes(IxDyn(&[2, 0, 1]));
         for x in [a, transposed] {
             for axis in 0..3 {
-                assert_eq!(sum_axis(&x, axis, |p, q| p + q), x.sum_axis(Axis(axis)), "axis {axis}");
+                assert_eq!(sum_axis(&x, axis, |p, q| p + q).unwrap(), x.sum_axis(Axis(axis)), "axis {axis}");
             }
         }
         let empty = ArrayD::<i64>::zeros(IxDyn(&[2, 0, 3]));
-        assert_eq!(sum_axis(&empty, 1, |p, q| p + q), ArrayD::zeros(IxDyn(&[2, 3])));
-        assert_eq!(sum_axis(&empty, 0, |p, q| p + q), ArrayD::zeros(IxDyn(&[0, 3])));
+        assert_eq!(sum_axis(&empty, 1, |p, q| p + q).unwrap(), ArrayD::zeros(IxDyn(&[2, 3])));
+        assert!(sum_axis(&empty, 3, |p, q| p + q).is_err());
+        assert_eq!(sum_axis(&empty, 0, |p, q| p + q).unwrap(), ArrayD::zeros(IxDyn(&[0, 3])));
     }
 }

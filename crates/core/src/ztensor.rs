@@ -291,15 +291,7 @@ impl<W: Word> RingTensor for ZTensor<W> {
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {
-        if axis >= self.data.ndim() {
-            return Err(CoreError::InvalidShape {
-                op: "sum_axis",
-                shape: vec![axis],
-                tensor: self.shape().to_vec(),
-                reason: "axis out of bounds".into(),
-            });
-        }
-        Ok(ZTensor { data: layout::sum_axis(&self.data, axis, W::wadd) })
+        Ok(ZTensor { data: layout::sum_axis(&self.data, axis, W::wadd)? })
     }
     fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
         Ok(ZTensor { data: layout::window_sum(&self.data, window, |a, b| a.wadd(b))? })

@@ -10,11 +10,13 @@
 //! its E opened, so only the other operand is opened: a weight masked once costs nothing per
 //! batch. The mirror form x ∘ y = c + x ∘ F + E ∘ b (ci + xi ∘ F + E ∘ b_i) reads y's mask
 //! share instead of x's; a product reads the larger operand's opened difference and mask share,
-//! never its value share, so a masked training batch used as the left operand of the forward
-//! product and the right operand of the weight gradient is read from the same two arrays.
+//! not its value share (a fresh operand's value share is read once more, to form x - a), so a
+//! masked training batch used as the left operand of the forward product and the right operand
+//! of the weight gradient is read from the same two arrays.
 //!
 //! Costs (B bytes per element; |x| element count of x): each server sends |x| (if x is not
-//! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round.
+//! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round
+//! when something is opened, none when both operands are masked.
 
 use crate::dealer::{Bilinear, Correlation, MaskSide};
 use crate::error::Result;

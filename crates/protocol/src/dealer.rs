@@ -381,6 +381,11 @@ impl Session {
     /// with the recorded correlations installed, and returns how long that second run took; the
     /// online dealer is installed again afterwards. `op` must ask for the same correlations both
     /// times (a deterministic program does).
+    ///
+    /// Only the time is returned, and only the time is meaningful: masks that `op` deals itself
+    /// ([`Session::mask`], [`Session::mask_many`], as the polynomials do) are not recorded, so a
+    /// replayed product of such masked tensors uses a correction recorded for the first run's
+    /// masks and computes a wrong value (with the same traffic, rounds and work).
     pub fn time_replayed<R: ProtocolRing, T>(
         &mut self,
         mut op: impl FnMut(&mut Session) -> Result<T>,

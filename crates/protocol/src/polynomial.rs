@@ -9,7 +9,8 @@
 //! once, Pond-style ([`crate::MaskedTensor`]), when a level first needs it as a factor: a level
 //! opens the factors it is the first to use (one round, [`Session::mask_many`]), then each of its
 //! products is a Beaver multiplication of two masked operands (cp's correction only, no opening,
-//! no copy of the operands), and the level's products are truncated together (one truncation).
+//! no concatenated copy of the operands), and the level's products are truncated together where
+//! truncation takes a round (one truncation; Z128 truncates each locally).
 //! So each power is opened once however often it is a factor (the sigmoid's u_2 is a factor of
 //! u_3, u_4 and u_9), and cp deals one mask per power instead of two per product. The terms
 //! (c_i / S)·u_i
@@ -30,8 +31,8 @@
 //! truncation also errs by at most one ulp (it fails with probability below 2^(k+1-128) for
 //! values below 2^k, and k <= 62 here). Bytes per server of the tree: for each level with m
 //! products of n elements whose factors include k powers not opened before, k·n·B plus the
-//! truncation's m·n·B (Z64, CRT); cp sends m·n·B per level; the final truncation n·B (Z64,
-//! CRT). A lifted Z64 tensor has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
+//! truncation's m·n·B (Z64, CRT); cp sends m·n·B of product corrections per level plus the
+//! truncation's material (Z64, CRT); the final truncation n·B (Z64, CRT). A lifted Z64 tensor has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
 //! The sigmoid (powers 1, 2, 3, 4, 5, 7, 9; six products) opens 5·n elements per server, where
 //! opening both factors of every product would open 12·n.
 //!
@@ -140,7 +141,8 @@ const PLAN_SEARCH_MAX_DEGREE: usize = 12;
 ///
 /// Every power t^i with a nonzero coefficient is computed at level ceil(log2 i) (so the rounds
 /// are fixed by the degree), as t^a·t^b with a + b = i and both factors of lower levels. Among
-/// such plans this one has the fewest powers, so the fewest products: the sigmoid's powers
+/// such plans this one has the fewest powers, so the fewest products (not necessarily the
+/// fewest distinct factors, i.e. openings: each split takes the largest a): the sigmoid's powers
 /// 1, 3, 5, 7, 9 take 2, 3, 4, 5, 7 and 9 = 7 + 2 (six products), where always splitting off the
 /// largest power of two (9 = 8 + 1) would also compute t^8.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,7 +274,7 @@ fn truncate_together<R: ProtocolRing>(
     parts: Vec<PrivateTensor<R>>,
     shift: u32,
 ) -> Result<Vec<PrivateTensor<R>>> {
-    if parts.len() == 1 || R::truncation_cost(1).rounds == 0 {
+    if parts.len() == 1 || R::LOCAL_TRUNCATION {
         return parts.iter().map(|p| s.truncate(p, shift)).collect();
     }
     let n = parts.first().map_or(0, |p| p.len());

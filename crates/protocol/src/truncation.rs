@@ -29,6 +29,9 @@ pub trait ProtocolRing: Ring {
         dealt: Dealt<Self::Tensor>,
     ) -> Result<PrivateTensor<Self>>;
 
+    /// Whether truncation is local (no round, nothing dealt), as in Z128.
+    const LOCAL_TRUNCATION: bool;
+
     /// Traffic and rounds of truncating n elements (the module table, as a formula).
     fn truncation_cost(n: u64) -> Cost;
 
@@ -70,6 +73,8 @@ fn into_tensors<T>(dealt: Dealt<T>) -> Vec<T> {
 }
 
 impl ProtocolRing for Z64 {
+    const LOCAL_TRUNCATION: bool = false;
+
     fn truncation_cost(n: u64) -> Cost {
         Cost { bytes: [8 * n, 8 * n, 16 * n], rounds: 1 }
     }
@@ -145,6 +150,8 @@ impl ProtocolRing for Z64 {
 }
 
 impl ProtocolRing for Z128 {
+    const LOCAL_TRUNCATION: bool = true;
+
     fn truncation_cost(_: u64) -> Cost {
         Cost::default()
     }
@@ -169,6 +176,8 @@ impl ProtocolRing for Z128 {
 }
 
 impl<M: CrtModuli> ProtocolRing for Crt<M> {
+    const LOCAL_TRUNCATION: bool = false;
+
     fn truncation_cost(n: u64) -> Cost {
         let b = (M::MODULI.len() * M::RESIDUE_BYTES) as u64;
         Cost { bytes: [n * b, n * b, 2 * n * b], rounds: 1 }
