@@ -458,6 +458,11 @@ impl<M: CrtModuli> CrtTensor<M> {
         Ok(Self::from_planes(self.planes.iter().map(f).collect::<Result<_>>()?))
     }
 
+    /// [`Self::try_map_planes`] for maps that depend on each plane's modulus.
+    fn try_map_planes_mod(&self, f: impl Fn(&ArrayD<u32>, Modulus) -> Result<ArrayD<u32>>) -> Result<Self> {
+        Ok(Self::from_planes(self.planes.iter().zip(Modulus::all::<M>()).map(|(p, m)| f(p, m)).collect::<Result<_>>()?))
+    }
+
     /// Residues of every plane of a matrix product, computed in GEMM groups (pairs of small
     /// moduli share one integer GEMM).
     fn gemm_planes(
@@ -666,24 +671,10 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     }
 
     fn sum_axis(&self, axis: usize) -> Result<Self> {
-        let moduli = Modulus::all::<M>();
-        Ok(Self::from_planes(
-            self.planes
-                .iter()
-                .zip(moduli)
-                .map(|(p, m)| layout::sum_axis(p, axis, |a, b| m.add(a, b)))
-                .collect::<Result<_>>()?,
-        ))
+        self.try_map_planes_mod(|p, m| layout::sum_axis(p, axis, |a, b| m.add(a, b)))
     }
     fn window_sum(&self, window: (usize, usize)) -> Result<Self> {
-        let moduli = Modulus::all::<M>();
-        Ok(Self::from_planes(
-            self.planes
-                .iter()
-                .zip(moduli)
-                .map(|(p, m)| layout::window_sum(p, window, |a, b| m.add(a, b)))
-                .collect::<Result<_>>()?,
-        ))
+        self.try_map_planes_mod(|p, m| layout::window_sum(p, window, |a, b| m.add(a, b)))
     }
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
         self.try_map_planes(|p| layout::reshape(p, shape))
