@@ -85,11 +85,12 @@ pub fn concat<T: Clone>(axis: usize, parts: &[&ArrayD<T>]) -> Result<ArrayD<T>> 
     shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
     let outer: usize = shape[..axis].iter().product();
     let parts: Vec<_> = parts.iter().map(|p| p.as_standard_layout()).collect();
+    let blocks: Vec<(&[T], usize)> =
+        parts.iter().map(|p| (p.as_slice().expect("standard layout is contiguous"), p.len() / outer.max(1))).collect();
     let mut data = Vec::with_capacity(shape.iter().product());
     for o in 0..outer {
-        for p in &parts {
-            let block = p.len() / outer;
-            data.extend_from_slice(&p.as_slice().expect("standard layout is contiguous")[o * block..][..block]);
+        for &(elements, block) in &blocks {
+            data.extend_from_slice(&elements[o * block..][..block]);
         }
     }
     ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| invalid("concat", &[axis], first.shape(), e.to_string()))

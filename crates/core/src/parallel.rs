@@ -36,13 +36,12 @@ fn from_vec<A, C>(like: &ArrayViewD<'_, A>, values: Vec<C>) -> ArrayD<C> {
 }
 
 /// `a[i] = f(a[i], b[i])` for every i. Shapes must already be equal.
-pub fn zip_assign<A, B>(a: ArrayViewMutD<'_, A>, b: ArrayViewD<'_, B>, f: impl Fn(A, B) -> A + Sync + Send)
+pub fn zip_assign<A, B>(mut a: ArrayViewMutD<'_, A>, b: ArrayViewD<'_, B>, f: impl Fn(A, B) -> A + Sync + Send)
 where
     A: Copy + Send + Sync,
     B: Copy + Send + Sync,
 {
     let parallel = a.len() >= PARALLEL_MIN_ELEMENTS;
-    let mut a = a;
     if !parallel {
         if let (Some(xs), Some(ys)) = (a.as_slice_mut(), b.as_slice()) {
             xs.iter_mut().zip(ys).for_each(|(x, &y)| *x = f(*x, y));
@@ -78,7 +77,7 @@ where
 
 /// `a[i] = f(a[i], b[i], c[i])` for every i. Shapes must already be equal.
 pub fn zip3_assign<A, B, C>(
-    a: ArrayViewMutD<'_, A>,
+    mut a: ArrayViewMutD<'_, A>,
     b: ArrayViewD<'_, B>,
     c: ArrayViewD<'_, C>,
     f: impl Fn(A, B, C) -> A + Sync + Send,
@@ -88,7 +87,6 @@ pub fn zip3_assign<A, B, C>(
     C: Copy + Send + Sync,
 {
     let parallel = a.len() >= PARALLEL_MIN_ELEMENTS;
-    let mut a = a;
     if !parallel {
         if let (Some(xs), Some(ys), Some(zs)) = (a.as_slice_mut(), b.as_slice(), c.as_slice()) {
             xs.iter_mut().zip(ys).zip(zs).for_each(|((x, &y), &z)| *x = f(*x, y, z));

@@ -314,7 +314,9 @@ impl Session {
             let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| plan.split(i)).collect();
             let fresh = fresh_factors(&splits, &masked);
             if !fresh.is_empty() {
-                let opened = s.mask_many(&fresh.iter().map(|j| &powers[j]).collect::<Vec<_>>())?;
+                // A power is only a factor once masked: it moves into its masked tensor.
+                let values = fresh.iter().map(|j| powers.remove(j).expect("a factor is computed before it is used"));
+                let opened = s.mask_many(values.collect())?;
                 masked.extend(fresh.into_iter().zip(opened));
             }
             let products = splits.iter().map(|(a, b)| s.mul(&masked[a], &masked[b])).collect::<Result<Vec<_>>>()?;

@@ -118,14 +118,14 @@ impl Session {
     /// products with x reuse the mask (see [`MaskedTensor`]).
     /// Traffic: n·B bytes per server; 1 round.
     pub fn mask<R: Ring>(&mut self, x: &PrivateTensor<R>) -> Result<MaskedTensor<R>> {
-        let mut masked = self.mask_many(&[x])?;
+        let mut masked = self.mask_many(vec![x.clone()])?;
         Ok(masked.pop().expect("one masked tensor per input"))
     }
 
     /// [`Session::mask`] of several tensors in one round: each gets its own fresh mask, and
-    /// every opening is sent before any is received.
+    /// every opening is sent before any is received. The tensors are moved into the results.
     /// Traffic: the sum of their n·B bytes per server; 1 round (none for no tensors).
-    pub fn mask_many<R: Ring>(&mut self, xs: &[&PrivateTensor<R>]) -> Result<Vec<MaskedTensor<R>>> {
+    pub fn mask_many<R: Ring>(&mut self, xs: Vec<PrivateTensor<R>>) -> Result<Vec<MaskedTensor<R>>> {
         self.op("mask", |s| {
             let tags: Vec<Tag> = xs.iter().map(|_| s.next_tag()).collect();
             let masks = xs
@@ -136,9 +136,9 @@ impl Session {
             let shares: Option<Vec<&R::Tensor>> = xs.iter().map(|x| x.share()).collect();
             let Some(shares) = shares else {
                 return Ok(xs
-                    .iter()
+                    .into_iter()
                     .zip(masks)
-                    .map(|(x, mask)| MaskedTensor { value: (*x).clone(), mask, masked: None })
+                    .map(|(value, mask)| MaskedTensor { value, mask, masked: None })
                     .collect());
             };
             let peer = s.peer_server("mask")?;
@@ -152,10 +152,10 @@ impl Session {
                 s.recv_into(peer, tag, diff)?;
             }
             Ok(xs
-                .iter()
+                .into_iter()
                 .zip(masks)
                 .zip(diffs)
-                .map(|((x, mask), diff)| MaskedTensor { value: (*x).clone(), mask, masked: Some(diff) })
+                .map(|((value, mask), diff)| MaskedTensor { value, mask, masked: Some(diff) })
                 .collect())
         })
     }

@@ -32,7 +32,8 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
         let pf = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &filt), filt.shape())?;
         let my = s.mask(&py)?;
         // Masked together (one round), each with its own mask.
-        let [mx, mf]: [MaskedTensor<R>; 2] = s.mask_many(&[&px, &pf])?.try_into().expect("two masked tensors");
+        let [mx, mf]: [MaskedTensor<R>; 2] =
+            s.mask_many(vec![px.clone(), pf.clone()])?.try_into().expect("two masked tensors");
         Ok([
             share(&s.matmul(&px, &py)?),
             share(&s.matmul(&px, &my)?),

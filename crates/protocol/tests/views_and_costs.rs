@@ -123,7 +123,11 @@ fn costs_match_formulas<R: ProtocolRing>() {
     assert_cost("reveal", measure::<R>(n, |s, x, _| s.reveal(x).map(drop)), costs::open::<R>(e));
     assert_cost("mask", measure::<R>(n, |s, x, _| s.mask(x).map(drop)), costs::open::<R>(e));
     // Three tensors masked together: their bytes, one round.
-    assert_cost("mask_many", measure::<R>(n, |s, x, _| s.mask_many(&[x, x, x]).map(drop)), costs::open::<R>(3 * e));
+    assert_cost(
+        "mask_many",
+        measure::<R>(n, |s, x, _| s.mask_many(vec![x.clone(), x.clone(), x.clone()]).map(drop)),
+        costs::open::<R>(3 * e),
+    );
     let mul = costs::product::<R>(Bilinear::Mul, &sh, false, &sh, false);
     assert_cost("mul", measure::<R>(n, |s, x, _| s.mul(x, x).map(drop)), mul);
     let mm = |xm, ym| costs::product::<R>(Bilinear::Matmul, &sh, xm, &sh, ym);
