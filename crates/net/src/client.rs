@@ -827,7 +827,7 @@ async fn dial_server(
             Err(_) => last_error = Some(format!("no handshake within {attempt:?}")),
             Ok(Err(e)) => match classify(&e) {
                 Failure::Retry(reason) => last_error = Some(reason),
-                Failure::Fatal(reason) => return Err(refused(reason)),
+                Failure::Fatal(reason) | Failure::Aborted(reason) => return Err(refused(reason)),
             },
             Ok(Ok(connection)) => {
                 let streams = async {
@@ -836,7 +836,7 @@ async fn dial_server(
                     let mut preamble = [0u8; 8];
                     recv.read_exact(&mut preamble).await.map_err(|e| match e {
                         ReadExactError::ReadError(quinn::ReadError::ConnectionLost(e)) => match classify(&e) {
-                            Failure::Retry(r) | Failure::Fatal(r) => r,
+                            Failure::Retry(r) | Failure::Fatal(r) | Failure::Aborted(r) => r,
                         },
                         e => e.to_string(),
                     })?;

@@ -21,6 +21,11 @@ const FIRST_ATTEMPT: Duration = Duration::from_secs(1);
 const MAX_ATTEMPT: Duration = Duration::from_secs(8);
 /// Pause between attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long the other links may still take to fail once a peer has aborted a handshake
+/// without a reason: a peer that gives up because its own link with a third party failed
+/// aborts ours too, and the third party's failure (say, a certificate we refuse as well) is
+/// the error worth reporting. Covers a first attempt lost to a peer not yet up, and a retry.
+const ABORT_GRACE: Duration = Duration::from_secs(3);
 
 /// An authenticated connection to `peer` with both streams open (preambles exchanged).
 pub(crate) struct Link {
@@ -35,6 +40,22 @@ pub(crate) struct Link {
 pub(crate) enum Failure {
     Retry(String),
     Fatal(String),
+    /// The peer closed the connection during the handshake without a reason (its endpoint went
+    /// away): final, but likely a consequence of a failure elsewhere.
+    Aborted(String),
+}
+
+/// A link that did not come up. `consequential` marks a peer that aborted without a reason:
+/// another link's failure usually explains more.
+struct LinkFailure {
+    error: NetError,
+    consequential: bool,
+}
+
+impl From<NetError> for LinkFailure {
+    fn from(error: NetError) -> Self {
+        LinkFailure { error, consequential: false }
+    }
 }
 
 /// Dials every party in `dial` and accepts one connection from every party in `accept`,
@@ -57,18 +78,33 @@ pub(crate) async fn establish(
     }
     if !accept.is_empty() {
         let endpoint = endpoint.clone();
-        tasks.spawn(async move { accept_peers(&endpoint, &config, role, &accept, deadline).await });
+        tasks.spawn(async move {
+            accept_peers(&endpoint, &config, role, &accept, deadline).await.map_err(LinkFailure::from)
+        });
     }
     let mut links = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    // The first abort, and until when the other links may still fail with a better reason.
+    let mut aborted: Option<(NetError, Instant)> = None;
+    loop {
+        let joined = match &aborted {
+            None => tasks.join_next().await,
+            Some((_, until)) => tokio::time::timeout_at(*until, tasks.join_next()).await.unwrap_or(None),
+        };
+        let Some(joined) = joined else { break };
         match joined {
             Ok(Ok(more)) => links.extend(more),
+            Ok(Err(LinkFailure { error, consequential: true })) => {
+                aborted.get_or_insert((error, (Instant::now() + ABORT_GRACE).min(deadline)));
+            }
             // Dropping `tasks` aborts the other attempts.
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(failure)) => return Err(failure.error),
             Err(e) => return Err(NetError::Startup { role, reason: format!("connect task failed: {e}") }),
         }
     }
-    Ok(links)
+    match aborted {
+        Some((error, _)) => Err(error),
+        None => Ok(links),
+    }
 }
 
 /// Dials `peer` at `addr` until a link is up, the peer refuses us or we refuse it, or `deadline`.
@@ -80,14 +116,12 @@ async fn dial_peer(
     addr: SocketAddr,
     deadline: Instant,
     waited: Duration,
-) -> Result<Link, NetError> {
-    let refused = |reason: String| NetError::PeerRefused { role, peer, address: address.clone(), reason };
-    let timed_out = |last_error: Option<String>| NetError::ConnectTimeout {
-        role,
-        peer,
-        address: address.clone(),
-        waited,
-        last_error,
+) -> Result<Link, LinkFailure> {
+    let refused =
+        |reason: String| LinkFailure::from(NetError::PeerRefused { role, peer, address: address.clone(), reason });
+    let aborted = |reason: String| LinkFailure { consequential: true, ..refused(reason) };
+    let timed_out = |last_error: Option<String>| {
+        LinkFailure::from(NetError::ConnectTimeout { role, peer, address: address.clone(), waited, last_error })
     };
     let mut attempt = FIRST_ATTEMPT;
     let mut last_error = None;
@@ -105,6 +139,7 @@ async fn dial_peer(
             Ok(Err(e)) => match classify(&e) {
                 Failure::Retry(reason) => last_error = Some(reason),
                 Failure::Fatal(reason) => return Err(refused(reason)),
+                Failure::Aborted(reason) => return Err(aborted(reason)),
             },
             Ok(Ok(connection)) => {
                 if let Err(reason) = peer_role(&connection, &[peer]) {
@@ -114,6 +149,7 @@ async fn dial_peer(
                 match tokio::time::timeout_at(deadline, open_streams(&connection)).await {
                     Ok(Ok((send, recv))) => return Ok(Link { peer, connection, send, recv }),
                     Ok(Err(Failure::Fatal(reason))) => return Err(refused(reason)),
+                    Ok(Err(Failure::Aborted(reason))) => return Err(aborted(reason)),
                     Ok(Err(Failure::Retry(reason))) => last_error = Some(reason),
                     Err(_) => {
                         connection.close(CLOSE_REFUSED, b"streams not opened in time");
@@ -190,7 +226,9 @@ async fn accept_one(incoming: quinn::Incoming, expected: Vec<Role>) -> Result<Li
     };
     match open_streams(&connection).await {
         Ok((send, recv)) => Ok(Link { peer, connection, send, recv }),
-        Err(Failure::Retry(reason) | Failure::Fatal(reason)) => Err(format!("{peer} at {remote}: {reason}")),
+        Err(Failure::Retry(reason) | Failure::Fatal(reason) | Failure::Aborted(reason)) => {
+            Err(format!("{peer} at {remote}: {reason}"))
+        }
     }
 }
 
@@ -221,7 +259,8 @@ async fn open_streams(connection: &Connection) -> Result<(SendStream, RecvStream
 }
 
 /// Whether a failed connection is worth another attempt. Authentication failures (TLS alerts,
-/// our refusal codes) are final; timeouts and resets mean the peer is not (yet) there.
+/// our refusal codes) are final; timeouts and resets mean the peer is not (yet) there; a peer
+/// whose application closed during the handshake has gone away.
 pub(crate) fn classify(error: &ConnectionError) -> Failure {
     match error {
         ConnectionError::TimedOut | ConnectionError::Reset | ConnectionError::CidsExhausted => {
@@ -229,6 +268,9 @@ pub(crate) fn classify(error: &ConnectionError) -> Failure {
         }
         ConnectionError::ConnectionClosed(close) if close.error_code == TransportErrorCode::CONNECTION_REFUSED => {
             Failure::Retry(error.to_string())
+        }
+        ConnectionError::ConnectionClosed(close) if close.error_code == TransportErrorCode::APPLICATION_ERROR => {
+            Failure::Aborted(error.to_string())
         }
         ConnectionError::ApplicationClosed(close) if close.error_code == CLOSE_REFUSED => {
             Failure::Fatal(format!("the peer refused us: {}", String::from_utf8_lossy(&close.reason)))
