@@ -602,38 +602,16 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self> {
         let g = ConvGeometry::new(self.shape(), filters.shape(), params)?;
         let mut out = Self::zeros(&[g.batch, g.filters, g.output.0, g.output.1]);
-        out.pooled_conv2d_add_assign(self, filters, params, (1, 1))?;
+        out.conv2d_add_assign(self, filters, params)?;
         Ok(out)
     }
 
     /// Runs im2col and the residue GEMMs on [`CONV_CHUNK_ROWS`]-row chunks of images; each
-    /// chunk's product is added straight into `self`, or for a window other than (1, 1) reordered
-    /// into a chunk-sized NCHW buffer whose window sums are added: neither the patch matrix of the
-    /// whole batch (C·KH·KW residues per output position and plane) nor its convolution is built.
-    fn pooled_conv2d_add_assign(
-        &mut self,
-        x: &Self,
-        filters: &Self,
-        params: Conv2dParams,
-        window: (usize, usize),
-    ) -> Result<()> {
+    /// chunk's product is added straight into `self`: neither the patch matrix of the whole batch
+    /// (C·KH·KW residues per output position and plane) nor a temporary convolution is built.
+    fn conv2d_add_assign(&mut self, x: &Self, filters: &Self, params: Conv2dParams) -> Result<()> {
         let g = ConvGeometry::new(x.shape(), filters.shape(), params)?;
-        let conv_shape = [g.batch, g.filters, g.output.0, g.output.1];
-        let pooled = if window == (1, 1) {
-            conv_shape.to_vec()
-        } else {
-            let (kh, kw) = window;
-            if kh == 0 || kw == 0 || g.output.0 % kh != 0 || g.output.1 % kw != 0 {
-                return Err(CoreError::InvalidShape {
-                    op: "pooled_conv2d",
-                    shape: vec![kh, kw],
-                    tensor: conv_shape.to_vec(),
-                    reason: "windows must tile the convolution's output".into(),
-                });
-            }
-            vec![g.batch, g.filters, g.output.0 / kh, g.output.1 / kw]
-        };
-        layout::check_same_shape("pooled_conv2d_add", self.shape(), &pooled)?;
+        layout::check_same_shape("conv2d_add", self.shape(), &[g.batch, g.filters, g.output.0, g.output.1])?;
         let weights = filters
             .planes
             .iter()
@@ -644,7 +622,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let weight_views: Vec<_> = weights.iter().map(|w| w.t()).collect();
         let positions = g.output.0 * g.output.1;
         let images_per_chunk = (CONV_CHUNK_ROWS / positions.max(1)).max(1);
-        let (out_image, moduli) = (pooled[1..].iter().product::<usize>(), Modulus::all::<M>());
+        let (out_image, moduli) = (g.filters * positions, Modulus::all::<M>());
         for first in (0..g.batch).step_by(images_per_chunk) {
             let images = first..(first + images_per_chunk).min(g.batch);
             let chunk = ConvGeometry { batch: images.len(), ..g };
@@ -658,13 +636,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             for ((plane, product), m) in self.planes.iter_mut().zip(&products).zip(&moduli) {
                 let out = plane.as_slice_mut().expect("CRT planes are kept in standard layout");
                 let out = &mut out[images.start * out_image..images.end * out_image];
-                if window == (1, 1) {
-                    kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
-                } else {
-                    let conv = kernels::im2col::patches_to_nchw(product.view(), &chunk);
-                    let sums = layout::window_sum(&conv, window, |a, b| m.add(a, b))?;
-                    vectorised(|| zip_assign(out, flat(&sums), |a, b| m.add(a, b)));
-                }
+                kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
             }
         }
         Ok(())

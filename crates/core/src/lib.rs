@@ -10,6 +10,7 @@ pub mod fixed;
 pub mod kernels;
 pub mod layout;
 pub mod parallel;
+pub mod pooled_conv;
 pub mod prg;
 pub mod ring;
 pub mod ztensor;

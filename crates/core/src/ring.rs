@@ -113,10 +113,16 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     /// 2-D convolution (cross-correlation, as in every ML framework) of an NCHW input with OIHW
     /// filters; output NOHW.
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self>;
-    /// In-place `self += window_sum(conv2d(x, filters), window)`; the window (1, 1) adds the
-    /// convolution itself (the Beaver products' recombination, and average pooling's window sums
-    /// folded into the product). Rings that convolve in bounded chunks sum and add each chunk
-    /// straight into `self`, without a temporary of the convolution's size.
+    /// In-place `self += conv2d(x, filters)` (the Beaver products' recombination). Rings that
+    /// convolve in bounded chunks add each chunk straight into `self`, without a temporary of
+    /// the convolution's size.
+    fn conv2d_add_assign(&mut self, x: &Self, filters: &Self, params: Conv2dParams) -> Result<()> {
+        self.add_assign(&x.conv2d(filters, params)?)
+    }
+    /// In-place `self += window_sum(conv2d(x, filters), window)` (average pooling's window sums
+    /// folded into the product), computed as one strided convolution with a wider filter (see
+    /// [`pooled_as_strided`](crate::pooled_conv::pooled_as_strided)); the window (1, 1) adds the
+    /// convolution itself.
     fn pooled_conv2d_add_assign(
         &mut self,
         x: &Self,
@@ -124,12 +130,11 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
         params: Conv2dParams,
         window: (usize, usize),
     ) -> Result<()> {
-        let y = x.conv2d(filters, params)?;
         if window == (1, 1) {
-            self.add_assign(&y)
-        } else {
-            self.add_assign(&y.window_sum(window)?)
+            return self.conv2d_add_assign(x, filters, params);
         }
+        let (wide, strided) = crate::pooled_conv::pooled_as_strided(x.shape(), filters, params, window)?;
+        self.conv2d_add_assign(x, &wide, strided)
     }
 
     /// Sum over `axis` (the axis is removed).

@@ -109,11 +109,17 @@ fn conv_matches_reference<R: Ring>(seed: u64, n: usize, c: usize, hw: usize, o: 
     let mut acc = y.clone();
     acc.pooled_conv2d_add_assign(&x, &w, p, (1, 1)).unwrap();
     assert_eq!(acc, y.add(&y).unwrap());
-    if oh % 2 == 0 {
-        let sums = y.window_sum((2, 1)).unwrap();
-        let mut pooled = sums.clone();
-        pooled.pooled_conv2d_add_assign(&x, &w, p, (2, 1)).unwrap();
-        assert_eq!(pooled, sums.add(&sums).unwrap());
+    // Pooled: one strided convolution with a widened filter (pooled_conv), for every window
+    // that tiles the output; any other window is an error.
+    for window in [(2, 1), (1, 2), (2, 2), (3, 3), (oh, ow)] {
+        let mut pooled = R::Tensor::zeros(&[n, o, (oh / window.0).max(1), (ow / window.1).max(1)]);
+        if oh % window.0 != 0 || ow % window.1 != 0 {
+            assert!(pooled.pooled_conv2d_add_assign(&x, &w, p, window).is_err(), "{window:?}");
+            continue;
+        }
+        let sums = y.window_sum(window).unwrap();
+        pooled.pooled_conv2d_add_assign(&x, &w, p, window).unwrap();
+        assert_eq!(pooled, sums, "window {window:?}, {p:?}");
     }
 }
 
@@ -219,8 +225,8 @@ macro_rules! ring_suite {
                 }
                 #[test]
                 fn conv(seed in any::<u64>(), n in 1usize..3, c in 1usize..3, hw in 1usize..8, o in 1usize..3,
-                        k in 1usize..4, s in 1usize..3, p in 0usize..2) {
-                    conv_matches_reference::<R>(seed, n, c, hw, o, k, Conv2dParams { stride: (s, s), padding: (p, p) })
+                        k in 1usize..4, s in 1usize..3, s2 in 1usize..4, p in 0usize..2, p2 in 0usize..2) {
+                    conv_matches_reference::<R>(seed, n, c, hw, o, k, Conv2dParams { stride: (s, s2), padding: (p, p2) })
                 }
                 #[test]
                 fn window_sum(seed in any::<u64>(), lead in 1usize..3, oh in 1usize..4, ow in 1usize..4,

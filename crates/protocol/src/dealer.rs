@@ -378,8 +378,9 @@ impl Session {
     }
 
     /// The online time of `op`: runs it once with a [`RecordingDealer`] for ring `R`, then again
-    /// with the recorded correlations installed, and returns how long that second run took; the
-    /// online dealer is installed again afterwards. `op` must ask for the same correlations both
+    /// with the recorded correlations installed, and returns how long that second run took (the
+    /// parties [`Session::sync`] before it, so all three start it together); the online dealer
+    /// is installed again afterwards. `op` must ask for the same correlations both
     /// times (a deterministic program does).
     ///
     /// Only the time is returned, and only the time is meaningful: masks that `op` deals itself
@@ -396,6 +397,7 @@ impl Session {
         self.use_online_dealer();
         recorded?;
         self.use_triple_source::<R>(Box::new(recording.into_pregenerated()));
+        self.sync()?;
         let start = std::time::Instant::now();
         let replayed = op(self);
         let elapsed = start.elapsed();

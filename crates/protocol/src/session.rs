@@ -196,6 +196,26 @@ impl Session {
         self.transport.recv(from, tag, self.timeout)
     }
 
+    /// Returns once the other two parties have reached their `sync` too: sends an empty message
+    /// to each and receives theirs (one round, no payload; a party that never comes fails it
+    /// within the receive deadline). Benchmarks use it so that the parties start a timed
+    /// operation together.
+    pub fn sync(&mut self) -> Result<()> {
+        let tag = self.next_tag();
+        let me = self.role;
+        let peers = Role::ALL.into_iter().filter(move |&r| r != me);
+        for peer in peers.clone() {
+            self.send_bytes(peer, tag, Vec::new())?;
+        }
+        for peer in peers {
+            let bytes = self.recv_bytes(peer, tag)?;
+            if !bytes.is_empty() {
+                return Err(ProtocolError::BadMessage { peer, reason: format!("{} bytes in a sync", bytes.len()) });
+            }
+        }
+        Ok(())
+    }
+
     /// For a server: sends `mine` to the other server and returns the other server's tensor.
     pub fn exchange_with_peer<T: RingTensor>(&mut self, tag: Tag, mine: &T) -> Result<T> {
         let peer = self.peer_server("exchange_with_peer")?;

@@ -385,3 +385,34 @@ fn a_dealer_message_of_the_wrong_length_is_an_error_naming_cp() {
         other => panic!("server1 should reject cp's short message, got {other:?}"),
     }
 }
+
+#[test]
+fn sync_returns_only_once_every_party_has_reached_it() {
+    // Each party arrives at the sync after a different delay; no one may leave before the
+    // last one (cp, after 200 ms) has arrived.
+    let start = Instant::now();
+    let left = run_local(LocalConfig::seeded(1), |s| {
+        std::thread::sleep(Duration::from_millis(100 * s.role().index() as u64));
+        s.sync()?;
+        Ok(start.elapsed())
+    })
+    .unwrap();
+    for (role, elapsed) in Role::ALL.into_iter().zip(left) {
+        assert!(elapsed >= Duration::from_millis(200), "{role} left the sync after {elapsed:?}");
+    }
+}
+
+#[test]
+fn a_party_missing_a_sync_makes_the_others_fail_naming_it() {
+    let timeout = Duration::from_millis(300);
+    let results = run_local_parties(LocalConfig { seed: 1, timeout }, |s| {
+        if s.role() == Role::Cp {
+            std::thread::sleep(Duration::from_secs(1));
+            return Ok(());
+        }
+        s.sync()
+    });
+    for r in &results[..2] {
+        assert!(matches!(r, Err(ProtocolError::Timeout { peer: Role::Cp, .. })), "{r:?}");
+    }
+}

@@ -55,7 +55,9 @@ pub(crate) fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
 
 /// Times `op` on three parties: `reps` runs with cp dealing online, `reps` runs with the
 /// correlations recorded beforehand; returns (ms, online_ms, bytes, rounds), each time the
-/// median over runs of the slowest party.
+/// median over runs of the slowest party. The parties sync before every timed run, so each
+/// time is one operation's latency with all three starting together (none of them still busy
+/// with the previous run or already working on the next one).
 fn measure<R: ProtocolRing, S>(
     reps: usize,
     setup: impl Fn(&mut Session) -> Result<S> + Sync,
@@ -70,6 +72,7 @@ fn measure<R: ProtocolRing, S>(
         let mut online_dealer = Vec::with_capacity(reps);
         let mut pregenerated = Vec::with_capacity(reps);
         for _ in 0..reps {
+            s.sync()?;
             online_dealer.push(timed(|| op(s, &state))?);
             pregenerated.push(s.time_replayed::<R, _>(|s| op(s, &state))?.as_secs_f64() * 1e3);
         }

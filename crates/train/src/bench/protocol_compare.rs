@@ -54,10 +54,12 @@ fn measure<R: ComparisonRing>(
         let traffic = s.traffic().since(&before);
         let (mut total, mut online) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
         for _ in 0..reps {
+            s.sync()?;
             total.push(timed(|| op(s, &px, &mut ComparisonSource::Online))?);
             match offline {
                 Offline::Comparisons(count) => {
                     let mut source = ComparisonSource::pregenerate(s, count)?;
+                    s.sync()?;
                     online.push(timed(|| op(s, &px, &mut source))?);
                 }
                 Offline::Recorded => {
