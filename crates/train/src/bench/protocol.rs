@@ -127,6 +127,8 @@ fn f64_array(shape: &[usize]) -> ArrayD<f64> {
 /// Runs every case for ring `R`, emitting rows as they are measured.
 fn run_ring<R: ProtocolRing>(quick: bool, emit: &mut impl FnMut(ProtocolRow)) -> Result<()> {
     let reps = if quick { 2 } else { 7 };
+    // The matrix products take milliseconds: more runs for a steadier median.
+    let matmul_reps = if quick { 2 } else { 31 };
     let n = if quick { 10_000 } else { 1_000_000 };
     let fp = FixedPoint::<R>::default_for_ring();
     let plain_reps = if quick { 3 } else { 11 };
@@ -144,12 +146,15 @@ fn run_ring<R: ProtocolRing>(quick: bool, emit: &mut impl FnMut(ProtocolRow)) ->
     let (fx, fw) = (Array2::<f64>::from_elem((bm, k), 0.5), Array2::<f64>::from_elem((k, bn), 0.25));
     let plain = median_ms(plain_reps, || drop(std::hint::black_box(fx.dot(&fw))));
     let shapes = vec![vec![bm, k], vec![k, bn]];
-    let m =
-        measure::<R, _>(reps, |s| Ok((input::<R>(s, &x)?, input::<R>(s, &w)?)), |s, (a, b)| s.matmul(a, b).map(drop))?;
+    let m = measure::<R, _>(
+        matmul_reps,
+        |s| Ok((input::<R>(s, &x)?, input::<R>(s, &w)?)),
+        |s, (a, b)| s.matmul(a, b).map(drop),
+    )?;
     let cost = costs::product::<R>(Bilinear::Matmul, &[bm, k], false, &[k, bn], false);
     emit(row::<R>("matmul_fresh", shapes.clone(), m, plain, cost));
     let m = measure::<R, (PrivateTensor<R>, MaskedTensor<R>)>(
-        reps,
+        matmul_reps,
         |s| {
             let w = input(s, &w)?;
             Ok((input(s, &x)?, s.mask(&w)?))
