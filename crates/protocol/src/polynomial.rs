@@ -308,7 +308,9 @@ impl Session {
         // Scaled powers as flat [n] tensors, and those already masked (opened once, reused).
         let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, s.reshape(x, &[n])?)]);
         let mut masked: BTreeMap<usize, MaskedTensor<R>> = BTreeMap::new();
-        let mut acc = add_term(s, None, &powers[&1], p, 1, fp)?;
+        // The linear term is added last, from the caller's x: no accumulator is held while the
+        // first level masks and multiplies (the largest tensors of the evaluation).
+        let mut acc = None;
         for level in 1..=plan.top_level() {
             let at_level = plan.at_level(level);
             let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| plan.split(i)).collect();
@@ -320,16 +322,19 @@ impl Session {
                 masked.extend(fresh.into_iter().zip(opened));
             }
             let products = splits.iter().map(|(a, b)| s.mul(&masked[a], &masked[b])).collect::<Result<Vec<_>>>()?;
+            // Factors no later level uses go before the truncation (each is three tensors of
+            // the input's size: value, mask and opened difference).
+            masked.retain(|&j, _| plan.needed_after(j, level));
             for (u, &i) in truncate_together(s, products, shift)?.into_iter().zip(&at_level) {
                 acc = add_term(s, acc, &u, p, i, fp)?;
                 powers.insert(i, u);
             }
             powers.retain(|&j, _| plan.needed_after(j, level));
-            masked.retain(|&j, _| plan.needed_after(j, level));
         }
-        let sum = match acc {
+        let linear = s.reshape(x, &[n])?;
+        let sum = match add_term(s, acc, &linear, p, 1, fp)? {
             Some(a) => s.truncate(&a, shift)?,
-            None => s.mul_scalar(&powers[&1], 0),
+            None => s.mul_scalar(&linear, 0),
         };
         let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
         s.reshape(&s.add_scalar(&sum, constant), x.shape())

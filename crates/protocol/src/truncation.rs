@@ -184,7 +184,8 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
     }
 
     /// Deals [r, -(r >> f)] as corrections, r uniform in [0, 2^(k+41)) from cp's private
-    /// randomness. Both are reduced straight from cp's random words, run by run.
+    /// randomness. Both are reduced straight from cp's random words, run by run. cp's own dealt
+    /// list is empty.
     fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<CrtTensor<M>>> {
         let words: Option<ZTensor<u128>> = (s.role() == Role::Cp).then(|| s.private_random(tag, purpose::EXTRA, shape));
         let r_of = |w: u128| w & ((1u128 << (Self::PRODUCT_BITS + 41)) - 1);
@@ -193,10 +194,14 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
             let words = words.array().as_slice().expect("fresh random tensors are contiguous");
             CrtTensor::from_values(shape, words, value)
         };
-        let r = deal_value(s, tag, purpose::EXTRA, shape, || Ok(from_words(&|w| r_of(w) as i128)?))?;
+        // cp keeps nothing: it needs neither value after dealing, and dropping r before the
+        // second value is built keeps one value of the input's size less alive at cp's peak.
+        let server = s.role() != Role::Cp;
+        let keep = |held: Held<CrtTensor<M>>| server.then_some(held);
+        let r = keep(deal_value(s, tag, purpose::EXTRA, shape, || Ok(from_words(&|w| r_of(w) as i128)?))?);
         let neg_r_hi =
-            deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(from_words(&|w| -((r_of(w) >> f) as i128))?))?;
-        Ok(vec![r, neg_r_hi])
+            keep(deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(from_words(&|w| -((r_of(w) >> f) as i128))?))?);
+        Ok(r.into_iter().chain(neg_r_hi).collect())
     }
 
     /// Opens c = x + r (server0 adds the public 2^k to the opened value, not to its share), then
