@@ -308,9 +308,7 @@ impl Session {
         // Scaled powers as flat [n] tensors, and those already masked (opened once, reused).
         let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, s.reshape(x, &[n])?)]);
         let mut masked: BTreeMap<usize, MaskedTensor<R>> = BTreeMap::new();
-        // The linear term is added last, from the caller's x: no accumulator is held while the
-        // first level masks and multiplies (the largest tensors of the evaluation).
-        let mut acc = None;
+        let mut acc = add_term(s, None, &powers[&1], p, 1, fp)?;
         for level in 1..=plan.top_level() {
             let at_level = plan.at_level(level);
             let splits: Vec<(usize, usize)> = at_level.iter().map(|&i| plan.split(i)).collect();
@@ -331,10 +329,9 @@ impl Session {
             }
             powers.retain(|&j, _| plan.needed_after(j, level));
         }
-        let linear = s.reshape(x, &[n])?;
-        let sum = match add_term(s, acc, &linear, p, 1, fp)? {
+        let sum = match acc {
             Some(a) => s.truncate(&a, shift)?,
-            None => s.mul_scalar(&linear, 0),
+            None => s.mul_scalar(&powers[&1], 0),
         };
         let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
         s.reshape(&s.add_scalar(&sum, constant), x.shape())
