@@ -55,8 +55,14 @@ fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
 impl Proc {
     /// Starts `pond` with `args`.
     pub fn start(name: &str, args: &[String]) -> Proc {
+        Proc::start_with_env(name, args, &[])
+    }
+
+    /// Starts `pond` with `args` and the environment variables `env` added to the test's own.
+    pub fn start_with_env(name: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(pond())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -70,12 +76,17 @@ impl Proc {
 
     /// Starts `pond party` as `role` with `config`, then `extra` (seed, job, ...).
     pub fn party(config: &Path, role: Role, extra: &[&str]) -> Proc {
+        Proc::party_with_env(config, role, extra, &[])
+    }
+
+    /// [`Proc::party`] with the environment variables `env` added.
+    pub fn party_with_env(config: &Path, role: Role, extra: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut args: Vec<String> = ["party", "--config", &config.to_string_lossy(), "--role", &role.to_string()]
             .iter()
             .map(|s| s.to_string())
             .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::start(&role.to_string(), &args)
+        Proc::start_with_env(&role.to_string(), &args, env)
     }
 
     /// Starts `pond client` with `config`, then `extra`.
