@@ -13,11 +13,13 @@ use crate::layout;
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, Ring, RingTensor};
-use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
 use num_bigint::BigUint;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// A set of pairwise-coprime moduli, all below 2^21, with product below 2^127.
 pub trait CrtModuli: Copy + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync + 'static {
@@ -72,10 +74,30 @@ impl<M: CrtModuli> Ring for Crt<M> {
 
 /// A tensor over Z_M: `planes[i]` holds the residues modulo `M::MODULI[i]`, each in [0, m_i), in
 /// standard layout.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct CrtTensor<M: CrtModuli> {
     planes: Vec<ArrayD<u32>>,
+    /// A `u16` copy of `planes` for few-row products, shared by clones until one is changed.
+    narrow: Arc<NarrowPlanes>,
     moduli: PhantomData<M>,
+}
+
+impl<M: CrtModuli> PartialEq for CrtTensor<M> {
+    /// Equal residues (the `u16` copy is a cache).
+    fn eq(&self, other: &Self) -> bool {
+        self.planes == other.planes
+    }
+}
+
+/// The residue planes as `u16`, built for a tensor that is the right operand of few-row matrix
+/// products again and again (a weight or its mask, reused batch after batch at batch size 1):
+/// the matrix-vector kernel then streams half the bytes. Built on the second such product, so a
+/// tensor used once never pays for the copy. Only for moduli below 2^16.
+#[derive(Debug, Default)]
+struct NarrowPlanes {
+    /// Few-row products that have read the tensor as their right operand so far.
+    uses: AtomicUsize,
+    planes: OnceLock<Vec<Array2<u16>>>,
 }
 
 /// Elements per unit of parallel work in elementwise loops (256 KiB of `u32`).
@@ -306,7 +328,42 @@ impl<M: CrtModuli> CrtTensor<M> {
             .into_iter()
             .map(|p| if p.is_standard_layout() { p } else { p.as_standard_layout().into_owned() })
             .collect();
-        CrtTensor { planes, moduli: PhantomData }
+        CrtTensor { planes, narrow: Arc::default(), moduli: PhantomData }
+    }
+
+    /// The moduli as `u32` (all are below 2^21).
+    fn moduli_u32() -> Vec<u32> {
+        M::MODULI.iter().map(|&m| m as u32).collect()
+    }
+
+    /// The planes for writing: drops the `u16` copy, which would no longer match.
+    fn planes_mut(&mut self) -> &mut [ArrayD<u32>] {
+        self.narrow = Arc::default();
+        &mut self.planes
+    }
+
+    /// The planes of this matrix as `u16`, when every modulus is below 2^16 and this is at least
+    /// the second few-row product that reads it as its right operand (see [`NarrowPlanes`]).
+    fn narrow_planes(&self) -> Option<&[Array2<u16>]> {
+        if M::MODULI.iter().any(|&m| m > 1 << 16) || self.shape().len() != 2 {
+            return None;
+        }
+        if let Some(planes) = self.narrow.planes.get() {
+            return Some(planes);
+        }
+        if self.narrow.uses.fetch_add(1, Ordering::Relaxed) == 0 {
+            return None;
+        }
+        Some(self.narrow.planes.get_or_init(|| {
+            self.planes
+                .iter()
+                .map(|p| {
+                    let p = p.view().into_dimensionality::<Ix2>().expect("checked 2-D");
+                    // Residues are below their modulus, at most 2^16: they fit.
+                    p.mapv(|r| r as u16)
+                })
+                .collect()
+        }))
     }
 
     /// The tensor of `shape` whose elements are `value(v)` (reduced modulo M) for the
@@ -359,8 +416,11 @@ impl<M: CrtModuli> CrtTensor<M> {
             )));
         }
         let (n, moduli, c) = (self.len(), Modulus::all::<M>(), c.flats());
-        let mut planes: Vec<&mut [u32]> =
-            self.planes.iter_mut().map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout")).collect();
+        let mut planes: Vec<&mut [u32]> = self
+            .planes_mut()
+            .iter_mut()
+            .map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout"))
+            .collect();
         let jobs: Vec<(usize, Vec<&mut [u32]>)> =
             runs_mut(&mut planes).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
         run_jobs(jobs, n * moduli.len(), |(start, mut planes)| {
@@ -443,7 +503,7 @@ impl<M: CrtModuli> CrtTensor<M> {
     fn update_chunks(&mut self, update: impl Fn(usize, Modulus, usize, &mut [u32]) + Sync + Send) {
         let (moduli, n) = (Modulus::all::<M>(), self.len());
         let jobs: Vec<(usize, usize, &mut [u32])> = self
-            .planes
+            .planes_mut()
             .iter_mut()
             .enumerate()
             .flat_map(|(i, p)| {
@@ -469,8 +529,7 @@ impl<M: CrtModuli> CrtTensor<M> {
         a: &[ndarray::ArrayView2<'_, u32>],
         b: &[ndarray::ArrayView2<'_, u32>],
     ) -> Vec<ndarray::Array2<u32>> {
-        let moduli: Vec<u32> = M::MODULI.iter().map(|&m| m as u32).collect();
-        kernels::gemm_crt::gemm_mod_planes(a, b, &moduli)
+        kernels::gemm_crt::gemm_mod_planes(a, b, &Self::moduli_u32())
     }
 
     fn matrices(&self, other: &Self) -> Result<()> {
@@ -595,8 +654,15 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         fn views<M: CrtModuli>(t: &CrtTensor<M>) -> Vec<ndarray::ArrayView2<'_, u32>> {
             t.planes.iter().map(|p| p.view().into_dimensionality::<Ix2>().expect("checked 2-D")).collect()
         }
-        let planes = Self::gemm_planes(&views(self), &views(other)).into_iter().map(|p| p.into_dyn()).collect();
-        Ok(Self::from_planes(planes))
+        let narrow = if self.shape()[0] <= kernels::gemm_crt::SMALL_M { other.narrow_planes() } else { None };
+        let planes = match narrow {
+            Some(b) => {
+                let b: Vec<_> = b.iter().map(|p| p.view()).collect();
+                kernels::gemm_crt::few_rows_narrow(&views(self), &b, &Self::moduli_u32())
+            }
+            None => Self::gemm_planes(&views(self), &views(other)),
+        };
+        Ok(Self::from_planes(planes.into_iter().map(|p| p.into_dyn()).collect()))
     }
 
     fn conv2d(&self, filters: &Self, params: Conv2dParams) -> Result<Self> {
@@ -633,7 +699,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
                 .collect();
             let patch_views: Vec<_> = patches.iter().map(|p| p.view()).collect();
             let products = Self::gemm_planes(&patch_views, &weight_views);
-            for ((plane, product), m) in self.planes.iter_mut().zip(&products).zip(&moduli) {
+            for ((plane, product), m) in self.planes_mut().iter_mut().zip(&products).zip(&moduli) {
                 let out = plane.as_slice_mut().expect("CRT planes are kept in standard layout");
                 let out = &mut out[images.start * out_image..images.end * out_image];
                 kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
@@ -779,6 +845,33 @@ fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [u32], m: u32) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The `u16` copy is built on the second few-row product that reads a tensor as its right
+    /// operand (not for wide moduli or many rows) and dropped by an in-place change.
+    #[test]
+    fn narrow_copy_is_built_on_reuse_and_dropped_on_change() {
+        let key = PrgKey::from_seed(3);
+        let (x, mut w) = (CrtTensor::<TfeModuli>::random(&key, 0, &[2, 70]), CrtTensor::random(&key, 1, &[70, 9]));
+        let built = |w: &CrtTensor<TfeModuli>| w.narrow.planes.get().is_some();
+        let first = x.matmul(&w).unwrap();
+        assert!(!built(&w), "one use builds nothing");
+        assert_eq!(x.matmul(&w).unwrap(), first);
+        assert!(built(&w), "the second use builds the copy");
+        let delta = w.clone();
+        w.add_assign(&delta).unwrap();
+        assert!(!built(&w), "an in-place change drops it");
+        let tall = CrtTensor::<TfeModuli>::random(&key, 2, &[kernels::gemm_crt::SMALL_M + 1, 70]);
+        let fresh = CrtTensor::<TfeModuli>::random(&key, 3, &[70, 9]);
+        for _ in 0..3 {
+            tall.matmul(&fresh).unwrap();
+        }
+        assert!(!built(&fresh), "products with many rows use the u32 planes");
+        let (xw, ww) = (CrtTensor::<WideModuli>::random(&key, 4, &[1, 70]), CrtTensor::random(&key, 5, &[70, 9]));
+        for _ in 0..3 {
+            xw.matmul(&ww).unwrap();
+        }
+        assert!(ww.narrow.planes.get().is_none(), "moduli above 2^16 have no u16 form");
+    }
 
     fn floor_log2(m: &BigUint) -> u32 {
         (m.bits() - 1) as u32

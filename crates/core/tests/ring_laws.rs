@@ -56,15 +56,32 @@ fn agrees_with_bigint<R: Ring>(seed: u64, shape: &[usize]) {
     assert_eq!(R::Tensor::from_signed(signed.view()), a);
 }
 
-fn matmul_matches_reference<R: Ring>(seed: u64, m: usize, k: usize, n: usize) {
+/// a·b modulo M by big integers, for row-major `a` (m×k) and `b` (k×n).
+fn matmul_reference<R: Ring>(a: &R::Tensor, b: &R::Tensor, m: usize, k: usize, n: usize) -> Vec<BigUint> {
     let modulus = R::modulus();
-    let (a, b) = (random::<R>(seed, &[m, k]), random::<R>(seed + 3, &[k, n]));
-    let (ba, bb) = (big::<R>(&a), big::<R>(&b));
-    let expected: Vec<BigUint> = (0..m)
+    let (ba, bb) = (big::<R>(a), big::<R>(b));
+    (0..m)
         .flat_map(|i| (0..n).map(move |j| (i, j)))
         .map(|(i, j)| (0..k).map(|t| &ba[i * k + t] * &bb[t * n + j]).sum::<BigUint>() % &modulus)
-        .collect();
-    assert_eq!(big::<R>(&a.matmul(&b).unwrap()), expected);
+        .collect()
+}
+
+/// The product, also with `b` reused as the right operand (as a masked weight is, batch after
+/// batch: a ring may keep a faster copy of it), then changed in place, and a clone taken before
+/// the change.
+fn matmul_matches_reference<R: Ring>(seed: u64, m: usize, k: usize, n: usize) {
+    let (a, mut b) = (random::<R>(seed, &[m, k]), random::<R>(seed + 3, &[k, n]));
+    let expected = matmul_reference::<R>(&a, &b, m, k, n);
+    for use_ in 0..3 {
+        assert_eq!(big::<R>(&a.matmul(&b).unwrap()), expected, "use {use_} of the right operand");
+    }
+    let before = b.clone();
+    b.add_assign(&random::<R>(seed + 4, &[k, n])).unwrap();
+    let changed = matmul_reference::<R>(&a, &b, m, k, n);
+    for use_ in 0..2 {
+        assert_eq!(big::<R>(&a.matmul(&b).unwrap()), changed, "use {use_} after an in-place change");
+    }
+    assert_eq!(big::<R>(&a.matmul(&before).unwrap()), expected, "a clone taken before the change");
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -35,8 +35,9 @@ use std::ops::Range;
 /// exact chunks stay over 4 million long).
 pub const GROUP_MODULUS_MAX: u64 = 1 << 21;
 
-/// `A` with at most this many rows takes the unpacked per-modulus path.
-const SMALL_M: usize = 8;
+/// `A` with at most this many rows takes the unpacked per-modulus path (which can also read `B`
+/// as `u16` residues, see [`few_rows_narrow`]).
+pub const SMALL_M: usize = 8;
 /// On that path, products with at least this many multiply-adds (over all moduli) run the
 /// moduli in parallel.
 const SMALL_M_PAR_WORK: usize = 1 << 19;
@@ -50,6 +51,44 @@ pub fn exact_chunk(p: u64) -> usize {
     let largest_product = u128::from(p.saturating_sub(1)).pow(2).max(1);
     (u128::from(u64::MAX) / largest_product).min(usize::MAX as u128) as usize
 }
+
+/// A residue type that the few-rows path reads `B` in: `u32`, or `u16` when every modulus is
+/// below 2^16 (half the bytes to stream for a matrix-vector product).
+pub trait Residue: Copy + Into<u64> + Send + Sync + 'static {
+    /// Loads 8 consecutive residues from `ptr`, zero-extended to `u64` lanes.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reading 8 values, and the CPU must have AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(ptr: *const Self) -> std::arch::x86_64::__m512i;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Residue for u32 {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load8(ptr: *const u32) -> std::arch::x86_64::__m512i {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees 8 readable values (32 bytes) and AVX-512F.
+        unsafe { _mm512_cvtepu32_epi64(_mm256_loadu_si256(ptr.cast())) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Residue for u16 {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load8(ptr: *const u16) -> std::arch::x86_64::__m512i {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees 8 readable values (16 bytes) and AVX-512F.
+        unsafe { _mm512_cvtepu16_epi64(_mm_loadu_si128(ptr.cast())) }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Residue for u32 {}
+#[cfg(not(target_arch = "x86_64"))]
+impl Residue for u16 {}
 
 /// Splits `moduli` into GEMM groups: consecutive pairs whose product is at most
 /// [`GROUP_MODULUS_MAX`], else single moduli.
@@ -293,7 +332,7 @@ impl Isa {
     }
 
     /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()` (no term or sum may exceed `u64`).
-    fn add_row_products(self, acc: &mut [u64], a: &[u32], b: &[u32]) {
+    fn add_row_products<T: Residue>(self, acc: &mut [u64], a: &[u32], b: &[T]) {
         match self {
             Isa::Portable => add_row_products(acc, a, b),
             #[cfg(target_arch = "x86_64")]
@@ -305,17 +344,17 @@ impl Isa {
 /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`, in wrapping `u64` arithmetic (callers
 /// keep the sums exact). Inlined into the AVX-512 copy, where it vectorises.
 #[inline(always)]
-fn add_row_products(acc: &mut [u64], a: &[u32], b: &[u32]) {
+fn add_row_products<T: Residue>(acc: &mut [u64], a: &[u32], b: &[T]) {
     for (&av, b_row) in a.iter().zip(b.chunks_exact(acc.len())) {
         let av = u64::from(av);
         for (s, &bv) in acc.iter_mut().zip(b_row) {
-            *s = s.wrapping_add(av.wrapping_mul(u64::from(bv)));
+            *s = s.wrapping_add(av.wrapping_mul(bv.into()));
         }
     }
 }
 
 /// A·B mod m for one modulus with few rows of `A`, straight from the residue planes (no packing).
-fn small_m_plane(a: ArrayView2<'_, u32>, b: ArrayView2<'_, u32>, m: u32, isa: Isa) -> Array2<u32> {
+fn small_m_plane<T: Residue>(a: ArrayView2<'_, u32>, b: ArrayView2<'_, T>, m: u32, isa: Isa) -> Array2<u32> {
     let b = b.as_standard_layout();
     let b_rows = b.as_slice().expect("standard layout is contiguous");
     let (k, n) = b.dim();
@@ -341,7 +380,12 @@ fn small_m_plane(a: ArrayView2<'_, u32>, b: ArrayView2<'_, u32>, m: u32, isa: Is
 }
 
 /// [`small_m_plane`] for every modulus, in parallel when the product is large.
-fn small_m(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32], isa: Isa) -> Vec<Array2<u32>> {
+fn small_m<T: Residue>(
+    a: &[ArrayView2<'_, u32>],
+    b: &[ArrayView2<'_, T>],
+    moduli: &[u32],
+    isa: Isa,
+) -> Vec<Array2<u32>> {
     let one = |i: usize| small_m_plane(a[i].view(), b[i].view(), moduli[i], isa);
     if a[0].len() * b[0].ncols() * moduli.len() >= SMALL_M_PAR_WORK {
         (0..moduli.len()).into_par_iter().map(one).collect()
@@ -350,8 +394,27 @@ fn small_m(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32],
     }
 }
 
+/// A_i·B_i mod m_i for every modulus `m_i` (each below 2^16), for `A` with at most [`SMALL_M`]
+/// rows and `B` given as `u16` residues in [0, m_i): the few-rows path of [`gemm_mod_planes`]
+/// with half the bytes of `B` to read. Panics if `A` has more rows.
+pub fn few_rows_narrow(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u16>], moduli: &[u32]) -> Vec<Array2<u32>> {
+    few_rows_narrow_with(a, b, moduli, Isa::detect())
+}
+
+/// [`few_rows_narrow`] with the instruction set chosen by the caller.
+fn few_rows_narrow_with(
+    a: &[ArrayView2<'_, u32>],
+    b: &[ArrayView2<'_, u16>],
+    moduli: &[u32],
+    isa: Isa,
+) -> Vec<Array2<u32>> {
+    check_planes(a, b, moduli);
+    assert!(a[0].nrows() <= SMALL_M && moduli.iter().all(|&m| m <= 1 << 16), "few rows, moduli below 2^16");
+    small_m(a, b, moduli, isa)
+}
+
 /// Panics unless the planes are one matrix per modulus with a defined product.
-fn check_planes(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) {
+fn check_planes<T>(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, T>], moduli: &[u32]) {
     assert!(a.len() == moduli.len() && b.len() == moduli.len(), "one matrix per modulus");
     assert!(a.iter().all(|x| x.dim() == a[0].dim()) && b.iter().all(|x| x.dim() == b[0].dim()), "equal shapes");
     assert_eq!(a[0].ncols(), b[0].nrows(), "callers check matmul shapes");
@@ -448,6 +511,7 @@ mod ifma {
     //! AVX-512 IFMA kernels. Every entry point takes an [`Ifma`] token, which can only be
     //! created after runtime detection of AVX-512F and AVX-512 IFMA.
     use super::super::blocking::zmm::{load_row, store_tile, zmm_micro_kernel, MR, NR};
+    use super::Residue;
     use std::arch::x86_64::*;
 
     /// Proof that the running CPU supports AVX-512F and AVX-512 IFMA.
@@ -463,17 +527,62 @@ mod ifma {
                 .then_some(Ifma { _detected: () })
         }
 
-        /// [`super::add_row_products`] compiled for AVX-512.
-        pub(super) fn add_row_products(self, acc: &mut [u64], a: &[u32], b: &[u32]) {
-            // SAFETY: `self` exists only if AVX-512F was detected at runtime.
+        /// [`super::add_row_products`] with AVX-512 IFMA.
+        pub(super) fn add_row_products<T: Residue>(self, acc: &mut [u64], a: &[u32], b: &[T]) {
+            // SAFETY: `self` exists only if AVX-512F and IFMA were detected at runtime.
             unsafe { add_row_products(acc, a, b) }
         }
     }
 
-    /// `acc[j] += Σ_p a[p]·b[p·n + j]`, vectorised with `vpmuludq`.
-    #[target_feature(enable = "avx512f")]
-    fn add_row_products(acc: &mut [u64], a: &[u32], b: &[u32]) {
-        super::add_row_products(acc, a, b);
+    /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`: column blocks of up to 128 sums
+    /// held in zmm registers over the whole of `a` (`vpmadd52luq`, exact since every entry is
+    /// below 2^26), so `acc` is read and written once per block instead of once per `p`. The
+    /// last `n mod 8` columns take the portable loop.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn add_row_products<T: Residue>(acc: &mut [u64], a: &[u32], b: &[T]) {
+        let n = acc.len();
+        debug_assert_eq!(b.len(), a.len() * n);
+        let mut j = 0;
+        while j + 128 <= n {
+            column_block::<T, 16>(&mut acc[j..j + 128], a, b, n, j);
+            j += 128;
+        }
+        while j + 8 <= n {
+            column_block::<T, 1>(&mut acc[j..j + 8], a, b, n, j);
+            j += 8;
+        }
+        if j < n {
+            for (p, &av) in a.iter().enumerate() {
+                let av = u64::from(av);
+                for (s, &bv) in acc[j..].iter_mut().zip(&b[p * n + j..(p + 1) * n]) {
+                    *s = s.wrapping_add(av.wrapping_mul(bv.into()));
+                }
+            }
+        }
+    }
+
+    /// `acc[c] += Σ_p a[p]·b[p·n + j + c]` for the `8·V` columns from `j`, with the sums in
+    /// `V` zmm registers.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    #[inline]
+    fn column_block<T: Residue, const V: usize>(acc: &mut [u64], a: &[u32], b: &[T], n: usize, j: usize) {
+        assert!(acc.len() == 8 * V && j + 8 * V <= n && b.len() >= a.len() * n);
+        // SAFETY: the assert bounds every access: acc has 8·V lanes, and row p of b reads
+        // b[p·n + j .. p·n + j + 8·V] with p < a.len() and j + 8·V ≤ n.
+        unsafe {
+            let mut sums: [__m512i; V] = std::array::from_fn(|v| _mm512_loadu_si512(acc.as_ptr().add(8 * v).cast()));
+            for (p, &av) in a.iter().enumerate() {
+                let av = _mm512_set1_epi64(i64::from(av));
+                let row = b.as_ptr().add(p * n + j);
+                for (v, sum) in sums.iter_mut().enumerate() {
+                    let bv = T::load8(row.add(8 * v));
+                    *sum = _mm512_madd52lo_epu64(*sum, av, bv);
+                }
+            }
+            for (v, sum) in sums.iter().enumerate() {
+                _mm512_storeu_si512(acc.as_mut_ptr().add(8 * v).cast(), *sum);
+            }
+        }
     }
 
     zmm_micro_kernel!(Ifma, tile_ifma);
@@ -533,8 +642,9 @@ mod tests {
         isas
     }
 
-    /// Checks every path (per-modulus planes, packed group GEMM; each instruction set) against
-    /// the reference, for residue planes `a[i]`, `b[i]` modulo `moduli[i]`.
+    /// Checks every path (per-modulus planes, packed group GEMM, `u16` right operand where it
+    /// applies; each instruction set) against the reference, for residue planes `a[i]`, `b[i]`
+    /// modulo `moduli[i]`.
     fn check(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) {
         let expected: Vec<_> = (0..moduli.len()).map(|i| gemm_mod_reference(a[i], b[i], moduli[i])).collect();
         let dims = (a[0].dim(), b[0].dim());
@@ -544,6 +654,11 @@ mod tests {
             for g in gemm_groups(moduli) {
                 let out = group_with(&a[g.clone()], &b[g.clone()], &moduli[g.clone()], isa, &mut Vec::new());
                 assert_eq!(out, expected[g].to_vec(), "packed group, {dims:?}");
+            }
+            if a[0].nrows() <= SMALL_M && moduli.iter().all(|&m| m <= 1 << 16) {
+                let narrow: Vec<Array2<u16>> = b.iter().map(|p| p.mapv(|r| r as u16)).collect();
+                let narrow: Vec<_> = narrow.iter().map(|p| p.view()).collect();
+                assert_eq!(few_rows_narrow_with(a, &narrow, moduli, isa), expected, "u16 right operand, {dims:?}");
             }
         }
     }
