@@ -536,42 +536,47 @@ mod ifma {
 
     /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`: column blocks of up to 128 sums
     /// held in zmm registers over the whole of `a` (`vpmadd52luq`, exact since every entry is
-    /// below 2^26), so `acc` is read and written once per block instead of once per `p`. The
-    /// last `n mod 8` columns take the portable loop.
+    /// below 2^26), so `acc` is read and written once per block instead of once per `p`. Blocks
+    /// are 16, 8, 4, 2 or 1 vectors of 8 sums, largest first: at most five passes over `b` for
+    /// any `n` up to 128, the last block possibly narrower than its vectors.
     #[target_feature(enable = "avx512f,avx512ifma")]
     fn add_row_products<T: Residue>(acc: &mut [u64], a: &[u32], b: &[T]) {
         let n = acc.len();
         debug_assert_eq!(b.len(), a.len() * n);
         let mut j = 0;
-        while j + 128 <= n {
-            column_block::<T, 16>(&mut acc[j..j + 128], a, b, n, j);
-            j += 128;
-        }
-        while j + 8 <= n {
-            column_block::<T, 1>(&mut acc[j..j + 8], a, b, n, j);
-            j += 8;
-        }
-        if j < n {
-            for (p, &av) in a.iter().enumerate() {
-                let av = u64::from(av);
-                for (s, &bv) in acc[j..].iter_mut().zip(&b[p * n + j..(p + 1) * n]) {
-                    *s = s.wrapping_add(av.wrapping_mul(bv.into()));
-                }
-            }
+        while j < n {
+            let width = match (n - j).div_ceil(8) {
+                16.. => column_block::<T, 16>(acc, a, b, j),
+                8.. => column_block::<T, 8>(acc, a, b, j),
+                4.. => column_block::<T, 4>(acc, a, b, j),
+                2.. => column_block::<T, 2>(acc, a, b, j),
+                _ => column_block::<T, 1>(acc, a, b, j),
+            };
+            j += width;
         }
     }
 
-    /// `acc[c] += Σ_p a[p]·b[p·n + j + c]` for the `8·V` columns from `j`, with the sums in
-    /// `V` zmm registers.
+    /// `acc[j + c] += Σ_p a[p]·b[p·n + j + c]` for the `min(8·V, n - j)` columns from `j`
+    /// (returned), with the sums in `V` zmm registers. A row's vector loads may read past the
+    /// block's last column into the next row (those lanes are not stored); the rows whose loads
+    /// would pass the end of `b` take a scalar loop.
     #[target_feature(enable = "avx512f,avx512ifma")]
     #[inline]
-    fn column_block<T: Residue, const V: usize>(acc: &mut [u64], a: &[u32], b: &[T], n: usize, j: usize) {
-        assert!(acc.len() == 8 * V && j + 8 * V <= n && b.len() >= a.len() * n);
-        // SAFETY: the assert bounds every access: acc has 8·V lanes, and row p of b reads
-        // b[p·n + j .. p·n + j + 8·V] with p < a.len() and j + 8·V ≤ n.
+    fn column_block<T: Residue, const V: usize>(acc: &mut [u64], a: &[u32], b: &[T], j: usize) -> usize {
+        let (n, k) = (acc.len(), a.len());
+        assert!(j < n && b.len() == k * n);
+        let width = (n - j).min(8 * V);
+        // Rows p with p·n + j + 8·V ≤ k·n: their loads stay inside b.
+        let vector_rows = if k * n >= j + 8 * V { ((k * n - j - 8 * V) / n + 1).min(k) } else { 0 };
+        let mut lanes = [[0u64; 8]; V];
+        for (c, &s) in acc[j..j + width].iter().enumerate() {
+            lanes[c / 8][c % 8] = s;
+        }
+        // SAFETY: lanes has 8·V values; row p < vector_rows reads b[p·n + j .. p·n + j + 8·V],
+        // inside b by the choice of vector_rows.
         unsafe {
-            let mut sums: [__m512i; V] = std::array::from_fn(|v| _mm512_loadu_si512(acc.as_ptr().add(8 * v).cast()));
-            for (p, &av) in a.iter().enumerate() {
+            let mut sums: [__m512i; V] = std::array::from_fn(|v| _mm512_loadu_si512(lanes[v].as_ptr().cast()));
+            for (p, &av) in a[..vector_rows].iter().enumerate() {
                 let av = _mm512_set1_epi64(i64::from(av));
                 let row = b.as_ptr().add(p * n + j);
                 for (v, sum) in sums.iter_mut().enumerate() {
@@ -580,9 +585,19 @@ mod ifma {
                 }
             }
             for (v, sum) in sums.iter().enumerate() {
-                _mm512_storeu_si512(acc.as_mut_ptr().add(8 * v).cast(), *sum);
+                _mm512_storeu_si512(lanes[v].as_mut_ptr().cast(), *sum);
             }
         }
+        for (c, s) in acc[j..j + width].iter_mut().enumerate() {
+            *s = lanes[c / 8][c % 8];
+        }
+        for (p, &av) in a.iter().enumerate().skip(vector_rows) {
+            let av = u64::from(av);
+            for (s, &bv) in acc[j..j + width].iter_mut().zip(&b[p * n + j..p * n + j + width]) {
+                *s = s.wrapping_add(av.wrapping_mul(bv.into()));
+            }
+        }
+        width
     }
 
     zmm_micro_kernel!(Ifma, tile_ifma);
