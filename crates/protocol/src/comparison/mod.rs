@@ -98,6 +98,11 @@ use pond_core::{Crt, CrtModuli, Word, ZTensor, Z128, Z64};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
+/// Fewest elements per piece of work in the elementwise loops below: a parallel loop entered from
+/// a party thread (not one of rayon's) hands its pieces to the pool and waits for them, tens of
+/// microseconds on a busy machine, so a batch-1 ReLU's 128 elements stay on the calling thread.
+const MIN_LEN: usize = kernels::CHUNK;
+
 /// A machine word of a power-of-two ring, with what the comparison needs.
 pub trait ComparisonWord: Word + Into<u128> {
     /// The prime p of the private compare: the smallest prime above `BITS`, so the l terms
@@ -367,9 +372,9 @@ fn compare<R: ComparisonRing>(
     let opened = match z {
         Some(z) => {
             let mut msg: Vec<R::Word> = Vec::with_capacity(n * (1 + width));
-            z.par_iter().zip(&material.r).map(|(&z, &r)| z.wadd(r)).collect_into_vec(&mut msg);
+            z.par_iter().zip(&material.r).with_min_len(MIN_LEN).map(|(&z, &r)| z.wadd(r)).collect_into_vec(&mut msg);
             if let (Some(v), Some(a)) = (extra, a_words.as_deref()) {
-                msg.par_extend(v.par_iter().zip(a).map(|(&v, &a)| v.wsub(a)));
+                msg.par_extend(v.par_iter().zip(a).with_min_len(MIN_LEN).map(|(&v, &a)| v.wsub(a)));
             }
             let msg = R::from_words(&[msg.len()], msg)?;
             Some(s.open(tag, &msg)?)
@@ -429,9 +434,9 @@ fn compare<R: ComparisonRing>(
                 }
             });
         let gamma = &*gamma;
-        rg.par_iter_mut().zip(gamma).zip(&material.r).for_each(|((o, &g), &r)| *o = g.wmul(r));
+        rg.par_iter_mut().zip(gamma).zip(&material.r).with_min_len(MIN_LEN).for_each(|((o, &g), &r)| *o = g.wmul(r));
         if let Some(a) = a_words.as_deref() {
-            ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).for_each(|((o, a), &g)| {
+            ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).with_min_len(MIN_LEN).for_each(|((o, a), &g)| {
                 for (o, &a) in o.iter_mut().zip(a) {
                     *o = a.wmul(g);
                 }
@@ -457,10 +462,11 @@ fn compare<R: ComparisonRing>(
     let flipped = |k: usize| (1 ^ c[k].bit(top) ^ beta[k]) == 1;
     let select = |t: bool, plain: R::Word, flipped: R::Word| if t { plain.wsub(flipped) } else { flipped };
     let mut delta = Vec::with_capacity(n);
-    (0..n).into_par_iter().map(|k| select(flipped(k), one, gamma[k])).collect_into_vec(&mut delta);
+    (0..n).into_par_iter().with_min_len(MIN_LEN).map(|k| select(flipped(k), one, gamma[k])).collect_into_vec(&mut delta);
     let mut relu = Vec::with_capacity(relu_len);
     (0..relu_len)
         .into_par_iter()
+        .with_min_len(MIN_LEN)
         // x·γ = (c - r)·γ: c is public, r·γ was dealt.
         .map(|k| select(flipped(k), z[k], c[k].wmul(gamma[k]).wsub(rg[k])))
         .collect_into_vec(&mut relu);
@@ -468,6 +474,7 @@ fn compare<R: ComparisonRing>(
     if let Some(v) = extra {
         (0..n * width)
             .into_par_iter()
+            .with_min_len(MIN_LEN)
             .map(|j| {
                 let k = j / width;
                 select(flipped(k), v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
