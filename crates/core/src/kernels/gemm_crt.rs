@@ -54,7 +54,7 @@ pub fn exact_chunk(p: u64) -> usize {
 
 /// A residue type that the few-rows path reads `B` in: `u32`, or `u16` when every modulus is
 /// below 2^16 (half the bytes to stream for a matrix-vector product).
-pub trait Residue: Copy + Into<u64> + Send + Sync + 'static {
+pub(crate) trait Residue: Copy + Into<u64> + Send + Sync + 'static {
     /// Loads 8 consecutive residues from `ptr`, zero-extended to `u64` lanes.
     ///
     /// # Safety

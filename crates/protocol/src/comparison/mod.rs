@@ -436,11 +436,13 @@ fn compare<R: ComparisonRing>(
         let gamma = &*gamma;
         rg.par_iter_mut().zip(gamma).zip(&material.r).with_min_len(MIN_LEN).for_each(|((o, &g), &r)| *o = g.wmul(r));
         if let Some(a) = a_words.as_deref() {
-            ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).with_min_len(MIN_LEN).for_each(|((o, a), &g)| {
-                for (o, &a) in o.iter_mut().zip(a) {
-                    *o = a.wmul(g);
-                }
-            });
+            ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).with_min_len(MIN_LEN).for_each(
+                |((o, a), &g)| {
+                    for (o, &a) in o.iter_mut().zip(a) {
+                        *o = a.wmul(g);
+                    }
+                },
+            );
         }
         Some(value)
     } else {
@@ -462,7 +464,11 @@ fn compare<R: ComparisonRing>(
     let flipped = |k: usize| (1 ^ c[k].bit(top) ^ beta[k]) == 1;
     let select = |t: bool, plain: R::Word, flipped: R::Word| if t { plain.wsub(flipped) } else { flipped };
     let mut delta = Vec::with_capacity(n);
-    (0..n).into_par_iter().with_min_len(MIN_LEN).map(|k| select(flipped(k), one, gamma[k])).collect_into_vec(&mut delta);
+    (0..n)
+        .into_par_iter()
+        .with_min_len(MIN_LEN)
+        .map(|k| select(flipped(k), one, gamma[k]))
+        .collect_into_vec(&mut delta);
     let mut relu = Vec::with_capacity(relu_len);
     (0..relu_len)
         .into_par_iter()
