@@ -17,8 +17,11 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
-/// `A` with at most this many rows takes the unpacked row-times-matrix path.
-const SMALL_M: usize = 8;
+/// `A` with at most this many rows takes the unpacked row-times-matrix path. Up to 16 rows it
+/// beats packing `B` for the blocked kernel on every call (a weight at a batch of 10-16 rows):
+/// `pond infer --net A --ring z64 --batch 10` 2.07-2.58 ms with 8 here, 1.69-1.82 ms with 16;
+/// net S at batch 10 and net A at batch 16 gain alike; a private MLP epoch at batch 16 is level.
+const SMALL_M: usize = 16;
 /// At most this many columns (and more than `SMALL_M` rows) take the few-columns path.
 const SMALL_N: usize = 8;
 /// On that path, products with at least this many multiply-adds are split across threads.
