@@ -19,8 +19,11 @@
 //! - Elsewhere the portable plain-Rust kernel of `kernels::blocking` computes the same sums with
 //!   ordinary `u64` arithmetic, so both paths give identical results.
 //! - `A` with few rows (matrix-vector and the like) skips grouping and packing: each modulus's
-//!   rows are computed straight from the residue planes (`u32 × u32 → u64` multiply-adds,
-//!   autovectorized with AVX-512 when present), the planes in parallel when the product is large.
+//!   rows are computed straight from the residue planes, the planes in parallel when the product
+//!   is large. With AVX-512 IFMA, column blocks of up to 128 sums stay in zmm registers over the
+//!   whole inner dimension; `B` may be `u32` residues or, for moduli below 2^16, a `u16` copy
+//!   ([`few_rows_narrow`]), which halves the bytes streamed. Elsewhere a plain loop computes the
+//!   same sums.
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
