@@ -23,6 +23,9 @@
 //!
 //! Limits that follow: a tensor has fewer than 2^38 elements and fewer than 64 residue planes.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use crate::parallel::for_each_chunk_mut;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use rand::{RngCore, SeedableRng, TryRngCore};
@@ -33,6 +36,8 @@ pub type PrgCipher = ChaCha8Rng;
 
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;
+/// 32-bit words of keystream per block read by the residue sampler.
+const BLOCK_WORDS: usize = 256;
 /// Word position where derived keys are read, above every tensor fill.
 const DERIVE_WORD_POS: u128 = 1 << 67;
 
@@ -177,17 +182,33 @@ pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
 /// has exactly floor(2^L / modulus) accepted draws. Moduli up to 2^12 use L = 16 (rejection rate
 /// below 1/16, half the keystream), two draws per 32-bit word, low half first; larger moduli use
 /// L = 32. Draws are read in order from the chunk's own word position (see the module doc), so
-/// the output depends only on the key, stream, plane and modulus.
+/// the output depends only on the key, stream, plane and modulus. With L = 16 on CPUs with
+/// AVX-512 BW and VBMI2, a block's draws are tested 32 at a time (`avx512`), same output.
 pub fn fill_residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &mut [T]) {
     assert!(modulus >= 2, "a residue modulus is at least 2");
     let bits = if modulus <= 1 << 12 { 16 } else { 32 };
     let threshold = (1u64 << bits) % u64::from(modulus);
+    #[cfg(target_arch = "x86_64")]
+    let vector = avx512::Avx512::detect().filter(|_| bits == 16);
     for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut keystream = Keystream::at(key, stream, (((plane as u128) << 24) | c as u128) << 36);
-        let mut words = [0u32; 256];
+        let mut words = [0u32; BLOCK_WORDS];
         let mut filled = 0;
         while filled < chunk.len() {
             keystream.fill(bytemuck::cast_slice_mut(&mut words));
+            #[cfg(target_arch = "x86_64")]
+            if let Some(token) = vector {
+                // The block's bytes as 16-bit draws: on little-endian x86, each word's low half
+                // comes first, the order of the scalar path.
+                let mut kept = [0u16; 2 * BLOCK_WORDS + 32];
+                let n = token.accept_draws16(bytemuck::cast_slice(&words), modulus as u16, threshold as u16, &mut kept);
+                let take = n.min(chunk.len() - filled);
+                for (o, &v) in chunk[filled..filled + take].iter_mut().zip(&kept) {
+                    *o = T::from(u32::from(v));
+                }
+                filled += take;
+                continue;
+            }
             let words = words.iter().map(|&w| u32::from_le(w));
             filled = if bits == 16 {
                 let draws = words.flat_map(|w| [u64::from(w & 0xffff), u64::from(w >> 16)]);
@@ -330,6 +351,34 @@ mod tests {
             let mut single = vec![0u64; n];
             pool.install(|| fill_residues(&key, 4, plane, modulus, &mut single));
             assert!(single.iter().zip(&expected).all(|(&a, &b)| a == u64::from(b)), "modulus {modulus}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_sampler_equals_the_scalar_one() {
+        let Some(token) = avx512::Avx512::detect() else { return };
+        let key = PrgKey::from_seed(13);
+        let mut words = vec![0u64; 256];
+        fill_u64(&key, 1, &mut words);
+        // Draws at the edges of acceptance: all zeros, all ones, and values just around the
+        // rejection threshold of each modulus, then uniform ones.
+        let mut draws: Vec<u16> = bytemuck::cast_slice(&words).to_vec();
+        draws[..32].fill(0);
+        draws[32..64].fill(u16::MAX);
+        for modulus in [2u32, 3, 67, 1201, 2039, 4095, 4096] {
+            let threshold = (1u64 << 16) % u64::from(modulus);
+            for (i, d) in draws[64..128].iter_mut().enumerate() {
+                // w·m mod 2^16 lands just below or at the threshold for some of these.
+                *d = ((threshold as usize + i) as u64 * 65521 % 65536) as u16;
+            }
+            let mut kept = vec![0u16; draws.len() + 32];
+            let n = token.accept_draws16(&draws, modulus as u16, threshold as u16, &mut kept);
+            let mut expected = vec![0u32; draws.len()];
+            let filled =
+                accept_draws(draws.iter().map(|&w| u64::from(w)), 16, u64::from(modulus), threshold, &mut expected, 0);
+            assert_eq!(n, filled, "modulus {modulus}");
+            assert!(kept[..n].iter().zip(&expected).all(|(&k, &e)| u32::from(k) == e), "modulus {modulus}");
         }
     }
 

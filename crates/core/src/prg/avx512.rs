@@ -1,0 +1,54 @@
+//! AVX-512 version of the 16-bit residue sampler: BW for the 16-bit products and compares,
+//! VBMI2 for compressing the accepted candidates. It computes exactly what the scalar sampler in
+//! the parent module computes (the tests compare them), so streams do not depend on the CPU.
+
+use std::arch::x86_64::*;
+
+/// 16-bit draws per register.
+const LANES: usize = 32;
+
+/// Proof that the running CPU supports AVX-512F, BW and VBMI2.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Avx512 {
+    _detected: (),
+}
+
+impl Avx512 {
+    /// Returns the token if the CPU has every feature the sampler uses.
+    pub(super) fn detect() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi2"))
+        .then_some(Avx512 { _detected: () })
+    }
+
+    /// Lemire's multiply-and-reject on 16-bit `draws` (see `fill_residues`): writes the accepted
+    /// candidates floor(w · modulus / 2^16), in draw order, to the front of `kept` and returns
+    /// their number. `draws.len()` is a multiple of 32, `kept` has room for `draws.len() + 32`
+    /// values (a compressed store writes a whole register), `modulus` is at most 2^12 and
+    /// `threshold` = 2^16 mod `modulus`.
+    pub(super) fn accept_draws16(self, draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
+        assert!(draws.len().is_multiple_of(LANES) && kept.len() >= draws.len() + LANES, "accept_draws16 buffer sizes");
+        // SAFETY: `self` exists only if the features were detected at run time; sizes checked above.
+        unsafe { accept_draws16(draws, modulus, threshold, kept) }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+fn accept_draws16(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
+    let m = _mm512_set1_epi16(modulus as i16);
+    let t = _mm512_set1_epi16(threshold as i16);
+    let mut filled = 0;
+    for chunk in draws.chunks_exact(LANES) {
+        // SAFETY: `chunk` holds 32 u16 (64 bytes); unaligned loads are allowed.
+        let w = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+        // w · modulus < 2^28: its low 16 bits decide acceptance, its high 16 bits are the candidate.
+        let keep = _mm512_cmpge_epu16_mask(_mm512_mullo_epi16(w, m), t);
+        let candidates = _mm512_maskz_compress_epi16(keep, _mm512_mulhi_epu16(w, m));
+        // SAFETY: filled <= the draws seen so far, so 32 values from `filled` fit in `kept`
+        // (room for draws.len() + 32, checked by the caller).
+        unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), candidates) };
+        filled += keep.count_ones() as usize;
+    }
+    filled
+}
