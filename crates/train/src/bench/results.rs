@@ -131,6 +131,10 @@ pub fn run(
     }
     let _ = writeln!(md, "\n## Runtime against batch size (exact ReLU on Z64; polynomial ReLU on int100)\n");
     let _ = writeln!(md, "![runtime vs batch size](runtime.svg)\n");
+    let _ = writeln!(
+        md,
+        "Each private run first shares and masks the weights (set-up) and runs one untimed warm-up batch, as the plaintext reference runs one untimed pass; `pond infer --json` reports both times (`setup_ms`, `warmup_ms`).\n"
+    );
     let _ = writeln!(md, "| net | ring | batch | ms per batch | ms per image | plaintext ms per batch | ratio | KiB per image (s0/s1/cp) | rounds per batch |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for r in &timing {
