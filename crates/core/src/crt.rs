@@ -17,6 +17,7 @@ use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
 use num_bigint::BigUint;
 use rayon::prelude::*;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -445,16 +446,30 @@ impl<M: CrtModuli> CrtTensor<M> {
         self.planes.iter().map(flat).collect()
     }
 
-    /// New planes, plane i filled chunk by chunk by `fill(i, output_range, output_chunk)`.
-    fn build(shape: &[usize], fill: impl Fn(usize, Range<usize>, &mut [u32]) + Sync + Send) -> Self {
+    /// New planes, plane i filled chunk by chunk by `fill(i, output_range, output_chunk)`, into
+    /// uninitialised memory (no zero-fill pass first).
+    ///
+    /// # Safety
+    /// `fill` must write every slot of each chunk it is given.
+    unsafe fn build(
+        shape: &[usize],
+        fill: impl Fn(usize, Range<usize>, &mut [MaybeUninit<u32>]) + Sync + Send,
+    ) -> Self {
         let n: usize = shape.iter().product();
-        let mut out: Vec<Vec<u32>> = M::MODULI.iter().map(|_| vec![0u32; n]).collect();
-        let jobs: Vec<(usize, usize, &mut [u32])> = out
+        let mut out: Vec<Vec<u32>> = M::MODULI.iter().map(|_| Vec::with_capacity(n)).collect();
+        let jobs: Vec<(usize, usize, &mut [MaybeUninit<u32>])> = out
             .iter_mut()
             .enumerate()
-            .flat_map(|(i, o)| o.chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk)))
+            .flat_map(|(i, o)| {
+                o.spare_capacity_mut()[..n].chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk))
+            })
             .collect();
         run_jobs(jobs, n * M::MODULI.len(), |(i, start, chunk)| fill(i, start..start + chunk.len(), chunk));
+        for o in &mut out {
+            // SAFETY: the chunks cover slots 0..n of every plane, and the caller's `fill` wrote
+            // every slot of every chunk.
+            unsafe { o.set_len(n) };
+        }
         Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect())
     }
 
@@ -467,19 +482,25 @@ impl<M: CrtModuli> CrtTensor<M> {
     ) -> Result<Self> {
         layout::check_same_shape(op, self.shape(), other.shape())?;
         let (a, b, moduli) = (self.flats(), other.flats(), Modulus::all::<M>());
-        Ok(Self::build(self.shape(), |i, range, out| {
-            let (a, b, m) = (&a[i][range.clone()], &b[i][range], moduli[i]);
-            vectorised(|| zip_into(out, a, b, |x, y| f(m, x, y)));
-        }))
+        // SAFETY: a and b have the chunk's length (equal shapes), so zip_into writes every slot.
+        Ok(unsafe {
+            Self::build(self.shape(), |i, range, out| {
+                let (a, b, m) = (&a[i][range.clone()], &b[i][range], moduli[i]);
+                vectorised(|| zip_into(out, a, b, |x, y| f(m, x, y)));
+            })
+        })
     }
 
     /// Elementwise `f(modulus, x, c_i)` with one constant per plane.
     fn unary(&self, constants: &[u32], f: impl Fn(Modulus, u32, u32) -> u32 + Sync + Send + Copy) -> Self {
         let (a, moduli) = (self.flats(), Modulus::all::<M>());
-        Self::build(self.shape(), |i, range, out| {
-            let (a, m, c) = (&a[i][range], moduli[i], constants[i]);
-            vectorised(|| map_into(out, a, |x| f(m, x, c)));
-        })
+        // SAFETY: a has the chunk's length, so map_into writes every slot.
+        unsafe {
+            Self::build(self.shape(), |i, range, out| {
+                let (a, m, c) = (&a[i][range], moduli[i], constants[i]);
+                vectorised(|| map_into(out, a, |x| f(m, x, c)));
+            })
+        }
     }
 
     /// In place: x = `f(modulus, x, y)`.
@@ -543,17 +564,17 @@ impl<M: CrtModuli> CrtTensor<M> {
 
 /// out[i] = f(a[i], b[i]).
 #[inline(always)]
-fn zip_into(out: &mut [u32], a: &[u32], b: &[u32], f: impl Fn(u32, u32) -> u32) {
+fn zip_into(out: &mut [MaybeUninit<u32>], a: &[u32], b: &[u32], f: impl Fn(u32, u32) -> u32) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = f(x, y);
+        o.write(f(x, y));
     }
 }
 
 /// out[i] = f(a[i]).
 #[inline(always)]
-fn map_into(out: &mut [u32], a: &[u32], f: impl Fn(u32) -> u32) {
+fn map_into(out: &mut [MaybeUninit<u32>], a: &[u32], f: impl Fn(u32) -> u32) {
     for (o, &x) in out.iter_mut().zip(a) {
-        *o = f(x);
+        o.write(f(x));
     }
 }
 
@@ -596,11 +617,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let planes = M::MODULI
             .iter()
             .enumerate()
-            .map(|(i, &m)| {
-                let mut r = vec![0u32; n];
-                prg::fill_residues(key, stream, i as u64, m as u32, &mut r);
-                plane(shape, r)
-            })
+            .map(|(i, &m)| plane(shape, prg::residues(key, stream, i as u64, m as u32, n)))
             .collect();
         Self::from_planes(planes)
     }
@@ -766,11 +783,9 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let unreduced = std::sync::atomic::AtomicBool::new(false);
         self.update_chunks(|i, m, start, acc| {
             let src = &bytes[(i * n + start) * width..(i * n + start + acc.len()) * width];
-            let mut decoded = vec![0u32; acc.len()];
-            if !vectorised(|| decode_residues::<M>(src, &mut decoded, m.m)) {
+            if !vectorised(|| decode_add_residues::<M>(src, acc, m)) {
                 unreduced.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            vectorised(|| zip_assign(acc, &decoded, |x, y| m.add(x, y)));
         });
         if unreduced.into_inner() {
             return Err(unreduced_residue::<M>(bytes, n));
@@ -786,13 +801,17 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let width = M::RESIDUE_BYTES;
         let moduli = Modulus::all::<M>();
         let unreduced = std::sync::atomic::AtomicBool::new(false);
-        let decoded = Self::build(shape, |i, range, out| {
-            let src = &bytes[(i * n + range.start) * width..(i * n + range.end) * width];
-            let m = moduli[i].m;
-            if !vectorised(|| decode_residues::<M>(src, out, m)) {
-                unreduced.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+        // SAFETY: src holds the chunk's length of residues (the length was checked above), so
+        // decode_residues writes every slot.
+        let decoded = unsafe {
+            Self::build(shape, |i, range, out| {
+                let src = &bytes[(i * n + range.start) * width..(i * n + range.end) * width];
+                let m = moduli[i].m;
+                if !vectorised(|| decode_residues::<M>(src, out, m)) {
+                    unreduced.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
         if unreduced.into_inner() {
             return Err(unreduced_residue::<M>(bytes, n));
         }
@@ -828,17 +847,37 @@ fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [u8]) {
     }
 }
 
-/// Reads `M::RESIDUE_BYTES`-byte little-endian residues; false if any is not below `m`.
+/// The `M::RESIDUE_BYTES`-byte little-endian residue `s`.
 #[inline(always)]
-fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [u32], m: u32) -> bool {
+fn read_residue<M: CrtModuli>(s: &[u8]) -> u32 {
+    let mut word = [0u8; 4];
+    word[..M::RESIDUE_BYTES].copy_from_slice(s);
+    u32::from_le_bytes(word)
+}
+
+/// Reads `M::RESIDUE_BYTES`-byte little-endian residues into `out`; false if any is not below `m`.
+#[inline(always)]
+fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [MaybeUninit<u32>], m: u32) -> bool {
     let mut max = 0u32;
     for (o, s) in out.iter_mut().zip(src.chunks_exact(M::RESIDUE_BYTES)) {
-        let mut word = [0u8; 4];
-        word[..M::RESIDUE_BYTES].copy_from_slice(s);
-        *o = u32::from_le_bytes(word);
-        max = max.max(*o);
+        let v = read_residue::<M>(s);
+        max = max.max(v);
+        o.write(v);
     }
     max < m
+}
+
+/// `acc[i] = (acc[i] + residue i of src) mod m`; false if any residue is not below `m` (then
+/// `acc` holds garbage, and the caller reports the encoding as invalid).
+#[inline(always)]
+fn decode_add_residues<M: CrtModuli>(src: &[u8], acc: &mut [u32], m: Modulus) -> bool {
+    let mut max = 0u32;
+    for (a, s) in acc.iter_mut().zip(src.chunks_exact(M::RESIDUE_BYTES)) {
+        let v = read_residue::<M>(s);
+        max = max.max(v);
+        *a = m.add(*a, v);
+    }
+    max < m.m
 }
 
 #[cfg(test)]

@@ -113,3 +113,17 @@ pub fn for_each_chunk_mut<T: Send>(out: &mut [T], chunk_len: usize, f: impl Fn(u
         out.par_chunks_mut(chunk_len).enumerate().for_each(|(c, chunk)| f(c, chunk));
     }
 }
+
+/// A vector of `n` values written by `fill` into uninitialised memory: no zero-fill pass (and,
+/// for fresh pages, no separate pass that faults them in) before the real one.
+///
+/// # Safety
+/// `fill` must write every one of the `n` slots it is given (it may write a slot more than once
+/// and must not read a slot it has not written).
+pub(crate) unsafe fn vec_written_by<T>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: the caller guarantees that `fill` initialised all n slots.
+    unsafe { out.set_len(n) };
+    out
+}

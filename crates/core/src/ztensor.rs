@@ -117,13 +117,9 @@ macro_rules! impl_word {
                 <$t>::from_le_bytes(buf)
             }
             fn vec_from_le(bytes: &[u8]) -> Vec<Self> {
-                if cfg!(target_endian = "little") {
-                    let mut words = vec![0 as $t; bytes.len() / std::mem::size_of::<$t>()];
-                    bytemuck::cast_slice_mut::<$t, u8>(&mut words).copy_from_slice(bytes);
-                    words
-                } else {
-                    bytes.chunks_exact(std::mem::size_of::<$t>()).map(Self::read_le).collect()
-                }
+                // Collected straight into the new vector (a plain copy on little-endian
+                // targets), without zero-filling it first.
+                bytes.chunks_exact(std::mem::size_of::<$t>()).map(Self::read_le).collect()
             }
         }
     };

@@ -22,7 +22,7 @@ impl Avx512 {
         .then_some(Avx512 { _detected: () })
     }
 
-    /// Lemire's multiply-and-reject on 16-bit `draws` (see `fill_residues`): writes the accepted
+    /// Lemire's multiply-and-reject on 16-bit `draws` (see `residues`): writes the accepted
     /// candidates floor(w · modulus / 2^16), in draw order, to the front of `kept` and returns
     /// their number. `draws.len()` is a multiple of 32, `kept` has room for `draws.len() + 32`
     /// values (a compressed store writes a whole register), `modulus` is at most 2^12 and

@@ -26,10 +26,11 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use crate::parallel::for_each_chunk_mut;
+use crate::parallel::{for_each_chunk_mut, vec_written_by};
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use rand::{RngCore, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
+use std::mem::MaybeUninit;
 
 /// The stream cipher behind every pond PRG (ChaCha8, see the module docs).
 pub type PrgCipher = ChaCha8Rng;
@@ -184,7 +185,19 @@ pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
 /// L = 32. Draws are read in order from the chunk's own word position (see the module doc), so
 /// the output depends only on the key, stream, plane and modulus. With L = 16 on CPUs with
 /// AVX-512 BW and VBMI2, a block's draws are tested 32 at a time (`avx512`), same output.
-pub fn fill_residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &mut [T]) {
+pub fn residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plane: u64, modulus: u32, n: usize) -> Vec<T> {
+    // SAFETY: `fill_residues` writes every slot of `out` (each chunk loops until it is full).
+    unsafe { vec_written_by(n, |out| fill_residues(key, stream, plane, modulus, out)) }
+}
+
+/// [`residues`] into `out`, every slot of which it writes (and reads none).
+fn fill_residues<T: From<u32> + Copy + Send>(
+    key: &PrgKey,
+    stream: u64,
+    plane: u64,
+    modulus: u32,
+    out: &mut [MaybeUninit<T>],
+) {
     assert!(modulus >= 2, "a residue modulus is at least 2");
     let bits = if modulus <= 1 << 12 { 16 } else { 32 };
     let threshold = (1u64 << bits) % u64::from(modulus);
@@ -204,7 +217,7 @@ pub fn fill_residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plan
                 let n = token.accept_draws16(bytemuck::cast_slice(&words), modulus as u16, threshold as u16, &mut kept);
                 let take = n.min(chunk.len() - filled);
                 for (o, &v) in chunk[filled..filled + take].iter_mut().zip(&kept) {
-                    *o = T::from(u32::from(v));
+                    o.write(T::from(u32::from(v)));
                 }
                 filled += take;
                 continue;
@@ -228,14 +241,14 @@ fn accept_draws<T: From<u32>>(
     bits: u32,
     modulus: u64,
     threshold: u64,
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     mut filled: usize,
 ) -> usize {
     let low = (1u64 << bits) - 1;
     for w in draws {
         let Some(slot) = out.get_mut(filled) else { break };
         let x = w * modulus;
-        *slot = T::from((x >> bits) as u32);
+        slot.write(T::from((x >> bits) as u32));
         filled += usize::from(x & low >= threshold);
     }
     filled
@@ -304,8 +317,7 @@ mod tests {
     #[test]
     fn residues_are_reduced_and_cover_the_range() {
         let key = PrgKey::from_seed(2);
-        let mut r = vec![0u64; 50_000];
-        fill_residues(&key, 0, 0, 1201, &mut r);
+        let r: Vec<u64> = residues(&key, 0, 0, 1201, 50_000);
         assert!(r.iter().all(|&x| x < 1201));
         let mut seen = vec![false; 1201];
         r.iter().for_each(|&x| seen[x as usize] = true);
@@ -344,12 +356,10 @@ mod tests {
         for (plane, modulus) in [(0, 1201u32), (3, 1039), (1, 2097143), (2, 4096), (4, 4097), (5, 2), (6, u32::MAX)] {
             let n = 2 * CHUNK + 77;
             let expected = residues_reference(&key, 4, plane, modulus, n);
-            let mut parallel = vec![0u32; n];
-            fill_residues(&key, 4, plane, modulus, &mut parallel);
+            let parallel: Vec<u32> = residues(&key, 4, plane, modulus, n);
             assert_eq!(parallel, expected, "modulus {modulus}");
             let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-            let mut single = vec![0u64; n];
-            pool.install(|| fill_residues(&key, 4, plane, modulus, &mut single));
+            let single: Vec<u64> = pool.install(|| residues(&key, 4, plane, modulus, n));
             assert!(single.iter().zip(&expected).all(|(&a, &b)| a == u64::from(b)), "modulus {modulus}");
         }
     }
@@ -374,9 +384,11 @@ mod tests {
             }
             let mut kept = vec![0u16; draws.len() + 32];
             let n = token.accept_draws16(&draws, modulus as u16, threshold as u16, &mut kept);
-            let mut expected = vec![0u32; draws.len()];
+            let mut expected = vec![MaybeUninit::<u32>::uninit(); draws.len()];
             let filled =
                 accept_draws(draws.iter().map(|&w| u64::from(w)), 16, u64::from(modulus), threshold, &mut expected, 0);
+            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one).
+            let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
             assert_eq!(n, filled, "modulus {modulus}");
             assert!(kept[..n].iter().zip(&expected).all(|(&k, &e)| u32::from(k) == e), "modulus {modulus}");
         }
@@ -385,11 +397,7 @@ mod tests {
     #[test]
     fn residue_planes_and_streams_differ() {
         let key = PrgKey::from_seed(6);
-        let fill = |stream, plane| {
-            let mut r = vec![0u32; 1000];
-            fill_residues(&key, stream, plane, 1201, &mut r);
-            r
-        };
+        let fill = |stream, plane| residues::<u32>(&key, stream, plane, 1201, 1000);
         assert_ne!(fill(0, 0), fill(0, 1));
         assert_ne!(fill(0, 0), fill(1, 0));
         assert_eq!(fill(2, 3), fill(2, 3));
@@ -399,8 +407,7 @@ mod tests {
     fn wide_residues_are_reduced_and_roughly_uniform() {
         let key = PrgKey::from_seed(8);
         let m = 2097143u32;
-        let mut r = vec![0u32; 200_000];
-        fill_residues(&key, 0, 0, m, &mut r);
+        let r: Vec<u32> = residues(&key, 0, 0, m, 200_000);
         assert!(r.iter().all(|&x| x < m));
         // Mean of 200k uniform draws: standard error m / sqrt(12 * 200k) ~ 0.0006 m; allow 5 sigma.
         let mean = r.iter().map(|&x| x as f64).sum::<f64>() / r.len() as f64;
