@@ -4,6 +4,7 @@
 //! Nothing here knows about parties or networks: this crate is plain, deterministic arithmetic.
 #![deny(missing_docs)]
 
+pub mod cpu;
 pub mod crt;
 pub mod error;
 pub mod fixed;

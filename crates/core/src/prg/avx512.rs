@@ -2,26 +2,18 @@
 //! VBMI2 for compressing the accepted candidates. It computes exactly what the scalar sampler in
 //! the parent module computes (the tests compare them), so streams do not depend on the CPU.
 
+use crate::cpu::Avx512Bytes;
 use std::arch::x86_64::*;
 
 /// 16-bit draws per register.
 const LANES: usize = 32;
 
-/// Proof that the running CPU supports AVX-512F, BW and VBMI2.
+/// The sampler, callable once the CPU's features are proven ([`Avx512Bytes`]: F, BW and VBMI2
+/// are the ones it uses).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512 {
-    _detected: (),
-}
+pub(super) struct Avx512(pub(super) Avx512Bytes);
 
 impl Avx512 {
-    /// Returns the token if the CPU has every feature the sampler uses.
-    pub(super) fn detect() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vbmi2"))
-        .then_some(Avx512 { _detected: () })
-    }
-
     /// Lemire's multiply-and-reject on 16-bit `draws` (see `residues`): writes the accepted
     /// candidates floor(w · modulus / 2^16), in draw order, to the front of `kept` and returns
     /// their number. `draws.len()` is a multiple of 32, `kept` has room for `draws.len() + 32`
@@ -29,7 +21,7 @@ impl Avx512 {
     /// `threshold` = 2^16 mod `modulus`.
     pub(super) fn accept_draws16(self, draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
         assert!(draws.len().is_multiple_of(LANES) && kept.len() >= draws.len() + LANES, "accept_draws16 buffer sizes");
-        // SAFETY: `self` exists only if the features were detected at run time; sizes checked above.
+        // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
         unsafe { accept_draws16(draws, modulus, threshold, kept) }
     }
 }

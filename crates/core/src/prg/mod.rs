@@ -202,7 +202,7 @@ fn fill_residues<T: From<u32> + Copy + Send>(
     let bits = if modulus <= 1 << 12 { 16 } else { 32 };
     let threshold = (1u64 << bits) % u64::from(modulus);
     #[cfg(target_arch = "x86_64")]
-    let vector = avx512::Avx512::detect().filter(|_| bits == 16);
+    let vector = crate::cpu::Avx512Bytes::detect().filter(|_| bits == 16).map(avx512::Avx512);
     for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut keystream = Keystream::at(key, stream, (((plane as u128) << 24) | c as u128) << 36);
         let mut words = [0u32; BLOCK_WORDS];
@@ -367,7 +367,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_sampler_equals_the_scalar_one() {
-        let Some(token) = avx512::Avx512::detect() else { return };
+        let Some(token) = crate::cpu::Avx512Bytes::detect().map(avx512::Avx512) else { return };
         let key = PrgKey::from_seed(13);
         let mut words = vec![0u64; 256];
         fill_u64(&key, 1, &mut words);

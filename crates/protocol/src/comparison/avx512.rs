@@ -6,26 +6,21 @@
 //! (the tests compare them on random inputs), so the protocol's messages do not depend on the CPU.
 
 use super::kernels::{TermDraws, TermsOut};
+use pond_core::cpu::Avx512Bytes;
 use std::arch::x86_64::*;
 
 /// The prime and the number of blinded terms of the Z64 comparison (the only one with a vector
 /// kernel for the terms: its l = 64 terms fill one register of bytes).
 const P: u8 = 67;
 
-/// Proof that the running CPU supports AVX-512F, BW, VBMI and VBMI2.
+/// The comparison kernels, callable once the CPU's features are proven ([`Avx512Bytes`]).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512 {
-    _detected: (),
-}
+pub(super) struct Avx512(Avx512Bytes);
 
 impl Avx512 {
     /// Returns the token if the CPU has every feature the kernels use.
     pub(super) fn detect() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vbmi")
-            && is_x86_feature_detected!("avx512vbmi2"))
-        .then_some(Avx512 { _detected: () })
+        Avx512Bytes::detect().map(Avx512)
     }
 
     /// The accepted digit pairs of the 16-bit draws in `words` (see `kernels::sample_below`),
