@@ -146,6 +146,10 @@ pub fn print_summary(r: &infer::InferReport) {
         "  time            {:.3} ms per image, {:.2} ms per batch ({:.1}x plaintext)",
         r.ms_per_image, r.ms_per_batch, r.ratio
     );
+    println!(
+        "  not timed       set-up {:.0} ms (sharing and masking the weights), warm-up batch {:.0} ms",
+        r.setup_ms, r.warmup_ms
+    );
     let kb = r.bytes_per_image.map(|b| b / 1024.0);
     println!("  traffic/image   server0 {:.1} KiB, server1 {:.1} KiB, cp {:.1} KiB", kb[0], kb[1], kb[2]);
     println!("  rounds/batch    {:.0}", r.rounds_per_batch);
