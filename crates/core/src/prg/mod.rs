@@ -206,6 +206,8 @@ fn fill_residues<T: From<u32> + Copy + Send>(
     for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut keystream = Keystream::at(key, stream, (((plane as u128) << 24) | c as u128) << 36);
         let mut words = [0u32; BLOCK_WORDS];
+        #[cfg(target_arch = "x86_64")]
+        let mut kept = [0u16; 2 * BLOCK_WORDS + 32];
         let mut filled = 0;
         while filled < chunk.len() {
             keystream.fill(bytemuck::cast_slice_mut(&mut words));
@@ -213,7 +215,6 @@ fn fill_residues<T: From<u32> + Copy + Send>(
             if let Some(token) = vector {
                 // The block's bytes as 16-bit draws: on little-endian x86, each word's low half
                 // comes first, the order of the scalar path.
-                let mut kept = [0u16; 2 * BLOCK_WORDS + 32];
                 let n = token.accept_draws16(bytemuck::cast_slice(&words), modulus as u16, threshold as u16, &mut kept);
                 let take = n.min(chunk.len() - filled);
                 for (o, &v) in chunk[filled..filled + take].iter_mut().zip(&kept) {
