@@ -36,24 +36,20 @@ pub fn pooled_as_strided<T: RingTensor>(
     let (fh, fw) = g.kernel;
     let (wide_h, wide_w) = (sh * (kh - 1) + fh, sw * (kw - 1) + fw);
     let (o, c) = (g.filters, g.channels);
-    let mut wide = T::zeros(&[o, c, wide_h, wide_w]);
-    for di in 0..kh {
-        let rows = pad_axis(filters, 2, di * sh, wide_h - fh - di * sh)?;
-        for dj in 0..kw {
-            wide.add_assign(&pad_axis(&rows, 3, dj * sw, wide_w - fw - dj * sw)?)?;
-        }
+    // W' = W·P on the filters flattened to (o·c, fh·fw), with P the public 0/1 matrix that sends
+    // tap (u, v) to every wide tap (di·sh + u, dj·sw + v): one small ring GEMM, whatever the ring.
+    let mut spread = ndarray::Array2::<i128>::zeros((fh * fw, wide_h * wide_w));
+    for (di, dj, u, v) in window_taps(kh, kw, fh, fw) {
+        spread[[u * fw + v, (di * sh + u) * wide_w + dj * sw + v]] = 1;
     }
+    let spread = T::from_signed(spread.into_dyn().view());
+    let wide = filters.reshape(&[o * c, fh * fw])?.matmul(&spread)?.reshape(&[o, c, wide_h, wide_w])?;
     let strided = Conv2dParams { stride: (kh * sh, kw * sw), padding: params.padding };
     Ok((wide, strided))
 }
 
-/// `t` with `before` zeros ahead of it and `after` zeros behind it along `axis`.
-fn pad_axis<T: RingTensor>(t: &T, axis: usize, before: usize, after: usize) -> Result<T> {
-    let zeros = |n: usize| {
-        let mut shape = t.shape().to_vec();
-        shape[axis] = n;
-        T::zeros(&shape)
-    };
-    let (head, tail) = (zeros(before), zeros(after));
-    T::concat(axis, &[&head, t, &tail])
+/// Every (di, dj, u, v): window offset (di < kh, dj < kw) and filter tap (u < fh, v < fw).
+fn window_taps(kh: usize, kw: usize, fh: usize, fw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..kh)
+        .flat_map(move |di| (0..kw).flat_map(move |dj| (0..fh).flat_map(move |u| (0..fw).map(move |v| (di, dj, u, v)))))
 }

@@ -29,6 +29,12 @@ pub(crate) const NC_MAX_PANELS: usize = 64;
 /// Entries read per [`Operand::read_line`] call when packing across lines (and per conversion
 /// buffer of operands that convert).
 pub(crate) const LINE_SEGMENT: usize = 128;
+/// Fewest multiply-adds (m·k·n) for which a product is spread over rayon's threads. Below it the
+/// calling thread does all the work: a parallel loop entered from a thread outside the pool (a
+/// party's thread) queues its pieces there and sleeps until they are done, which costs tens of
+/// microseconds on a busy machine, more than a product this small takes on one core (about
+/// 20 µs at the kernels' rate of several multiply-adds per cycle).
+const PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// A matrix the packing routines read as `u64` values, one contiguous line (row or column) at
 /// a time.
@@ -271,7 +277,7 @@ fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
 /// its tiles (used by kernels that compute a shifted product, see `gemm_u64`).
 pub(crate) type Corrections = (Vec<u64>, Vec<u64>);
 
-/// Packed, blocked, parallel GEMM writing `a · b` (with wrapping `u64` arithmetic, as computed
+/// Packed, blocked GEMM (parallel from [`PARALLEL_MIN_MACS`] multiply-adds up) writing `a · b` (with wrapping `u64` arithmetic, as computed
 /// by `kernel`) into `c`, whatever `c` held before. With `corrections`, `C` starts from
 /// `−ξ_i − η_j` and the kernel's products are added to that. Needs `a.ncols() > 0`.
 pub(crate) fn blocked<K, const MR: usize, const NR: usize>(
@@ -286,17 +292,23 @@ pub(crate) fn blocked<K, const MR: usize, const NR: usize>(
     let (k, n) = b.dim();
     let kc = k_block(k);
     let n_pad = n.div_ceil(NR) * NR;
+    let parallel = a.dim().0 * k * n >= PARALLEL_MIN_MACS;
     with_scratch(&PACKED_B, k * n_pad, |packed_b| {
         // Per k-block of `kc` rows (the last may be shorter): `n_pad / NR` panels of `kc × NR`.
-        packed_b.par_chunks_mut(kc * n_pad).enumerate().for_each(|(kb, block)| {
+        let pack = |(kb, block): (usize, &mut [u64])| {
             let pc = kb * kc;
             pack_strips::<NR>(&Transposed(b), 0..n, pc..pc + block.len() / n_pad, block);
-        });
-        run_tasks(a, packed_b, c, kernel, kc, corrections);
+        };
+        if parallel {
+            packed_b.par_chunks_mut(kc * n_pad).enumerate().for_each(pack);
+        } else {
+            packed_b.chunks_mut(kc * n_pad).enumerate().for_each(pack);
+        }
+        run_tasks(a, packed_b, c, kernel, kc, corrections, parallel);
     });
 }
 
-/// Splits `c` into the task grid and runs the tasks in parallel over packed `B`.
+/// Splits `c` into the task grid and runs the tasks over packed `B`, in parallel when asked.
 fn run_tasks<K, const MR: usize, const NR: usize>(
     a: &impl Operand,
     packed_b: &[u64],
@@ -304,13 +316,15 @@ fn run_tasks<K, const MR: usize, const NR: usize>(
     kernel: K,
     kc: usize,
     corrections: Option<&Corrections>,
+    parallel: bool,
 ) where
     K: MicroKernel<MR, NR>,
 {
     let (m, k) = a.dim();
     let n = c.ncols();
     let n_pad = n.div_ceil(NR) * NR;
-    let grid = choose_grid(m.div_ceil(MR), n.div_ceil(NR), rayon::current_num_threads());
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let grid = choose_grid(m.div_ceil(MR), n.div_ceil(NR), threads);
     let (mc, nc) = (grid.row_strips * MR, grid.col_panels * NR);
 
     let mut tasks = Vec::new();
@@ -324,7 +338,7 @@ fn run_tasks<K, const MR: usize, const NR: usize>(
         }
         tasks.push((ic * mc, j0, c_rows));
     }
-    tasks.into_par_iter().for_each(|(i0, j0, mut c_task)| {
+    let run = |(i0, j0, mut c_task): (usize, usize, ArrayViewMut2<'_, u64>)| {
         let (rows, cols) = c_task.dim();
         if let Some((xi, eta)) = corrections {
             // Start from −ξ_i − η_j; the tiles add the shifted products on top.
@@ -365,7 +379,12 @@ fn run_tasks<K, const MR: usize, const NR: usize>(
                 }
             }
         });
-    });
+    };
+    if parallel {
+        tasks.into_par_iter().for_each(run);
+    } else {
+        tasks.into_iter().for_each(run);
+    }
 }
 
 /// The portable micro-kernel: a plain-Rust 4 × 8 tile of wrapping multiply-adds
