@@ -4,7 +4,6 @@
 use crate::error::{CoreError, Result};
 use crate::ring::Conv2dParams;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, IxDyn};
-use rayon::prelude::*;
 
 /// Sizes of one convolution, checked once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +102,8 @@ pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeo
     }
     let src = x.as_slice().expect("standard layout is contiguous");
     let flat = patches.as_slice_mut().expect("freshly allocated arrays are contiguous");
-    flat.par_chunks_mut(per_image).zip(src.par_chunks(image_len)).for_each(|(out, image)| {
+    crate::parallel::for_each_chunk_mut(flat, per_image, |i, out| {
+        let image = &src[i * image_len..][..image_len];
         for oy in 0..oh {
             for ox in 0..ow {
                 let row = &mut out[(oy * ow + ox) * cols..][..cols];
@@ -137,7 +137,8 @@ pub fn col2im<T: Copy + Default + Send + Sync>(
     let patches = patches.as_standard_layout();
     let src = patches.as_slice().expect("standard layout is contiguous");
     let flat = out.as_slice_mut().expect("freshly allocated arrays are contiguous");
-    flat.par_chunks_mut(image_len).zip(src.par_chunks(per_image)).for_each(|(image, rows)| {
+    crate::parallel::for_each_chunk_mut(flat, image_len, |i, image| {
+        let rows = &src[i * per_image..][..per_image];
         for oy in 0..oh {
             for ox in 0..ow {
                 let row = &rows[(oy * ow + ox) * cols..][..cols];
@@ -177,7 +178,8 @@ pub fn combine_patches_into_nchw<T: Copy + Send + Sync>(
     }
     let product = product.as_standard_layout();
     let src = product.as_slice().expect("standard layout is contiguous");
-    out.par_chunks_mut(positions * filters).zip(src.par_chunks(positions * filters)).for_each(|(image, block)| {
+    crate::parallel::for_each_chunk_mut(out, positions * filters, |i, image| {
+        let block = &src[i * positions * filters..][..positions * filters];
         for (p, row) in block.chunks_exact(filters).enumerate() {
             for (o, &v) in row.iter().enumerate() {
                 let cell = &mut image[o * positions + p];
