@@ -10,7 +10,7 @@
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
 use crate::layout;
-use crate::parallel::PARALLEL_MIN_ELEMENTS;
+use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, Ring, RingTensor};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
@@ -181,7 +181,8 @@ impl Modulus {
         d.min(d.wrapping_add(self.m))
     }
 
-    /// (x * y) mod m for x, y in [0, m). The product (< 2^42) is exact in f64; the truncated
+    /// (x * y) mod m for x, y in [0, m), or any x, y below 2^31 whose product is below 2^42 (the
+    /// argument below needs no more). The product is exact in f64; the truncated
     /// quotient estimate is off by at most one, so the remainder, computed exactly in wrapping
     /// 32-bit arithmetic, lies in [-m, m] and two branchless corrections bring it to [0, m).
     #[inline(always)]
@@ -191,6 +192,13 @@ impl Modulus {
         let r = x.wrapping_mul(y).wrapping_sub(q.wrapping_mul(self.m));
         let r = r.min(r.wrapping_add(self.m));
         r.min(r.wrapping_sub(self.m))
+    }
+
+    /// v mod m for any v below 2^31: the same quotient estimate as [`Modulus::mul`], whose
+    /// argument holds for every exact product below 2^42.
+    #[inline(always)]
+    fn reduce_small(self, v: u32) -> u32 {
+        self.mul(v, 1)
     }
 
     /// u mod m by Barrett reduction: the estimate floor(u * floor(2^64/m) / 2^64) is at most one
@@ -216,6 +224,27 @@ impl Modulus {
         let hi = u64::from(self.reduce_i64((v >> 64) as i64));
         self.reduce_u64(hi * u64::from(self.two64) + u64::from(self.reduce_u64(v as u64)))
     }
+}
+
+/// The residues modulo P = m0·m1 of the values whose residues are `planes` (one plane for a
+/// single modulus, which is returned as it is; two for a pair, combined by Garner's formula
+/// v = r0 + m0·((r1 - r0)·m0^-1 mod m1), which is below P).
+fn lift_to_product(planes: &[ArrayD<u32>], moduli: &[Modulus]) -> ArrayD<u32> {
+    let [m0, m1] = match moduli {
+        [_] => return planes[0].clone(),
+        [m0, m1] => [*m0, *m1],
+        _ => unreachable!("GEMM groups have one or two moduli"),
+    };
+    let inv01 = inverse_mod(u64::from(m0.m), u64::from(m1.m)) as u32;
+    let (r0, r1) = (&planes[0], &planes[1]);
+    let (r0s, r1s) = (r0.as_slice().expect("standard layout"), r1.as_slice().expect("standard layout"));
+    // SAFETY: the loop writes every one of the `len` slots once.
+    let values = unsafe {
+        parallel::vec_written_by(r0s.len(), |out| {
+            vectorised(|| zip_into(out, r0s, r1s, |a, b| a + m0.m * m1.mul(m1.sub(b, m1.reduce_small(a)), inv01)))
+        })
+    };
+    plane(r0.shape(), values)
 }
 
 /// (a^-1) mod m for coprime a, m, by the extended Euclidean algorithm.
@@ -692,34 +721,37 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     /// Runs im2col and the residue GEMMs on [`CONV_CHUNK_ROWS`]-row chunks of images; each
     /// chunk's product is added straight into `self`: neither the patch matrix of the whole batch
     /// (C·KH·KW residues per output position and plane) nor a temporary convolution is built.
+    /// Per GEMM group of one or two moduli (see [`kernels::gemm_crt::gemm_groups`]), the input and
+    /// the filters are first lifted to residues modulo the group's product P (below 2^21, so a
+    /// `u32`), and the convolution runs once modulo P: one patch matrix and one GEMM per group
+    /// rather than per modulus, with the patches read straight by the GEMM. Each output is then
+    /// reduced modulo the group's moduli as it is added in.
     fn conv2d_add_assign(&mut self, x: &Self, filters: &Self, params: Conv2dParams) -> Result<()> {
         let g = ConvGeometry::new(x.shape(), filters.shape(), params)?;
         layout::check_same_shape("conv2d_add", self.shape(), &[g.batch, g.filters, g.output.0, g.output.1])?;
-        let weights = filters
-            .planes
-            .iter()
-            .map(|w| {
-                Ok(layout::reshape(w, &[g.filters, g.patch_cols()])?.into_dimensionality::<Ix2>().expect("two axes"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let weight_views: Vec<_> = weights.iter().map(|w| w.t()).collect();
         let positions = g.output.0 * g.output.1;
         let images_per_chunk = (CONV_CHUNK_ROWS / positions.max(1)).max(1);
         let (out_image, moduli) = (g.filters * positions, Modulus::all::<M>());
-        for first in (0..g.batch).step_by(images_per_chunk) {
-            let images = first..(first + images_per_chunk).min(g.batch);
-            let chunk = ConvGeometry { batch: images.len(), ..g };
-            let patches: Vec<_> = x
-                .planes
-                .iter()
-                .map(|p| kernels::im2col::im2col(p.slice_axis(Axis(0), images.clone().into()), &chunk))
-                .collect();
-            let patch_views: Vec<_> = patches.iter().map(|p| p.view()).collect();
-            let products = Self::gemm_planes(&patch_views, &weight_views);
-            for ((plane, product), m) in self.planes_mut().iter_mut().zip(&products).zip(&moduli) {
-                let out = plane.as_slice_mut().expect("CRT planes are kept in standard layout");
-                let out = &mut out[images.start * out_image..images.end * out_image];
-                kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, b| m.add(a, b));
+        for group in kernels::gemm_crt::gemm_groups(&Self::moduli_u32()) {
+            let group_moduli = &moduli[group.clone()];
+            let p = group_moduli.iter().map(|m| m.m).product::<u32>();
+            let lifted_x = lift_to_product(&x.planes[group.clone()], group_moduli);
+            let lifted_w = lift_to_product(&filters.planes[group.clone()], group_moduli);
+            let weights = layout::reshape(&lifted_w, &[g.filters, g.patch_cols()])?
+                .into_dimensionality::<Ix2>()
+                .expect("two axes");
+            for first in (0..g.batch).step_by(images_per_chunk) {
+                let images = first..(first + images_per_chunk).min(g.batch);
+                let chunk = ConvGeometry { batch: images.len(), ..g };
+                let patches = kernels::im2col::im2col(lifted_x.slice_axis(Axis(0), images.clone().into()), &chunk);
+                let product = kernels::gemm_crt::gemm_mod(patches.view(), weights.t(), p);
+                for (i, &m) in group.clone().zip(group_moduli) {
+                    let out = self.planes_mut()[i].as_slice_mut().expect("CRT planes are kept in standard layout");
+                    let out = &mut out[images.start * out_image..images.end * out_image];
+                    kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, v| {
+                        m.add(a, m.reduce_small(v))
+                    });
+                }
             }
         }
         Ok(())
