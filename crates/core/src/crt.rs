@@ -218,11 +218,18 @@ impl Modulus {
     }
 
     /// v mod m in [0, m) for any signed v, without division: v = hi * 2^64 + lo with hi = v >> 64
-    /// (an `i64`) and lo the low 64 bits, and (hi mod m) * (2^64 mod m) + (lo mod m) < 2^43.
+    /// (an `i64`) and lo the low 64 bits. When |hi| < 2^42 (|v| < 2^106, every fixed-point value
+    /// and mask), hi * (2^64 mod m) + (lo mod m) fits an `i64` (below 2^63 in absolute value) and
+    /// one signed reduction finishes; otherwise hi is reduced first, and
+    /// (hi mod m) * (2^64 mod m) + (lo mod m) < 2^43.
     #[inline(always)]
     fn reduce_signed(self, v: i128) -> u32 {
-        let hi = u64::from(self.reduce_i64((v >> 64) as i64));
-        self.reduce_u64(hi * u64::from(self.two64) + u64::from(self.reduce_u64(v as u64)))
+        let (hi, lo) = ((v >> 64) as i64, u64::from(self.reduce_u64(v as u64)));
+        if hi.unsigned_abs() < 1 << 42 {
+            return self.reduce_i64(hi * i64::from(self.two64) + lo as i64);
+        }
+        let hi = u64::from(self.reduce_i64(hi));
+        self.reduce_u64(hi * u64::from(self.two64) + lo)
     }
 }
 
@@ -992,9 +999,18 @@ mod tests {
         }
 
         #[test]
-        fn signed_reduction_matches_rem_euclid(m in any_modulus(), v in any::<i128>(), w in any::<i64>()) {
+        fn signed_reduction_matches_rem_euclid(
+            m in any_modulus(),
+            v in any::<i128>(),
+            near in -(1i128 << 107)..(1i128 << 107),
+            w in any::<i64>(),
+            z in 0u32..(1 << 31),
+        ) {
             let r = Modulus::new(m);
             prop_assert_eq!(i128::from(r.reduce_signed(v)), v.rem_euclid(i128::from(m)));
+            // Values around 2^106 take either path of reduce_signed.
+            prop_assert_eq!(i128::from(r.reduce_signed(near)), near.rem_euclid(i128::from(m)));
+            prop_assert_eq!(u64::from(r.reduce_small(z)), u64::from(z) % m);
             prop_assert_eq!(i128::from(r.reduce_i64(w)), i128::from(w).rem_euclid(i128::from(m)));
             prop_assert_eq!(u64::from(r.reduce_u64(w as u64)), (w as u64) % m);
         }
@@ -1004,7 +1020,11 @@ mod tests {
     fn reductions_at_the_extremes() {
         for m in [2u64, 3, 1039, 1433, 2097143, (1 << 21) - 1] {
             let r = Modulus::new(m);
-            for v in [0i128, 1, -1, i128::MAX, i128::MIN, i64::MAX as i128, i64::MIN as i128, m as i128, -(m as i128)] {
+            let edges = [1i128 << 106, (1 << 106) - 1, -(1 << 106), -(1 << 106) + 1, -(1 << 106) - 1];
+            for v in [0i128, 1, -1, i128::MAX, i128::MIN, i64::MAX as i128, i64::MIN as i128, m as i128, -(m as i128)]
+                .into_iter()
+                .chain(edges)
+            {
                 assert_eq!(i128::from(r.reduce_signed(v)), v.rem_euclid(m as i128), "{v} mod {m}");
             }
             assert_eq!(u64::from(r.reduce_u64(u64::MAX)), u64::MAX % m);
