@@ -752,12 +752,13 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
                 let chunk = ConvGeometry { batch: images.len(), ..g };
                 let patches = kernels::im2col::im2col(lifted_x.slice_axis(Axis(0), images.clone().into()), &chunk);
                 let product = kernels::gemm_crt::gemm_mod(patches.view(), weights.t(), p);
+                // The products modulo P in NCHW order once, then one vectorised pass per modulus.
+                let mut nchw = vec![0u32; images.len() * out_image];
+                kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, &mut nchw, |_, v| v);
                 for (i, &m) in group.clone().zip(group_moduli) {
                     let out = self.planes_mut()[i].as_slice_mut().expect("CRT planes are kept in standard layout");
                     let out = &mut out[images.start * out_image..images.end * out_image];
-                    kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, out, |a, v| {
-                        m.add(a, m.reduce_small(v))
-                    });
+                    vectorised(|| zip_assign(out, &nchw, |a, v| m.add(a, m.reduce_small(v))));
                 }
             }
         }
