@@ -142,11 +142,9 @@ impl Session {
             // operand's mask share rather than its value share (see the module docs).
             let mut z = c;
             if count(y.shape()) > count(x.shape()) {
-                op.add_apply(&mut z, x.value_share(), &f.diff)?;
-                op.add_apply(&mut z, &e.diff, &f.mask)?;
+                op.add_apply_pair(&mut z, (x.value_share(), &f.diff), (&e.diff, &f.mask))?;
             } else {
-                op.add_apply(&mut z, &e.diff, y.value_share())?;
-                op.add_apply(&mut z, &e.mask, &f.diff)?;
+                op.add_apply_pair(&mut z, (&e.diff, y.value_share()), (&e.mask, &f.diff))?;
             }
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
         })

@@ -79,6 +79,30 @@ impl Bilinear {
         }
     }
 
+    /// In place `acc += a1 ∘ b1 + a2 ∘ b2` (a server's two local products in a Beaver product).
+    /// Convolutions run as one: the sum of two convolutions with equal geometry is the
+    /// convolution of the inputs joined along the channel axis with the filters joined along
+    /// their input-channel axis, so the filter widening, patch matrix, GEMM and output pass are
+    /// paid once. Other products are two [`Bilinear::add_apply`] calls.
+    pub fn add_apply_pair<T: RingTensor>(
+        &self,
+        acc: &mut T,
+        (a1, b1): (&T, &T),
+        (a2, b2): (&T, &T),
+    ) -> pond_core::Result<()> {
+        match self {
+            Bilinear::Conv2d(_) | Bilinear::PooledConv2d { .. }
+                if a1.shape() == a2.shape() && b1.shape() == b2.shape() =>
+            {
+                self.add_apply(acc, &T::concat(1, &[a1, a2])?, &T::concat(1, &[b1, b2])?)
+            }
+            _ => {
+                self.add_apply(acc, a1, b1)?;
+                self.add_apply(acc, a2, b2)
+            }
+        }
+    }
+
     /// Output shape for operand shapes `a`, `b`, or the typed shape error.
     pub fn output_shape(&self, a: &[usize], b: &[usize]) -> pond_core::Result<Vec<usize>> {
         let mismatch = |op| pond_core::CoreError::ShapeMismatch { op, left: a.to_vec(), right: b.to_vec() };
