@@ -292,7 +292,7 @@ pub(crate) fn blocked<K, const MR: usize, const NR: usize>(
     let (k, n) = b.dim();
     let kc = k_block(k);
     let n_pad = n.div_ceil(NR) * NR;
-    let parallel = a.dim().0 * k * n >= PARALLEL_MIN_MACS;
+    let parallel = a.dim().0.saturating_mul(k).saturating_mul(n) >= PARALLEL_MIN_MACS;
     with_scratch(&PACKED_B, k * n_pad, |packed_b| {
         // Per k-block of `kc` rows (the last may be shorter): `n_pad / NR` panels of `kc × NR`.
         let pack = |(kb, block): (usize, &mut [u64])| {
