@@ -181,8 +181,9 @@ impl Modulus {
         d.min(d.wrapping_add(self.m))
     }
 
-    /// (x * y) mod m for x, y in [0, m), or any x, y below 2^31 whose product is below 2^42 (the
-    /// argument below needs no more). The product is exact in f64; the truncated
+    /// (x * y) mod m for x, y in [0, m), or more generally for x, y below 2^31 with x·y below
+    /// 2^52 and x·y / m below 2^31 (what the argument below needs: an exact f64 product and a
+    /// quotient that fits an `i32`). The product is exact in f64; the truncated
     /// quotient estimate is off by at most one, so the remainder, computed exactly in wrapping
     /// 32-bit arithmetic, lies in [-m, m] and two branchless corrections bring it to [0, m).
     #[inline(always)]
@@ -194,8 +195,7 @@ impl Modulus {
         r.min(r.wrapping_sub(self.m))
     }
 
-    /// v mod m for any v below 2^31: the same quotient estimate as [`Modulus::mul`], whose
-    /// argument holds for every exact product below 2^42.
+    /// v mod m for any v below 2^31: [`Modulus::mul`] by 1, within its bounds (v / m < 2^31).
     #[inline(always)]
     fn reduce_small(self, v: u32) -> u32 {
         self.mul(v, 1)
