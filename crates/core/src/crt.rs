@@ -693,6 +693,22 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         });
         Ok(())
     }
+    fn mul_add_pair_assign(&mut self, (a1, b1): (&Self, &Self), (a2, b2): (&Self, &Self)) -> Result<()> {
+        for t in [a1, b1, a2, b2] {
+            layout::check_same_shape("mul_add_pair", self.shape(), t.shape())?;
+        }
+        let [x1, y1, x2, y2] = [a1, b1, a2, b2].map(|t| t.flats());
+        self.update_chunks(|i, m, start, acc| {
+            let at = start..start + acc.len();
+            let terms = x1[i][at.clone()].iter().zip(&y1[i][at.clone()]).zip(x2[i][at.clone()].iter().zip(&y2[i][at]));
+            vectorised(|| {
+                for (z, ((&x1, &y1), (&x2, &y2))) in acc.iter_mut().zip(terms) {
+                    *z = m.add(*z, m.add(m.mul(x1, y1), m.mul(x2, y2)));
+                }
+            });
+        });
+        Ok(())
+    }
     fn add_scalar(&self, c: i128) -> Self {
         let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
         self.unary(&constants, |m, x, c| m.add(x, c))

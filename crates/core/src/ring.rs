@@ -103,6 +103,12 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     fn mul_add_assign(&mut self, a: &Self, b: &Self) -> Result<()> {
         self.add_assign(&a.mul(b)?)
     }
+    /// In-place `self += a1 * b1 + a2 * b2` elementwise: a server's two local products in an
+    /// elementwise Beaver product, in one pass over the five tensors where the ring allows.
+    fn mul_add_pair_assign(&mut self, (a1, b1): (&Self, &Self), (a2, b2): (&Self, &Self)) -> Result<()> {
+        self.mul_add_assign(a1, b1)?;
+        self.mul_add_assign(a2, b2)
+    }
     /// Adds the ring element `c mod M` to every element.
     fn add_scalar(&self, c: i128) -> Self;
     /// Multiplies every element by the ring element `c mod M`.

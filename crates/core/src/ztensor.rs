@@ -255,6 +255,24 @@ impl<W: Word> RingTensor for ZTensor<W> {
         zip3_assign(self.data.view_mut(), a.data.view(), b.data.view(), |acc, x, y| acc.wadd(x.wmul(y)));
         Ok(())
     }
+    fn mul_add_pair_assign(&mut self, (a1, b1): (&Self, &Self), (a2, b2): (&Self, &Self)) -> Result<()> {
+        for t in [a1, b1, a2, b2] {
+            layout::check_same_shape("mul_add_pair", self.shape(), t.shape())?;
+        }
+        let operands = [a1, b1, a2, b2].map(|t| t.data.as_slice());
+        let (Some(out), [Some(x1), Some(y1), Some(x2), Some(y2)]) = (self.data.as_slice_mut(), operands) else {
+            self.mul_add_assign(a1, b1)?;
+            return self.mul_add_assign(a2, b2);
+        };
+        crate::parallel::for_each_chunk_mut(out, PARALLEL_MIN_ELEMENTS, |c, out| {
+            let at = c * PARALLEL_MIN_ELEMENTS..c * PARALLEL_MIN_ELEMENTS + out.len();
+            let terms = x1[at.clone()].iter().zip(&y1[at.clone()]).zip(x2[at.clone()].iter().zip(&y2[at]));
+            for (z, ((&x1, &y1), (&x2, &y2))) in out.iter_mut().zip(terms) {
+                *z = z.wadd(x1.wmul(y1)).wadd(x2.wmul(y2));
+            }
+        });
+        Ok(())
+    }
     fn add_scalar(&self, c: i128) -> Self {
         let c = W::from_i128(c);
         self.unary(|x| x.wadd(c))

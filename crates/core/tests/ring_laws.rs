@@ -196,6 +196,12 @@ fn fused_ops_match<R: Ring>(seed: u64, shape: &[usize]) {
     let mut fused = c.clone();
     fused.mul_add_assign(&a, &b).unwrap();
     assert_eq!(fused, c.add(&a.mul(&b).unwrap()).unwrap());
+    let d = random::<R>(seed ^ 3, shape);
+    let mut pair = c.clone();
+    pair.mul_add_pair_assign((&a, &b), (&d, &c)).unwrap();
+    assert_eq!(pair, c.add(&a.mul(&b).unwrap()).unwrap().add(&d.mul(&c).unwrap()).unwrap());
+    let mut wrong = c.clone();
+    assert!(matches!(wrong.mul_add_pair_assign((&a, &b), (&d, &a.reshape(&[a.len()]).unwrap())), Err(_)) || shape.len() == 1);
     let mut from = a.clone();
     from.sub_from_assign(&b).unwrap();
     assert_eq!(from, b.sub(&a).unwrap());

@@ -83,7 +83,8 @@ impl Bilinear {
     /// Convolutions run as one: the sum of two convolutions with equal geometry is the
     /// convolution of the inputs joined along the channel axis with the filters joined along
     /// their input-channel axis, so the filter widening, patch matrix, GEMM and output pass are
-    /// paid once. Other products are two [`Bilinear::add_apply`] calls.
+    /// paid once; elementwise products take one pass ([`RingTensor::mul_add_pair_assign`]).
+    /// Matrix products are two [`Bilinear::add_apply`] calls.
     pub fn add_apply_pair<T: RingTensor>(
         &self,
         acc: &mut T,
@@ -91,6 +92,7 @@ impl Bilinear {
         (a2, b2): (&T, &T),
     ) -> pond_core::Result<()> {
         match self {
+            Bilinear::Mul => acc.mul_add_pair_assign((a1, b1), (a2, b2)),
             Bilinear::Conv2d(_) | Bilinear::PooledConv2d { .. }
                 if a1.shape() == a2.shape() && b1.shape() == b2.shape() =>
             {
