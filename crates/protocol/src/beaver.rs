@@ -206,10 +206,9 @@ impl Session {
                     crate::ProtocolError::Usage { op: "square", reason: "square needs two dealt tensors".into() }
                 })?;
             let e = s.open_owned(tag, xi.sub(&a)?)?;
-            // z = c + E·a + E·x on each server's shares, accumulated in place.
+            // z = c + E·a + E·x on each server's shares, accumulated in place in one pass.
             let mut z = c;
-            z.mul_add_assign(&a, &e)?;
-            z.mul_add_assign(xi, &e)?;
+            z.mul_add_pair_assign((&a, &e), (xi, &e))?;
             Ok(PrivateTensor::from_share(x.shape(), Some(z)))
         })
     }
