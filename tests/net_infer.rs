@@ -27,7 +27,7 @@ fn local_logits(seed: u64, client_seed: u64) -> Vec<Vec<u8>> {
     let rows: Vec<usize> = (0..BATCH).collect();
     let images = mnist.test.features.select(ndarray::Axis(0), &rows);
     let fp = FixedPoint::<Z64>::default_for_ring();
-    let x = fp.encode(as_input(&Net::A.spec(ReluMode::Exact), &images).view()).expect("encode");
+    let x = fp.encode(as_input(&Net::A.spec(ReluMode::Exact), images.view()).view()).expect("encode");
     let splitter = Splitter::seeded(client_seed);
     let shares: Vec<[Vec<WireTensor>; 2]> =
         (0..REQUESTS).map(|i| splitter.split_all(std::slice::from_ref(&x), i).expect("split")).collect();

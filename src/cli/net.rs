@@ -571,7 +571,7 @@ fn infer_requests(
 ) -> anyhow::Result<()> {
     let spec = parse_net(net)?.spec(ReluMode::Exact);
     let fp = FixedPoint::<Z64>::default_for_ring();
-    let x = fp.encode(as_input(&spec, images).view())?;
+    let x = fp.encode(as_input(&spec, images.view()).view())?;
     for _ in 0..repeat {
         let (index, z, ms) = request_one(link, splitter, &x)?;
         let decoded = fp.decode(&z);
@@ -644,7 +644,7 @@ pub fn bench(quick: bool, mut emit: impl FnMut(&NetBenchRow)) -> anyhow::Result<
         };
         let rows: Vec<usize> = (0..batch).collect();
         let images = mnist.test.features.select(ndarray::Axis(0), &rows);
-        let x = fp.encode(as_input(&spec, &images).view())?;
+        let x = fp.encode(as_input(&spec, images.view()).view())?;
         let splitter = Splitter::seeded(9);
         let shares: Vec<[Vec<WireTensor>; 2]> =
             (0..=requests).map(|i| splitter.split_all(std::slice::from_ref(&x), i)).collect::<Result<_, _>>()?;

@@ -220,8 +220,7 @@ fn forward_batch<'s, R: pond_protocol::comparison::ComparisonRing>(
 ) -> pond_protocol::Result<Option<Array2<f64>>> {
     let role = b.session().role();
     let n = images.nrows();
-    let chunk = images.slice(s![i * batch..((i + 1) * batch).min(n), ..]).to_owned();
-    let x = as_input(spec, &chunk);
+    let x = as_input(spec, images.slice(s![i * batch..((i + 1) * batch).min(n), ..]));
     let shape = x.shape().to_vec();
     let x = b.input(Role::Cp, (role == Role::Cp).then_some(&x), &shape)?;
     let (z, _) = model.forward(b, Activation::Value(x))?;

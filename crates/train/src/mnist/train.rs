@@ -19,7 +19,7 @@ use crate::error::{Result, TrainError};
 use crate::idx::Mnist;
 use crate::optim::{Schedule, Sgd, SgdState};
 use crate::progress;
-use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis, IxDyn};
 use pond_layers::activation::ReluCache;
 use pond_layers::model::AnyCache;
 use pond_layers::{Activation, ModelSpec, PlainBackend, ReluMode, Sequential, Weights};
@@ -107,7 +107,7 @@ pub struct TrainReport {
 }
 
 /// Images [n, 784] reshaped to the network's per-example input shape, with a batch axis.
-pub fn as_input(spec: &ModelSpec, images: &Array2<f64>) -> ArrayD<f64> {
+pub fn as_input(spec: &ModelSpec, images: ArrayView2<'_, f64>) -> ArrayD<f64> {
     let mut shape = vec![images.nrows()];
     shape.extend(&spec.input_shape);
     images.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&shape)).expect("784 pixels per image")
@@ -137,7 +137,7 @@ pub fn plain_logits(model: &Sequential<PlainBackend>, images: &Array2<f64>, batc
     let mut b = PlainBackend;
     let mut out = Vec::with_capacity(images.nrows());
     for chunk in images.axis_chunks_iter(Axis(0), batch.max(1)) {
-        let x = as_input(&model.spec, &chunk.to_owned());
+        let x = as_input(&model.spec, chunk);
         let (z, _) = model.forward(&mut b, Activation::Value(x))?;
         out.push(logits_matrix(z)?);
     }
@@ -164,7 +164,7 @@ fn evaluate(model: &Sequential<PlainBackend>, images: &Array2<f64>, labels: &Arr
     let mut b = PlainBackend;
     let (mut correct, mut outside, mut inputs) = (0, 0, 0);
     for (chunk, chunk_labels) in images.axis_chunks_iter(Axis(0), 1000).zip(labels.axis_chunks_iter(Axis(0), 1000)) {
-        let x = as_input(&model.spec, &chunk.to_owned());
+        let x = as_input(&model.spec, chunk);
         let (z, caches) = model.forward(&mut b, Activation::Value(x))?;
         for cache in &caches {
             if let AnyCache::Relu(ReluCache::Input(x)) = cache {
@@ -210,7 +210,7 @@ pub fn train(cfg: &TrainConfig, mnist: &Mnist) -> Result<(Weights, TrainReport)>
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         for idx in order.chunks(cfg.batch.max(1)) {
-            let x = as_input(&spec, &mnist.train.features.select(Axis(0), idx));
+            let x = as_input(&spec, mnist.train.features.select(Axis(0), idx).view());
             let y = one_hot.select(Axis(0), idx);
             let (z, caches) = model.forward(&mut b, Activation::Value(x))?;
             let z = logits_matrix(z)?;
