@@ -10,7 +10,7 @@
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
 use crate::layout;
-use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
+use crate::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, Ring, RingTensor};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
@@ -233,25 +233,11 @@ impl Modulus {
     }
 }
 
-/// The residues modulo P = m0·m1 of the values whose residues are `planes` (one plane for a
-/// single modulus, which is returned as it is; two for a pair, combined by Garner's formula
-/// v = r0 + m0·((r1 - r0)·m0^-1 mod m1), which is below P).
-fn lift_to_product(planes: &[ArrayD<u32>], moduli: &[Modulus]) -> ArrayD<u32> {
-    let [m0, m1] = match moduli {
-        [_] => return planes[0].clone(),
-        [m0, m1] => [*m0, *m1],
-        _ => unreachable!("GEMM groups have one or two moduli"),
-    };
-    let inv01 = inverse_mod(u64::from(m0.m), u64::from(m1.m)) as u32;
-    let (r0, r1) = (&planes[0], &planes[1]);
-    let (r0s, r1s) = (r0.as_slice().expect("standard layout"), r1.as_slice().expect("standard layout"));
-    // SAFETY: the loop writes every one of the `len` slots once.
-    let values = unsafe {
-        parallel::vec_written_by(r0s.len(), |out| {
-            vectorised(|| zip_into(out, r0s, r1s, |a, b| a + m0.m * m1.mul(m1.sub(b, m1.reduce_small(a)), inv01)))
-        })
-    };
-    plane(r0.shape(), values)
+/// The residues modulo the product P of a GEMM group's moduli (`group` indexes `planes`) of
+/// the tensor whose residue planes are `planes`, in its shape.
+fn lift_to_group(planes: &[ArrayD<u32>], group: Range<usize>, moduli: &[u32]) -> ArrayD<u32> {
+    let flats: Vec<&[u32]> = planes[group.clone()].iter().map(flat).collect();
+    plane(planes[group.start].shape(), kernels::gemm_crt::lift_to_group(&flats, &moduli[group]))
 }
 
 /// (a^-1) mod m for coprime a, m, by the extended Euclidean algorithm.
@@ -754,12 +740,13 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         layout::check_same_shape("conv2d_add", self.shape(), &[g.batch, g.filters, g.output.0, g.output.1])?;
         let positions = g.output.0 * g.output.1;
         let images_per_chunk = (CONV_CHUNK_ROWS / positions.max(1)).max(1);
-        let (out_image, moduli) = (g.filters * positions, Modulus::all::<M>());
-        for group in kernels::gemm_crt::gemm_groups(&Self::moduli_u32()) {
-            let group_moduli = &moduli[group.clone()];
-            let p = group_moduli.iter().map(|m| m.m).product::<u32>();
-            let lifted_x = lift_to_product(&x.planes[group.clone()], group_moduli);
-            let lifted_w = lift_to_product(&filters.planes[group.clone()], group_moduli);
+        let (out_image, moduli, moduli_u32) = (g.filters * positions, Modulus::all::<M>(), Self::moduli_u32());
+        // The products modulo P of one chunk of images in NCHW order, reused by every chunk.
+        let mut nchw = vec![0u32; images_per_chunk.min(g.batch) * out_image];
+        for group in kernels::gemm_crt::gemm_groups(&moduli_u32) {
+            let p = moduli_u32[group.clone()].iter().product::<u32>();
+            let lifted_x = lift_to_group(&x.planes, group.clone(), &moduli_u32);
+            let lifted_w = lift_to_group(&filters.planes, group.clone(), &moduli_u32);
             let weights = layout::reshape(&lifted_w, &[g.filters, g.patch_cols()])?
                 .into_dimensionality::<Ix2>()
                 .expect("two axes");
@@ -768,13 +755,15 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
                 let chunk = ConvGeometry { batch: images.len(), ..g };
                 let patches = kernels::im2col::im2col(lifted_x.slice_axis(Axis(0), images.clone().into()), &chunk);
                 let product = kernels::gemm_crt::gemm_mod(patches.view(), weights.t(), p);
-                // The products modulo P in NCHW order once, then one vectorised pass per modulus.
-                let mut nchw = vec![0u32; images.len() * out_image];
-                kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, &mut nchw, |_, v| v);
-                for (i, &m) in group.clone().zip(group_moduli) {
+                // Every entry of the chunk's part of `nchw` is overwritten, then reduced into
+                // each plane of the group in one vectorised pass.
+                let nchw = &mut nchw[..images.len() * out_image];
+                kernels::im2col::combine_patches_into_nchw(product.view(), &chunk, nchw, |_, v| v);
+                for i in group.clone() {
+                    let m = moduli[i];
                     let out = self.planes_mut()[i].as_slice_mut().expect("CRT planes are kept in standard layout");
                     let out = &mut out[images.start * out_image..images.end * out_image];
-                    vectorised(|| zip_assign(out, &nchw, |a, v| m.add(a, m.reduce_small(v))));
+                    vectorised(|| zip_assign(out, nchw, |a, v| m.add(a, m.reduce_small(v))));
                 }
             }
         }

@@ -228,6 +228,30 @@ impl Group {
     }
 }
 
+/// The residues in [0, P) of a GEMM group (one or two moduli, see [`gemm_groups`]) of the values
+/// whose residues modulo the group's moduli are `planes` (equal lengths): the same lift the
+/// GEMMs apply to their operands, for callers that lift once and reuse the result (the CRT
+/// convolution lifts its input before im2col).
+pub(crate) fn lift_to_group(planes: &[&[u32]], moduli: &[u32]) -> Vec<u32> {
+    let group = Group::new(moduli);
+    if !group.is_pair() {
+        return planes[0].to_vec();
+    }
+    let (r0, r1) = (planes[0], planes[1]);
+    assert_eq!(r0.len(), r1.len(), "the planes of one tensor have equal lengths");
+    // SAFETY: the loop writes each of the r0.len() slots once (r1 has the same length).
+    unsafe {
+        crate::parallel::vec_written_by(r0.len(), |out| {
+            vectorised(|| {
+                for ((o, &x), &y) in out.iter_mut().zip(r0).zip(r1) {
+                    // P < 2^26, so the residue fits a u32.
+                    o.write(group.lift(x, y) as u32);
+                }
+            })
+        })
+    }
+}
+
 /// Whether every row (`row_major`) or every column of `plane` is contiguous in memory.
 fn lines_contiguous(plane: &ArrayView2<'_, u32>, row_major: bool) -> bool {
     let (axis, len) = if row_major { (1, plane.ncols()) } else { (0, plane.nrows()) };
