@@ -278,8 +278,9 @@ fn choose_grid(strips: usize, panels: usize, threads: usize) -> Grid {
 pub(crate) type Corrections = (Vec<u64>, Vec<u64>);
 
 /// Packed, blocked GEMM (parallel from [`PARALLEL_MIN_MACS`] multiply-adds up) writing `a · b`
-/// (with wrapping `u64` arithmetic, as computed by `kernel`) into `c`, whatever `c` held before. With `corrections`, `C` starts from
-/// `−ξ_i − η_j` and the kernel's products are added to that. Needs `a.ncols() > 0`.
+/// (with wrapping `u64` arithmetic, as computed by `kernel`) into `c`, whatever `c` held before.
+/// With `corrections`, `C` starts from `−ξ_i − η_j` and the kernel's products are added to that.
+/// Needs `a.ncols() > 0`.
 pub(crate) fn blocked<K, const MR: usize, const NR: usize>(
     a: &impl Operand,
     b: &impl Operand,
