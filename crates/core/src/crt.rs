@@ -319,9 +319,125 @@ impl Reconstruction {
     }
 }
 
+/// Bits per limb of [`Limbs`].
+const LIMB_BITS: u32 = 24;
+/// Limbs per value: four unsigned limbs and a signed top one (bits 96 and up).
+const LIMBS: usize = 5;
+/// [`Limbs`] takes values below 2^`LIMBS_MAX_BITS` in absolute value: the top limb v >> 96 is
+/// then below 2^23 in absolute value.
+const LIMBS_MAX_BITS: u32 = 119;
+
+/// Signed values split into [`LIMBS`] limbs of [`LIMB_BITS`] bits, v = sum l_j 2^(24j) with
+/// l_0..l_3 in [0, 2^24) and l_4 = v >> 96 signed, each limb an `f64` plane, so that residues
+/// come from loops that vectorise instead of one 128-bit reduction per value and modulus.
+///
+/// Exactness: modulo m < 2^21, sum l_j (2^(24j) mod m) is at most 4·2^24·2^21 + 2^23·2^21 < 2^48
+/// in absolute value, so it is exact in f64, and [`kernels::gemm_crt::reduce`] (exact below
+/// 2^53) finishes with one quotient estimate.
+struct Limbs([Vec<f64>; LIMBS]);
+
+impl Limbs {
+    /// The limbs of `values`, or `None` if some value is 2^[`LIMBS_MAX_BITS`] or more in absolute
+    /// value.
+    fn split(values: &[i128]) -> Option<Self> {
+        if values.iter().any(|v| v.unsigned_abs() >> LIMBS_MAX_BITS != 0) {
+            return None;
+        }
+        let mask = (1i128 << LIMB_BITS) - 1;
+        let mut limbs: [Vec<f64>; LIMBS] = std::array::from_fn(|_| Vec::with_capacity(values.len()));
+        for &v in values {
+            for (j, limb) in limbs.iter_mut().enumerate() {
+                let shifted = v >> (LIMB_BITS * j as u32);
+                // Below 2^24 (masked) or, for the top limb, below 2^23 in absolute value: exact,
+                // and through `i64` (an `i128` to `f64` conversion is a library call).
+                limb.push((if j + 1 < LIMBS { shifted & mask } else { shifted }) as i64 as f64);
+            }
+        }
+        Some(Limbs(limbs))
+    }
+
+    /// Writes v mod m for every value to `out` or, with `accumulate`, adds it (mod m) to `out`.
+    fn reduce_into(&self, m: Modulus, out: &mut [u32], accumulate: bool) {
+        let weights: [f64; LIMBS] =
+            std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64);
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// [`limb_residues`] compiled for AVX2 and FMA: a closure passed to [`vectorised`]
+            /// is not inlined here, which leaves `floor` and `mul_add` as library calls.
+            #[target_feature(enable = "avx2,fma")]
+            fn with_fma(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], add: bool) {
+                limb_residues(limbs, weights, m, out, add);
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: `with_fma` only needs AVX2 and FMA, which the CPU was just seen to have.
+                return unsafe { with_fma(&self.0, weights, m, out, accumulate) };
+            }
+        }
+        limb_residues(&self.0, weights, m, out, accumulate);
+    }
+}
+
 /// Elements per job of the loops that visit every plane per element (one `i128` each in a
 /// job-local buffer: 128 KiB).
 const RUN: usize = CHUNK / 8;
+
+/// Residue of value `i` of `limbs` modulo m (as f64 with its inverse), see [`Limbs`].
+#[inline(always)]
+fn limb_residue(limbs: [&[f64]; LIMBS], weights: &[f64; LIMBS], i: usize, m: f64, inv: f64) -> u32 {
+    let [l0, l1, l2, l3, l4] = limbs;
+    let x = l4[i].mul_add(weights[4], l3[i].mul_add(weights[3], l2[i] * weights[2]));
+    let x = l1[i].mul_add(weights[1], l0[i].mul_add(weights[0], x));
+    // A residue below 2^21 sits in the low mantissa bits of r + 2^52.
+    (kernels::gemm_crt::reduce(x, m, inv) + kernels::gemm_crt::TWO52).to_bits() as u32
+}
+
+/// The loop of [`Limbs::reduce_into`], inlined into its AVX2 and FMA copy.
+#[inline(always)]
+fn limb_residues(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], accumulate: bool) {
+    let (mf, inv) = (f64::from(m.m), m.inv);
+    // Slices of one length, indexed: the bounds checks go and the loops vectorise (a zip of six
+    // iterators does not).
+    let n = out.len().min(limbs[0].len());
+    let [l0, l1, l2, l3, l4] = limbs.each_ref().map(|l| &l[..n]);
+    let out = &mut out[..n];
+    let (x, weights) = ([l0, l1, l2, l3, l4], &weights);
+    if accumulate {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = m.add(*o, limb_residue(x, weights, i, mf, inv));
+        }
+    } else {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = limb_residue(x, weights, i, mf, inv);
+        }
+    }
+}
+
+/// Writes (or, with `accumulate`, adds) `values` modulo each modulus into its plane: by
+/// [`Modulus::reduce_i64`] when every value fits an `i64` (and nothing is added), else through
+/// [`Limbs`] when every value is in their range, else value by value.
+fn reduce_values(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
+    if !accumulate && values.iter().all(|&x| i64::try_from(x).is_ok()) {
+        // Faster than limbs for values that fit an `i64`.
+        let words: Vec<i64> = values.iter().map(|&x| x as i64).collect();
+        for (p, &m) in planes.iter_mut().zip(moduli) {
+            vectorised(|| p.iter_mut().zip(&words).for_each(|(o, &w)| *o = m.reduce_i64(w)));
+        }
+        return;
+    }
+    match Limbs::split(values) {
+        Some(limbs) => planes.iter_mut().zip(moduli).for_each(|(p, &m)| limbs.reduce_into(m, p, accumulate)),
+        None => {
+            for (p, &m) in planes.iter_mut().zip(moduli) {
+                let residue = |v: i128| m.reduce_signed(v);
+                if accumulate {
+                    p.iter_mut().zip(values).for_each(|(o, &v)| *o = m.add(*o, residue(v)));
+                } else {
+                    p.iter_mut().zip(values).for_each(|(o, &v)| *o = residue(v));
+                }
+            }
+        }
+    }
+}
 
 /// The planes split into runs of [`RUN`] elements: entry r holds run r of every plane.
 fn runs_mut<'a, P: AsMut<[u32]> + 'a>(planes: &'a mut [P]) -> Vec<Vec<&'a mut [u32]>> {
@@ -411,16 +527,7 @@ impl<M: CrtModuli> CrtTensor<M> {
         let jobs: Vec<(&[T], Vec<&mut [u32]>)> = values.chunks(RUN).zip(runs_mut(&mut out)).collect();
         run_jobs(jobs, n * moduli.len(), |(v, mut planes)| {
             let v: Vec<i128> = v.iter().map(|&x| value(x)).collect();
-            if v.iter().all(|&x| i64::try_from(x).is_ok()) {
-                let words: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-                for (p, &m) in planes.iter_mut().zip(&moduli) {
-                    vectorised(|| p.iter_mut().zip(&words).for_each(|(o, &w)| *o = m.reduce_i64(w)));
-                }
-            } else {
-                for (p, &m) in planes.iter_mut().zip(&moduli) {
-                    p.iter_mut().zip(&v).for_each(|(o, &x)| *o = m.reduce_signed(x));
-                }
-            }
+            reduce_values(&v, &mut planes, &moduli, false);
         });
         Ok(Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect()))
     }
@@ -457,9 +564,7 @@ impl<M: CrtModuli> CrtTensor<M> {
                     (x >> shift) as i128 + offset
                 })
                 .collect();
-            for (p, &m) in planes.iter_mut().zip(&moduli) {
-                p.iter_mut().zip(&shifted).for_each(|(o, &v)| *o = m.add(*o, m.reduce_signed(v)));
-            }
+            reduce_values(&shifted, &mut planes, &moduli, true);
         });
         Ok(())
     }
@@ -1020,6 +1125,53 @@ mod tests {
             prop_assert_eq!(i128::from(r.reduce_i64(w)), i128::from(w).rem_euclid(i128::from(m)));
             prop_assert_eq!(u64::from(r.reduce_u64(w as u64)), (w as u64) % m);
         }
+    }
+
+    /// v mod m through [`Limbs`] (written, and added to a residue `base`), for `values` in their
+    /// range, against `rem_euclid`; `None` when some value is out of range.
+    fn limb_reductions(values: &[i128], m: u64, base: u32) -> Option<()> {
+        let limbs = Limbs::split(values)?;
+        let r = Modulus::new(m);
+        let base = base % m as u32;
+        let (mut written, mut added) = (vec![0u32; values.len()], vec![base; values.len()]);
+        limbs.reduce_into(r, &mut written, false);
+        limbs.reduce_into(r, &mut added, true);
+        for ((&v, &w), &a) in values.iter().zip(&written).zip(&added) {
+            let expected = v.rem_euclid(i128::from(m));
+            assert_eq!(i128::from(w), expected, "{v} mod {m}");
+            assert_eq!(i128::from(a), (expected + i128::from(base)) % i128::from(m), "{base} + {v} mod {m}");
+        }
+        Some(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Limb reduction is exact for every value below 2^119 in absolute value (every length, so
+        /// both the vector loop and its remainder run) and refuses larger ones.
+        #[test]
+        fn limb_reduction_matches_rem_euclid(
+            m in any_modulus(),
+            bits in 1u32..=LIMBS_MAX_BITS,
+            words in prop::collection::vec(any::<i128>(), 0..40),
+            base in any::<u32>(),
+        ) {
+            let values: Vec<i128> = words.iter().map(|&w| w >> (128 - bits)).collect();
+            prop_assert!(limb_reductions(&values, m, base).is_some());
+            let mut out_of_range = values;
+            out_of_range.push(1 << LIMBS_MAX_BITS);
+            prop_assert!(Limbs::split(&out_of_range).is_none());
+        }
+    }
+
+    #[test]
+    fn limb_reduction_at_the_extremes() {
+        let edge = (1i128 << LIMBS_MAX_BITS) - 1;
+        let values =
+            [0, 1, -1, edge, -edge, 1 << 106, -(1 << 106), i64::MAX as i128, i64::MIN as i128, 1 << 96, -(1 << 96)];
+        for m in [2u64, 3, 1039, 1433, 2097143, (1 << 21) - 1] {
+            assert!(limb_reductions(&values, m, u32::MAX).is_some());
+        }
+        assert!(Limbs::split(&[-(1i128 << LIMBS_MAX_BITS)]).is_none());
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn for_chunks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send)
 /// x mod m into [0, m) for an exact integer-valued f64 with |x| <= 2^53 (m < 2^26): the quotient
 /// estimate is off by at most one and the fused multiply-add makes x - q*m exact.
 #[inline(always)]
-fn reduce(x: f64, m: f64, inv_m: f64) -> f64 {
+pub(crate) fn reduce(x: f64, m: f64, inv_m: f64) -> f64 {
     let q = (x * inv_m).floor();
     let r = (-q).mul_add(m, x);
     let r = if r < 0.0 { r + m } else { r };
@@ -136,7 +136,7 @@ fn reduce(x: f64, m: f64, inv_m: f64) -> f64 {
 }
 
 /// 2^52: adding it to an integer in [0, 2^52) puts that integer in the mantissa bits.
-const TWO52: f64 = 4_503_599_627_370_496.0;
+pub(crate) const TWO52: f64 = 4_503_599_627_370_496.0;
 
 /// `x` as f64 for `x` < 2^52, by bit operations (a plain `as` does not vectorise without AVX-512).
 #[inline(always)]
