@@ -71,7 +71,7 @@ fn main() {
     println!("z64    random 1e6: {:.2} ms", median_ms(reps, || <Z64 as Ring>::Tensor::random(&key, 2, &[N])));
     elementwise::<Int100>(reps);
     elementwise::<Crt<WideModuli>>(reps);
-    for shape in [(100, 784, 128), (1000, 784, 128)] {
+    for shape in [(1, 2304, 100), (100, 784, 128), (1000, 784, 128)] {
         gemm::<Int100>(reps * 3, shape);
         gemm::<Crt<WideModuli>>(reps * 3, shape);
     }

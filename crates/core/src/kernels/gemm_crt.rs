@@ -564,8 +564,10 @@ mod ifma {
     /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`: column blocks of up to 128 sums
     /// held in zmm registers over the whole of `a` (`vpmadd52luq`, exact since every entry is
     /// below 2^26), so `acc` is read and written once per block instead of once per `p`. Blocks
-    /// are 16, 8, 4, 2 or 1 vectors of 8 sums, largest first: at most five passes over `b` for
-    /// any `n` up to 128, the last block possibly narrower than its vectors.
+    /// are 16 vectors of 8 sums, then one block of as many vectors as the remaining columns
+    /// need: one pass over `b` for any `n` up to 128 (the block's last vector possibly only
+    /// partly used), instead of several narrower passes whose last ones would be bound by the
+    /// latency of too few independent sums.
     #[target_feature(enable = "avx512f,avx512ifma")]
     fn add_row_products<T: Residue>(acc: &mut [u64], a: &[u32], b: &[T]) {
         let n = acc.len();
@@ -574,9 +576,20 @@ mod ifma {
         while j < n {
             let width = match (n - j).div_ceil(8) {
                 16.. => column_block::<T, 16>(acc, a, b, j),
-                8.. => column_block::<T, 8>(acc, a, b, j),
-                4.. => column_block::<T, 4>(acc, a, b, j),
-                2.. => column_block::<T, 2>(acc, a, b, j),
+                15 => column_block::<T, 15>(acc, a, b, j),
+                14 => column_block::<T, 14>(acc, a, b, j),
+                13 => column_block::<T, 13>(acc, a, b, j),
+                12 => column_block::<T, 12>(acc, a, b, j),
+                11 => column_block::<T, 11>(acc, a, b, j),
+                10 => column_block::<T, 10>(acc, a, b, j),
+                9 => column_block::<T, 9>(acc, a, b, j),
+                8 => column_block::<T, 8>(acc, a, b, j),
+                7 => column_block::<T, 7>(acc, a, b, j),
+                6 => column_block::<T, 6>(acc, a, b, j),
+                5 => column_block::<T, 5>(acc, a, b, j),
+                4 => column_block::<T, 4>(acc, a, b, j),
+                3 => column_block::<T, 3>(acc, a, b, j),
+                2 => column_block::<T, 2>(acc, a, b, j),
                 _ => column_block::<T, 1>(acc, a, b, j),
             };
             j += width;
