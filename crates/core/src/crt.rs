@@ -109,25 +109,66 @@ const CHUNK: usize = 1 << 16;
 /// keeping the GEMMs tall enough to run at full speed.
 const CONV_CHUNK_ROWS: usize = 1 << 14;
 
-/// Runs `f` compiled for AVX2 and FMA when the CPU has them, else as compiled for the target.
+/// Runs `f` compiled for AVX-512 (F, DQ, BW, VL) when the CPU has it, else for AVX2 and FMA when
+/// it has those, else as compiled for the target.
 ///
 /// pond builds for baseline x86-64 (SSE2): without this, the modular loops below (unsigned `min`,
 /// `floor`, i32<->f64 conversions) would not vectorise. `f` and everything it calls are inlined
-/// into the AVX2 copy, which is why the loop kernels are `#[inline(always)]`.
+/// into the chosen copy, which is why the loop kernels are `#[inline(always)]`. AVX-512 doubles
+/// the lanes of the f64 quotient estimates that most of those loops are bound by.
 #[inline(always)]
 pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+        fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
         #[target_feature(enable = "avx2,fma")]
         fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: `with_avx2` only needs AVX2 and FMA, which the CPU was just seen to have.
-            return unsafe { with_avx2(f) };
+        match Simd::detect() {
+            // SAFETY: `with_avx512` needs AVX-512 F, DQ, BW and VL, which imply AVX2 and FMA.
+            Simd::Avx512 => return unsafe { with_avx512(f) },
+            // SAFETY: `with_avx2` only needs AVX2 and FMA.
+            Simd::Avx2 => return unsafe { with_avx2(f) },
+            Simd::Baseline => {}
         }
     }
     f()
+}
+
+/// The widest vector instruction set the modular loops are compiled for, found at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    /// AVX-512 F, DQ, BW and VL.
+    Avx512,
+    /// AVX2 and FMA.
+    Avx2,
+    /// Neither: the loops as compiled for the target.
+    Baseline,
+}
+
+impl Simd {
+    /// What the running CPU has (the standard library caches the detection).
+    #[inline(always)]
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+            {
+                return Simd::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Simd::Avx2;
+            }
+        }
+        Simd::Baseline
+    }
 }
 
 /// Runs `work` on every job, on rayon's threads if the whole operation touches at least
@@ -183,13 +224,18 @@ impl Modulus {
 
     /// (x * y) mod m for x, y in [0, m), or more generally for x, y below 2^31 with x·y below
     /// 2^52 and x·y / m below 2^31 (what the argument below needs: an exact f64 product and a
-    /// quotient that fits an `i32`). The product is exact in f64; the truncated
-    /// quotient estimate is off by at most one, so the remainder, computed exactly in wrapping
-    /// 32-bit arithmetic, lies in [-m, m] and two branchless corrections bring it to [0, m).
+    /// quotient below 2^31). The product is exact in f64; the quotient estimate, x·y·(1/m)
+    /// rounded to the nearest integer, is the quotient or one above it, so the remainder, computed
+    /// exactly in wrapping 32-bit arithmetic, lies in [-m, m) and two branchless corrections bring
+    /// it to [0, m).
+    ///
+    /// The rounding adds 2^52 and keeps the low mantissa bits (exact for estimates below 2^51):
+    /// a plain `as` cast saturates, and its NaN and range checks would keep the loops that call
+    /// this scalar.
     #[inline(always)]
     fn mul(self, x: u32, y: u32) -> u32 {
         let p = f64::from(x as i32) * f64::from(y as i32);
-        let q = (p * self.inv) as i32 as u32;
+        let q = (p * self.inv + kernels::gemm_crt::TWO52).to_bits() as u32;
         let r = x.wrapping_mul(y).wrapping_sub(q.wrapping_mul(self.m));
         let r = r.min(r.wrapping_add(self.m));
         r.min(r.wrapping_sub(self.m))
@@ -360,17 +406,24 @@ impl Limbs {
     fn reduce_into(&self, m: Modulus, out: &mut [u32], accumulate: bool) {
         let weights: [f64; LIMBS] =
             std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64);
+        // Dispatched by hand: a closure passed to `vectorised` is not reliably inlined into its
+        // copies here, which would leave `floor` and `mul_add` as library calls.
         #[cfg(target_arch = "x86_64")]
         {
-            /// [`limb_residues`] compiled for AVX2 and FMA: a closure passed to [`vectorised`]
-            /// is not inlined here, which leaves `floor` and `mul_add` as library calls.
-            #[target_feature(enable = "avx2,fma")]
-            fn with_fma(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], add: bool) {
-                limb_residues(limbs, weights, m, out, add);
+            #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+            fn with_avx512(limbs: &[Vec<f64>; LIMBS], w: [f64; LIMBS], m: Modulus, out: &mut [u32], add: bool) {
+                limb_residues(limbs, w, m, out, add);
             }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: `with_fma` only needs AVX2 and FMA, which the CPU was just seen to have.
-                return unsafe { with_fma(&self.0, weights, m, out, accumulate) };
+            #[target_feature(enable = "avx2,fma")]
+            fn with_avx2(limbs: &[Vec<f64>; LIMBS], w: [f64; LIMBS], m: Modulus, out: &mut [u32], add: bool) {
+                limb_residues(limbs, w, m, out, add);
+            }
+            match Simd::detect() {
+                // SAFETY: the CPU has the features each copy is compiled for.
+                Simd::Avx512 => return unsafe { with_avx512(&self.0, weights, m, out, accumulate) },
+                // SAFETY: as above.
+                Simd::Avx2 => return unsafe { with_avx2(&self.0, weights, m, out, accumulate) },
+                Simd::Baseline => {}
             }
         }
         limb_residues(&self.0, weights, m, out, accumulate);
@@ -391,7 +444,7 @@ fn limb_residue(limbs: [&[f64]; LIMBS], weights: &[f64; LIMBS], i: usize, m: f64
     (kernels::gemm_crt::reduce(x, m, inv) + kernels::gemm_crt::TWO52).to_bits() as u32
 }
 
-/// The loop of [`Limbs::reduce_into`], inlined into its AVX2 and FMA copy.
+/// The loop of [`Limbs::reduce_into`], inlined into its copies for each [`Simd`] level.
 #[inline(always)]
 fn limb_residues(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], accumulate: bool) {
     let (mf, inv) = (f64::from(m.m), m.inv);
