@@ -109,40 +109,56 @@ const CHUNK: usize = 1 << 16;
 /// keeping the GEMMs tall enough to run at full speed.
 const CONV_CHUNK_ROWS: usize = 1 << 14;
 
-/// Runs `f` compiled for AVX-512 (F, DQ, BW, VL) when the CPU has it, else for AVX2 and FMA when
-/// it has those, else as compiled for the target.
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them, else as compiled for the target.
 ///
 /// pond builds for baseline x86-64 (SSE2): without this, the modular loops below (unsigned `min`,
 /// `floor`, i32<->f64 conversions) would not vectorise. `f` and everything it calls are inlined
-/// into the chosen copy, which is why the loop kernels are `#[inline(always)]`. AVX-512 doubles
-/// the lanes of the f64 quotient estimates that most of those loops are bound by.
+/// into the AVX2 copy, which is why the loop kernels are `#[inline(always)]`. (A second, AVX-512
+/// copy measured faster for the multiplications but stopped LLVM from inlining some closures into
+/// either copy, leaving `floor` as a library call; [`Limbs`] dispatches by hand instead.)
 #[inline(always)]
 pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if Simd::detect() != Simd::Baseline {
+            // SAFETY: `with_avx2` only needs AVX2 and FMA, which every level above the baseline
+            // has.
+            return unsafe { with_avx2(f) };
+        }
+    }
+    f()
+}
+
+/// [`vectorised`] with a third copy compiled for AVX-512 (F, DQ, BW, VL), taken when the CPU has
+/// it: for the elementwise loops of additions and multiplications only, whose closures call
+/// nothing but [`Modulus`]'s `#[inline(always)]` arithmetic (no `floor`), so a closure that is
+/// not inlined stays correct, only slower. Twice the lanes of AVX2: a Beaver product's pair of
+/// multiplications on L2-resident planes measured 1.9-2.5 ns per residue with AVX2, 1.25 with
+/// AVX-512.
+#[inline(always)]
+fn vectorised_wide<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
         fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        #[target_feature(enable = "avx2,fma")]
-        fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        match Simd::detect() {
-            // SAFETY: `with_avx512` needs AVX-512 F, DQ, BW and VL, which imply AVX2 and FMA.
-            Simd::Avx512 => return unsafe { with_avx512(f) },
-            // SAFETY: `with_avx2` only needs AVX2 and FMA.
-            Simd::Avx2 => return unsafe { with_avx2(f) },
-            Simd::Baseline => {}
+        if Simd::detect() == Simd::Avx512 {
+            // SAFETY: `with_avx512` needs AVX-512 F, DQ, BW and VL, which the CPU has.
+            return unsafe { with_avx512(f) };
         }
     }
-    f()
+    vectorised(f)
 }
 
-/// The widest vector instruction set the modular loops are compiled for, found at run time.
+/// The widest vector instruction set of the running CPU that the modular loops use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Simd {
-    /// AVX-512 F, DQ, BW and VL.
+    /// AVX-512 F, DQ, BW and VL (with AVX2 and FMA).
     Avx512,
     /// AVX2 and FMA.
     Avx2,
@@ -666,7 +682,7 @@ impl<M: CrtModuli> CrtTensor<M> {
         Ok(unsafe {
             Self::build(self.shape(), |i, range, out| {
                 let (a, b, m) = (&a[i][range.clone()], &b[i][range], moduli[i]);
-                vectorised(|| zip_into(out, a, b, |x, y| f(m, x, y)));
+                vectorised_wide(|| zip_into(out, a, b, |x, y| f(m, x, y)));
             })
         })
     }
@@ -678,7 +694,7 @@ impl<M: CrtModuli> CrtTensor<M> {
         unsafe {
             Self::build(self.shape(), |i, range, out| {
                 let (a, m, c) = (&a[i][range], moduli[i], constants[i]);
-                vectorised(|| map_into(out, a, |x| f(m, x, c)));
+                vectorised_wide(|| map_into(out, a, |x| f(m, x, c)));
             })
         }
     }
@@ -694,7 +710,7 @@ impl<M: CrtModuli> CrtTensor<M> {
         let b = other.flats();
         self.update_chunks(|i, m, start, a| {
             let b = &b[i][start..start + a.len()];
-            vectorised(|| zip_assign(a, b, |x, y| f(m, x, y)));
+            vectorised_wide(|| zip_assign(a, b, |x, y| f(m, x, y)));
         });
         Ok(())
     }
@@ -829,7 +845,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         let (a, b) = (a.flats(), b.flats());
         self.update_chunks(|i, m, start, acc| {
             let (a, b) = (&a[i][start..start + acc.len()], &b[i][start..start + acc.len()]);
-            vectorised(|| {
+            vectorised_wide(|| {
                 for ((z, &x), &y) in acc.iter_mut().zip(a).zip(b) {
                     *z = m.add(*z, m.mul(x, y));
                 }
@@ -845,7 +861,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         self.update_chunks(|i, m, start, acc| {
             let at = start..start + acc.len();
             let terms = x1[i][at.clone()].iter().zip(&y1[i][at.clone()]).zip(x2[i][at.clone()].iter().zip(&y2[i][at]));
-            vectorised(|| {
+            vectorised_wide(|| {
                 for (z, ((&x1, &y1), (&x2, &y2))) in acc.iter_mut().zip(terms) {
                     *z = m.add(*z, m.add(m.mul(x1, y1), m.mul(x2, y2)));
                 }
