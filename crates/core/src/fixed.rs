@@ -78,16 +78,28 @@ impl<R: Ring> FixedPoint<R> {
 
     /// round(x * 2^f) for one in-range value; `index` only names the value in the error.
     pub fn encode_scalar(&self, x: f64, index: usize) -> Result<i128> {
-        if !x.is_finite() || x.abs() >= self.bound() {
-            return Err(CoreError::OutOfRange { value: x, index, bound: self.bound(), int_bits: self.int_bits });
+        self.encode_with(x, index, self.scale(), self.bound())
+    }
+
+    /// [`FixedPoint::encode_scalar`] with the scale 2^f and the bound 2^int_bits given.
+    #[inline]
+    fn encode_with(&self, x: f64, index: usize, scale: f64, bound: f64) -> Result<i128> {
+        if !x.is_finite() || x.abs() >= bound {
+            return Err(CoreError::OutOfRange { value: x, index, bound, int_bits: self.int_bits });
         }
-        Ok((x * self.scale()).round() as i128)
+        // |x·2^f| < 2^(int_bits + f) <= 2^63: `new` keeps int_bits + f at most PRODUCT_BITS / 2.
+        Ok(i128::from(round_half_away(x * scale)))
     }
 
     /// Encodes every value; the first out-of-range value is reported with its index.
     pub fn encode(&self, values: ArrayViewD<'_, f64>) -> Result<R::Tensor> {
+        let (scale, bound) = (self.scale(), self.bound());
         let ints: ArrayD<i128> = {
-            let flat = values.iter().enumerate().map(|(i, &x)| self.encode_scalar(x, i)).collect::<Result<Vec<_>>>()?;
+            let flat = values
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| self.encode_with(x, i, scale, bound))
+                .collect::<Result<Vec<_>>>()?;
             ArrayD::from_shape_vec(values.raw_dim(), flat).expect("same element count")
         };
         Ok(R::Tensor::from_signed(ints.view()))
@@ -98,6 +110,16 @@ impl<R: Ring> FixedPoint<R> {
         let inv = self.ulp();
         tensor.to_signed().mapv(|v| v as f64 * inv)
     }
+}
+
+/// `v.round()` (halves away from zero) as an `i64`, for |v| < 2^63, without the library calls
+/// that `round` and an `i128` conversion are on baseline x86-64: the truncation t is exact, and so
+/// is v - t (zero once |v| >= 2^52, where every f64 is an integer).
+#[inline]
+fn round_half_away(v: f64) -> i64 {
+    let t = v as i64;
+    let rest = v - t as f64;
+    t + i64::from(rest >= 0.5) - i64::from(rest <= -0.5)
 }
 
 #[cfg(test)]
@@ -115,6 +137,40 @@ mod tests {
         assert!(FixedPoint::<Crt<TfeModuli>>::new(16, 14).is_ok());
         assert!(FixedPoint::<Crt<TfeModuli>>::new(16, 15).is_err());
         assert!(FixedPoint::<Z64>::new(0, 10).is_err());
+    }
+
+    /// Halves away from zero, as `f64::round`, over the whole range and at the awkward points.
+    #[test]
+    fn rounding_matches_f64_round() {
+        let awkward = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4503599627370495.5,
+            -4503599627370495.5,
+            4503599627370497.0,
+            9007199254740993.0,
+            9.223372036854775e18,
+            -9.223372036854775e18,
+        ];
+        for v in awkward {
+            assert_eq!(round_half_away(v), v.round() as i64, "{v}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Magnitudes from 2^-10 to 2^62 (where values stop having fractions and grow to the top
+        /// of the range), both signs, every mantissa.
+        #[test]
+        fn rounding_matches_f64_round_everywhere(mantissa in 0u64..1 << 52, exponent in -10i64..63, negative: bool) {
+            let v = f64::from_bits(u64::from(negative) << 63 | ((1023 + exponent) as u64) << 52 | mantissa);
+            proptest::prop_assert_eq!(round_half_away(v), v.round() as i64, "{}", v);
+        }
     }
 
     #[test]
