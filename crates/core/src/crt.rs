@@ -385,64 +385,93 @@ impl Reconstruction {
 const LIMB_BITS: u32 = 24;
 /// Limbs per value: four unsigned limbs and a signed top one (bits 96 and up).
 const LIMBS: usize = 5;
-/// [`Limbs`] takes values below 2^`LIMBS_MAX_BITS` in absolute value: the top limb v >> 96 is
-/// then below 2^23 in absolute value.
+/// [`Limbs`] takes values in [-2^`LIMBS_MAX_BITS`, 2^`LIMBS_MAX_BITS`): the top limb v >> 96 is
+/// then in [-2^23, 2^23).
 const LIMBS_MAX_BITS: u32 = 119;
 
-/// Signed values split into [`LIMBS`] limbs of [`LIMB_BITS`] bits, v = sum l_j 2^(24j) with
-/// l_0..l_3 in [0, 2^24) and l_4 = v >> 96 signed, each limb an `f64` plane, so that residues
-/// come from loops that vectorise instead of one 128-bit reduction per value and modulus.
+/// Residues of signed values through limbs: each value is split into [`LIMBS`] limbs of
+/// [`LIMB_BITS`] bits, v = sum l_j 2^(24j) with l_0..l_3 in [0, 2^24) and l_4 = v >> 96 signed,
+/// each limb an `f64` plane, so that residues come from loops that vectorise instead of one
+/// 128-bit reduction per value and modulus.
 ///
 /// Exactness: modulo m < 2^21, sum l_j (2^(24j) mod m) is at most 4·2^24·2^21 + 2^23·2^21 < 2^48
 /// in absolute value, so it is exact in f64, and [`kernels::gemm_crt::reduce`] (exact below
 /// 2^53) finishes with one quotient estimate.
-struct Limbs([Vec<f64>; LIMBS]);
+struct Limbs;
 
 impl Limbs {
-    /// The limbs of `values`, or `None` if some value is 2^[`LIMBS_MAX_BITS`] or more in absolute
-    /// value.
-    fn split(values: &[i128]) -> Option<Self> {
-        if values.iter().any(|v| v.unsigned_abs() >> LIMBS_MAX_BITS != 0) {
-            return None;
+    /// Writes v mod m_i for every value to plane i or, with `accumulate`, adds it (mod m_i);
+    /// false (and nothing written) if some value is outside
+    /// [-2^[`LIMBS_MAX_BITS`], 2^[`LIMBS_MAX_BITS`]).
+    fn reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) -> bool {
+        // v is in range exactly when v >> 119 is 0 or -1.
+        if values.iter().any(|&v| ((v >> 64) as i64 >> (LIMBS_MAX_BITS - 64)).wrapping_add(1) as u64 > 1) {
+            return false;
         }
-        let mask = (1i128 << LIMB_BITS) - 1;
-        let mut limbs: [Vec<f64>; LIMBS] = std::array::from_fn(|_| Vec::with_capacity(values.len()));
-        for &v in values {
-            for (j, limb) in limbs.iter_mut().enumerate() {
-                let shifted = v >> (LIMB_BITS * j as u32);
-                // Below 2^24 (masked) or, for the top limb, below 2^23 in absolute value: exact,
-                // and through `i64` (an `i128` to `f64` conversion is a library call).
-                limb.push((if j + 1 < LIMBS { shifted & mask } else { shifted }) as i64 as f64);
-            }
-        }
-        Some(Limbs(limbs))
-    }
-
-    /// Writes v mod m for every value to `out` or, with `accumulate`, adds it (mod m) to `out`.
-    fn reduce_into(&self, m: Modulus, out: &mut [u32], accumulate: bool) {
-        let weights: [f64; LIMBS] =
-            std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64);
         // Dispatched by hand: a closure passed to `vectorised` is not reliably inlined into its
         // copies here, which would leave `floor` and `mul_add` as library calls.
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-            fn with_avx512(limbs: &[Vec<f64>; LIMBS], w: [f64; LIMBS], m: Modulus, out: &mut [u32], add: bool) {
-                limb_residues(limbs, w, m, out, add);
+            fn with_avx512(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
+                limb_kernel(values, planes, moduli, add);
             }
             #[target_feature(enable = "avx2,fma")]
-            fn with_avx2(limbs: &[Vec<f64>; LIMBS], w: [f64; LIMBS], m: Modulus, out: &mut [u32], add: bool) {
-                limb_residues(limbs, w, m, out, add);
+            fn with_avx2(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
+                limb_kernel(values, planes, moduli, add);
             }
             match Simd::detect() {
                 // SAFETY: the CPU has the features each copy is compiled for.
-                Simd::Avx512 => return unsafe { with_avx512(&self.0, weights, m, out, accumulate) },
+                Simd::Avx512 => unsafe { with_avx512(values, planes, moduli, accumulate) },
                 // SAFETY: as above.
-                Simd::Avx2 => return unsafe { with_avx2(&self.0, weights, m, out, accumulate) },
-                Simd::Baseline => {}
+                Simd::Avx2 => unsafe { with_avx2(values, planes, moduli, accumulate) },
+                Simd::Baseline => limb_kernel(values, planes, moduli, accumulate),
             }
         }
-        limb_residues(&self.0, weights, m, out, accumulate);
+        #[cfg(not(target_arch = "x86_64"))]
+        limb_kernel(values, planes, moduli, accumulate);
+        true
+    }
+}
+
+/// The work of [`Limbs::reduce`] for in-range values, inlined into its copies for each [`Simd`]
+/// level: one pass per limb, then one pass per modulus over the limb planes.
+#[inline(always)]
+fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
+    let n = values.len();
+    let mut limbs: [Vec<f64>; LIMBS] = std::array::from_fn(|_| vec![0.0; n]);
+    let [l0, l1, l2, l3, l4] = &mut limbs;
+    fill_limb::<0>(values, l0);
+    fill_limb::<1>(values, l1);
+    fill_limb::<2>(values, l2);
+    fill_limb::<3>(values, l3);
+    fill_limb::<4>(values, l4);
+    for (plane, &m) in planes.iter_mut().zip(moduli) {
+        let weights: [f64; LIMBS] =
+            std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64);
+        limb_residues(&limbs, weights, m, plane, accumulate);
+    }
+}
+
+/// Limb `J` (see [`Limbs`]) of every value, into `out`, as exact f64s: integers below 2^52 are
+/// converted by bit operations (2^52 plus the integer has it as its mantissa), so the loop
+/// vectorises.
+#[inline(always)]
+fn fill_limb<const J: usize>(values: &[i128], out: &mut [f64]) {
+    const MASK: u64 = (1 << LIMB_BITS) - 1;
+    // The top limb v >> 96 is in [-2^23, 2^23): shifted by 2^23 to be nonnegative, and back.
+    const OFFSET: i64 = 1 << 23;
+    let two52 = kernels::gemm_crt::TWO52;
+    let small = |x: u64| f64::from_bits(x | two52.to_bits()) - two52;
+    for (o, &v) in out.iter_mut().zip(values) {
+        let (lo, hi) = (v as u64, (v >> 64) as i64);
+        *o = match J {
+            0 => small(lo & MASK),
+            1 => small((lo >> 24) & MASK),
+            2 => small(((lo >> 48) | ((hi as u64) << 16)) & MASK),
+            3 => small(((hi as u64) >> 8) & MASK),
+            _ => small(((hi >> 32) + OFFSET) as u64) - OFFSET as f64,
+        };
     }
 }
 
@@ -460,7 +489,8 @@ fn limb_residue(limbs: [&[f64]; LIMBS], weights: &[f64; LIMBS], i: usize, m: f64
     (kernels::gemm_crt::reduce(x, m, inv) + kernels::gemm_crt::TWO52).to_bits() as u32
 }
 
-/// The loop of [`Limbs::reduce_into`], inlined into its copies for each [`Simd`] level.
+/// v mod m for every value whose limbs are `limbs`, written to `out` or, with `accumulate`,
+/// added (mod m) to it.
 #[inline(always)]
 fn limb_residues(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], accumulate: bool) {
     let (mf, inv) = (f64::from(m.m), m.inv);
@@ -493,17 +523,15 @@ fn reduce_values(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus],
         }
         return;
     }
-    match Limbs::split(values) {
-        Some(limbs) => planes.iter_mut().zip(moduli).for_each(|(p, &m)| limbs.reduce_into(m, p, accumulate)),
-        None => {
-            for (p, &m) in planes.iter_mut().zip(moduli) {
-                let residue = |v: i128| m.reduce_signed(v);
-                if accumulate {
-                    p.iter_mut().zip(values).for_each(|(o, &v)| *o = m.add(*o, residue(v)));
-                } else {
-                    p.iter_mut().zip(values).for_each(|(o, &v)| *o = residue(v));
-                }
-            }
+    if Limbs::reduce(values, planes, moduli, accumulate) {
+        return;
+    }
+    for (p, &m) in planes.iter_mut().zip(moduli) {
+        let residue = |v: i128| m.reduce_signed(v);
+        if accumulate {
+            p.iter_mut().zip(values).for_each(|(o, &v)| *o = m.add(*o, residue(v)));
+        } else {
+            p.iter_mut().zip(values).for_each(|(o, &v)| *o = residue(v));
         }
     }
 }
@@ -1199,12 +1227,13 @@ mod tests {
     /// v mod m through [`Limbs`] (written, and added to a residue `base`), for `values` in their
     /// range, against `rem_euclid`; `None` when some value is out of range.
     fn limb_reductions(values: &[i128], m: u64, base: u32) -> Option<()> {
-        let limbs = Limbs::split(values)?;
         let r = Modulus::new(m);
         let base = base % m as u32;
         let (mut written, mut added) = (vec![0u32; values.len()], vec![base; values.len()]);
-        limbs.reduce_into(r, &mut written, false);
-        limbs.reduce_into(r, &mut added, true);
+        if !Limbs::reduce(values, &mut [&mut written], &[r], false) {
+            return None;
+        }
+        assert!(Limbs::reduce(values, &mut [&mut added], &[r], true));
         for ((&v, &w), &a) in values.iter().zip(&written).zip(&added) {
             let expected = v.rem_euclid(i128::from(m));
             assert_eq!(i128::from(w), expected, "{v} mod {m}");
@@ -1215,8 +1244,8 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(500))]
-        /// Limb reduction is exact for every value below 2^119 in absolute value (every length, so
-        /// both the vector loop and its remainder run) and refuses larger ones.
+        /// Limb reduction is exact for every value in [-2^119, 2^119) (every length, so both the
+        /// vector loop and its remainder run) and refuses values outside.
         #[test]
         fn limb_reduction_matches_rem_euclid(
             m in any_modulus(),
@@ -1228,7 +1257,7 @@ mod tests {
             prop_assert!(limb_reductions(&values, m, base).is_some());
             let mut out_of_range = values;
             out_of_range.push(1 << LIMBS_MAX_BITS);
-            prop_assert!(Limbs::split(&out_of_range).is_none());
+            prop_assert!(limb_reductions(&out_of_range, m, base).is_none());
         }
     }
 
@@ -1240,7 +1269,8 @@ mod tests {
         for m in [2u64, 3, 1039, 1433, 2097143, (1 << 21) - 1] {
             assert!(limb_reductions(&values, m, u32::MAX).is_some());
         }
-        assert!(Limbs::split(&[-(1i128 << LIMBS_MAX_BITS)]).is_none());
+        assert!(limb_reductions(&[-(1i128 << LIMBS_MAX_BITS)], 1433, 7).is_some());
+        assert!(limb_reductions(&[-(1i128 << LIMBS_MAX_BITS) - 1], 1433, 7).is_none());
     }
 
     #[test]
