@@ -5,7 +5,8 @@
 //!
 //! Every plane is kept in standard (row-major, contiguous) layout, so elementwise work runs on flat
 //! slices: split into chunks, spread over rayon's threads when the tensor is large, and compiled for
-//! AVX2 when the CPU has it (see [`vectorised`]).
+//! AVX2 when the CPU has it (see [`vectorised`]; additions, multiplications and the reduction of
+//! wide integers also for AVX-512, see [`vectorised_wide`] and [`limb_reduce`]).
 
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
@@ -113,9 +114,10 @@ const CONV_CHUNK_ROWS: usize = 1 << 14;
 ///
 /// pond builds for baseline x86-64 (SSE2): without this, the modular loops below (unsigned `min`,
 /// `floor`, i32<->f64 conversions) would not vectorise. `f` and everything it calls are inlined
-/// into the AVX2 copy, which is why the loop kernels are `#[inline(always)]`. (A second, AVX-512
-/// copy measured faster for the multiplications but stopped LLVM from inlining some closures into
-/// either copy, leaving `floor` as a library call; [`Limbs`] dispatches by hand instead.)
+/// into the AVX2 copy, which is why the loop kernels are `#[inline(always)]`. (An AVX-512 copy here
+/// too stopped LLVM from inlining some closures into either copy, leaving `floor` as a library
+/// call: [`vectorised_wide`] adds it only for loops where that is harmless, and [`limb_reduce`]
+/// dispatches by hand.)
 #[inline(always)]
 pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -381,60 +383,56 @@ impl Reconstruction {
     }
 }
 
-/// Bits per limb of [`Limbs`].
+/// Bits per limb of [`limb_reduce`].
 const LIMB_BITS: u32 = 24;
 /// Limbs per value: four unsigned limbs and a signed top one (bits 96 and up).
 const LIMBS: usize = 5;
-/// [`Limbs`] takes values in [-2^`LIMBS_MAX_BITS`, 2^`LIMBS_MAX_BITS`): the top limb v >> 96 is
+/// [`limb_reduce`] takes values in [-2^`LIMBS_MAX_BITS`, 2^`LIMBS_MAX_BITS`): the top limb v >> 96 is
 /// then in [-2^23, 2^23).
 const LIMBS_MAX_BITS: u32 = 119;
 
-/// Residues of signed values through limbs: each value is split into [`LIMBS`] limbs of
-/// [`LIMB_BITS`] bits, v = sum l_j 2^(24j) with l_0..l_3 in [0, 2^24) and l_4 = v >> 96 signed,
-/// each limb an `f64` plane, so that residues come from loops that vectorise instead of one
-/// 128-bit reduction per value and modulus.
+/// Residues of signed values through limbs, written to plane i (v mod m_i) or, with
+/// `accumulate`, added to it (mod m_i); false (and nothing written) if some value is outside
+/// [-2^[`LIMBS_MAX_BITS`], 2^[`LIMBS_MAX_BITS`]).
+///
+/// Each value is split into [`LIMBS`] limbs of [`LIMB_BITS`] bits, v = sum l_j 2^(24j) with
+/// l_0..l_3 in [0, 2^24) and l_4 = v >> 96 signed, each limb an `f64` plane, so that residues
+/// come from loops that vectorise instead of one 128-bit reduction per value and modulus.
 ///
 /// Exactness: modulo m < 2^21, sum l_j (2^(24j) mod m) is at most 4·2^24·2^21 + 2^23·2^21 < 2^48
 /// in absolute value, so it is exact in f64, and [`kernels::gemm_crt::reduce`] (exact below
 /// 2^53) finishes with one quotient estimate.
-struct Limbs;
-
-impl Limbs {
-    /// Writes v mod m_i for every value to plane i or, with `accumulate`, adds it (mod m_i);
-    /// false (and nothing written) if some value is outside
-    /// [-2^[`LIMBS_MAX_BITS`], 2^[`LIMBS_MAX_BITS`]).
-    fn reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) -> bool {
-        // v is in range exactly when v >> 119 is 0 or -1.
-        if values.iter().any(|&v| ((v >> 64) as i64 >> (LIMBS_MAX_BITS - 64)).wrapping_add(1) as u64 > 1) {
-            return false;
-        }
-        // Dispatched by hand: a closure passed to `vectorised` is not reliably inlined into its
-        // copies here, which would leave `floor` and `mul_add` as library calls.
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-            fn with_avx512(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
-                limb_kernel(values, planes, moduli, add);
-            }
-            #[target_feature(enable = "avx2,fma")]
-            fn with_avx2(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
-                limb_kernel(values, planes, moduli, add);
-            }
-            match Simd::detect() {
-                // SAFETY: the CPU has the features each copy is compiled for.
-                Simd::Avx512 => unsafe { with_avx512(values, planes, moduli, accumulate) },
-                // SAFETY: as above.
-                Simd::Avx2 => unsafe { with_avx2(values, planes, moduli, accumulate) },
-                Simd::Baseline => limb_kernel(values, planes, moduli, accumulate),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        limb_kernel(values, planes, moduli, accumulate);
-        true
+fn limb_reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) -> bool {
+    // v is in range exactly when v >> 119 is 0 or -1.
+    if values.iter().any(|&v| ((v >> 64) as i64 >> (LIMBS_MAX_BITS - 64)).wrapping_add(1) as u64 > 1) {
+        return false;
     }
+    // Dispatched by hand: a closure passed to `vectorised` is not reliably inlined into its
+    // copies here, which would leave `floor` and `mul_add` as library calls.
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+        fn with_avx512(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
+            limb_kernel(values, planes, moduli, add);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn with_avx2(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
+            limb_kernel(values, planes, moduli, add);
+        }
+        match Simd::detect() {
+            // SAFETY: the CPU has the features each copy is compiled for.
+            Simd::Avx512 => unsafe { with_avx512(values, planes, moduli, accumulate) },
+            // SAFETY: as above.
+            Simd::Avx2 => unsafe { with_avx2(values, planes, moduli, accumulate) },
+            Simd::Baseline => limb_kernel(values, planes, moduli, accumulate),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    limb_kernel(values, planes, moduli, accumulate);
+    true
 }
 
-/// The work of [`Limbs::reduce`] for in-range values, inlined into its copies for each [`Simd`]
+/// The work of [`limb_reduce`] for in-range values, inlined into its copies for each [`Simd`]
 /// level: one pass per limb, then one pass per modulus over the limb planes.
 #[inline(always)]
 fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
@@ -453,7 +451,7 @@ fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], a
     }
 }
 
-/// Limb `J` (see [`Limbs`]) of every value, into `out`, as exact f64s: integers below 2^52 are
+/// Limb `J` (see [`limb_reduce`]) of every value, into `out`, as exact f64s: integers below 2^52 are
 /// converted by bit operations (2^52 plus the integer has it as its mantissa), so the loop
 /// vectorises.
 #[inline(always)]
@@ -479,7 +477,7 @@ fn fill_limb<const J: usize>(values: &[i128], out: &mut [f64]) {
 /// job-local buffer: 128 KiB).
 const RUN: usize = CHUNK / 8;
 
-/// Residue of value `i` of `limbs` modulo m (as f64 with its inverse), see [`Limbs`].
+/// Residue of value `i` of `limbs` modulo m (as f64 with its inverse), see [`limb_reduce`].
 #[inline(always)]
 fn limb_residue(limbs: [&[f64]; LIMBS], weights: &[f64; LIMBS], i: usize, m: f64, inv: f64) -> u32 {
     let [l0, l1, l2, l3, l4] = limbs;
@@ -513,7 +511,7 @@ fn limb_residues(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, o
 
 /// Writes (or, with `accumulate`, adds) `values` modulo each modulus into its plane: by
 /// [`Modulus::reduce_i64`] when every value fits an `i64` (and nothing is added), else through
-/// [`Limbs`] when every value is in their range, else value by value.
+/// [`limb_reduce`] when every value is in its range, else value by value.
 fn reduce_values(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
     if !accumulate && values.iter().all(|&x| i64::try_from(x).is_ok()) {
         // Faster than limbs for values that fit an `i64`.
@@ -523,7 +521,7 @@ fn reduce_values(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus],
         }
         return;
     }
-    if Limbs::reduce(values, planes, moduli, accumulate) {
+    if limb_reduce(values, planes, moduli, accumulate) {
         return;
     }
     for (p, &m) in planes.iter_mut().zip(moduli) {
@@ -1224,16 +1222,16 @@ mod tests {
         }
     }
 
-    /// v mod m through [`Limbs`] (written, and added to a residue `base`), for `values` in their
+    /// v mod m through [`limb_reduce`] (written, and added to a residue `base`), for `values` in their
     /// range, against `rem_euclid`; `None` when some value is out of range.
     fn limb_reductions(values: &[i128], m: u64, base: u32) -> Option<()> {
         let r = Modulus::new(m);
         let base = base % m as u32;
         let (mut written, mut added) = (vec![0u32; values.len()], vec![base; values.len()]);
-        if !Limbs::reduce(values, &mut [&mut written], &[r], false) {
+        if !limb_reduce(values, &mut [&mut written], &[r], false) {
             return None;
         }
-        assert!(Limbs::reduce(values, &mut [&mut added], &[r], true));
+        assert!(limb_reduce(values, &mut [&mut added], &[r], true));
         for ((&v, &w), &a) in values.iter().zip(&written).zip(&added) {
             let expected = v.rem_euclid(i128::from(m));
             assert_eq!(i128::from(w), expected, "{v} mod {m}");
