@@ -6,7 +6,7 @@
 //! Every plane is kept in standard (row-major, contiguous) layout, so elementwise work runs on flat
 //! slices: split into chunks, spread over rayon's threads when the tensor is large, and compiled for
 //! AVX2 when the CPU has it (see [`vectorised`]; additions, multiplications and the reduction of
-//! wide integers also for AVX-512, see [`vectorised_wide`] and [`limb_reduce`]).
+//! wide integers also for AVX-512, see `vectorised_wide` and `limb_reduce`).
 
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
