@@ -451,16 +451,14 @@ fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], a
     }
 }
 
-/// Limb `J` (see [`limb_reduce`]) of every value, into `out`, as exact f64s: integers below 2^52 are
-/// converted by bit operations (2^52 plus the integer has it as its mantissa), so the loop
-/// vectorises.
+/// Limb `J` (see [`limb_reduce`]) of every value, into `out`, as exact f64s, converted by bit
+/// operations ([`kernels::gemm_crt::to_f64`]) so that the loop vectorises.
 #[inline(always)]
 fn fill_limb<const J: usize>(values: &[i128], out: &mut [f64]) {
+    use kernels::gemm_crt::to_f64 as small;
     const MASK: u64 = (1 << LIMB_BITS) - 1;
     // The top limb v >> 96 is in [-2^23, 2^23): shifted by 2^23 to be nonnegative, and back.
     const OFFSET: i64 = 1 << 23;
-    let two52 = kernels::gemm_crt::TWO52;
-    let small = |x: u64| f64::from_bits(x | two52.to_bits()) - two52;
     for (o, &v) in out.iter_mut().zip(values) {
         let (lo, hi) = (v as u64, (v >> 64) as i64);
         *o = match J {
@@ -483,8 +481,8 @@ fn limb_residue(limbs: [&[f64]; LIMBS], weights: &[f64; LIMBS], i: usize, m: f64
     let [l0, l1, l2, l3, l4] = limbs;
     let x = l4[i].mul_add(weights[4], l3[i].mul_add(weights[3], l2[i] * weights[2]));
     let x = l1[i].mul_add(weights[1], l0[i].mul_add(weights[0], x));
-    // A residue below 2^21 sits in the low mantissa bits of r + 2^52.
-    (kernels::gemm_crt::reduce(x, m, inv) + kernels::gemm_crt::TWO52).to_bits() as u32
+    // The residue is below m < 2^21.
+    kernels::gemm_crt::to_u64(kernels::gemm_crt::reduce(x, m, inv)) as u32
 }
 
 /// v mod m for every value whose limbs are `limbs`, written to `out` or, with `accumulate`,

@@ -140,14 +140,14 @@ pub(crate) const TWO52: f64 = 4_503_599_627_370_496.0;
 
 /// `x` as f64 for `x` < 2^52, by bit operations (a plain `as` does not vectorise without AVX-512).
 #[inline(always)]
-fn to_f64(x: u64) -> f64 {
+pub(crate) fn to_f64(x: u64) -> f64 {
     f64::from_bits(x | TWO52.to_bits()) - TWO52
 }
 
 /// An integer-valued `x` in [0, 2^52) as `u64`, by bit operations (a plain `as` saturates and
 /// does not vectorise).
 #[inline(always)]
-fn to_u64(x: f64) -> u64 {
+pub(crate) fn to_u64(x: f64) -> u64 {
     (x + TWO52).to_bits() ^ TWO52.to_bits()
 }
 
