@@ -9,12 +9,12 @@
 //! wide integers also for AVX-512, see `vectorised_wide` and `limb_reduce`).
 
 use crate::error::{CoreError, Result};
-use crate::kernels::{self, im2col::ConvGeometry};
+use crate::kernels::{self, gemm_crt::PackedRows, im2col::ConvGeometry};
 use crate::layout;
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, Ring, RingTensor};
-use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
 use num_bigint::BigUint;
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -79,27 +79,29 @@ impl<M: CrtModuli> Ring for Crt<M> {
 #[derive(Clone, Debug)]
 pub struct CrtTensor<M: CrtModuli> {
     planes: Vec<ArrayD<u32>>,
-    /// A `u16` copy of `planes` for few-row products, shared by clones until one is changed.
-    narrow: Arc<NarrowPlanes>,
+    /// A packed copy of `planes` for few-row products, shared by clones until one is changed.
+    packed: Arc<PackedCopy>,
     moduli: PhantomData<M>,
 }
 
 impl<M: CrtModuli> PartialEq for CrtTensor<M> {
-    /// Equal residues (the `u16` copy is a cache).
+    /// Equal residues (the packed copy is a cache).
     fn eq(&self, other: &Self) -> bool {
         self.planes == other.planes
     }
 }
 
-/// The residue planes as `u16`, built for a tensor that is the right operand of few-row matrix
+/// The matrix packed for few-row products ([`kernels::gemm_crt::PackedRows`]: three rows' group
+/// residues to a `u64` word), built for a tensor that is the right operand of few-row matrix
 /// products again and again (a weight or its mask, reused batch after batch at batch size 1):
-/// the matrix-vector kernel then streams half the bytes. Built on the second such product, so a
-/// tensor used once never pays for the copy. Only for moduli below 2^16.
+/// the matrix-vector kernel then streams a third of the bytes of the `u32` planes. Built on the
+/// second such product, so a tensor used once never pays for the copy.
 #[derive(Debug, Default)]
-struct NarrowPlanes {
+struct PackedCopy {
     /// Few-row products that have read the tensor as their right operand so far.
     uses: AtomicUsize,
-    planes: OnceLock<Vec<Array2<u16>>>,
+    /// The packed matrix (`None` inside if the moduli do not pack).
+    rows: OnceLock<Option<PackedRows>>,
 }
 
 /// Elements per unit of parallel work in elementwise loops (256 KiB of `u32`).
@@ -560,7 +562,7 @@ impl<M: CrtModuli> CrtTensor<M> {
             .into_iter()
             .map(|p| if p.is_standard_layout() { p } else { p.as_standard_layout().into_owned() })
             .collect();
-        CrtTensor { planes, narrow: Arc::default(), moduli: PhantomData }
+        CrtTensor { planes, packed: Arc::default(), moduli: PhantomData }
     }
 
     /// The moduli as `u32` (all are below 2^21).
@@ -568,34 +570,32 @@ impl<M: CrtModuli> CrtTensor<M> {
         M::MODULI.iter().map(|&m| m as u32).collect()
     }
 
-    /// The planes for writing: drops the `u16` copy, which would no longer match.
+    /// The planes for writing: drops the packed copy, which would no longer match.
     fn planes_mut(&mut self) -> &mut [ArrayD<u32>] {
-        self.narrow = Arc::default();
+        self.packed = Arc::default();
         &mut self.planes
     }
 
-    /// The planes of this matrix as `u16`, when every modulus is below 2^16 and this is at least
-    /// the second few-row product that reads it as its right operand (see [`NarrowPlanes`]).
-    fn narrow_planes(&self) -> Option<&[Array2<u16>]> {
-        if M::MODULI.iter().any(|&m| m > 1 << 16) || self.shape().len() != 2 {
+    /// This matrix packed for few-row products, when this is at least the second few-row
+    /// product that reads it as its right operand (see [`PackedCopy`]).
+    fn packed_rows(&self) -> Option<&PackedRows> {
+        if self.shape().len() != 2 {
             return None;
         }
-        if let Some(planes) = self.narrow.planes.get() {
-            return Some(planes);
+        if let Some(rows) = self.packed.rows.get() {
+            return rows.as_ref();
         }
-        if self.narrow.uses.fetch_add(1, Ordering::Relaxed) == 0 {
+        if self.packed.uses.fetch_add(1, Ordering::Relaxed) == 0 {
             return None;
         }
-        Some(self.narrow.planes.get_or_init(|| {
-            self.planes
-                .iter()
-                .map(|p| {
-                    let p = p.view().into_dimensionality::<Ix2>().expect("checked 2-D");
-                    // Residues are below their modulus, at most 2^16: they fit.
-                    p.mapv(|r| r as u16)
-                })
-                .collect()
-        }))
+        self.packed
+            .rows
+            .get_or_init(|| {
+                let planes: Vec<_> =
+                    self.planes.iter().map(|p| p.view().into_dimensionality::<Ix2>().expect("checked 2-D")).collect();
+                PackedRows::new(&planes, &Self::moduli_u32())
+            })
+            .as_ref()
     }
 
     /// The tensor of `shape` whose elements are `value(v)` (reduced modulo M) for the
@@ -907,12 +907,9 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         fn views<M: CrtModuli>(t: &CrtTensor<M>) -> Vec<ndarray::ArrayView2<'_, u32>> {
             t.planes.iter().map(|p| p.view().into_dimensionality::<Ix2>().expect("checked 2-D")).collect()
         }
-        let narrow = if self.shape()[0] <= kernels::gemm_crt::SMALL_M { other.narrow_planes() } else { None };
-        let planes = match narrow {
-            Some(b) => {
-                let b: Vec<_> = b.iter().map(|p| p.view()).collect();
-                kernels::gemm_crt::few_rows_narrow(&views(self), &b, &Self::moduli_u32())
-            }
+        let packed = if self.shape()[0] <= kernels::gemm_crt::SMALL_M { other.packed_rows() } else { None };
+        let planes = match packed {
+            Some(b) => kernels::gemm_crt::few_rows_packed(&views(self), b),
             None => Self::gemm_planes(&views(self), &views(other)),
         };
         Ok(Self::from_planes(planes.into_iter().map(|p| p.into_dyn()).collect()))
@@ -1128,31 +1125,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The `u16` copy is built on the second few-row product that reads a tensor as its right
-    /// operand (not for wide moduli or many rows) and dropped by an in-place change.
+    /// The packed copy is built on the second few-row product that reads a tensor as its right
+    /// operand (not for many rows), for both moduli sets, and dropped by an in-place change.
     #[test]
-    fn narrow_copy_is_built_on_reuse_and_dropped_on_change() {
-        let key = PrgKey::from_seed(3);
-        let (x, mut w) = (CrtTensor::<TfeModuli>::random(&key, 0, &[2, 70]), CrtTensor::random(&key, 1, &[70, 9]));
-        let built = |w: &CrtTensor<TfeModuli>| w.narrow.planes.get().is_some();
-        let first = x.matmul(&w).unwrap();
-        assert!(!built(&w), "one use builds nothing");
-        assert_eq!(x.matmul(&w).unwrap(), first);
-        assert!(built(&w), "the second use builds the copy");
-        let delta = w.clone();
-        w.add_assign(&delta).unwrap();
-        assert!(!built(&w), "an in-place change drops it");
-        let tall = CrtTensor::<TfeModuli>::random(&key, 2, &[kernels::gemm_crt::SMALL_M + 1, 70]);
-        let fresh = CrtTensor::<TfeModuli>::random(&key, 3, &[70, 9]);
-        for _ in 0..3 {
-            tall.matmul(&fresh).unwrap();
+    fn packed_copy_is_built_on_reuse_and_dropped_on_change() {
+        fn check<M: CrtModuli>() {
+            let key = PrgKey::from_seed(3);
+            let (x, mut w) = (CrtTensor::<M>::random(&key, 0, &[2, 70]), CrtTensor::random(&key, 1, &[70, 9]));
+            let built = |w: &CrtTensor<M>| w.packed.rows.get().is_some_and(Option::is_some);
+            let first = x.matmul(&w).unwrap();
+            assert!(!built(&w), "one use builds nothing");
+            assert_eq!(x.matmul(&w).unwrap(), first);
+            assert!(built(&w), "the second use builds the copy");
+            assert_eq!(x.matmul(&w).unwrap(), first, "the packed copy gives the same product");
+            let delta = w.clone();
+            w.add_assign(&delta).unwrap();
+            assert!(!built(&w), "an in-place change drops it");
+            let tall = CrtTensor::<M>::random(&key, 2, &[kernels::gemm_crt::SMALL_M + 1, 70]);
+            let fresh = CrtTensor::<M>::random(&key, 3, &[70, 9]);
+            for _ in 0..3 {
+                tall.matmul(&fresh).unwrap();
+            }
+            assert!(!built(&fresh), "products with many rows use the u32 planes");
         }
-        assert!(!built(&fresh), "products with many rows use the u32 planes");
-        let (xw, ww) = (CrtTensor::<WideModuli>::random(&key, 4, &[1, 70]), CrtTensor::random(&key, 5, &[70, 9]));
-        for _ in 0..3 {
-            xw.matmul(&ww).unwrap();
-        }
-        assert!(ww.narrow.planes.get().is_none(), "moduli above 2^16 have no u16 form");
+        check::<TfeModuli>();
+        check::<WideModuli>();
     }
 
     fn floor_log2(m: &BigUint) -> u32 {

@@ -65,8 +65,8 @@ fn f64_gemm_ms(m: usize, k: usize, n: usize, budget_ms: f64) -> f64 {
 }
 
 /// Median time of `a · b` with the same `b` in every run, as a weight is multiplied batch after
-/// batch (so with at most 8 rows, int100 reads the `u16` copy of `b` it keeps from the second
-/// product on).
+/// batch (so with at most 8 rows, the CRT rings read the packed copy of `b` they keep from the
+/// second product on).
 fn ring_gemm_ms<R: Ring>(m: usize, k: usize, n: usize, budget_ms: f64) -> f64 {
     let key = PrgKey::from_seed(1);
     let a = R::Tensor::random(&key, 1, &[m, k]);

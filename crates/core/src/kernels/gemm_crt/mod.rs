@@ -18,14 +18,15 @@
 //!   multiply-adds, at the same rate as a zmm f64 FMA (twice ymm FMA per instruction).
 //! - Elsewhere the portable plain-Rust kernel of `kernels::blocking` computes the same sums with
 //!   ordinary `u64` arithmetic, so both paths give identical results.
-//! - `A` with few rows (matrix-vector and the like) skips grouping and packing: each modulus's
-//!   rows are computed straight from the residue planes, the planes in parallel when the product
-//!   is large. With AVX-512 IFMA, column blocks of up to 128 sums stay in zmm registers over the
-//!   whole inner dimension; `B` may be `u32` residues or, for moduli below 2^16, a `u16` copy
-//!   ([`few_rows_narrow`]), which halves the bytes streamed. Elsewhere a plain loop computes the
-//!   same sums.
+//! - `A` with few rows (matrix-vector and the like) skips the panels: see [`few_rows`], which
+//!   can also read `B` packed three rows to a word ([`PackedRows`]) for a matrix that is the
+//!   right operand again and again.
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
+
+mod few_rows;
+
+pub use few_rows::{few_rows_packed, PackedRows, SMALL_M};
 
 use super::blocking::{blocked, scatter, Operand, Portable, LINE_SEGMENT};
 use crate::crt::{inverse_mod, vectorised};
@@ -38,13 +39,6 @@ use std::ops::Range;
 /// exact chunks stay over 4 million long).
 pub const GROUP_MODULUS_MAX: u64 = 1 << 21;
 
-/// `A` with at most this many rows takes the unpacked per-modulus path (which can also read `B`
-/// as `u16` residues, see [`few_rows_narrow`]).
-pub const SMALL_M: usize = 8;
-/// On that path, products with at least this many multiply-adds (over all moduli) run the
-/// moduli in parallel.
-const SMALL_M_PAR_WORK: usize = 1 << 19;
-
 /// Elements per unit of parallel work in the reduction pass.
 const CHUNK: usize = 1 << 15;
 
@@ -54,44 +48,6 @@ pub fn exact_chunk(p: u64) -> usize {
     let largest_product = u128::from(p.saturating_sub(1)).pow(2).max(1);
     (u128::from(u64::MAX) / largest_product).min(usize::MAX as u128) as usize
 }
-
-/// A residue type that the few-rows path reads `B` in: `u32`, or `u16` when every modulus is
-/// below 2^16 (half the bytes to stream for a matrix-vector product).
-pub(crate) trait Residue: Copy + Into<u64> + Send + Sync + 'static {
-    /// Loads 8 consecutive residues from `ptr`, zero-extended to `u64` lanes.
-    ///
-    /// # Safety
-    /// `ptr` must be valid for reading 8 values, and the CPU must have AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn load8(ptr: *const Self) -> std::arch::x86_64::__m512i;
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Residue for u32 {
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn load8(ptr: *const u32) -> std::arch::x86_64::__m512i {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller guarantees 8 readable values (32 bytes) and AVX-512F.
-        unsafe { _mm512_cvtepu32_epi64(_mm256_loadu_si256(ptr.cast())) }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Residue for u16 {
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn load8(ptr: *const u16) -> std::arch::x86_64::__m512i {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller guarantees 8 readable values (16 bytes) and AVX-512F.
-        unsafe { _mm512_cvtepu16_epi64(_mm_loadu_si128(ptr.cast())) }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-impl Residue for u32 {}
-#[cfg(not(target_arch = "x86_64"))]
-impl Residue for u16 {}
 
 /// Splits `moduli` into GEMM groups: consecutive pairs whose product is at most
 /// [`GROUP_MODULUS_MAX`], else single moduli.
@@ -357,91 +313,10 @@ impl Isa {
             Isa::Ifma(token) => blocked(a, b, c, token, None),
         }
     }
-
-    /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()` (no term or sum may exceed `u64`).
-    fn add_row_products<T: Residue>(self, acc: &mut [u64], a: &[u32], b: &[T]) {
-        match self {
-            Isa::Portable => add_row_products(acc, a, b),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Ifma(token) => token.add_row_products(acc, a, b),
-        }
-    }
-}
-
-/// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`, in wrapping `u64` arithmetic (callers
-/// keep the sums exact). Inlined into the AVX-512 copy, where it vectorises.
-#[inline(always)]
-fn add_row_products<T: Residue>(acc: &mut [u64], a: &[u32], b: &[T]) {
-    for (&av, b_row) in a.iter().zip(b.chunks_exact(acc.len())) {
-        let av = u64::from(av);
-        for (s, &bv) in acc.iter_mut().zip(b_row) {
-            *s = s.wrapping_add(av.wrapping_mul(bv.into()));
-        }
-    }
-}
-
-/// A·B mod m for one modulus with few rows of `A`, straight from the residue planes (no packing).
-fn small_m_plane<T: Residue>(a: ArrayView2<'_, u32>, b: ArrayView2<'_, T>, m: u32, isa: Isa) -> Array2<u32> {
-    let b = b.as_standard_layout();
-    let b_rows = b.as_slice().expect("standard layout is contiguous");
-    let (k, n) = b.dim();
-    let chunk = exact_chunk(u64::from(m)).max(1);
-    let mut out = Array2::<u32>::zeros((a.nrows(), n));
-    if n == 0 {
-        return out;
-    }
-    let mut acc = vec![0u64; n];
-    for (a_row, mut out_row) in a.rows().into_iter().zip(out.rows_mut()) {
-        let a_row = a_row.as_standard_layout();
-        let a_row = a_row.as_slice().expect("standard layout is contiguous");
-        for start in (0..k).step_by(chunk) {
-            let end = (start + chunk).min(k);
-            acc.fill(0);
-            isa.add_row_products(&mut acc, &a_row[start..end], &b_rows[start * n..end * n]);
-            for (o, &s) in out_row.iter_mut().zip(&acc) {
-                *o = ((u64::from(*o) + s % u64::from(m)) % u64::from(m)) as u32;
-            }
-        }
-    }
-    out
-}
-
-/// [`small_m_plane`] for every modulus, in parallel when the product is large.
-fn small_m<T: Residue>(
-    a: &[ArrayView2<'_, u32>],
-    b: &[ArrayView2<'_, T>],
-    moduli: &[u32],
-    isa: Isa,
-) -> Vec<Array2<u32>> {
-    let one = |i: usize| small_m_plane(a[i].view(), b[i].view(), moduli[i], isa);
-    if a[0].len() * b[0].ncols() * moduli.len() >= SMALL_M_PAR_WORK {
-        (0..moduli.len()).into_par_iter().map(one).collect()
-    } else {
-        (0..moduli.len()).map(one).collect()
-    }
-}
-
-/// A_i·B_i mod m_i for every modulus `m_i` (each below 2^16), for `A` with at most [`SMALL_M`]
-/// rows and `B` given as `u16` residues in [0, m_i): the few-rows path of [`gemm_mod_planes`]
-/// with half the bytes of `B` to read. Panics if `A` has more rows.
-pub fn few_rows_narrow(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u16>], moduli: &[u32]) -> Vec<Array2<u32>> {
-    few_rows_narrow_with(a, b, moduli, Isa::detect())
-}
-
-/// [`few_rows_narrow`] with the instruction set chosen by the caller.
-fn few_rows_narrow_with(
-    a: &[ArrayView2<'_, u32>],
-    b: &[ArrayView2<'_, u16>],
-    moduli: &[u32],
-    isa: Isa,
-) -> Vec<Array2<u32>> {
-    check_planes(a, b, moduli);
-    assert!(a[0].nrows() <= SMALL_M && moduli.iter().all(|&m| m <= 1 << 16), "few rows, moduli below 2^16");
-    small_m(a, b, moduli, isa)
 }
 
 /// Panics unless the planes are one matrix per modulus with a defined product.
-fn check_planes<T>(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, T>], moduli: &[u32]) {
+fn check_planes(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) {
     assert!(a.len() == moduli.len() && b.len() == moduli.len(), "one matrix per modulus");
     assert!(a.iter().all(|x| x.dim() == a[0].dim()) && b.iter().all(|x| x.dim() == b[0].dim()), "equal shapes");
     assert_eq!(a[0].ncols(), b[0].nrows(), "callers check matmul shapes");
@@ -457,7 +332,7 @@ pub fn gemm_mod_planes(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], mod
 fn planes_with(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32], isa: Isa) -> Vec<Array2<u32>> {
     check_planes(a, b, moduli);
     if a[0].nrows() <= SMALL_M {
-        return small_m(a, b, moduli, isa);
+        return few_rows::planes(a, b, moduli, isa);
     }
     let mut acc = Vec::new();
     let groups = gemm_groups(moduli).into_iter();
@@ -470,7 +345,7 @@ fn planes_with(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u
 pub fn gemm_mod_group(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) -> Vec<Array2<u32>> {
     check_planes(a, b, moduli);
     if a[0].nrows() <= SMALL_M {
-        return small_m(a, b, moduli, Isa::detect());
+        return few_rows::planes(a, b, moduli, Isa::detect());
     }
     group_with(a, b, moduli, Isa::detect(), &mut Vec::new())
 }
@@ -538,7 +413,6 @@ mod ifma {
     //! AVX-512 IFMA kernels. Every entry point takes an [`Ifma`] token, which can only be
     //! created after runtime detection of AVX-512F and AVX-512 IFMA.
     use super::super::blocking::zmm::{load_row, store_tile, zmm_micro_kernel, MR, NR};
-    use super::Residue;
     use std::arch::x86_64::*;
 
     /// Proof that the running CPU supports AVX-512F and AVX-512 IFMA.
@@ -553,91 +427,6 @@ mod ifma {
             (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma"))
                 .then_some(Ifma { _detected: () })
         }
-
-        /// [`super::add_row_products`] with AVX-512 IFMA.
-        pub(super) fn add_row_products<T: Residue>(self, acc: &mut [u64], a: &[u32], b: &[T]) {
-            // SAFETY: `self` exists only if AVX-512F and IFMA were detected at runtime.
-            unsafe { add_row_products(acc, a, b) }
-        }
-    }
-
-    /// `acc[j] += Σ_p a[p]·b[p·n + j]` with `n = acc.len()`: column blocks of up to 128 sums
-    /// held in zmm registers over the whole of `a` (`vpmadd52luq`, exact since every entry is
-    /// below 2^26), so `acc` is read and written once per block instead of once per `p`. Blocks
-    /// are 16 vectors of 8 sums, then one block of as many vectors as the remaining columns
-    /// need: one pass over `b` for any `n` up to 128 (the block's last vector possibly only
-    /// partly used), instead of several narrower passes whose last ones would be bound by the
-    /// latency of too few independent sums.
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    fn add_row_products<T: Residue>(acc: &mut [u64], a: &[u32], b: &[T]) {
-        let n = acc.len();
-        debug_assert_eq!(b.len(), a.len() * n);
-        let mut j = 0;
-        while j < n {
-            let width = match (n - j).div_ceil(8) {
-                16.. => column_block::<T, 16>(acc, a, b, j),
-                15 => column_block::<T, 15>(acc, a, b, j),
-                14 => column_block::<T, 14>(acc, a, b, j),
-                13 => column_block::<T, 13>(acc, a, b, j),
-                12 => column_block::<T, 12>(acc, a, b, j),
-                11 => column_block::<T, 11>(acc, a, b, j),
-                10 => column_block::<T, 10>(acc, a, b, j),
-                9 => column_block::<T, 9>(acc, a, b, j),
-                8 => column_block::<T, 8>(acc, a, b, j),
-                7 => column_block::<T, 7>(acc, a, b, j),
-                6 => column_block::<T, 6>(acc, a, b, j),
-                5 => column_block::<T, 5>(acc, a, b, j),
-                4 => column_block::<T, 4>(acc, a, b, j),
-                3 => column_block::<T, 3>(acc, a, b, j),
-                2 => column_block::<T, 2>(acc, a, b, j),
-                _ => column_block::<T, 1>(acc, a, b, j),
-            };
-            j += width;
-        }
-    }
-
-    /// `acc[j + c] += Σ_p a[p]·b[p·n + j + c]` for the `min(8·V, n - j)` columns from `j`
-    /// (returned), with the sums in `V` zmm registers. A row's vector loads may read past the
-    /// block's last column into the next row (those lanes are not stored); the rows whose loads
-    /// would pass the end of `b` take a scalar loop.
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    #[inline]
-    fn column_block<T: Residue, const V: usize>(acc: &mut [u64], a: &[u32], b: &[T], j: usize) -> usize {
-        let (n, k) = (acc.len(), a.len());
-        assert!(j < n && b.len() == k * n);
-        let width = (n - j).min(8 * V);
-        // Rows p with p·n + j + 8·V ≤ k·n: their loads stay inside b.
-        let vector_rows = if k * n >= j + 8 * V { ((k * n - j - 8 * V) / n + 1).min(k) } else { 0 };
-        let mut lanes = [[0u64; 8]; V];
-        for (c, &s) in acc[j..j + width].iter().enumerate() {
-            lanes[c / 8][c % 8] = s;
-        }
-        // SAFETY: lanes has 8·V values; row p < vector_rows reads b[p·n + j .. p·n + j + 8·V],
-        // inside b by the choice of vector_rows.
-        unsafe {
-            let mut sums: [__m512i; V] = std::array::from_fn(|v| _mm512_loadu_si512(lanes[v].as_ptr().cast()));
-            for (p, &av) in a[..vector_rows].iter().enumerate() {
-                let av = _mm512_set1_epi64(i64::from(av));
-                let row = b.as_ptr().add(p * n + j);
-                for (v, sum) in sums.iter_mut().enumerate() {
-                    let bv = T::load8(row.add(8 * v));
-                    *sum = _mm512_madd52lo_epu64(*sum, av, bv);
-                }
-            }
-            for (v, sum) in sums.iter().enumerate() {
-                _mm512_storeu_si512(lanes[v].as_mut_ptr().cast(), *sum);
-            }
-        }
-        for (c, s) in acc[j..j + width].iter_mut().enumerate() {
-            *s = lanes[c / 8][c % 8];
-        }
-        for (p, &av) in a.iter().enumerate().skip(vector_rows) {
-            let av = u64::from(av);
-            for (s, &bv) in acc[j..j + width].iter_mut().zip(&b[p * n + j..p * n + j + width]) {
-                *s = s.wrapping_add(av.wrapping_mul(bv.into()));
-            }
-        }
-        width
     }
 
     zmm_micro_kernel!(Ifma, tile_ifma);
@@ -697,8 +486,7 @@ mod tests {
         isas
     }
 
-    /// Checks every path (per-modulus planes, packed group GEMM, `u16` right operand where it
-    /// applies; each instruction set) against the reference, for residue planes `a[i]`, `b[i]`
+    /// Checks every path (per-modulus planes, packed group GEMM; each instruction set) against the reference, for residue planes `a[i]`, `b[i]`
     /// modulo `moduli[i]`.
     fn check(a: &[ArrayView2<'_, u32>], b: &[ArrayView2<'_, u32>], moduli: &[u32]) {
         let expected: Vec<_> = (0..moduli.len()).map(|i| gemm_mod_reference(a[i], b[i], moduli[i])).collect();
@@ -709,11 +497,6 @@ mod tests {
             for g in gemm_groups(moduli) {
                 let out = group_with(&a[g.clone()], &b[g.clone()], &moduli[g.clone()], isa, &mut Vec::new());
                 assert_eq!(out, expected[g].to_vec(), "packed group, {dims:?}");
-            }
-            if a[0].nrows() <= SMALL_M && moduli.iter().all(|&m| m <= 1 << 16) {
-                let narrow: Vec<Array2<u16>> = b.iter().map(|p| p.mapv(|r| r as u16)).collect();
-                let narrow: Vec<_> = narrow.iter().map(|p| p.view()).collect();
-                assert_eq!(few_rows_narrow_with(a, &narrow, moduli, isa), expected, "u16 right operand, {dims:?}");
             }
         }
     }
