@@ -80,7 +80,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let data = mnist::load(&mnist::default_data_dir())?;
             let rows = pond_train::bench::infer::run(
                 &Net::ALL,
-                &[RingChoice::Z64, RingChoice::Z128, RingChoice::Int100],
+                &[RingChoice::Z64, RingChoice::Z128, RingChoice::Int100, RingChoice::Crt10],
                 &pond_train::bench::infer::BATCHES,
                 args.quick,
                 &data,

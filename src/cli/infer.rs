@@ -44,8 +44,10 @@ pub enum RingArg {
     Z64,
     /// Z_2^128.
     Z128,
-    /// tf-encrypted's int100 (CRT).
+    /// pond's int100: CRT over five primes just below 2^21.
     Int100,
+    /// tf-encrypted's int100: CRT over its ten moduli (the like-for-like comparison).
+    Crt10,
 }
 
 impl From<RingArg> for infer::RingChoice {
@@ -54,6 +56,7 @@ impl From<RingArg> for infer::RingChoice {
             RingArg::Z64 => infer::RingChoice::Z64,
             RingArg::Z128 => infer::RingChoice::Z128,
             RingArg::Int100 => infer::RingChoice::Int100,
+            RingArg::Crt10 => infer::RingChoice::Crt10,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The CRT ring Z_M ("int100"): an element is its residues modulo pairwise-coprime moduli whose
-//! product M is about 2^100, stored plane by plane (one `u32` array per modulus) so that a matrix
+//! product M is about 2^100 (pond's [`Int100`](crate::Int100) uses [`WideModuli`], tf-encrypted's
+//! set is [`TfeModuli`]), stored plane by plane (one `u32` array per modulus) so that a matrix
 //! product is one exact integer GEMM per modulus (or per pair of small moduli, see
 //! [`kernels::gemm_crt`]).
 //!

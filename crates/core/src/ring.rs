@@ -2,7 +2,7 @@
 //!
 //! pond computes on additive shares in one of three rings:
 //! [`Z64`](crate::Z64) (Z_2^64), [`Z128`](crate::Z128) (Z_2^128) and [`Crt`](crate::Crt) (Z_M with
-//! M a product of pairwise-coprime moduli, tf-encrypted's "int100"). Protocol code is written once,
+//! M a product of pairwise-coprime moduli, "int100"). Protocol code is written once,
 //! generic over `R: Ring`, and reaches elements only through `R::Tensor: RingTensor`.
 
 use crate::error::Result;

@@ -39,9 +39,10 @@ fn z64_exact_relu_traffic_matches_the_formula_for_every_net() {
 }
 
 #[test]
-fn z128_and_int100_traffic_matches_the_formula() {
+fn z128_and_crt_traffic_matches_the_formula() {
     check(Net::A, RingChoice::Z128, ReluMode::Exact);
     check(Net::D, RingChoice::Z128, ReluMode::Polynomial);
     check(Net::A, RingChoice::Int100, ReluMode::Polynomial);
     check(Net::S, RingChoice::Int100, ReluMode::Polynomial);
+    check(Net::A, RingChoice::Crt10, ReluMode::Polynomial);
 }

@@ -24,12 +24,13 @@ fn images_for(batch: usize, quick: bool) -> usize {
     batch * batches
 }
 
-/// Exact ReLU where the ring has secure comparison (Z64, Z128); the polynomial ReLU on int100,
-/// whose CRT residues the comparison protocol refuses (as tf-encrypted's Pond does there).
+/// Exact ReLU where the ring has secure comparison (Z64, Z128); the polynomial ReLU on the CRT
+/// rings, whose residues the comparison protocol refuses (as tf-encrypted's Pond does there).
 pub fn relu_for(ring: RingChoice) -> ReluMode {
-    match ring {
-        RingChoice::Int100 => ReluMode::Polynomial,
-        RingChoice::Z64 | RingChoice::Z128 => ReluMode::Exact,
+    if ring.has_comparison() {
+        ReluMode::Exact
+    } else {
+        ReluMode::Polynomial
     }
 }
 
@@ -46,7 +47,7 @@ pub fn run(
     let mut out = Vec::new();
     for &net in nets {
         for &ring in rings {
-            if ring == RingChoice::Int100 && infer::needs_comparison(&net.spec(relu_for(ring))) {
+            if !ring.has_comparison() && infer::needs_comparison(&net.spec(relu_for(ring))) {
                 continue;
             }
             for &batch in batches {

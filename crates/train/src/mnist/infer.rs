@@ -13,7 +13,7 @@ use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::progress;
 use ndarray::{s, Array2, Axis};
-use pond_core::{FixedPoint, Int100, Z128, Z64};
+use pond_core::{Crt, FixedPoint, Int100, TfeModuli, Z128, Z64};
 use pond_layers::{
     Activation, AnyLayer, Backend, ModelSpec, PlainBackend, PrivateBackend, ReluMode, Sequential, Weights,
 };
@@ -32,8 +32,11 @@ pub enum RingChoice {
     Z64,
     /// Z_2^128, 24 fractional bits.
     Z128,
-    /// tf-encrypted's int100 (ten CRT moduli), 16 fractional bits.
+    /// pond's int100 (`pond_core::Int100`: five CRT moduli just below 2^21), 16 fractional bits.
     Int100,
+    /// tf-encrypted's int100 (its ten CRT moduli near 2^10.2), 16 fractional bits: the
+    /// like-for-like comparison.
+    Crt10,
 }
 
 impl RingChoice {
@@ -43,7 +46,14 @@ impl RingChoice {
             RingChoice::Z64 => "z64",
             RingChoice::Z128 => "z128",
             RingChoice::Int100 => "int100",
+            RingChoice::Crt10 => "crt10",
         }
+    }
+
+    /// Whether the ring has pond's secure comparison (exact ReLU, max-pooling): the binary
+    /// rings do, the CRT rings do not.
+    pub fn has_comparison(self) -> bool {
+        matches!(self, RingChoice::Z64 | RingChoice::Z128)
     }
 }
 
@@ -344,11 +354,15 @@ pub fn run(cfg: &InferConfig, test: &Dataset) -> Result<InferReport> {
         RingChoice::Z64 => run_private::<Z64>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
         RingChoice::Z128 => run_private::<Z128>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
         RingChoice::Int100 => run_private::<Int100>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?,
+        RingChoice::Crt10 => {
+            run_private::<Crt<TfeModuli>>(&spec, &weights, &images, cfg.batch, cfg.seed, cfg.progress)?
+        }
     };
     let expected = match cfg.ring {
         RingChoice::Z64 => expected_cost::<Z64>(&spec, n, cfg.batch)?,
         RingChoice::Z128 => expected_cost::<Z128>(&spec, n, cfg.batch)?,
         RingChoice::Int100 => expected_cost::<Int100>(&spec, n, cfg.batch)?,
+        RingChoice::Crt10 => expected_cost::<Crt<TfeModuli>>(&spec, n, cfg.batch)?,
     };
     let private_z = parties[Role::Cp.index()]
         .logits
