@@ -1,12 +1,15 @@
-//! AVX-512 version of the 16-bit residue sampler: BW for the 16-bit products and compares,
-//! VBMI2 for compressing the accepted candidates. It computes exactly what the scalar sampler in
-//! the parent module computes (the tests compare them), so streams do not depend on the CPU.
+//! AVX-512 versions of the residue sampler: for 16-bit draws BW for the products and compares
+//! and VBMI2 for compressing the accepted candidates; for 32-bit draws F alone. They compute
+//! exactly what the scalar sampler in the parent module computes (the tests compare them), so
+//! streams do not depend on the CPU.
 
 use crate::cpu::Avx512Bytes;
 use std::arch::x86_64::*;
 
 /// 16-bit draws per register.
 const LANES: usize = 32;
+/// 32-bit draws per register.
+const LANES32: usize = 16;
 
 /// The sampler, callable once the CPU's features are proven ([`Avx512Bytes`]: F, BW and VBMI2
 /// are the ones it uses).
@@ -24,6 +27,18 @@ impl Avx512 {
         // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
         unsafe { accept_draws16(draws, modulus, threshold, kept) }
     }
+
+    /// The same on 32-bit `draws`: candidates floor(w · modulus / 2^32), kept iff
+    /// (w · modulus) mod 2^32 >= `threshold` = 2^32 mod `modulus`. `draws.len()` is a multiple of
+    /// 16 and `kept` has room for `draws.len() + 16` values.
+    pub(super) fn accept_draws32(self, draws: &[u32], modulus: u32, threshold: u32, kept: &mut [u32]) -> usize {
+        assert!(
+            draws.len().is_multiple_of(LANES32) && kept.len() >= draws.len() + LANES32,
+            "accept_draws32 buffer sizes"
+        );
+        // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
+        unsafe { accept_draws32(draws, modulus, threshold, kept) }
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
@@ -39,6 +54,34 @@ fn accept_draws16(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16])
         let candidates = _mm512_maskz_compress_epi16(keep, _mm512_mulhi_epu16(w, m));
         // SAFETY: filled <= the draws seen so far, so 32 values from `filled` fit in `kept`
         // (room for draws.len() + 32, checked by the caller).
+        unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), candidates) };
+        filled += keep.count_ones() as usize;
+    }
+    filled
+}
+
+#[target_feature(enable = "avx512f")]
+fn accept_draws32(draws: &[u32], modulus: u32, threshold: u32, kept: &mut [u32]) -> usize {
+    let m = _mm512_set1_epi64(i64::from(modulus));
+    let t = _mm512_set1_epi32(threshold as i32);
+    // Odd 32-bit lanes (the high halves of 64-bit lanes).
+    const ODD: __mmask16 = 0xaaaa;
+    let mut filled = 0;
+    for chunk in draws.chunks_exact(LANES32) {
+        // SAFETY: `chunk` holds 16 u32 (64 bytes); unaligned loads are allowed.
+        let w = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+        // The 64-bit products of the even draws and of the odd ones (`mul_epu32` reads the low
+        // half of each 64-bit lane).
+        let even = _mm512_mul_epu32(w, m);
+        let odd = _mm512_mul_epu32(_mm512_srli_epi64::<32>(w), m);
+        // Each draw's product split back into draw order: low halves decide, high halves are
+        // the candidates.
+        let low = _mm512_mask_blend_epi32(ODD, even, _mm512_slli_epi64::<32>(odd));
+        let high = _mm512_mask_blend_epi32(ODD, _mm512_srli_epi64::<32>(even), odd);
+        let keep = _mm512_cmpge_epu32_mask(low, t);
+        let candidates = _mm512_maskz_compress_epi32(keep, high);
+        // SAFETY: filled <= the draws seen so far, so 16 values from `filled` fit in `kept`
+        // (room for draws.len() + 16, checked by the caller).
         unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), candidates) };
         filled += keep.count_ones() as usize;
     }

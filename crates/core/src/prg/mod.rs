@@ -183,8 +183,9 @@ pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
 /// has exactly floor(2^L / modulus) accepted draws. Moduli up to 2^12 use L = 16 (rejection rate
 /// below 1/16, half the keystream), two draws per 32-bit word, low half first; larger moduli use
 /// L = 32. Draws are read in order from the chunk's own word position (see the module doc), so
-/// the output depends only on the key, stream, plane and modulus. With L = 16 on CPUs with
-/// AVX-512 BW and VBMI2, a block's draws are tested 32 at a time (`avx512`), same output.
+/// the output depends only on the key, stream, plane and modulus. On CPUs with AVX-512 F, BW,
+/// VBMI and VBMI2 a block's draws are tested 32 (L = 16) or 16 (L = 32) at a time (`avx512`),
+/// same output.
 pub fn residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plane: u64, modulus: u32, n: usize) -> Vec<T> {
     // SAFETY: `fill_residues` writes every slot of `out` (each chunk loops until it is full).
     unsafe { vec_written_by(n, |out| fill_residues(key, stream, plane, modulus, out)) }
@@ -202,25 +203,32 @@ fn fill_residues<T: From<u32> + Copy + Send>(
     let bits = if modulus <= 1 << 12 { 16 } else { 32 };
     let threshold = (1u64 << bits) % u64::from(modulus);
     #[cfg(target_arch = "x86_64")]
-    let vector = crate::cpu::Avx512Bytes::detect().filter(|_| bits == 16).map(avx512::Avx512);
+    let vector = crate::cpu::Avx512Bytes::detect().map(avx512::Avx512);
     for_each_chunk_mut(out, CHUNK, |c, chunk| {
         let mut keystream = Keystream::at(key, stream, (((plane as u128) << 24) | c as u128) << 36);
         let mut words = [0u32; BLOCK_WORDS];
         #[cfg(target_arch = "x86_64")]
-        let mut kept = [0u16; 2 * BLOCK_WORDS + 32];
+        let (mut kept16, mut kept32) = ([0u16; 2 * BLOCK_WORDS + 32], [0u32; BLOCK_WORDS + 16]);
         let mut filled = 0;
         while filled < chunk.len() {
             keystream.fill(bytemuck::cast_slice_mut(&mut words));
             #[cfg(target_arch = "x86_64")]
             if let Some(token) = vector {
-                // The block's bytes as 16-bit draws: on little-endian x86, each word's low half
-                // comes first, the order of the scalar path.
-                let n = token.accept_draws16(bytemuck::cast_slice(&words), modulus as u16, threshold as u16, &mut kept);
-                let take = n.min(chunk.len() - filled);
-                for (o, &v) in chunk[filled..filled + take].iter_mut().zip(&kept) {
-                    o.write(T::from(u32::from(v)));
-                }
-                filled += take;
+                // On little-endian x86 the block's bytes are the draws in the scalar path's
+                // order: 32-bit words, or 16-bit halves with each word's low half first.
+                let rest = &mut chunk[filled..];
+                filled += if bits == 16 {
+                    let n = token.accept_draws16(
+                        bytemuck::cast_slice(&words),
+                        modulus as u16,
+                        threshold as u16,
+                        &mut kept16,
+                    );
+                    write_kept(rest, &kept16[..n])
+                } else {
+                    let n = token.accept_draws32(&words, modulus, threshold as u32, &mut kept32);
+                    write_kept(rest, &kept32[..n])
+                };
                 continue;
             }
             let words = words.iter().map(|&w| u32::from_le(w));
@@ -232,6 +240,17 @@ fn fill_residues<T: From<u32> + Copy + Send>(
             };
         }
     });
+}
+
+/// Writes the first of `kept` to `out`, as many as fit; returns how many.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_kept<T: From<u32>, V: Into<u32> + Copy>(out: &mut [MaybeUninit<T>], kept: &[V]) -> usize {
+    let take = kept.len().min(out.len());
+    for (o, &v) in out[..take].iter_mut().zip(kept) {
+        o.write(T::from(v.into()));
+    }
+    take
 }
 
 /// Appends the accepted candidates of `draws` to `out[filled..]` and returns the new fill level.
@@ -392,6 +411,25 @@ mod tests {
             let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
             assert_eq!(n, filled, "modulus {modulus}");
             assert!(kept[..n].iter().zip(&expected).all(|(&k, &e)| u32::from(k) == e), "modulus {modulus}");
+        }
+        // 32-bit draws, for moduli above 2^12.
+        let mut draws: Vec<u32> = bytemuck::cast_slice(&words).to_vec();
+        draws[..16].fill(0);
+        draws[16..32].fill(u32::MAX);
+        for modulus in [4097u32, 2097091, 2097143, 1 << 31, u32::MAX] {
+            let threshold = (1u64 << 32) % u64::from(modulus);
+            for (i, d) in draws[32..96].iter_mut().enumerate() {
+                // w·m mod 2^32 lands just below or at the threshold for some of these.
+                *d = ((threshold + i as u64) * 4294967291 % (1 << 32)) as u32;
+            }
+            let mut kept = vec![0u32; draws.len() + 16];
+            let n = token.accept_draws32(&draws, modulus, threshold as u32, &mut kept);
+            let mut expected = vec![MaybeUninit::<u32>::uninit(); draws.len()];
+            let filled =
+                accept_draws(draws.iter().map(|&w| u64::from(w)), 32, u64::from(modulus), threshold, &mut expected, 0);
+            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one).
+            let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
+            assert_eq!((n, &kept[..n]), (filled, &expected[..]), "modulus {modulus}");
         }
     }
 
