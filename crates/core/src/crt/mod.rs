@@ -23,6 +23,9 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use wire::{decode_add_residues, decode_residues, encode_residues, unreduced_residue};
+
+mod wire;
 
 /// A set of pairwise-coprime moduli, all below 2^21, with product below 2^127.
 pub trait CrtModuli: Copy + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync + 'static {
@@ -1058,67 +1061,6 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         }
         Ok(decoded)
     }
-}
-
-/// The error for the first residue of an `n`-element encoding that is not reduced (slow: for
-/// the message only, once decoding has flagged one).
-fn unreduced_residue<M: CrtModuli>(bytes: &[u8], n: usize) -> CoreError {
-    let width = M::RESIDUE_BYTES;
-    for (plane, &m) in bytes.chunks(n.max(1) * width).zip(M::MODULI) {
-        for s in plane.chunks_exact(width) {
-            let mut word = [0u8; 8];
-            word[..width].copy_from_slice(s);
-            let r = u64::from_le_bytes(word);
-            if r >= m {
-                return CoreError::InvalidConfig(format!(
-                    "{} encoding: residue {r} is not reduced modulo {m}",
-                    M::NAME
-                ));
-            }
-        }
-    }
-    CoreError::InvalidConfig(format!("{} encoding: a residue is not reduced", M::NAME))
-}
-
-/// Writes each residue as `M::RESIDUE_BYTES` little-endian bytes.
-#[inline(always)]
-fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [u8]) {
-    for (d, &r) in dst.chunks_exact_mut(M::RESIDUE_BYTES).zip(src) {
-        d.copy_from_slice(&r.to_le_bytes()[..M::RESIDUE_BYTES]);
-    }
-}
-
-/// The `M::RESIDUE_BYTES`-byte little-endian residue `s`.
-#[inline(always)]
-fn read_residue<M: CrtModuli>(s: &[u8]) -> u32 {
-    let mut word = [0u8; 4];
-    word[..M::RESIDUE_BYTES].copy_from_slice(s);
-    u32::from_le_bytes(word)
-}
-
-/// Reads `M::RESIDUE_BYTES`-byte little-endian residues into `out`; false if any is not below `m`.
-#[inline(always)]
-fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [MaybeUninit<u32>], m: u32) -> bool {
-    let mut max = 0u32;
-    for (o, s) in out.iter_mut().zip(src.chunks_exact(M::RESIDUE_BYTES)) {
-        let v = read_residue::<M>(s);
-        max = max.max(v);
-        o.write(v);
-    }
-    max < m
-}
-
-/// `acc[i] = (acc[i] + residue i of src) mod m`; false if any residue is not below `m` (then
-/// `acc` holds garbage, and the caller reports the encoding as invalid).
-#[inline(always)]
-fn decode_add_residues<M: CrtModuli>(src: &[u8], acc: &mut [u32], m: Modulus) -> bool {
-    let mut max = 0u32;
-    for (a, s) in acc.iter_mut().zip(src.chunks_exact(M::RESIDUE_BYTES)) {
-        let v = read_residue::<M>(s);
-        max = max.max(v);
-        *a = m.add(*a, v);
-    }
-    max < m.m
 }
 
 #[cfg(test)]
