@@ -15,7 +15,7 @@ use crate::layout;
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, Ring, RingTensor};
-use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, CowArray, Ix2, IxDyn};
 use num_bigint::BigUint;
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -304,10 +304,14 @@ impl Modulus {
 }
 
 /// The residues modulo the product P of a GEMM group's moduli (`group` indexes `planes`) of
-/// the tensor whose residue planes are `planes`, in its shape.
-fn lift_to_group(planes: &[ArrayD<u32>], group: Range<usize>, moduli: &[u32]) -> ArrayD<u32> {
+/// the tensor whose residue planes are `planes`, in its shape: the plane itself (borrowed) for a
+/// group of one modulus.
+fn lift_to_group<'a>(planes: &'a [ArrayD<u32>], group: Range<usize>, moduli: &[u32]) -> CowArray<'a, u32, IxDyn> {
+    if group.len() == 1 {
+        return CowArray::from(planes[group.start].view());
+    }
     let flats: Vec<&[u32]> = planes[group.clone()].iter().map(flat).collect();
-    plane(planes[group.start].shape(), kernels::gemm_crt::lift_to_group(&flats, &moduli[group]))
+    CowArray::from(plane(planes[group.start].shape(), kernels::gemm_crt::lift_to_group(&flats, &moduli[group])))
 }
 
 /// (a^-1) mod m for coprime a, m, by the extended Euclidean algorithm.
@@ -945,7 +949,8 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         for group in kernels::gemm_crt::gemm_groups(&moduli_u32) {
             let p = moduli_u32[group.clone()].iter().product::<u32>();
             let lifted_x = lift_to_group(&x.planes, group.clone(), &moduli_u32);
-            let lifted_w = lift_to_group(&filters.planes, group.clone(), &moduli_u32);
+            // The filters are small: an owned copy for the reshape.
+            let lifted_w = lift_to_group(&filters.planes, group.clone(), &moduli_u32).into_owned();
             let weights = layout::reshape(&lifted_w, &[g.filters, g.patch_cols()])?
                 .into_dimensionality::<Ix2>()
                 .expect("two axes");

@@ -24,6 +24,8 @@
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
+#[cfg(target_arch = "x86_64")]
+mod few_cols;
 mod few_rows;
 
 pub use few_rows::{few_rows_packed, PackedRows, SMALL_M};
@@ -375,7 +377,9 @@ fn group_with(
         let end = (start + chunk).min(k);
         let a_part: Vec<_> = a.iter().map(|p| p.slice(s![.., start..end])).collect();
         let b_part: Vec<_> = b.iter().map(|p| p.slice(s![start..end, ..])).collect();
-        isa.product(&Residues::new(&a_part, group), &Residues::new(&b_part, group), c.view_mut());
+        if !few_columns(isa, group, &a_part, &b_part, c.view_mut()) {
+            isa.product(&Residues::new(&a_part, group), &Residues::new(&b_part, group), c.view_mut());
+        }
         let narrow = sums_below_2_52(end - start, group.p);
         let sums = c.as_slice().expect("scratch is in standard layout");
         for (o, &m) in out.iter_mut().zip(moduli) {
@@ -383,6 +387,23 @@ fn group_with(
         }
     }
     out
+}
+
+/// Writes the exact sums A·B into `c` by the few-columns kernel ([`few_cols`]) when it applies:
+/// AVX-512 IFMA, a single modulus (no pair to lift), `B` at most 16 columns wide and `A`'s rows
+/// contiguous. Returns whether it did.
+fn few_columns(
+    isa: Isa,
+    group: Group,
+    a: &[ArrayView2<'_, u32>],
+    b: &[ArrayView2<'_, u32>],
+    c: ArrayViewMut2<'_, u64>,
+) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Ifma(token) if !group.is_pair() => few_cols::product(token, a[0], b[0], c),
+        _ => false,
+    }
 }
 
 /// A zero matrix whose memory has been written: `vec![0; n]` may map untouched zero pages, and
@@ -607,6 +628,26 @@ mod tests {
             let (a, b) = (plane(rows, k, m, 5), plane(k, 17, m, 6));
             check(&[a.view()], &[b.view()], &[m]);
         }
+    }
+
+    #[test]
+    fn few_columns_stay_exact_at_the_extremes_and_on_strided_rows() {
+        // The largest modulus a group allows, over an inner dimension split into exact chunks;
+        // row counts on both sides of the kernel's four-row blocks, widths of one and two
+        // registers.
+        let m = (1u32 << 26) - 1;
+        let k = exact_chunk(u64::from(m)) + 5;
+        for n in [1, 8, 9, 16] {
+            for rows in [1, 4, 7, 13] {
+                let (a, b) = (Array2::from_elem((rows, k), m - 1), Array2::from_elem((k, n), m - 1));
+                check(&[a.view()], &[b.view()], &[m]);
+                let (a, b) = (plane(rows, k, m, 5), plane(k, n, m, 6));
+                check(&[a.view()], &[b.view()], &[m]);
+            }
+        }
+        // Every third row of A: rows contiguous but not adjacent.
+        let (a, b) = (plane(40, 30, 2097143, 7), plane(30, 16, 2097143, 8));
+        check(&[a.slice(s![..;3, ..])], &[b.view()], &[2097143]);
     }
 
     #[test]
