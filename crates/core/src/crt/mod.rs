@@ -1005,9 +1005,11 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     fn write_bytes(&self, out: &mut Vec<u8>) {
         let width = M::RESIDUE_BYTES;
         let (n, start) = (self.len(), out.len());
-        out.resize(start + n * Self::BYTES_PER_ELEMENT, 0);
+        let len = n * Self::BYTES_PER_ELEMENT;
+        out.reserve(len);
         let flats = self.flats();
-        let jobs: Vec<(usize, usize, &mut [u8])> = out[start..]
+        // Written straight into the spare capacity: no zero-fill first.
+        let jobs: Vec<(usize, usize, &mut [MaybeUninit<u8>])> = out.spare_capacity_mut()[..len]
             .chunks_mut(n.max(1) * width)
             .enumerate()
             .flat_map(|(i, dst)| dst.chunks_mut(CHUNK * width).enumerate().map(move |(c, d)| (i, c * CHUNK, d)))
@@ -1016,6 +1018,9 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
             let src = &flats[i][first..first + dst.len() / width];
             vectorised(|| encode_residues::<M>(src, dst));
         });
+        // SAFETY: the jobs cover the `len` spare bytes, one plane's n residues of `width` bytes
+        // after the other, and `encode_residues` writes every byte of its chunk.
+        unsafe { out.set_len(start + len) };
     }
     /// Decodes and adds chunk by chunk (a chunk-sized buffer per job, no decoded tensor).
     fn add_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {

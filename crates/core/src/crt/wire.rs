@@ -12,9 +12,10 @@ use crate::cpu::Avx512Bytes;
 use crate::error::CoreError;
 use std::mem::MaybeUninit;
 
-/// Writes each residue of `src` as `M::RESIDUE_BYTES` little-endian bytes into `dst`.
+/// Writes each residue of `src` as `M::RESIDUE_BYTES` little-endian bytes into `dst`, every byte
+/// of which it writes (`dst.len()` is `src.len()` times the width).
 #[inline(always)]
-pub(super) fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [u8]) {
+pub(super) fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [MaybeUninit<u8>]) {
     #[cfg(target_arch = "x86_64")]
     if M::RESIDUE_BYTES == 3 {
         if let Some(token) = Avx512Bytes::detect() {
@@ -74,9 +75,11 @@ pub(super) fn unreduced_residue<M: CrtModuli>(bytes: &[u8], n: usize) -> CoreErr
 
 /// Writes each residue as `M::RESIDUE_BYTES` little-endian bytes.
 #[inline(always)]
-fn encode_scalar<M: CrtModuli>(src: &[u32], dst: &mut [u8]) {
+fn encode_scalar<M: CrtModuli>(src: &[u32], dst: &mut [MaybeUninit<u8>]) {
     for (d, &r) in dst.chunks_exact_mut(M::RESIDUE_BYTES).zip(src) {
-        d.copy_from_slice(&r.to_le_bytes()[..M::RESIDUE_BYTES]);
+        for (o, b) in d.iter_mut().zip(r.to_le_bytes()) {
+            o.write(b);
+        }
     }
 }
 
@@ -136,7 +139,7 @@ mod avx512 {
 
     /// Writes the whole registers' worth of `src` (a multiple of 16 residues, each below 2^24) as
     /// three bytes each to `dst`; returns how many residues it wrote.
-    pub(super) fn encode3(_token: Avx512Bytes, src: &[u32], dst: &mut [u8]) -> usize {
+    pub(super) fn encode3(_token: Avx512Bytes, src: &[u32], dst: &mut [MaybeUninit<u8>]) -> usize {
         let n = src.len().min(dst.len() / 3) / LANES * LANES;
         // Byte 3k + b of the packed residues is byte b of lane k (bytes past 48 are not stored).
         let pack = indices(|i| (i / 3) * 4 + i % 3);
@@ -146,14 +149,21 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn encode3_kernel(src: &[u32], dst: &mut [u8], pack: &[u8; 64]) {
-        // SAFETY (whole body): each step reads 16 residues of `src` and writes 48 bytes of `dst`,
-        // both in bounds since src.len() = 16·k and dst.len() = 48·k.
+    unsafe fn encode3_kernel(src: &[u32], dst: &mut [MaybeUninit<u8>], pack: &[u8; 64]) {
+        let steps = src.len() / LANES;
+        // SAFETY (whole body): step i reads residues 16i.. of `src` (src.len() = 16·steps) and
+        // writes bytes 48i.. of `dst` (dst.len() = 48·steps): 64 bytes, whose last 16 the next
+        // step overwrites, except in the last step, which writes exactly 48.
         unsafe {
             let pack = _mm512_loadu_si512(pack.as_ptr().cast());
-            for (s, d) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(3 * LANES)) {
-                let v = _mm512_loadu_si512(s.as_ptr().cast());
-                _mm512_mask_storeu_epi8(d.as_mut_ptr().cast(), BYTES48, _mm512_permutexvar_epi8(pack, v));
+            for i in 0..steps {
+                let v = _mm512_permutexvar_epi8(pack, _mm512_loadu_si512(src.as_ptr().add(LANES * i).cast()));
+                let d = dst.as_mut_ptr().add(3 * LANES * i);
+                if i + 1 < steps {
+                    _mm512_storeu_si512(d.cast(), v);
+                } else {
+                    _mm512_mask_storeu_epi8(d.cast(), BYTES48, v);
+                }
             }
         }
     }
@@ -249,10 +259,18 @@ mod tests {
         let m = Modulus::new(M::MODULI[0]);
         for n in [0, 1, 15, 16, 17, 47, 48, 100, 1000] {
             let src = residues(n, m.m, n as u64 + 1);
-            let (mut fast, mut plain) = (vec![0u8; n * M::RESIDUE_BYTES], vec![0u8; n * M::RESIDUE_BYTES]);
-            encode_residues::<M>(&src, &mut fast);
-            encode_scalar::<M>(&src, &mut plain);
+            let encoded = |encode: fn(&[u32], &mut [MaybeUninit<u8>])| {
+                let mut bytes = vec![MaybeUninit::new(0xa5u8); n * M::RESIDUE_BYTES];
+                encode(&src, &mut bytes);
+                // SAFETY: every byte was initialised above.
+                bytes.iter().map(|b| unsafe { b.assume_init() }).collect::<Vec<u8>>()
+            };
+            let (fast, plain) = (encoded(encode_residues::<M>), encoded(encode_scalar::<M>));
             assert_eq!(fast, plain, "{} encode, n = {n}", M::NAME);
+            assert!(fast
+                .chunks_exact(M::RESIDUE_BYTES)
+                .zip(&src)
+                .all(|(b, &r)| b == &r.to_le_bytes()[..M::RESIDUE_BYTES]));
             let mut out = vec![MaybeUninit::new(0u32); n];
             assert!(decode_residues::<M>(&fast, &mut out, m.m));
             // SAFETY: every slot was initialised above.

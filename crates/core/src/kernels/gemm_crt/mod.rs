@@ -21,6 +21,9 @@
 //! - `A` with few rows (matrix-vector and the like) skips the panels: see [`few_rows`], which
 //!   can also read `B` packed three rows to a word ([`PackedRows`]) for a matrix that is the
 //!   right operand again and again.
+//! - `B` with at most 16 columns and a single modulus per GEMM (a convolution's filters, lifted
+//!   to one modulus; every group of the five 21-bit moduli) reads `A`'s rows in place: see
+//!   `few_cols` (AVX-512 IFMA only).
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
