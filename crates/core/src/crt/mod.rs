@@ -366,7 +366,9 @@ impl Reconstruction {
             sum = sum.wrapping_add(c.wrapping_mul(u128::from(r)));
             k += f64::from(r) * w;
         }
-        let x = sum.wrapping_sub((k as u128).wrapping_mul(self.modulus));
+        // 0 <= k < the number of moduli: through `u64`, the conversion is one instruction
+        // (f64 to u128 is a library call).
+        let x = sum.wrapping_sub(u128::from(k as u64).wrapping_mul(self.modulus));
         if x >= self.modulus {
             // k was one too large (x wrapped below zero) or one too small.
             if x > u128::MAX / 2 {
