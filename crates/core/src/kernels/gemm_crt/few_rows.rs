@@ -432,41 +432,9 @@ mod ifma {
 #[cfg(test)]
 mod tests {
     use super::super::gemm_mod_reference;
+    use super::super::tests::{all_isas, planes, views};
     use super::*;
     use proptest::prelude::*;
-
-    /// Deterministic residues in [0, m) (xorshift), a third of them m - 1, the worst case for
-    /// exactness.
-    fn plane(rows: usize, cols: usize, m: u32, seed: u64) -> Array2<u32> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        Array2::from_shape_fn((rows, cols), |_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if x.is_multiple_of(3) {
-                m - 1
-            } else {
-                ((x >> 2) % u64::from(m)) as u32
-            }
-        })
-    }
-
-    fn planes(rows: usize, cols: usize, moduli: &[u32], seed: u64) -> Vec<Array2<u32>> {
-        moduli.iter().enumerate().map(|(i, &m)| plane(rows, cols, m, seed ^ ((i as u64) << 32))).collect()
-    }
-
-    fn views(planes: &[Array2<u32>]) -> Vec<ArrayView2<'_, u32>> {
-        planes.iter().map(|p| p.view()).collect()
-    }
-
-    /// Every instruction-set path available on this machine.
-    fn all_isas() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        if !matches!(Isa::detect(), Isa::Portable) {
-            isas.push(Isa::detect());
-        }
-        isas
-    }
 
     /// Both forms of `B`, on every instruction set, against the reference.
     fn check(a: &[Array2<u32>], b: &[Array2<u32>], moduli: &[u32]) {

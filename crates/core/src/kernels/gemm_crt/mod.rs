@@ -487,7 +487,7 @@ mod tests {
     }
 
     /// Deterministic residues in [0, m) (xorshift), half of them at the extremes 0 and m - 1.
-    fn plane(rows: usize, cols: usize, m: u32, seed: u64) -> Array2<u32> {
+    pub(super) fn plane(rows: usize, cols: usize, m: u32, seed: u64) -> Array2<u32> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         Array2::from_shape_fn((rows, cols), |_| {
             x ^= x << 13;
@@ -502,7 +502,7 @@ mod tests {
     }
 
     /// Every instruction-set path available on this machine.
-    fn all_isas() -> Vec<Isa> {
+    pub(super) fn all_isas() -> Vec<Isa> {
         let mut isas = vec![Isa::Portable];
         if !matches!(Isa::detect(), Isa::Portable) {
             isas.push(Isa::detect());
@@ -526,11 +526,11 @@ mod tests {
     }
 
     /// Planes of a `rows × cols` matrix for each modulus.
-    fn planes(rows: usize, cols: usize, moduli: &[u32], seed: u64) -> Vec<Array2<u32>> {
+    pub(super) fn planes(rows: usize, cols: usize, moduli: &[u32], seed: u64) -> Vec<Array2<u32>> {
         moduli.iter().enumerate().map(|(i, &m)| plane(rows, cols, m, seed ^ ((i as u64) << 32))).collect()
     }
 
-    fn views(planes: &[Array2<u32>]) -> Vec<ArrayView2<'_, u32>> {
+    pub(super) fn views(planes: &[Array2<u32>]) -> Vec<ArrayView2<'_, u32>> {
         planes.iter().map(|p| p.view()).collect()
     }
 
