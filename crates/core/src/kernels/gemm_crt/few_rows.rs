@@ -18,7 +18,7 @@
 //! each multiply-add is one lane of `vpmadd52luq` (the low 52 bits of the product, which is the
 //! whole product); elsewhere a plain loop computes the same sums.
 
-use super::{add_reduced, check_planes, exact_chunk, gemm_groups, lift_to_group, sums_below_2_52, Isa};
+use super::{add_reduced, check_planes, exact_chunk, gemm_groups, lift_to_group, sums_below_2_52, Group, Isa};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -140,7 +140,7 @@ impl PackedRows {
     pub fn new(b: &[ArrayView2<'_, u32>], moduli: &[u32]) -> Option<Self> {
         assert!(b.len() == moduli.len() && b.iter().all(|p| p.dim() == b[0].dim()), "one plane per modulus");
         let groups = gemm_groups(moduli);
-        if groups.iter().any(|g| group_modulus(&moduli[g.clone()]) > 1 << FIELD_BITS) {
+        if groups.iter().any(|g| Group::new(&moduli[g.clone()]).p > 1 << FIELD_BITS) {
             return None;
         }
         let (k, n) = b[0].dim();
@@ -169,11 +169,6 @@ impl PackedRows {
     pub fn dim(&self) -> (usize, usize) {
         self.dim
     }
-}
-
-/// The product of a group's moduli.
-fn group_modulus(moduli: &[u32]) -> u64 {
-    moduli.iter().map(|&m| u64::from(m)).product()
 }
 
 /// A_i·B mod m_i for every modulus `m_i` of `b`, for residue planes `a[i]` with at most
@@ -283,7 +278,7 @@ fn piece_product<W: RowWord>(
     if n == 0 {
         return out;
     }
-    let p = group_modulus(source.moduli);
+    let p = Group::new(source.moduli).p;
     let chunk = (exact_chunk(p) / W::ROWS).max(1);
     let mut acc = vec![0u64; n];
     for (r, a_row) in source.a.rows().into_iter().enumerate() {
@@ -306,7 +301,7 @@ fn piece_product<W: RowWord>(
 /// term or sum may exceed `u64`, no product 2^52).
 fn add_row_products<W: RowWord>(isa: Isa, acc: &mut [u64], a: &[u32], b: &[W]) {
     match isa {
-        Isa::Portable => portable_row_products(acc, a, b),
+        Isa::Portable => add_columns(acc, a, b, 0..acc.len()),
         // SAFETY: the token exists only if AVX-512F and IFMA were detected at runtime; callers
         // keep products below 2^52 (entries below 2^26).
         #[cfg(target_arch = "x86_64")]
@@ -331,12 +326,6 @@ fn add_columns<W: RowWord>(acc: &mut [u64], a: &[u32], b: &[W], cols: Range<usiz
             *s = s.wrapping_add(W::dot(&a, w));
         }
     }
-}
-
-/// [`add_row_products`] in plain Rust.
-fn portable_row_products<W: RowWord>(acc: &mut [u64], a: &[u32], b: &[W]) {
-    let n = acc.len();
-    add_columns(acc, a, b, 0..n);
 }
 
 #[cfg(target_arch = "x86_64")]
