@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use wire::{decode_add_residues, decode_residues, encode_residues, unreduced_residue};
 
+mod shift;
 mod wire;
 
 /// A set of pairwise-coprime moduli, all below 2^21, with product below 2^127.
@@ -633,43 +634,6 @@ impl<M: CrtModuli> CrtTensor<M> {
             reduce_values(&v, &mut planes, &moduli, false);
         });
         Ok(Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect()))
-    }
-
-    /// In place `self += floor(((c + add) mod M) / 2^shift) + offset`, elementwise, with `c`
-    /// taken as its canonical value in [0, M) and `add` < M: the public part of the statistical
-    /// truncation, in one pass that reconstructs each element of `c` and reduces the shifted value
-    /// straight into every plane of `self` (no full-size integer arrays). An error if the shapes
-    /// differ, `add` is not below M or `shift` is not below 128.
-    pub fn add_shifted(&mut self, c: &Self, add: u128, shift: u32, offset: i128) -> Result<()> {
-        layout::check_same_shape("add_shifted", self.shape(), c.shape())?;
-        let rec = Reconstruction::new(M::MODULI);
-        if add >= rec.modulus || shift >= 128 {
-            return Err(CoreError::InvalidConfig(format!(
-                "add_shifted: add {add} must be below M and the shift {shift} below 128"
-            )));
-        }
-        let (n, moduli, c) = (self.len(), Modulus::all::<M>(), c.flats());
-        let mut planes: Vec<&mut [u32]> = self
-            .planes_mut()
-            .iter_mut()
-            .map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout"))
-            .collect();
-        let jobs: Vec<(usize, Vec<&mut [u32]>)> =
-            runs_mut(&mut planes).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
-        run_jobs(jobs, n * moduli.len(), |(start, mut planes)| {
-            let shifted: Vec<i128> = (start..start + planes[0].len())
-                .map(|j| {
-                    let x = rec.reconstruct(|p| c[p][j]);
-                    // x + add < 2M < 2^128: no overflow.
-                    let x = x + add;
-                    let x = if x >= rec.modulus { x - rec.modulus } else { x };
-                    // x >> shift < 2^127, so the sum stays in range.
-                    (x >> shift) as i128 + offset
-                })
-                .collect();
-            reduce_values(&shifted, &mut planes, &moduli, true);
-        });
-        Ok(())
     }
 
     fn flats(&self) -> Vec<&[u32]> {
@@ -1375,36 +1339,68 @@ mod tests {
         chunked_convolution_equals_image_by_image::<TfeModuli>(3, 3, padded);
     }
 
+    fn random_pair<M: CrtModuli>(seed: u64, len: usize) -> (CrtTensor<M>, CrtTensor<M>) {
+        let key = PrgKey::from_seed(seed);
+        (CrtTensor::random(&key, 0, &[len]), CrtTensor::random(&key, 1, &[len]))
+    }
+
+    /// `add_shifted` of `c` into `z` equals z + ((c + add) mod M) >> shift + offset computed on
+    /// canonical integers, and refuses add = M.
+    fn check_add_shifted<M: CrtModuli>(c: &CrtTensor<M>, z: &CrtTensor<M>, add: u128, shift: u32, offset: i128) {
+        let modulus = u128::try_from(Crt::<M>::modulus()).unwrap();
+        let mut fused = z.clone();
+        fused.add_shifted(c, add, shift, offset).unwrap();
+        assert!(fused.clone().add_shifted(c, modulus, shift, offset).is_err());
+        let shifted: Vec<i128> = c
+            .to_biguint()
+            .iter()
+            .map(|x| (((u128::try_from(x).unwrap() + add) % modulus) >> shift) as i128 + offset)
+            .collect();
+        let shifted =
+            CrtTensor::<M>::from_signed(ndarray::ArrayD::from_shape_vec(IxDyn(&[c.len()]), shifted).unwrap().view());
+        assert_eq!(&fused, &z.add(&shifted).unwrap(), "add {add}, shift {shift}, offset {offset}");
+    }
+
+    /// Values of c where the low-bits path cannot trust its f64 estimate (c near 0 or M, c + add
+    /// near M) are reconstructed exactly: they match the formula like any other, among
+    /// ordinary values, at the truncation's own add and shift and at others.
+    #[test]
+    fn add_shifted_is_exact_where_the_estimate_is_not_trusted() {
+        fn check<M: CrtModuli>() {
+            let k = Crt::<M>::PRODUCT_BITS;
+            for (add, shift) in [(1u128 << k, 36), (1u128 << k, 0), (3, 52), (0, 17), ((1u128 << 99) + 12345, 50)] {
+                let mut values = vec![0i128, 1, 2, -1, -2, 1 << 80, (1 << 80) + 7, -(1 << 80), 12345, -(add as i128)];
+                values.extend((-3i128..=3).map(|d| d - add as i128));
+                values.extend((0..20).map(|i| (i * 0x1234_5678_9abc_def1i128) << 30));
+                let c = CrtTensor::<M>::from_signed(
+                    ndarray::ArrayD::from_shape_vec(IxDyn(&[values.len()]), values).unwrap().view(),
+                );
+                let z = CrtTensor::random(&PrgKey::from_seed(3), 0, c.shape());
+                check_add_shifted(&c, &z, add, shift, -(1i128 << 40) + 5);
+            }
+        }
+        check::<TfeModuli>();
+        check::<WideModuli>();
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// The fused truncation kernel equals its formula computed through full-size signed
-        /// integers: z + ((c + add) mod M) >> shift + offset.
+        /// integers: z + ((c + add) mod M) >> shift + offset. Shifts up to 52 take the low-bits
+        /// path of `shift.rs`, larger ones the exact reconstruction.
         #[test]
         fn add_shifted_matches_the_unfused_formula(
             seed in any::<u64>(),
             len in 1usize..3 * RUN,
             add_bits in 0u32..100,
-            shift in 0u32..40,
+            shift in 0u32..100,
             offset in -(1i128 << 90)..(1i128 << 90),
         ) {
-            fn check<M: CrtModuli>(seed: u64, len: usize, add: u128, shift: u32, offset: i128) {
-                let key = PrgKey::from_seed(seed);
-                let (c, z) = (CrtTensor::<M>::random(&key, 0, &[len]), CrtTensor::<M>::random(&key, 1, &[len]));
-                let mut fused = z.clone();
-                fused.add_shifted(&c, add, shift, offset).unwrap();
-                assert!(fused.clone().add_shifted(&c, u128::try_from(Crt::<M>::modulus()).unwrap(), shift, offset).is_err());
-                let modulus = u128::try_from(Crt::<M>::modulus()).unwrap();
-                let canonical = c.to_biguint();
-                let shifted: Vec<i128> = canonical
-                    .iter()
-                    .map(|x| (((u128::try_from(x).unwrap() + add) % modulus) >> shift) as i128 + offset)
-                    .collect();
-                let shifted = CrtTensor::<M>::from_signed(ndarray::ArrayD::from_shape_vec(IxDyn(&[len]), shifted).unwrap().view());
-                assert_eq!(fused, z.add(&shifted).unwrap());
-            }
             let add = (1u128 << add_bits) - 1;
-            check::<TfeModuli>(seed, len, add, shift, offset);
-            check::<WideModuli>(seed, len, add, shift, offset);
+            let (c, z) = random_pair::<TfeModuli>(seed, len);
+            check_add_shifted(&c, &z, add, shift, offset);
+            let (c, z) = random_pair::<WideModuli>(seed, len);
+            check_add_shifted(&c, &z, add, shift, offset);
         }
 
         /// Building from mapped values equals mapping to signed integers first.

@@ -1,0 +1,194 @@
+//! The public part of the CRT truncation, `z += ((c + add) mod M) >> s + offset` elementwise
+//! ([`CrtTensor::add_shifted`]), without reconstructing each element of c as a 128-bit integer.
+//!
+//! With y = (c + add) mod M and every modulus odd, floor(y / 2^s) = (y - (y mod 2^s)) · 2^-s
+//! modulo each m_i, and y mod m_i = (c_i + add) mod m_i: only the low s bits of y need the
+//! reconstruction. Those are the low bits of sum c_i C_i - k M + add - w M (the reconstruction
+//! of [`Reconstruction`], k its quotient and w = 1 when c + add passes M), which wrapping `u64`
+//! arithmetic gives exactly once k and w are known. Both come from the f64 sum of c_i t_i / m_i,
+//! whose fraction is c / M: k is its integer part and w = 1 when the fraction plus add / M
+//! reaches 1. The f64 sum is off by less than 2^-27 (at most ten terms below 2^21, each rounded
+//! once, and as many roundings of a sum below 2^25), so elements whose fraction, or fraction
+//! plus add / M, lies within [`MARGIN`] = 2^-20 of an integer (where the estimate could be on
+//! the wrong side) are reconstructed exactly instead: about one element in 2^18 of uniform c.
+//! The rest is 32-bit modular arithmetic in f64 ([`Modulus`]), in loops that vectorise.
+//!
+//! Shifts above [`MAX_SHIFT`] (none in pond's fixed-point configurations) take the exact
+//! reconstruction for every element.
+
+use super::{flat, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Reconstruction, Simd, RUN};
+use crate::error::{CoreError, Result};
+use crate::layout;
+use crate::ring::RingTensor;
+
+/// Distance to an integer below which the f64 fraction is not trusted (see the module docs).
+const MARGIN: f64 = 1.0 / (1u64 << 20) as f64;
+/// 1.5·2^52: adding it to an f64 in [-2^51, 2^51] rounds it to an integer held in the low
+/// mantissa bits.
+const ROUNDER: f64 = 6_755_399_441_055_744.0;
+/// The largest shift of the fast path: y mod 2^s is then exact in f64.
+const MAX_SHIFT: u32 = 52;
+
+impl<M: CrtModuli> CrtTensor<M> {
+    /// In place `self += floor(((c + add) mod M) / 2^shift) + offset`, elementwise, with `c`
+    /// taken as its canonical value in [0, M) and `add` < M: the public part of the statistical
+    /// truncation, in one pass over `c` that writes straight into every plane of `self` (see the
+    /// module docs for the method). An error if the shapes differ, `add` is not below M or
+    /// `shift` is not below 128.
+    pub fn add_shifted(&mut self, c: &Self, add: u128, shift: u32, offset: i128) -> Result<()> {
+        layout::check_same_shape("add_shifted", self.shape(), c.shape())?;
+        let rec = Reconstruction::new(M::MODULI);
+        if add >= rec.modulus || shift >= 128 {
+            return Err(CoreError::InvalidConfig(format!(
+                "add_shifted: add {add} must be below M and the shift {shift} below 128"
+            )));
+        }
+        let (n, moduli) = (self.len(), Modulus::all::<M>());
+        let c: Vec<&[u32]> = c.planes.iter().map(flat).collect();
+        let low_bits = (shift <= MAX_SHIFT).then(|| LowBits::new(&rec, &moduli, add, shift, offset));
+        let mut planes: Vec<&mut [u32]> = self
+            .planes_mut()
+            .iter_mut()
+            .map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout"))
+            .collect();
+        let jobs: Vec<(usize, Vec<&mut [u32]>)> =
+            runs_mut(&mut planes).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
+        run_jobs(jobs, n * moduli.len(), |(start, mut out)| {
+            let c: Vec<&[u32]> = c.iter().map(|p| &p[start..start + out[0].len()]).collect();
+            match &low_bits {
+                Some(fast) => fast.run(&rec, &c, &mut out),
+                None => {
+                    let shifted: Vec<i128> =
+                        (0..c[0].len()).map(|j| (exact_shifted(&rec, &c, j, add) >> shift) as i128 + offset).collect();
+                    super::reduce_values(&shifted, &mut out, &moduli, true);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// (c + add) mod M for element `j` of the planes `c`, by exact reconstruction.
+#[inline(always)]
+fn exact_shifted(rec: &Reconstruction, c: &[&[u32]], j: usize, add: u128) -> u128 {
+    // x + add < 2M < 2^128: no overflow.
+    let y = rec.reconstruct(|p| c[p][j]) + add;
+    if y >= rec.modulus {
+        y - rec.modulus
+    } else {
+        y
+    }
+}
+
+/// The constants of the fast path for one (add, shift, offset).
+struct LowBits {
+    /// t_i / m_i: the f64 weights of the quotient estimate.
+    weights: Vec<f64>,
+    /// C_i mod 2^64: the reconstruction coefficients' low words.
+    coefficients: Vec<u64>,
+    /// M mod 2^64.
+    modulus: u64,
+    /// add.
+    add: u128,
+    /// add / M in f64.
+    add_fraction: f64,
+    /// 2^shift - 1.
+    mask: u64,
+    /// Per modulus: the modulus, add mod m, 2^-shift mod m and offset mod m.
+    per_modulus: Vec<(Modulus, u32, u32, u32)>,
+}
+
+impl LowBits {
+    fn new(rec: &Reconstruction, moduli: &[Modulus], add: u128, shift: u32, offset: i128) -> Self {
+        let per_modulus = moduli
+            .iter()
+            .map(|&m| {
+                let big = u128::from(m.m);
+                let two_s = ((1u128 << shift) % big) as u64;
+                let inverse = super::inverse_mod(two_s, u64::from(m.m)) as u32;
+                (m, (add % big) as u32, inverse, m.reduce_signed(offset))
+            })
+            .collect();
+        LowBits {
+            weights: rec.weights.clone(),
+            coefficients: rec.coefficients.iter().map(|&c| c as u64).collect(),
+            modulus: rec.modulus as u64,
+            add,
+            add_fraction: add as f64 / rec.modulus as f64,
+            mask: (1u64 << shift) - 1,
+            per_modulus,
+        }
+    }
+
+    /// `out` (one run of every plane) += the shifted values of the run `c` of c's planes.
+    fn run(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+        // Dispatched by hand, as `limb_reduce` is: the kernel is inlined into each copy.
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+            fn with_avx512(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+                this.kernel(rec, c, out);
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn with_avx2(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+                this.kernel(rec, c, out);
+            }
+            match Simd::detect() {
+                // SAFETY: the CPU has the features each copy is compiled for.
+                Simd::Avx512 => unsafe { with_avx512(self, rec, c, out) },
+                // SAFETY: as above.
+                Simd::Avx2 => unsafe { with_avx2(self, rec, c, out) },
+                Simd::Baseline => self.kernel(rec, c, out),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.kernel(rec, c, out);
+    }
+
+    /// The work of [`LowBits::run`]: y mod 2^s for every element (fast, then exactly where the
+    /// estimate is not trusted), then one pass per modulus.
+    #[inline(always)]
+    fn kernel(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+        let len = c.first().map_or(0, |p| p.len());
+        let mut sum = vec![0.0f64; len];
+        let mut low = vec![0u64; len];
+        for ((plane, &w), &coefficient) in c.iter().zip(&self.weights).zip(&self.coefficients) {
+            for ((s, l), &r) in sum.iter_mut().zip(low.iter_mut()).zip(plane.iter()) {
+                *s += f64::from(r) * w;
+                *l = l.wrapping_add(u64::from(r).wrapping_mul(coefficient));
+            }
+        }
+        let mut untrusted = vec![false; len];
+        for ((s, l), u) in sum.iter().zip(low.iter_mut()).zip(untrusted.iter_mut()) {
+            // Round to nearest of s - 1/2 is floor(s) wherever the fraction is trusted; adding
+            // 1.5·2^52 rounds to an integer and puts it in the mantissa's low bits, for values
+            // from -2^51 on (s - 1/2 >= -1/2 here).
+            let rounded = s - 0.5 + ROUNDER;
+            let k = rounded.to_bits().wrapping_sub(ROUNDER.to_bits());
+            let fraction = s - (rounded - ROUNDER);
+            let passed = fraction + self.add_fraction;
+            let wraps = u64::from(passed >= 1.0);
+            let x = l.wrapping_sub(k.wrapping_mul(self.modulus));
+            *l = x.wrapping_add(self.add as u64).wrapping_sub(wraps.wrapping_mul(self.modulus)) & self.mask;
+            *u = !(MARGIN..=1.0 - MARGIN).contains(&fraction) | ((passed - 1.0).abs() < MARGIN);
+        }
+        if untrusted.contains(&true) {
+            for (j, l) in low.iter_mut().enumerate().filter(|&(j, _)| untrusted[j]) {
+                *l = exact_shifted(rec, c, j, self.add) as u64 & self.mask;
+            }
+        }
+        for ((&(m, add, inverse, offset), plane), o) in self.per_modulus.iter().zip(c).zip(out.iter_mut()) {
+            let modulus = f64::from(m.m);
+            for ((o, &r), &l) in o.iter_mut().zip(plane.iter()).zip(&low) {
+                // l < 2^52 is exact in f64; the rounded quotient estimate is the quotient or one
+                // above it, so l - q·m, exact in one fused multiply-add, lies in [-m, m).
+                let l = l as f64;
+                let q = (l * m.inv + ROUNDER) - ROUNDER;
+                let low_bits = (-q).mul_add(modulus, l) as i32 as u32;
+                let low_bits = low_bits.min(low_bits.wrapping_add(m.m));
+                let shifted = m.mul(m.sub(m.add(r, add), low_bits), inverse);
+                *o = m.add(*o, m.add(shifted, offset));
+            }
+        }
+    }
+}
