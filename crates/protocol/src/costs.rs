@@ -6,7 +6,7 @@
 //! rounds of its own: its messages are produced ahead of the servers' need.
 
 use crate::dealer::Bilinear;
-use crate::polynomial::{fresh_factors, Polynomial, PowerPlan};
+use crate::polynomial::{fresh_factors, masks_in_truncation, Polynomial, PowerPlan};
 use crate::transport::Role;
 use crate::truncation::ProtocolRing;
 use pond_core::{Ring, RingTensor};
@@ -98,7 +98,15 @@ pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
         masked.extend(fresh.into_iter().map(|j| (j, ())));
         let m = splits.len() as u64;
         let each = [n as usize];
-        cost = cost + product::<R>(Bilinear::Mul, &each, true, &each, true) * m + truncation::<R>(m * n);
+        cost = cost + product::<R>(Bilinear::Mul, &each, true, &each, true) * m;
+        let at_level = plan.at_level(level);
+        if masks_in_truncation::<R>(&plan, &at_level, level) {
+            // The level's powers come masked from their truncation.
+            cost = cost + R::masked_truncation_cost(m * n);
+            masked.extend(at_level.into_iter().map(|i| (i, ())));
+        } else {
+            cost = cost + truncation::<R>(m * n);
+        }
     }
     if p.coeffs.iter().skip(1).any(|&c| c != 0.0) {
         cost = cost + truncation::<R>(n);

@@ -22,8 +22,14 @@
 //! powers (open x - r once, expand (c + r)^i) would need shares of r^i at scale 2^(i·f), which
 //! leaves the fixed-point range of Z64 from i = 3 on.
 //!
-//! Rounds per server: the power tree takes 2 per level + 1 (final truncation) in rings whose
-//! truncation takes a round (Z64, CRT) and 1 per level in Z128, which truncates locally. Z64
+//! In the CRT rings the truncation that produces a level's powers also masks them
+//! ([`Session::truncate_masked`], at no extra traffic), so a later level opens nothing: only
+//! t itself is opened, at the first level. The last level's powers, factors of nothing, take
+//! the plain truncation (the masked one costs server1 a pass).
+//!
+//! Rounds per server: the power tree takes 2 per level + 1 (final truncation) in Z64, levels + 2
+//! in CRT (the opening of t, one truncation per level, the final truncation), and 1 per level
+//! in Z128, which truncates locally. Z64
 //! tensors of at most [`crate::truncation::LIFT_MAX_ELEMENTS`] elements are lifted to Z128 first
 //! ([`crate::lift`], one round, exact), the tree runs there, and each server keeps the low 64
 //! bits of its result (local): 1 + levels rounds instead of 2·levels + 1 (the sigmoid: 5 instead
@@ -31,10 +37,11 @@
 //! truncation also errs by at most one ulp (it fails with probability below 2^(k+1-128) for
 //! values below 2^k, and k <= 62 here). Bytes per server of the tree: for each level with m
 //! products of n elements whose factors include k powers not opened before, k·n·B plus the
-//! truncation's m·n·B (Z64, CRT); cp sends m·n·B of product corrections per level plus the
+//! truncation's m·n·B (Z64, CRT; in CRT k is 0 from the second level on); cp sends m·n·B of
+//! product corrections per level plus the
 //! truncation's material (Z64, CRT); the final truncation n·B (Z64, CRT). A lifted Z64 tensor has B = 16 (Z128) plus the lift ([`crate::lift::lift_cost`]).
-//! The sigmoid (powers 1, 2, 3, 4, 5, 7, 9; six products) opens 5·n elements per server, where
-//! opening both factors of every product would open 12·n.
+//! The sigmoid (powers 1, 2, 3, 4, 5, 7, 9; six products) opens 5·n elements per server in Z64
+//! (n in CRT), where opening both factors of every product would open 12·n.
 //!
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
@@ -43,7 +50,7 @@ use crate::error::Result;
 use crate::session::Session;
 use crate::tensors::{MaskedTensor, PrivateTensor};
 use crate::truncation::ProtocolRing;
-use pond_core::FixedPoint;
+use pond_core::{FixedPoint, RingTensor};
 use std::collections::BTreeMap;
 
 /// A polynomial approximation in t = x / 2^`scale_bits`, valid on `interval`.
@@ -188,7 +195,7 @@ impl PowerPlan {
     }
 
     /// Whether power j is a factor of a product at a level above `level`.
-    fn needed_after(&self, j: usize, level: u32) -> bool {
+    pub fn needed_after(&self, j: usize, level: u32) -> bool {
         self.splits.iter().any(|(&i, &(a, b))| power_level(i) > level && (a == j || b == j))
     }
 }
@@ -282,6 +289,38 @@ fn truncate_together<R: ProtocolRing>(
     (0..parts.len()).map(|k| s.slice_axis(&joint, 0, k * n..(k + 1) * n)).collect()
 }
 
+/// Whether the truncation of `level`'s powers `at_level` gives them masked: where the ring's
+/// truncation masks for free ([`ProtocolRing::MASKED_TRUNCATION`]) and a later level has one of
+/// them as a factor (the masked form costs a pass on server1, so the last level skips it).
+pub fn masks_in_truncation<R: ProtocolRing>(plan: &PowerPlan, at_level: &[usize], level: u32) -> bool {
+    R::MASKED_TRUNCATION && at_level.iter().any(|&i| plan.needed_after(i, level))
+}
+
+/// [`truncate_together`] with masked results ([`Session::truncate_masked`]), for rings whose
+/// truncation masks for free ([`ProtocolRing::MASKED_TRUNCATION`]): every part is split off
+/// the joint result with its mask and opened difference.
+fn truncate_together_masked<R: ProtocolRing>(
+    s: &mut Session,
+    parts: Vec<PrivateTensor<R>>,
+    shift: u32,
+) -> Result<Vec<MaskedTensor<R>>> {
+    if let [part] = &parts[..] {
+        return Ok(vec![s.truncate_masked(part, shift)?]);
+    }
+    let n = parts.first().map_or(0, |p| p.len());
+    let joint = s.truncate_masked(&s.concat(&parts.iter().collect::<Vec<_>>())?, shift)?;
+    (0..parts.len())
+        .map(|k| {
+            let range = k * n..(k + 1) * n;
+            Ok(MaskedTensor {
+                value: s.slice_axis(&joint.value, 0, range.clone())?,
+                mask: joint.mask.try_map(|t| t.slice_axis(0, range.clone()))?,
+                masked: joint.masked.as_ref().map(|t| t.slice_axis(0, range.clone())).transpose()?,
+            })
+        })
+        .collect()
+}
+
 impl Session {
     /// p(x) on shares, as the ring evaluates it ([`ProtocolRing::polynomial`]; see the module
     /// docs for the method, rounds and traffic).
@@ -323,9 +362,19 @@ impl Session {
             // Factors no later level uses go before the truncation (each is three tensors of
             // the input's size: value, mask and opened difference).
             masked.retain(|&j, _| plan.needed_after(j, level));
-            for (u, &i) in truncate_together(s, products, shift)?.into_iter().zip(&at_level) {
-                acc = add_term(s, acc, &u, p, i, fp)?;
-                powers.insert(i, u);
+            if masks_in_truncation::<R>(&plan, &at_level, level) {
+                // The truncation masks the new powers: no later level opens them again.
+                for (u, &i) in truncate_together_masked(s, products, shift)?.into_iter().zip(&at_level) {
+                    acc = add_term(s, acc, &u.value, p, i, fp)?;
+                    if plan.needed_after(i, level) {
+                        masked.insert(i, u);
+                    }
+                }
+            } else {
+                for (u, &i) in truncate_together(s, products, shift)?.into_iter().zip(&at_level) {
+                    acc = add_term(s, acc, &u, p, i, fp)?;
+                    powers.insert(i, u);
+                }
             }
             powers.retain(|&j, _| plan.needed_after(j, level));
         }

@@ -95,10 +95,20 @@ impl<T> Held<T> {
             Held::Share(t) | Held::Whole(t) => t,
         }
     }
+
+    /// `f` applied to the tensor, in the same form (share or whole).
+    pub fn try_map<U, E>(&self, f: impl FnOnce(&T) -> Result<U, E>) -> Result<Held<U>, E> {
+        Ok(match self {
+            Held::Share(t) => Held::Share(f(t)?),
+            Held::Whole(t) => Held::Whole(f(t)?),
+        })
+    }
 }
 
 /// A private tensor kept with its mask and the opened masked value, Pond-style: a weight is
-/// masked once and every product with it afterwards opens only the other operand.
+/// masked once and every product with it afterwards opens only the other operand. The mask is
+/// uniform ([`crate::Session::mask`]) or, from a CRT truncation
+/// ([`crate::Session::truncate_masked`]), the truncation's statistically hiding -(r >> f).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskedTensor<R: Ring> {
     /// The private value x.

@@ -5,13 +5,21 @@
 //! | Z64 | dealer-assisted (Escudero et al. 2020, dealer variant): open c = x + 2^62 + r, with cp dealing r, r >> f and msb(r) | 1 | servers n·8 each; cp 2·n·8 to server1 | result in {floor(x/2^f), floor(x/2^f)+1} for abs(x) < 2^62, always |
 //! | Z128 | local (SecureML): server0 shifts its share, server1 negates, shifts, negates | 0 | none | same, except with probability below 2^(k+1-128) for abs(x) < 2^k |
 //! | CRT | statistical: open c = x + 2^k + r with r uniform in [0, 2^(k+41)) from cp | 1 | servers n·B each; cp 2·n·B to server1 | same, for abs(x) < 2^k with k = PRODUCT_BITS; c hides x to statistical distance 2^-40 |
+//!
+//! A truncation can also return its result masked ([`Session::truncate_masked`]), ready to be a
+//! factor of later Beaver products without an opening of its own. Z64 and Z128 mask the result
+//! afterwards (one more round, n·B more per server). CRT gets the masked form for free: the
+//! result is e + a with the public e = ((c + 2^k) >> f) - 2^(k-f) and the mask a = -(r >> f),
+//! whose shares cp deals anyway. That mask is not uniform modulo M, but e is a function of c, so
+//! the masked form shows no party anything beyond c, which hides x statistically as above; the
+//! products that use it open nothing.
 
 use crate::costs::Cost;
 use crate::dealer::{deal_uniform, deal_value, deal_values, purpose, Correlation, Dealt};
 use crate::error::Result;
 use crate::polynomial::Polynomial;
 use crate::session::Session;
-use crate::tensors::{Held, PrivateTensor};
+use crate::tensors::{Held, MaskedTensor, PrivateTensor};
 use crate::transport::{Role, Tag};
 use pond_core::parallel::{zip3_assign, zip_map};
 use pond_core::{Crt, CrtModuli, CrtTensor, FixedPoint, PowerOfTwoTensor, Ring, RingTensor, ZTensor, Z128, Z64};
@@ -31,6 +39,29 @@ pub trait ProtocolRing: Ring {
 
     /// Whether truncation is local (no round, nothing dealt), as in Z128.
     const LOCAL_TRUNCATION: bool;
+
+    /// Whether the truncation protocol opens a masked form of its result, so that
+    /// [`ProtocolRing::truncate_masked_shares`] costs nothing beyond the truncation (CRT).
+    const MASKED_TRUNCATION: bool = false;
+
+    /// Shares of x / 2^`frac_bits` as a [`MaskedTensor`], ready to be a factor of later products
+    /// without an opening of its own. By default the truncation followed by
+    /// [`Session::mask`] (one more round, n·B more per server); rings with
+    /// [`ProtocolRing::MASKED_TRUNCATION`] take the mask from the truncation itself.
+    fn truncate_masked_shares(
+        s: &mut Session,
+        x: &PrivateTensor<Self>,
+        frac_bits: u32,
+        dealt: Dealt<Self::Tensor>,
+    ) -> Result<MaskedTensor<Self>> {
+        let z = Self::truncate_shares(s, x, frac_bits, dealt)?;
+        s.mask(&z)
+    }
+
+    /// Traffic and rounds of [`ProtocolRing::truncate_masked_shares`] on n elements.
+    fn masked_truncation_cost(n: u64) -> Cost {
+        Self::truncation_cost(n) + crate::costs::open::<Self>(n)
+    }
 
     /// Traffic and rounds of truncating n elements (the module table, as a formula).
     fn truncation_cost(n: u64) -> Cost;
@@ -178,14 +209,23 @@ impl ProtocolRing for Z128 {
 impl<M: CrtModuli> ProtocolRing for Crt<M> {
     const LOCAL_TRUNCATION: bool = false;
 
+    /// The opened c = x + 2^k + r gives e = ((c + 2^k) >> f) - 2^(k-f), and the result is
+    /// e - (r >> f): masked by a = -(r >> f), whose shares are dealt anyway, with the opened
+    /// difference e a function of c (so no party sees more than the truncation shows it).
+    const MASKED_TRUNCATION: bool = true;
+
     fn truncation_cost(n: u64) -> Cost {
         let b = (M::MODULI.len() * M::RESIDUE_BYTES) as u64;
         Cost { bytes: [n * b, n * b, 2 * n * b], rounds: 1 }
     }
 
+    fn masked_truncation_cost(n: u64) -> Cost {
+        Self::truncation_cost(n)
+    }
+
     /// Deals [r, -(r >> f)] as corrections, r uniform in [0, 2^(k+41)) from cp's private
-    /// randomness. Both are reduced straight from cp's random words, run by run. cp's own dealt
-    /// list is empty.
+    /// randomness. Both are reduced straight from cp's random words, run by run. cp keeps
+    /// -(r >> f), the mask of a masked truncation's result, and not r.
     fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<CrtTensor<M>>> {
         let words: Option<ZTensor<u128>> = (s.role() == Role::Cp).then(|| s.private_random(tag, purpose::EXTRA, shape));
         let r_of = |w: u128| w & ((1u128 << (Self::PRODUCT_BITS + 41)) - 1);
@@ -194,14 +234,14 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
             let words = words.array().as_slice().expect("fresh random tensors are contiguous");
             CrtTensor::from_values(shape, words, value)
         };
-        // cp keeps nothing: it needs neither value after dealing, and dropping r before the
-        // second value is built keeps one value of the input's size less alive at cp's peak.
+        // Dropping r on cp before the second value is built keeps one value of the input's size
+        // less alive at cp's peak.
         let server = s.role() != Role::Cp;
-        let keep = |held: Held<CrtTensor<M>>| server.then_some(held);
-        let r = keep(deal_value(s, tag, purpose::EXTRA, shape, || Ok(from_words(&|w| r_of(w) as i128)?))?);
+        let r = deal_value(s, tag, purpose::EXTRA, shape, || Ok(from_words(&|w| r_of(w) as i128)?))?;
+        let r = server.then_some(r);
         let neg_r_hi =
-            keep(deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(from_words(&|w| -((r_of(w) >> f) as i128))?))?);
-        Ok(r.into_iter().chain(neg_r_hi).collect())
+            deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(from_words(&|w| -((r_of(w) >> f) as i128))?))?;
+        Ok(r.into_iter().chain([neg_r_hi]).collect())
     }
 
     /// Opens c = x + r (server0 adds the public 2^k to the opened value, not to its share), then
@@ -217,20 +257,64 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
         let Some(xi) = x.share() else {
             return Ok(PrivateTensor::from_share(x.shape(), None));
         };
-        let [r, neg_r_hi]: [CrtTensor<M>; 2] = into_tensors(dealt).try_into().map_err(|_| {
-            crate::ProtocolError::Usage { op: "truncate", reason: "CRT truncation needs two dealt tensors".into() }
-        })?;
-        let k = Self::PRODUCT_BITS;
-        let mut c = r;
-        c.add_assign(xi)?;
-        let c = s.open_owned(tag, c)?;
-        let mut z = neg_r_hi;
+        let (c, mut z) = open_crt_truncation(s, tag, xi, dealt)?;
         if s.role() == Role::Server0 {
-            // x + 2^k + r < 2^(k+42) <= M as an integer, so it is (c + 2^k) mod M.
-            z.add_shifted(&c, 1u128 << k, f, -(1i128 << (k - f)))?;
+            add_truncated_opening(&mut z, &c, f)?;
         }
         Ok(PrivateTensor::from_share(x.shape(), Some(z)))
     }
+
+    /// As [`ProtocolRing::truncate_shares`], with both servers computing the public
+    /// e = (c + 2^k) >> f - 2^(k-f) (one more pass on server1): the result is e + a with the
+    /// mask a = -(r >> f), shared by the dealt tensor and held whole by cp.
+    fn truncate_masked_shares(
+        s: &mut Session,
+        x: &PrivateTensor<Self>,
+        f: u32,
+        dealt: Dealt<CrtTensor<M>>,
+    ) -> Result<MaskedTensor<Self>> {
+        let tag = s.next_tag();
+        let Some(xi) = x.share() else {
+            let mask = dealt.into_iter().next_back().ok_or_else(|| crate::ProtocolError::Usage {
+                op: "truncate",
+                reason: "a masked CRT truncation needs cp's mask".into(),
+            })?;
+            return Ok(MaskedTensor { value: PrivateTensor::from_share(x.shape(), None), mask, masked: None });
+        };
+        let (c, mask) = open_crt_truncation(s, tag, xi, dealt)?;
+        let mut e = CrtTensor::zeros(x.shape());
+        add_truncated_opening(&mut e, &c, f)?;
+        let value = if s.role() == Role::Server0 { mask.add(&e)? } else { mask.clone() };
+        Ok(MaskedTensor {
+            value: PrivateTensor::from_share(x.shape(), Some(value)),
+            mask: Held::Share(mask),
+            masked: Some(e),
+        })
+    }
+}
+
+/// A server's part of the CRT truncation up to the opening: opens c = x + r (x's share `xi`,
+/// under `tag`) and returns it with the dealt share of -(r >> f).
+fn open_crt_truncation<M: CrtModuli>(
+    s: &mut Session,
+    tag: Tag,
+    xi: &CrtTensor<M>,
+    dealt: Dealt<CrtTensor<M>>,
+) -> Result<(CrtTensor<M>, CrtTensor<M>)> {
+    let [r, neg_r_hi]: [CrtTensor<M>; 2] = into_tensors(dealt).try_into().map_err(|_| crate::ProtocolError::Usage {
+        op: "truncate",
+        reason: "CRT truncation needs two dealt tensors".into(),
+    })?;
+    let mut c = r;
+    c.add_assign(xi)?;
+    Ok((s.open_owned(tag, c)?, neg_r_hi))
+}
+
+/// `z += (c + 2^k) >> f - 2^(k-f)`: the public part of the CRT truncation's result.
+fn add_truncated_opening<M: CrtModuli>(z: &mut CrtTensor<M>, c: &CrtTensor<M>, f: u32) -> Result<()> {
+    let k = Crt::<M>::PRODUCT_BITS;
+    // x + 2^k + r < 2^(k+42) <= M as an integer, so it is (c + 2^k) mod M.
+    Ok(z.add_shifted(c, 1u128 << k, f, -(1i128 << (k - f)))?)
 }
 
 impl Session {
@@ -240,6 +324,19 @@ impl Session {
         self.op("truncate", |s| {
             let dealt = s.deal::<R>(&Correlation::Truncation { shape: x.shape(), frac_bits })?;
             R::truncate_shares(s, x, frac_bits, dealt)
+        })
+    }
+
+    /// [`Session::truncate`] with the result masked ([`ProtocolRing::truncate_masked_shares`]):
+    /// free where the ring's truncation opens the masked form (CRT), one more opening elsewhere.
+    pub fn truncate_masked<R: ProtocolRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        frac_bits: u32,
+    ) -> Result<MaskedTensor<R>> {
+        self.op("truncate", |s| {
+            let dealt = s.deal::<R>(&Correlation::Truncation { shape: x.shape(), frac_bits })?;
+            R::truncate_masked_shares(s, x, frac_bits, dealt)
         })
     }
 }

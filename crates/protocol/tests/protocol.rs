@@ -60,14 +60,30 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
     assert_eq!(take(8), conv.window_sum((m + 2, 1)).unwrap());
 }
 
-/// Truncating x by f must give floor(x / 2^f) or floor(x / 2^f) + 1 (error below 1 ulp).
+/// Truncating x by f must give floor(x / 2^f) or floor(x / 2^f) + 1 (error below 1 ulp), and so
+/// must the masked truncation, whose result is also a consistent masked tensor: the servers'
+/// mask shares add up to cp's whole mask, and both servers hold the value minus that mask.
 fn truncation_within_one_ulp<R: ProtocolRing>(seed: u64, values: &[i128], f: u32) {
     let x = R::Tensor::from_signed(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view());
     let out = run(seed, |s| {
         let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
-        Ok(share(&s.truncate(&px, f)?))
+        let m = s.truncate_masked(&px, f)?;
+        Ok((share(&s.truncate(&px, f)?), share(&m.value), m.mask.into_tensor(), m.masked))
     });
-    let got = reconstruct(&out).to_signed();
+    let plain = reconstruct(&out.clone().map(|o| o.0));
+    let value = reconstruct(&out.clone().map(|o| o.1));
+    let [(_, _, mask0, masked0), (_, _, mask1, masked1), (_, _, whole, _)] = out;
+    assert_eq!(mask0.add(&mask1).unwrap(), whole, "{}: mask shares add up to cp's mask", R::NAME);
+    let masked = masked0.expect("server0 holds the opened difference");
+    assert_eq!(Some(&masked), masked1.as_ref(), "{}: both servers hold the same difference", R::NAME);
+    assert_eq!(masked.add(&whole).unwrap(), value, "{}: value = difference + mask", R::NAME);
+    for got in [plain, value] {
+        check_truncated::<R>(values, f, &got);
+    }
+}
+
+fn check_truncated<R: ProtocolRing>(values: &[i128], f: u32, got: &R::Tensor) {
+    let got = got.to_signed();
     for (v, g) in values.iter().zip(got.iter()) {
         let floor = v >> f;
         assert!(

@@ -179,6 +179,11 @@ fn costs_match_formulas<R: ProtocolRing>() {
     );
     assert_cost("square", measure::<R>(n, |s, x, _| s.square(x).map(drop)), costs::square::<R>(e));
     assert_cost("truncate", measure::<R>(n, |s, x, _| s.truncate(x, 16).map(drop)), costs::truncation::<R>(e));
+    assert_cost(
+        "masked truncation",
+        measure::<R>(n, |s, x, _| s.truncate_masked(x, 16).map(drop)),
+        R::masked_truncation_cost(e),
+    );
     assert_cost("sigmoid", measure::<R>(n, |s, x, _| s.sigmoid(x, fp).map(drop)), costs::polynomial::<R>(&SIGMOID, e));
 }
 
@@ -199,6 +204,25 @@ fn large_z64_polynomials_follow_their_formula() {
     assert_cost("large sigmoid", measure::<Z64>(n, |s, x, _| s.sigmoid(x, fp).map(drop)), cost);
     let small = costs::polynomial::<Z64>(&SIGMOID, 49);
     assert_eq!(small.rounds, 5, "a lifted sigmoid: one round to lift, then one per level");
+}
+
+/// In the CRT rings the truncation masks the powers it produces, so only t itself is opened:
+/// one round per level and one for the opening and the final truncation each, and no opening of
+/// n·B per server for t^2 (ReLU) or for t^2, t^3, t^4, t^7 (sigmoid).
+#[test]
+fn crt_polynomials_open_only_their_input() {
+    fn check<M: CrtModuli>() {
+        let n = 49;
+        let (relu, sigmoid) = (costs::polynomial::<Crt<M>>(&RELU, n), costs::polynomial::<Crt<M>>(&SIGMOID, n));
+        assert_eq!((relu.rounds, sigmoid.rounds), (4, 6));
+        let b = <Crt<M> as Ring>::Tensor::BYTES_PER_ELEMENT as u64;
+        // Per server: the opening of t, then the truncations: t^2, t^4 and the sum (ReLU);
+        // t^2, t^3 and t^4, t^5 and t^7, t^9 and the sum (sigmoid).
+        assert_eq!(relu.bytes[0], n * b * (1 + 3), "ReLU: t opened, three truncations");
+        assert_eq!(sigmoid.bytes[0], n * b * (1 + 7), "sigmoid: t opened, seven truncations");
+    }
+    check::<WideModuli>();
+    check::<TfeModuli>();
 }
 
 #[test]
