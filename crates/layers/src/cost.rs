@@ -4,8 +4,8 @@
 //! weight and convolution filter already prepared (masked once, as inference does).
 //!
 //! Per layer, for an input x and output z (|t| = element count, B bytes per element):
-//! - Dense: mask x (open |x|), matmul of two masked operands (cp's |z| correction), truncation of
-//!   |z|; the bias is added locally.
+//! - Dense: mask x (open |x|, nothing when x carries its masked form), matmul of two masked
+//!   operands (cp's |z| correction), truncation of |z|; the bias is added locally.
 //! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation
 //!   of |z|; when an average pooling that fuses with it follows
 //!   ([`crate::AvgPool2d::fuses_with_conv`]), the product is the pooled convolution (cp's
@@ -15,6 +15,11 @@
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
 //! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact`]) or the polynomial's cost;
 //!   Sigmoid: its polynomial's cost. Flatten: nothing.
+//!
+//! In the CRT rings a polynomial's output carries its masked form (its final truncation masks
+//! it for free, [`pond_protocol::costs::polynomial_output_masked`]); Flatten keeps it, so a
+//! dense layer after a polynomial ReLU or sigmoid opens nothing, and a polynomial on such an
+//! input does not open it. Every other layer's output is fresh.
 //!
 //! A batch adds the input sharing by its owner and the logits' reveal to one owner.
 
@@ -33,14 +38,16 @@ fn count(shape: &[usize]) -> u64 {
     shape.iter().product::<usize>() as u64
 }
 
-/// One layer's forward cost on an input of `shape` when `next` follows it, and its output shape.
+/// One layer's forward cost on an input of `shape` when `next` follows it, with `masked` when
+/// the input carries its masked form; its output shape, and whether the output carries one.
 fn layer_cost<R: ComparisonRing>(
     layer: &LayerSpec,
     next: Option<&LayerSpec>,
     shape: &[usize],
-) -> Result<(Cost, Vec<usize>)> {
+    masked: bool,
+) -> Result<(Cost, Vec<usize>, bool)> {
     let n = count(shape);
-    Ok(match *layer {
+    let (cost, out) = match *layer {
         LayerSpec::Dense { inputs, outputs } => {
             let &[rows, cols] = shape else {
                 return Err(shape_error("dense", format!("input {shape:?} is not a matrix")));
@@ -50,7 +57,8 @@ fn layer_cost<R: ComparisonRing>(
             }
             let out = vec![rows, outputs];
             let product = costs::product::<R>(Bilinear::Matmul, shape, true, &[inputs, outputs], true);
-            (costs::open::<R>(n) + product + costs::truncation::<R>(count(&out)), out)
+            let mask = if masked { Cost::default() } else { costs::open::<R>(n) };
+            (mask + product + costs::truncation::<R>(count(&out)), out)
         }
         LayerSpec::Conv2d { in_channels, out_channels, kernel, stride, padding } => {
             let filters = [out_channels, in_channels, kernel.0, kernel.1];
@@ -90,12 +98,19 @@ fn layer_cost<R: ComparisonRing>(
         }
         LayerSpec::Flatten => {
             let rows = shape.first().copied().unwrap_or(0);
-            (Cost::default(), vec![rows, shape.iter().skip(1).product()])
+            return Ok((Cost::default(), vec![rows, shape.iter().skip(1).product()], masked));
         }
         LayerSpec::Relu { mode: ReluMode::Exact } => (compare::relu_exact::<R>(n), shape.to_vec()),
-        LayerSpec::Relu { mode: ReluMode::Polynomial } => (costs::polynomial::<R>(&RELU, n), shape.to_vec()),
-        LayerSpec::Sigmoid => (costs::polynomial::<R>(&SIGMOID, n), shape.to_vec()),
-    })
+        LayerSpec::Relu { mode: ReluMode::Polynomial } => {
+            let cost = costs::polynomial::<R>(&RELU, n, masked);
+            return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&RELU)));
+        }
+        LayerSpec::Sigmoid => {
+            let cost = costs::polynomial::<R>(&SIGMOID, n, masked);
+            return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&SIGMOID)));
+        }
+    };
+    Ok((cost, out, false))
 }
 
 /// Traffic and rounds of one private inference batch of `batch` examples: the input shared by
@@ -109,10 +124,11 @@ pub fn inference_batch<R: ComparisonRing>(
     let mut shape = vec![batch];
     shape.extend(&spec.input_shape);
     let mut total = costs::share_input::<R>(input_owner, count(&shape));
+    let mut masked = false;
     for (i, layer) in spec.layers.iter().enumerate() {
-        let (cost, out) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape)?;
+        let (cost, out, out_masked) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape, masked)?;
         total = total + cost;
-        shape = out;
+        (shape, masked) = (out, out_masked);
     }
     Ok(total + costs::reveal_to::<R>(count(&shape), output_owner))
 }

@@ -79,16 +79,31 @@ pub fn truncation<R: ProtocolRing>(n: u64) -> Cost {
     R::truncation_cost(n)
 }
 
-/// Polynomial evaluation on n elements as ring `R` does it ([`ProtocolRing::polynomial_cost`]).
-pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
-    R::polynomial_cost(p, n)
+/// Polynomial evaluation on n elements as ring `R` does it ([`ProtocolRing::polynomial_cost`]);
+/// `input_masked` when the input carries its masked form.
+pub fn polynomial<R: ProtocolRing>(p: &Polynomial, n: u64, input_masked: bool) -> Cost {
+    R::polynomial_cost(p, n, input_masked)
 }
 
-/// The power tree of [`crate::polynomial`] in ring `R` itself, on n elements.
-pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
+/// Whether the output of [`crate::Session::polynomial`] carries its masked form: in rings whose
+/// truncation masks for free, when p has a term beyond the constant (a final truncation).
+pub fn polynomial_output_masked<R: ProtocolRing>(p: &Polynomial) -> bool {
+    R::MASKED_TRUNCATION && has_terms(p)
+}
+
+fn has_terms(p: &Polynomial) -> bool {
+    p.coeffs.iter().skip(1).any(|&c| c != 0.0)
+}
+
+/// The power tree of [`crate::polynomial`] in ring `R` itself, on n elements; an input that
+/// carries its masked form (`input_masked`) is not opened.
+pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64, input_masked: bool) -> Cost {
     let plan = PowerPlan::new(p.coeffs);
     let mut cost = Cost::default();
     let mut masked = std::collections::BTreeMap::new();
+    if input_masked {
+        masked.insert(1, ());
+    }
     for level in 1..=plan.top_level() {
         let splits: Vec<(usize, usize)> = plan.at_level(level).into_iter().map(|i| plan.split(i)).collect();
         let fresh = fresh_factors(&splits, &masked);
@@ -108,8 +123,8 @@ pub fn power_tree<R: ProtocolRing>(p: &Polynomial, n: u64) -> Cost {
             cost = cost + truncation::<R>(m * n);
         }
     }
-    if p.coeffs.iter().skip(1).any(|&c| c != 0.0) {
-        cost = cost + truncation::<R>(n);
+    if has_terms(p) {
+        cost = cost + if R::MASKED_TRUNCATION { R::masked_truncation_cost(n) } else { truncation::<R>(n) };
     }
     cost
 }

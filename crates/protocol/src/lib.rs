@@ -36,7 +36,7 @@ pub use dealer::{Bilinear, Correlation, OnlineDealer, PregeneratedTriples, Recor
 pub use error::{ProtocolError, Result};
 pub use runtime::{collect_outputs, run_local, run_local_parties, run_local_with, LocalConfig};
 pub use session::{KeySetup, OpStats, Session};
-pub use tensors::{Held, MaskedTensor, PrivateTensor, PublicTensor};
+pub use tensors::{Held, MaskedForm, MaskedTensor, PrivateTensor, PublicTensor};
 pub use transport::{
     CountingTransport, InMemoryTransport, RecordingTransport, Role, Tag, Traffic, Transcript, Transport,
 };

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::session::Session;
-use crate::tensors::{PrivateTensor, PublicTensor};
+use crate::tensors::{MaskedForm, PrivateTensor, PublicTensor};
 use crate::transport::Role;
 use pond_core::{layout, Ring, RingTensor};
 use std::ops::Range;
@@ -81,13 +81,21 @@ impl Session {
         Ok(PrivateTensor::from_share(x.shape(), share))
     }
 
-    /// x + c for a ring scalar c (server0 adds it).
+    /// x + c for a ring scalar c (server0 adds it). A masked form stays: the mask is the same,
+    /// and both servers add c to the difference.
     pub fn add_scalar<R: Ring>(&self, x: &PrivateTensor<R>, c: i128) -> PrivateTensor<R> {
         let share = match x.share() {
             Some(a) if self.role() == Role::Server0 => Some(a.add_scalar(c)),
             other => other.cloned(),
         };
-        PrivateTensor::from_share(x.shape(), share)
+        let y = PrivateTensor::from_share(x.shape(), share);
+        match x.form() {
+            Some(form) => y.with_form(MaskedForm {
+                mask: form.mask.clone(),
+                masked: form.masked.as_ref().map(|d| d.add_scalar(c)),
+            }),
+            None => y,
+        }
     }
 
     /// c * x for a ring scalar c.
@@ -100,9 +108,17 @@ impl Session {
         restructure(x, |t| t.sum_axis(axis), |p| layout::sum_axis(p, axis, |_, _| ()))
     }
 
-    /// Same elements, new shape.
+    /// Same elements, new shape (a masked form is reshaped with them).
     pub fn reshape<R: Ring>(&self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
-        restructure(x, |t| t.reshape(shape), |p| layout::reshape(p, shape))
+        let y = restructure(x, |t| t.reshape(shape), |p| layout::reshape(p, shape))?;
+        let Some(form) = x.form() else {
+            return Ok(y);
+        };
+        let shape = y.shape().to_vec();
+        Ok(y.with_form(MaskedForm {
+            mask: form.mask.try_map(|t| t.reshape(&shape))?,
+            masked: form.masked.as_ref().map(|d| d.reshape(&shape)).transpose()?,
+        }))
     }
 
     /// Axes permuted.

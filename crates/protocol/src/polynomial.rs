@@ -25,7 +25,10 @@
 //! In the CRT rings the truncation that produces a level's powers also masks them
 //! ([`Session::truncate_masked`], at no extra traffic), so a later level opens nothing: only
 //! t itself is opened, at the first level. The last level's powers, factors of nothing, take
-//! the plain truncation (the masked one costs server1 a pass).
+//! the plain truncation (the masked one costs server1 a pass). The final truncation is masked
+//! too: the result carries its masked form ([`crate::PrivateTensor::form`]), so the product
+//! that consumes it (the next dense layer's) opens nothing, and a polynomial whose input carries
+//! its form does not open t either.
 //!
 //! Rounds per server: the power tree takes 2 per level + 1 (final truncation) in Z64, levels + 2
 //! in CRT (the opening of t, one truncation per level, the final truncation), and 1 per level
@@ -378,7 +381,10 @@ impl Session {
             }
             powers.retain(|&j, _| plan.needed_after(j, level));
         }
+        // Where the ring's truncation masks for free, the result keeps its masked form, so
+        // the product that consumes it (the next layer's) opens nothing.
         let sum = match acc {
+            Some(a) if R::MASKED_TRUNCATION => s.truncate_masked(&a, shift)?.into_private(),
             Some(a) => s.truncate(&a, shift)?,
             None => s.mul_scalar(&powers[&1], 0),
         };

@@ -124,8 +124,26 @@ impl Session {
 
     /// [`Session::mask`] of several tensors in one round: each gets its own fresh mask, and
     /// every opening is sent before any is received. The tensors are moved into the results.
-    /// Traffic: the sum of their n·B bytes per server; 1 round (none for no tensors).
+    /// A tensor that carries its masked form ([`PrivateTensor::form`]) takes it, with no mask,
+    /// traffic or round. Traffic: the sum of the others' n·B bytes per server; 1 round (none
+    /// when every tensor carries its form).
     pub fn mask_many<R: Ring>(&mut self, xs: Vec<PrivateTensor<R>>) -> Result<Vec<MaskedTensor<R>>> {
+        if xs.iter().any(|x| x.form().is_some()) {
+            // Every party holds the same forms (the program decides them), so all take this path.
+            let (formed, fresh): (Vec<_>, Vec<_>) = xs.into_iter().enumerate().partition(|(_, x)| x.form().is_some());
+            let fresh_indices: Vec<usize> = fresh.iter().map(|(i, _)| *i).collect();
+            let masked_fresh = match fresh.is_empty() {
+                true => Vec::new(),
+                false => self.mask_many(fresh.into_iter().map(|(_, x)| x).collect())?,
+            };
+            let mut out: Vec<(usize, MaskedTensor<R>)> = formed
+                .into_iter()
+                .map(|(i, x)| (i, MaskedTensor::from_form(x).expect("partitioned by form")))
+                .chain(fresh_indices.into_iter().zip(masked_fresh))
+                .collect();
+            out.sort_by_key(|(i, _)| *i);
+            return Ok(out.into_iter().map(|(_, m)| m).collect());
+        }
         self.op("mask", |s| {
             let tags: Vec<Tag> = xs.iter().map(|_| s.next_tag()).collect();
             let masks = xs

@@ -7,6 +7,7 @@
 //! | [`MaskedTensor`] | a share of x, a share of its mask a, and the opened x - a | the mask a |
 
 use pond_core::{Ring, RingTensor};
+use std::sync::Arc;
 
 /// A tensor every server knows in the clear.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,17 +29,49 @@ impl<R: Ring> PublicTensor<R> {
 }
 
 /// A secret held as additive shares by the two servers.
+///
+/// It may carry its masked form ([`MaskedForm`]) when the operation that produced it got one for
+/// free (a CRT polynomial's final truncation, [`crate::Session::polynomial`]): masking it then
+/// costs nothing ([`crate::Session::mask`]). Operations that change the value drop the form;
+/// reshaping and adding a public scalar keep it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateTensor<R: Ring> {
     shape: Vec<usize>,
     share: Option<R::Tensor>,
+    form: Option<Arc<MaskedForm<R::Tensor>>>,
+}
+
+/// The masked form of a private tensor x: the parts of a [`MaskedTensor`] besides x itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedForm<T> {
+    /// The mask a (shares on servers, whole on cp).
+    pub mask: Held<T>,
+    /// x - a, known to both servers; `None` on cp.
+    pub masked: Option<T>,
 }
 
 impl<R: Ring> PrivateTensor<R> {
     /// A server's share (`Some`) or cp's placeholder (`None`) for a tensor of `shape`.
     pub fn from_share(shape: &[usize], share: Option<R::Tensor>) -> Self {
         debug_assert!(share.as_ref().is_none_or(|s| s.shape() == shape));
-        PrivateTensor { shape: shape.to_vec(), share }
+        PrivateTensor { shape: shape.to_vec(), share, form: None }
+    }
+
+    /// This tensor with its masked `form` attached. The caller guarantees that the form's mask
+    /// and difference add up to this tensor's value.
+    pub(crate) fn with_form(mut self, form: MaskedForm<R::Tensor>) -> Self {
+        self.form = Some(Arc::new(form));
+        self
+    }
+
+    /// Its masked form, if the operation that produced it kept one.
+    pub fn form(&self) -> Option<&MaskedForm<R::Tensor>> {
+        self.form.as_deref()
+    }
+
+    /// The masked form, taken out (cloned only if another copy of the tensor shares it).
+    pub(crate) fn take_form(&mut self) -> Option<MaskedForm<R::Tensor>> {
+        self.form.take().map(|f| Arc::try_unwrap(f).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// The public shape.
@@ -61,8 +94,10 @@ impl<R: Ring> PrivateTensor<R> {
         self.share.as_ref()
     }
 
-    /// This server's share, mutable (an in-place update keeps the shape); `None` on cp.
+    /// This server's share, mutable (an in-place update keeps the shape, and drops the masked
+    /// form, which it would make stale); `None` on cp.
     pub(crate) fn share_mut(&mut self) -> Option<&mut R::Tensor> {
+        self.form = None;
         self.share.as_mut()
     }
 
@@ -123,5 +158,16 @@ impl<R: Ring> MaskedTensor<R> {
     /// The public shape.
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
+    }
+
+    /// The private value with this mask and difference attached as its masked form.
+    pub fn into_private(self) -> PrivateTensor<R> {
+        self.value.with_form(MaskedForm { mask: self.mask, masked: self.masked })
+    }
+
+    /// The masked tensor of a private tensor that carries its masked form (`None` otherwise).
+    pub fn from_form(mut value: PrivateTensor<R>) -> Option<Self> {
+        let form = value.take_form()?;
+        Some(MaskedTensor { value, mask: form.mask, masked: form.masked })
     }
 }

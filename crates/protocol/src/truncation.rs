@@ -77,9 +77,10 @@ pub trait ProtocolRing: Ring {
         s.power_tree(x, p, fp)
     }
 
-    /// Traffic and rounds of [`ProtocolRing::polynomial`] on n elements.
-    fn polynomial_cost(p: &Polynomial, n: u64) -> Cost {
-        crate::costs::power_tree::<Self>(p, n)
+    /// Traffic and rounds of [`ProtocolRing::polynomial`] on n elements; `input_masked` when
+    /// the input carries its masked form ([`PrivateTensor::form`]).
+    fn polynomial_cost(p: &Polynomial, n: u64, input_masked: bool) -> Cost {
+        crate::costs::power_tree::<Self>(p, n, input_masked)
     }
 }
 
@@ -128,11 +129,12 @@ impl ProtocolRing for Z64 {
         Ok(s.narrow_to_z64(&y))
     }
 
-    fn polynomial_cost(p: &Polynomial, n: u64) -> Cost {
+    /// The lift to Z128 does not carry a masked form over.
+    fn polynomial_cost(p: &Polynomial, n: u64, input_masked: bool) -> Cost {
         if !runs_lifted(n as usize) {
-            return crate::costs::power_tree::<Z64>(p, n);
+            return crate::costs::power_tree::<Z64>(p, n, input_masked);
         }
-        crate::lift::lift_cost(n) + crate::costs::power_tree::<Z128>(p, n)
+        crate::lift::lift_cost(n) + crate::costs::power_tree::<Z128>(p, n, false)
     }
 
     /// Deals [r, r >> f, msb(r)]: r is seeded on both servers, the other two are corrections.

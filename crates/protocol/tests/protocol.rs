@@ -251,3 +251,35 @@ fn narrowing_keeps_the_residue_mod_2_64() {
     let want = x.array().mapv(|v| v as u64);
     assert_eq!(got.array(), &want);
 }
+
+/// A CRT polynomial's output carries its masked form: the servers' mask shares add up to cp's
+/// whole mask, both servers hold the value minus it, and a Beaver product that takes the mask
+/// from the form (mask, then square) is the exact ring product of the value.
+fn polynomial_outputs_carry_a_consistent_masked_form<R: ProtocolRing>(values: &[f64]) {
+    let fp = FixedPoint::<R>::default_for_ring();
+    let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view()).unwrap();
+    let out = run(5, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
+        let y = s.relu_poly(&px, fp)?;
+        let form = y.form().cloned().expect("CRT polynomials keep the masked form");
+        let m = s.mask(&y)?;
+        Ok((share(&y), form.mask.into_tensor(), form.masked, share(&s.mul(&m, &m)?)))
+    });
+    let y = reconstruct(&out.clone().map(|o| o.0));
+    let square = reconstruct(&out.clone().map(|o| o.3));
+    let [(_, mask0, masked0, _), (_, mask1, masked1, _), (_, whole, _, _)] = out;
+    assert_eq!(mask0.add(&mask1).unwrap(), whole, "{}: mask shares add up to cp's mask", R::NAME);
+    let masked = masked0.expect("server0 holds the difference");
+    assert_eq!(Some(&masked), masked1.as_ref(), "{}: both servers hold the same difference", R::NAME);
+    assert_eq!(masked.add(&whole).unwrap(), y, "{}: value = difference + mask", R::NAME);
+    assert_eq!(square, y.mul(&y).unwrap(), "{}: the product through the form is exact", R::NAME);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    #[test]
+    fn crt_polynomial_outputs_carry_a_consistent_masked_form(values in prop::collection::vec(-4.0f64..4.0, 1..40)) {
+        polynomial_outputs_carry_a_consistent_masked_form::<Int100>(&values);
+        polynomial_outputs_carry_a_consistent_masked_form::<Crt<TfeModuli>>(&values);
+    }
+}

@@ -175,7 +175,7 @@ fn costs_match_formulas<R: ProtocolRing>() {
     assert_cost(
         "relu polynomial",
         measure::<R>(n, |s, x, _| s.relu_poly(x, fp).map(drop)),
-        costs::polynomial::<R>(&RELU, e),
+        costs::polynomial::<R>(&RELU, e, false),
     );
     assert_cost("square", measure::<R>(n, |s, x, _| s.square(x).map(drop)), costs::square::<R>(e));
     assert_cost("truncate", measure::<R>(n, |s, x, _| s.truncate(x, 16).map(drop)), costs::truncation::<R>(e));
@@ -184,7 +184,11 @@ fn costs_match_formulas<R: ProtocolRing>() {
         measure::<R>(n, |s, x, _| s.truncate_masked(x, 16).map(drop)),
         R::masked_truncation_cost(e),
     );
-    assert_cost("sigmoid", measure::<R>(n, |s, x, _| s.sigmoid(x, fp).map(drop)), costs::polynomial::<R>(&SIGMOID, e));
+    assert_cost(
+        "sigmoid",
+        measure::<R>(n, |s, x, _| s.sigmoid(x, fp).map(drop)),
+        costs::polynomial::<R>(&SIGMOID, e, false),
+    );
 }
 
 #[test]
@@ -199,10 +203,10 @@ fn large_z64_polynomials_follow_their_formula() {
     let n = 65; // 4225 elements, above LIFT_MAX_ELEMENTS
     assert!(n * n > pond_protocol::truncation::LIFT_MAX_ELEMENTS);
     let fp = FixedPoint::<Z64>::default_for_ring();
-    let cost = costs::polynomial::<Z64>(&SIGMOID, (n * n) as u64);
+    let cost = costs::polynomial::<Z64>(&SIGMOID, (n * n) as u64, false);
     assert_eq!(cost.rounds, 9, "the Z64 power tree of the sigmoid: 2 per level + 1");
     assert_cost("large sigmoid", measure::<Z64>(n, |s, x, _| s.sigmoid(x, fp).map(drop)), cost);
-    let small = costs::polynomial::<Z64>(&SIGMOID, 49);
+    let small = costs::polynomial::<Z64>(&SIGMOID, 49, false);
     assert_eq!(small.rounds, 5, "a lifted sigmoid: one round to lift, then one per level");
 }
 
@@ -213,7 +217,8 @@ fn large_z64_polynomials_follow_their_formula() {
 fn crt_polynomials_open_only_their_input() {
     fn check<M: CrtModuli>() {
         let n = 49;
-        let (relu, sigmoid) = (costs::polynomial::<Crt<M>>(&RELU, n), costs::polynomial::<Crt<M>>(&SIGMOID, n));
+        let (relu, sigmoid) =
+            (costs::polynomial::<Crt<M>>(&RELU, n, false), costs::polynomial::<Crt<M>>(&SIGMOID, n, false));
         assert_eq!((relu.rounds, sigmoid.rounds), (4, 6));
         let b = <Crt<M> as Ring>::Tensor::BYTES_PER_ELEMENT as u64;
         // Per server: the opening of t, then the truncations: t^2, t^4 and the sum (ReLU);
@@ -225,12 +230,39 @@ fn crt_polynomials_open_only_their_input() {
     check::<TfeModuli>();
 }
 
+/// What a polynomial's output costs its consumers: in CRT it carries its masked form, so
+/// masking it is free and a polynomial of it does not open it; elsewhere both pay as usual.
+fn consumers_of_a_polynomial_pay_as_the_formulas_say<R: ProtocolRing>() {
+    let n = 7;
+    let e = (n * n) as u64;
+    let fp = FixedPoint::<R>::default_for_ring();
+    let output_masked = costs::polynomial_output_masked::<R>(&RELU);
+    assert_eq!(output_masked, R::MASKED_TRUNCATION);
+    let x = random::<R>(1, &[n, n]);
+    let measured = run(9, |s| {
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[n, n])?;
+        // The polynomial ends in a receive on both servers, so the mask's first send starts a round.
+        let y = s.relu_poly(&px, fp)?;
+        let before = s.traffic();
+        s.mask(&y)?;
+        s.relu_poly(&y, fp)?;
+        Ok((y.form().is_some(), s.traffic().since(&before)))
+    });
+    assert!(measured.iter().all(|(formed, _)| *formed == output_masked), "{}: the output's masked form", R::NAME);
+    let mask = if output_masked { Cost::default() } else { costs::open::<R>(e) };
+    assert_cost(R::NAME, measured.map(|(_, t)| t), mask + costs::polynomial::<R>(&RELU, e, output_masked));
+}
+
 #[test]
 fn measured_traffic_equals_the_formulas() {
     costs_match_formulas::<Z64>();
     costs_match_formulas::<Z128>();
     costs_match_formulas::<Int100>();
     costs_match_formulas::<Crt<TfeModuli>>();
+    consumers_of_a_polynomial_pay_as_the_formulas_say::<Z64>();
+    consumers_of_a_polynomial_pay_as_the_formulas_say::<Z128>();
+    consumers_of_a_polynomial_pay_as_the_formulas_say::<Int100>();
+    consumers_of_a_polynomial_pay_as_the_formulas_say::<Crt<TfeModuli>>();
 }
 
 #[test]

@@ -191,7 +191,7 @@ fn run_ring<R: ProtocolRing>(quick: bool, emit: &mut impl FnMut(ProtocolRow)) ->
     emit(row::<R>("truncate", vec![vec![n]], m, plain, costs::truncation::<R>(n as u64)));
     let plain = median_ms(plain_reps, || drop(std::hint::black_box(reals.mapv(|v| 1.0 / (1.0 + (-v).exp())))));
     let m = measure::<R, _>(reps, |s| input::<R>(s, &encoded), |s, a| s.sigmoid(a, fp).map(drop))?;
-    emit(row::<R>("sigmoid_poly", vec![vec![n]], m, plain, costs::polynomial::<R>(&SIGMOID, n as u64)));
+    emit(row::<R>("sigmoid_poly", vec![vec![n]], m, plain, costs::polynomial::<R>(&SIGMOID, n as u64, false)));
     Ok(())
 }
 

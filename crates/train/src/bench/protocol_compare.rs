@@ -112,7 +112,7 @@ fn run_ring<R: ComparisonRing>(sizes: &[usize], reps: usize, emit: &mut impl FnM
         let (x, ints) = values::<R>(&shape)?;
         let plain = median_ms(plain_reps, || drop(std::hint::black_box(ints.mapv(|v| v.max(0)))));
         let m = measure::<R>(reps, &x, Offline::Recorded, &|s, x, _| s.relu_poly(x, fp).map(drop))?;
-        emit(row::<R>("relu_poly", vec![shape.to_vec()], m, plain, costs::polynomial::<R>(&RELU, n as u64)));
+        emit(row::<R>("relu_poly", vec![shape.to_vec()], m, plain, costs::polynomial::<R>(&RELU, n as u64, false)));
         let m = measure::<R>(reps, &x, Offline::Comparisons(n), &|s, x, src| s.relu_exact(x, src).map(drop))?;
         emit(row::<R>("relu_exact", vec![shape.to_vec()], m, plain, cost::relu_exact::<R>(n as u64)));
 
