@@ -13,8 +13,8 @@
 //! the wrong side) are reconstructed exactly instead: about one element in 2^18 of uniform c.
 //! The rest is 32-bit modular arithmetic in f64 ([`Modulus`]), in loops that vectorise.
 //!
-//! Shifts above [`MAX_SHIFT`] (none in pond's fixed-point configurations) take the exact
-//! reconstruction for every element.
+//! Shifts above [`MAX_SHIFT`] (none in pond's fixed-point configurations) and moduli sets with a
+//! modulus below [`MIN_MODULUS`] take the exact reconstruction for every element.
 
 use super::{flat, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Reconstruction, Simd, RUN};
 use crate::error::{CoreError, Result};
@@ -28,6 +28,9 @@ const MARGIN: f64 = 1.0 / (1u64 << 20) as f64;
 const ROUNDER: f64 = 6_755_399_441_055_744.0;
 /// The largest shift of the fast path: y mod 2^s is then exact in f64.
 const MAX_SHIFT: u32 = 52;
+/// The smallest modulus of the fast path, for its quotient estimates' error bound (both of
+/// pond's moduli sets are above it).
+const MIN_MODULUS: u32 = 1 << 10;
 
 impl<M: CrtModuli> CrtTensor<M> {
     /// In place `self += floor(((c + add) mod M) / 2^shift) + offset`, elementwise, with `c`
@@ -45,7 +48,8 @@ impl<M: CrtModuli> CrtTensor<M> {
         }
         let (n, moduli) = (self.len(), Modulus::all::<M>());
         let c: Vec<&[u32]> = c.planes.iter().map(flat).collect();
-        let low_bits = (shift <= MAX_SHIFT).then(|| LowBits::new(&rec, &moduli, add, shift, offset));
+        let fast = shift <= MAX_SHIFT && moduli.iter().all(|m| m.m >= MIN_MODULUS);
+        let low_bits = fast.then(|| LowBits::new(&rec, &moduli, add, shift, offset));
         let mut planes: Vec<&mut [u32]> = self
             .planes_mut()
             .iter_mut()
@@ -177,17 +181,24 @@ impl LowBits {
                 *l = exact_shifted(rec, c, j, self.add) as u64 & self.mask;
             }
         }
+        // y mod 2^s < 2^52 is exact in f64; `sum` is done with, and takes it.
+        let low_bits = &mut sum;
+        for (f, &l) in low_bits.iter_mut().zip(&low) {
+            *f = l as f64;
+        }
         for ((&(m, add, inverse, offset), plane), o) in self.per_modulus.iter().zip(c).zip(out.iter_mut()) {
-            let modulus = f64::from(m.m);
-            for ((o, &r), &l) in o.iter_mut().zip(plane.iter()).zip(&low) {
-                // l < 2^52 is exact in f64; the rounded quotient estimate is the quotient or one
-                // above it, so l - q·m, exact in one fused multiply-add, lies in [-m, m).
-                let l = l as f64;
-                let q = (l * m.inv + ROUNDER) - ROUNDER;
-                let low_bits = (-q).mul_add(modulus, l) as i32 as u32;
-                let low_bits = low_bits.min(low_bits.wrapping_add(m.m));
-                let shifted = m.mul(m.sub(m.add(r, add), low_bits), inverse);
-                *o = m.add(*o, m.add(shifted, offset));
+            let (modulus, add) = (f64::from(m.m), f64::from(add));
+            for ((o, &r), &l) in o.iter_mut().zip(plane.iter()).zip(low_bits.iter()) {
+                // v = r + (add mod m) - (y mod 2^s) is y - (y mod 2^s) modulo m, exact in f64
+                // (|v| < 2^52). With q the rounded quotient estimate (v·(1/m) is within
+                // |v / m|·2^-51 < 2^-8 of v / m for m >= 2^10, so q is within 1/2 + 2^-8), v - q·m
+                // is exact in one fused multiply-add and lies in (-m, m); adding 1.5·2^52 leaves
+                // it in the low mantissa bits, two's complement as a u32.
+                let v = f64::from(r) + add - l;
+                let q = (v * m.inv + ROUNDER) - ROUNDER;
+                let d = ((-q).mul_add(modulus, v) + ROUNDER).to_bits() as u32;
+                let d = d.min(d.wrapping_add(m.m));
+                *o = m.add(*o, m.add(m.mul(d, inverse), offset));
             }
         }
     }
