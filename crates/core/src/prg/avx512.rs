@@ -1,5 +1,6 @@
 //! AVX-512 versions of the residue sampler: for 16-bit draws BW for the products and compares
-//! and VBMI2 for compressing the accepted candidates; for 32-bit draws F alone. They compute
+//! and VBMI2 for compressing the accepted candidates; for 24-bit draws VBMI for spreading three
+//! bytes to a 32-bit lane; for 32-bit draws F alone. They compute
 //! exactly what the scalar sampler in the parent module computes (the tests compare them), so
 //! streams do not depend on the CPU.
 
@@ -38,6 +39,30 @@ impl Avx512 {
         );
         // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
         unsafe { accept_draws32(draws, modulus, threshold, kept) }
+    }
+
+    /// The same on the first `draws` 24-bit draws of `bytes`, three little-endian bytes each:
+    /// candidates floor(w · modulus / 2^24), kept iff (w · modulus) mod 2^24 >= `threshold` =
+    /// 2^24 mod `modulus`. `draws` is a multiple of 16, `bytes` holds 16 bytes beyond the draws
+    /// (each step loads 64 bytes for 48), `modulus` is below 2^24 and `kept` has room for
+    /// `draws + 16` values.
+    pub(super) fn accept_draws24(
+        self,
+        bytes: &[u8],
+        draws: usize,
+        modulus: u32,
+        threshold: u32,
+        kept: &mut [u32],
+    ) -> usize {
+        assert!(
+            draws.is_multiple_of(LANES32)
+                && bytes.len() >= 3 * draws + LANES32
+                && kept.len() >= draws + LANES32
+                && modulus < 1 << 24,
+            "accept_draws24 buffer sizes"
+        );
+        // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
+        unsafe { accept_draws24(bytes, draws, modulus, threshold, kept) }
     }
 }
 
@@ -82,6 +107,38 @@ fn accept_draws32(draws: &[u32], modulus: u32, threshold: u32, kept: &mut [u32])
         let candidates = _mm512_maskz_compress_epi32(keep, high);
         // SAFETY: filled <= the draws seen so far, so 16 values from `filled` fit in `kept`
         // (room for draws.len() + 16, checked by the caller).
+        unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), candidates) };
+        filled += keep.count_ones() as usize;
+    }
+    filled
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn accept_draws24(bytes: &[u8], draws: usize, modulus: u32, threshold: u32, kept: &mut [u32]) -> usize {
+    // Byte k of 32-bit lane i takes draw byte 3i + k (k < 3); the AND clears byte 3.
+    let spread: [u8; 64] = std::array::from_fn(|b| ((b / 4) * 3 + (b % 4).min(2)) as u8);
+    // SAFETY: `spread` is 64 bytes; unaligned loads are allowed.
+    let spread = unsafe { _mm512_loadu_si512(spread.as_ptr().cast()) };
+    let (m, t) = (_mm512_set1_epi64(i64::from(modulus)), _mm512_set1_epi32(threshold as i32));
+    let (draw_bits, low_bits) = (_mm512_set1_epi32(0x00ff_ffff), _mm512_set1_epi64(0x00ff_ffff));
+    let mut filled = 0;
+    for step in 0..draws / LANES32 {
+        // SAFETY: bytes 48·step .. 48·step + 64 are in `bytes` (16 bytes of slack past the draws,
+        // checked by the caller); the 16 past the step's 48 are cleared by the permutation.
+        let packed = unsafe { _mm512_loadu_si512(bytes.as_ptr().add(3 * LANES32 * step).cast()) };
+        let w = _mm512_and_si512(_mm512_permutexvar_epi8(spread, packed), draw_bits);
+        // w · modulus < 2^48: the products of the even and of the odd draws, each in a 64-bit
+        // lane; low 24 bits decide, the bits above are the candidates (below 2^24).
+        let even = _mm512_mul_epu32(w, m);
+        let odd = _mm512_mul_epu32(_mm512_srli_epi64::<32>(w), m);
+        let low =
+            _mm512_or_si512(_mm512_and_si512(even, low_bits), _mm512_slli_epi64::<32>(_mm512_and_si512(odd, low_bits)));
+        let high =
+            _mm512_or_si512(_mm512_srli_epi64::<24>(even), _mm512_slli_epi64::<32>(_mm512_srli_epi64::<24>(odd)));
+        let keep = _mm512_cmpge_epu32_mask(low, t);
+        let candidates = _mm512_maskz_compress_epi32(keep, high);
+        // SAFETY: filled <= the draws seen so far, so 16 values from `filled` fit in `kept`
+        // (room for bytes.len() / 3 + 16, checked by the caller).
         unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), candidates) };
         filled += keep.count_ones() as usize;
     }

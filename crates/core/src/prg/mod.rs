@@ -18,7 +18,8 @@
 //! - `u64` / `u128` fills: element i starts at word 2i / 4i (one contiguous stream);
 //! - residue fills (rejection sampling, so a chunk's word count varies): chunk c of plane j starts
 //!   at word `((j << 24) | c) << 36`, giving every chunk 2^36 words of its own (it reads its words
-//!   in order from there, in blocks of 256, and discards what is left of the last block);
+//!   in order from there, in blocks of 1024 (768 for 24-bit draws), and discards what is left of
+//!   the last block);
 //! - key derivation: word 2^67, outside both.
 //!
 //! Limits that follow: a tensor has fewer than 2^38 elements and fewer than 64 residue planes.
@@ -38,7 +39,7 @@ pub type PrgCipher = ChaCha8Rng;
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;
 /// 32-bit words of keystream per block read by the residue sampler.
-const BLOCK_WORDS: usize = 256;
+const BLOCK_WORDS: usize = 1024;
 /// Word position where derived keys are read, above every tensor fill.
 const DERIVE_WORD_POS: u128 = 1 << 67;
 
@@ -181,11 +182,13 @@ pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
 /// Sampling is Lemire's multiply-and-reject on `L`-bit draws w: the candidate is
 /// floor(w * modulus / 2^L), kept iff (w * modulus) mod 2^L >= 2^L mod modulus, so every residue
 /// has exactly floor(2^L / modulus) accepted draws. Moduli up to 2^12 use L = 16 (rejection rate
-/// below 1/16, half the keystream), two draws per 32-bit word, low half first; larger moduli use
+/// below 1/16, half the keystream), two draws per 32-bit word, low half first; moduli up to 2^21
+/// use L = 24 (rejection rate below 1/8; below 2^-15 for pond's moduli just under 2^21), three
+/// little-endian keystream bytes per draw; larger moduli use
 /// L = 32. Draws are read in order from the chunk's own word position (see the module doc), so
 /// the output depends only on the key, stream, plane and modulus. On CPUs with AVX-512 F, BW,
-/// VBMI and VBMI2 a block's draws are tested 32 (L = 16) or 16 (L = 32) at a time (`avx512`),
-/// same output.
+/// VBMI and VBMI2 a block's draws are tested 32 (L = 16) or 16 (L = 24, 32) at a time
+/// (`avx512`), same output.
 pub fn residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plane: u64, modulus: u32, n: usize) -> Vec<T> {
     // SAFETY: `fill_residues` writes every slot of `out` (each chunk loops until it is full).
     unsafe { vec_written_by(n, |out| fill_residues(key, stream, plane, modulus, out)) }
@@ -200,7 +203,7 @@ fn fill_residues<T: From<u32> + Copy + Send>(
     out: &mut [MaybeUninit<T>],
 ) {
     assert!(modulus >= 2, "a residue modulus is at least 2");
-    let bits = if modulus <= 1 << 12 { 16 } else { 32 };
+    let bits = draw_bits(modulus);
     let threshold = (1u64 << bits) % u64::from(modulus);
     #[cfg(target_arch = "x86_64")]
     let vector = crate::cpu::Avx512Bytes::detect().map(avx512::Avx512);
@@ -209,37 +212,72 @@ fn fill_residues<T: From<u32> + Copy + Send>(
         let mut words = [0u32; BLOCK_WORDS];
         #[cfg(target_arch = "x86_64")]
         let (mut kept16, mut kept32) = ([0u16; 2 * BLOCK_WORDS + 32], [0u32; BLOCK_WORDS + 16]);
+        // 24-bit draws read whole draws per block: 3/4 of the words, 1024 draws (48 ChaCha
+        // blocks, whole passes of the 16-block AVX-512 backend).
+        let block_words = if bits == 24 { BLOCK_WORDS * 3 / 4 } else { BLOCK_WORDS };
         let mut filled = 0;
         while filled < chunk.len() {
-            keystream.fill(bytemuck::cast_slice_mut(&mut words));
+            keystream.fill(bytemuck::cast_slice_mut(&mut words[..block_words]));
+            let (words, slack) = (&words[..block_words], &words[..]);
             #[cfg(target_arch = "x86_64")]
             if let Some(token) = vector {
                 // On little-endian x86 the block's bytes are the draws in the scalar path's
                 // order: 32-bit words, or 16-bit halves with each word's low half first.
                 let rest = &mut chunk[filled..];
-                filled += if bits == 16 {
-                    let n = token.accept_draws16(
-                        bytemuck::cast_slice(&words),
-                        modulus as u16,
-                        threshold as u16,
-                        &mut kept16,
-                    );
-                    write_kept(rest, &kept16[..n])
-                } else {
-                    let n = token.accept_draws32(&words, modulus, threshold as u32, &mut kept32);
-                    write_kept(rest, &kept32[..n])
+                filled += match bits {
+                    16 => {
+                        let draws = bytemuck::cast_slice(words);
+                        let n = token.accept_draws16(draws, modulus as u16, threshold as u16, &mut kept16);
+                        write_kept(rest, &kept16[..n])
+                    }
+                    24 => {
+                        // The whole buffer: the kernel's 64-byte loads read past the block's end.
+                        let n = token.accept_draws24(
+                            bytemuck::cast_slice(slack),
+                            block_words * 4 / 3,
+                            modulus,
+                            threshold as u32,
+                            &mut kept32,
+                        );
+                        write_kept(rest, &kept32[..n])
+                    }
+                    _ => {
+                        let n = token.accept_draws32(words, modulus, threshold as u32, &mut kept32);
+                        write_kept(rest, &kept32[..n])
+                    }
                 };
                 continue;
             }
-            let words = words.iter().map(|&w| u32::from_le(w));
-            filled = if bits == 16 {
-                let draws = words.flat_map(|w| [u64::from(w & 0xffff), u64::from(w >> 16)]);
-                accept_draws(draws, 16, u64::from(modulus), threshold, chunk, filled)
-            } else {
-                accept_draws(words.map(u64::from), 32, u64::from(modulus), threshold, chunk, filled)
+            filled = match bits {
+                16 => {
+                    let words = words.iter().map(|&w| u32::from_le(w));
+                    let draws = words.flat_map(|w| [u64::from(w & 0xffff), u64::from(w >> 16)]);
+                    accept_draws(draws, 16, u64::from(modulus), threshold, chunk, filled)
+                }
+                24 => {
+                    let bytes: &[u8] = bytemuck::cast_slice(words);
+                    let draws =
+                        bytes.chunks_exact(3).map(|b| u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16);
+                    accept_draws(draws, 24, u64::from(modulus), threshold, chunk, filled)
+                }
+                _ => {
+                    let draws = words.iter().map(|&w| u64::from(u32::from_le(w)));
+                    accept_draws(draws, 32, u64::from(modulus), threshold, chunk, filled)
+                }
             };
         }
     });
+}
+
+/// Bits per draw of the residue sampler for `modulus` (see [`residues`]).
+fn draw_bits(modulus: u32) -> u32 {
+    if modulus <= 1 << 12 {
+        16
+    } else if modulus <= 1 << 21 {
+        24
+    } else {
+        32
+    }
 }
 
 /// Writes the first of `kept` to `out`, as many as fit; returns how many.
@@ -346,7 +384,7 @@ mod tests {
 
     /// The plain scalar reference of `fill_residues`: one chunk after the other, word by word.
     fn residues_reference(key: &PrgKey, stream: u64, plane: u64, modulus: u32, n: usize) -> Vec<u32> {
-        let bits = if modulus <= 1 << 12 { 16 } else { 32 };
+        let bits = draw_bits(modulus);
         let threshold = (1u64 << bits) % u64::from(modulus);
         let mut out = Vec::with_capacity(n);
         for c in 0..n.div_ceil(CHUNK) {
@@ -355,7 +393,16 @@ mod tests {
             let want = (n - c * CHUNK).min(CHUNK);
             let mut got = 0;
             let mut pending = Vec::new();
+            // 24-bit draws: the stream's bytes, three at a time, little-endian.
+            let mut bytes = std::collections::VecDeque::new();
             while got < want {
+                if pending.is_empty() && bits == 24 {
+                    while bytes.len() < 3 {
+                        bytes.extend(rng.next_u32().to_le_bytes());
+                    }
+                    let b: Vec<u32> = bytes.drain(..3).map(u32::from).collect();
+                    pending = vec![b[0] | b[1] << 8 | b[2] << 16];
+                }
                 if pending.is_empty() {
                     let w = rng.next_u32();
                     pending = if bits == 16 { vec![w >> 16, w & 0xffff] } else { vec![w] };
@@ -373,7 +420,18 @@ mod tests {
     #[test]
     fn residues_match_the_scalar_reference_for_any_thread_count() {
         let key = PrgKey::from_seed(5);
-        for (plane, modulus) in [(0, 1201u32), (3, 1039), (1, 2097143), (2, 4096), (4, 4097), (5, 2), (6, u32::MAX)] {
+        let moduli = [
+            (0, 1201u32),
+            (3, 1039),
+            (1, 2097143),
+            (2, 4096),
+            (4, 4097),
+            (5, 2),
+            (6, u32::MAX),
+            (7, 1 << 21),
+            (8, (1 << 21) + 1),
+        ];
+        for (plane, modulus) in moduli {
             let n = 2 * CHUNK + 77;
             let expected = residues_reference(&key, 4, plane, modulus, n);
             let parallel: Vec<u32> = residues(&key, 4, plane, modulus, n);
@@ -412,7 +470,29 @@ mod tests {
             assert_eq!(n, filled, "modulus {modulus}");
             assert!(kept[..n].iter().zip(&expected).all(|(&k, &e)| u32::from(k) == e), "modulus {modulus}");
         }
-        // 32-bit draws, for moduli above 2^12.
+        // 24-bit draws, for moduli in (2^12, 2^21]: three bytes each.
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(&words).to_vec();
+        bytes[..48].fill(0);
+        bytes[48..96].fill(u8::MAX);
+        for modulus in [4097u32, 65537, 2097091, 2097143, 1 << 21] {
+            let threshold = (1u64 << 24) % u64::from(modulus);
+            for (i, d) in bytes[96..288].chunks_exact_mut(3).enumerate() {
+                // w·m mod 2^24 lands just below or at the threshold for some of these.
+                let w = (threshold + i as u64) * 16777213 % (1 << 24);
+                d.copy_from_slice(&w.to_le_bytes()[..3]);
+            }
+            let draws = (bytes.len() - 16) / 3 / 16 * 16;
+            let mut kept = vec![0u32; draws + 16];
+            let n = token.accept_draws24(&bytes, draws, modulus, threshold as u32, &mut kept);
+            let bytes = &bytes[..3 * draws];
+            let draws = bytes.chunks_exact(3).map(|b| u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16);
+            let mut expected = vec![MaybeUninit::<u32>::uninit(); bytes.len() / 3];
+            let filled = accept_draws(draws, 24, u64::from(modulus), threshold, &mut expected, 0);
+            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one).
+            let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
+            assert_eq!((n, &kept[..n]), (filled, &expected[..]), "modulus {modulus}");
+        }
+        // 32-bit draws, for moduli above 2^21.
         let mut draws: Vec<u32> = bytemuck::cast_slice(&words).to_vec();
         draws[..16].fill(0);
         draws[16..32].fill(u32::MAX);
