@@ -58,7 +58,7 @@ impl<B: Backend + ?Sized> Activation<B> {
     /// The prepared form, preparing the value if needed.
     pub fn into_prepared(self, b: &mut B) -> Result<B::Operand> {
         match self {
-            Activation::Value(v) => b.prepare(&v),
+            Activation::Value(v) => b.prepare_owned(v),
             Activation::Prepared(p) => Ok(p),
         }
     }
@@ -89,6 +89,11 @@ pub trait Backend {
 
     /// Prepares `x` for reuse by several products (private: masks it, one opening).
     fn prepare(&mut self, x: &Self::Tensor) -> Result<Self::Operand>;
+    /// [`Backend::prepare`] of a value the caller no longer needs (private: moved into the
+    /// masked tensor instead of copied).
+    fn prepare_owned(&mut self, x: Self::Tensor) -> Result<Self::Operand> {
+        self.prepare(&x)
+    }
     /// The value of a prepared operand.
     fn prepared_value<'a>(&self, x: &'a Self::Operand) -> &'a Self::Tensor;
     /// The transpose of a prepared 2-D operand, still prepared (reuses its mask).

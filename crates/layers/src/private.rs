@@ -179,6 +179,11 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(Prepared::new(self.session.mask(x)?))
     }
 
+    fn prepare_owned(&mut self, x: PrivateTensor<R>) -> Result<Prepared<R>> {
+        let mut masked = self.session.mask_many(vec![x])?;
+        Ok(Prepared::new(masked.pop().expect("one masked tensor per input")))
+    }
+
     fn prepared_value<'a>(&self, x: &'a Prepared<R>) -> &'a PrivateTensor<R> {
         &x.value
     }
