@@ -12,7 +12,7 @@ use pond_core::kernels::im2col::{col2im, im2col, ConvGeometry};
 use pond_core::{FixedPoint, Ring, RingTensor};
 use pond_protocol::comparison::{ComparisonRing, ComparisonSource};
 use pond_protocol::polynomial::Polynomial;
-use pond_protocol::{Held, MaskedTensor, Operand, PrivateTensor, ProtocolRing, Role, Session};
+use pond_protocol::{MaskedTensor, Operand, PrivateTensor, ProtocolRing, Role, Session};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -70,13 +70,6 @@ fn map_share<R: ProtocolRing>(
     Ok(PrivateTensor::from_share(out_shape, share))
 }
 
-fn map_held<T>(h: &Held<T>, f: impl Fn(&T) -> Result<T>) -> Result<Held<T>> {
-    Ok(match h {
-        Held::Share(t) => Held::Share(f(t)?),
-        Held::Whole(t) => Held::Whole(f(t)?),
-    })
-}
-
 /// Applies the same linear data movement to a masked tensor's value, mask and opened
 /// difference: the result is again a valid masked tensor (x' - a' = f(x - a)).
 pub fn map_masked<R: ProtocolRing>(
@@ -86,7 +79,7 @@ pub fn map_masked<R: ProtocolRing>(
 ) -> Result<MaskedTensor<R>> {
     Ok(MaskedTensor {
         value: map_share(&m.value, out_shape, &f)?,
-        mask: map_held(&m.mask, &f)?,
+        mask: m.mask.try_map(&f)?,
         masked: m.masked.as_ref().map(&f).transpose()?,
     })
 }
