@@ -31,7 +31,8 @@
 //! its form does not open t either.
 //!
 //! Rounds per server: the power tree takes 2 per level + 1 (final truncation) in Z64, levels + 2
-//! in CRT (the opening of t, one truncation per level, the final truncation), and 1 per level
+//! in CRT (the opening of t, one truncation per level, the final truncation; levels + 1 when t
+//! carries its masked form), and 1 per level
 //! in Z128, which truncates locally. Z64
 //! tensors of at most [`crate::truncation::LIFT_MAX_ELEMENTS`] elements are lifted to Z128 first
 //! ([`crate::lift`], one round, exact), the tree runs there, and each server keeps the low 64
