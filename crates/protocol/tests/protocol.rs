@@ -72,14 +72,21 @@ fn truncation_within_one_ulp<R: ProtocolRing>(seed: u64, values: &[i128], f: u32
     });
     let plain = reconstruct(&out.clone().map(|o| o.0));
     let value = reconstruct(&out.clone().map(|o| o.1));
-    let [(_, _, mask0, masked0), (_, _, mask1, masked1), (_, _, whole, _)] = out;
-    assert_eq!(mask0.add(&mask1).unwrap(), whole, "{}: mask shares add up to cp's mask", R::NAME);
-    let masked = masked0.expect("server0 holds the opened difference");
-    assert_eq!(Some(&masked), masked1.as_ref(), "{}: both servers hold the same difference", R::NAME);
-    assert_eq!(masked.add(&whole).unwrap(), value, "{}: value = difference + mask", R::NAME);
+    assert_consistent_masked::<R>(&value, out.map(|o| (o.2, o.3)));
     for got in [plain, value] {
         check_truncated::<R>(values, f, &got);
     }
+}
+
+/// A masked tensor's (mask, difference) as server0, server1 and cp hold them fit its `value`:
+/// the servers' mask shares add up to cp's whole mask, both servers hold the same difference,
+/// and difference + mask is the value.
+fn assert_consistent_masked<R: ProtocolRing>(value: &R::Tensor, parts: [(R::Tensor, Option<R::Tensor>); 3]) {
+    let [(mask0, masked0), (mask1, masked1), (whole, _)] = parts;
+    assert_eq!(mask0.add(&mask1).unwrap(), whole, "{}: mask shares add up to cp's mask", R::NAME);
+    let masked = masked0.expect("server0 holds the opened difference");
+    assert_eq!(Some(&masked), masked1.as_ref(), "{}: both servers hold the same difference", R::NAME);
+    assert_eq!(&masked.add(&whole).unwrap(), value, "{}: value = difference + mask", R::NAME);
 }
 
 fn check_truncated<R: ProtocolRing>(values: &[i128], f: u32, got: &R::Tensor) {
@@ -267,11 +274,7 @@ fn polynomial_outputs_carry_a_consistent_masked_form<R: ProtocolRing>(values: &[
     });
     let y = reconstruct(&out.clone().map(|o| o.0));
     let square = reconstruct(&out.clone().map(|o| o.3));
-    let [(_, mask0, masked0, _), (_, mask1, masked1, _), (_, whole, _, _)] = out;
-    assert_eq!(mask0.add(&mask1).unwrap(), whole, "{}: mask shares add up to cp's mask", R::NAME);
-    let masked = masked0.expect("server0 holds the difference");
-    assert_eq!(Some(&masked), masked1.as_ref(), "{}: both servers hold the same difference", R::NAME);
-    assert_eq!(masked.add(&whole).unwrap(), y, "{}: value = difference + mask", R::NAME);
+    assert_consistent_masked::<R>(&y, out.map(|o| (o.1, o.2)));
     assert_eq!(square, y.mul(&y).unwrap(), "{}: the product through the form is exact", R::NAME);
 }
 
