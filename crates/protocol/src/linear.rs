@@ -81,21 +81,13 @@ impl Session {
         Ok(PrivateTensor::from_share(x.shape(), share))
     }
 
-    /// x + c for a ring scalar c (server0 adds it). A masked form stays: the mask is the same,
-    /// and both servers add c to the difference.
+    /// x + c for a ring scalar c (server0 adds it).
     pub fn add_scalar<R: Ring>(&self, x: &PrivateTensor<R>, c: i128) -> PrivateTensor<R> {
         let share = match x.share() {
             Some(a) if self.role() == Role::Server0 => Some(a.add_scalar(c)),
             other => other.cloned(),
         };
-        let y = PrivateTensor::from_share(x.shape(), share);
-        match x.form() {
-            Some(form) => y.with_form(MaskedForm {
-                mask: form.mask.clone(),
-                masked: form.masked.as_ref().map(|d| d.add_scalar(c)),
-            }),
-            None => y,
-        }
+        PrivateTensor::from_share(x.shape(), share)
     }
 
     /// c * x for a ring scalar c.

@@ -382,15 +382,21 @@ impl Session {
             }
             powers.retain(|&j, _| plan.needed_after(j, level));
         }
-        // Where the ring's truncation masks for free, the result keeps its masked form, so
-        // the product that consumes it (the next layer's) opens nothing.
-        let sum = match acc {
-            Some(a) if R::MASKED_TRUNCATION => s.truncate_masked(&a, shift)?.into_private(),
-            Some(a) => s.truncate(&a, shift)?,
-            None => s.mul_scalar(&powers[&1], 0),
-        };
         let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
-        s.reshape(&s.add_scalar(&sum, constant), x.shape())
+        let Some(acc) = acc else {
+            return Ok(s.add_scalar(&s.mul_scalar(x, 0), constant));
+        };
+        // The sum takes x's shape and c_0 (at its scale 2^(2f+s)) before the final truncation:
+        // floor((A + c_0·2^shift) / 2^shift) = floor(A / 2^shift) + c_0, so the result is the
+        // same, and where the ring's truncation masks for free, its masked form is the result's
+        // as it stands (no reshaped or shifted copy of mask and difference), so the product that
+        // consumes it (the next layer's) opens nothing.
+        let acc = s.add_scalar(&s.reshape(&acc, x.shape())?, constant << shift);
+        if R::MASKED_TRUNCATION {
+            Ok(s.truncate_masked(&acc, shift)?.into_private())
+        } else {
+            s.truncate(&acc, shift)
+        }
     }
 
     /// The polynomial sigmoid [`SIGMOID`].

@@ -33,7 +33,7 @@ impl<R: Ring> PublicTensor<R> {
 /// It may carry its masked form ([`MaskedForm`]) when the operation that produced it got one for
 /// free (a CRT polynomial's final truncation, [`crate::Session::polynomial`]): masking it then
 /// costs nothing ([`crate::Session::mask`]). Operations that change the value drop the form;
-/// reshaping and adding a public scalar keep it.
+/// reshaping keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateTensor<R: Ring> {
     shape: Vec<usize>,
