@@ -4,6 +4,7 @@
 //! plus f64's own rounding of `x * 2^f`, which is exact for |x| < 2^(52-f).
 
 use crate::error::{CoreError, Result};
+use crate::parallel;
 use crate::ring::{Ring, RingTensor};
 use ndarray::{ArrayD, ArrayViewD};
 use std::marker::PhantomData;
@@ -78,30 +79,34 @@ impl<R: Ring> FixedPoint<R> {
 
     /// round(x * 2^f) for one in-range value; `index` only names the value in the error.
     pub fn encode_scalar(&self, x: f64, index: usize) -> Result<i128> {
-        self.encode_with(x, index, self.scale(), self.bound())
+        self.check_range(x, index, self.bound())?;
+        Ok(i128::from(round_half_away(x * self.scale())))
     }
 
-    /// [`FixedPoint::encode_scalar`] with the scale 2^f and the bound 2^int_bits given.
+    /// The out-of-range error for `x` (at `index`) unless |x| < `bound` = 2^int_bits.
     #[inline]
-    fn encode_with(&self, x: f64, index: usize, scale: f64, bound: f64) -> Result<i128> {
-        if !x.is_finite() || x.abs() >= bound {
-            return Err(CoreError::OutOfRange { value: x, index, bound, int_bits: self.int_bits });
+    fn check_range(&self, x: f64, index: usize, bound: f64) -> Result<()> {
+        if x.is_finite() && x.abs() < bound {
+            Ok(())
+        } else {
+            Err(CoreError::OutOfRange { value: x, index, bound, int_bits: self.int_bits })
         }
-        // |x·2^f| < 2^(int_bits + f) <= 2^63: `new` keeps int_bits + f at most PRODUCT_BITS / 2.
-        Ok(i128::from(round_half_away(x * scale)))
     }
 
-    /// Encodes every value; the first out-of-range value is reported with its index.
+    /// Encodes every value; the first out-of-range value is reported with its row-major index.
+    ///
+    /// One pass checks the range over a row-major slice (a copy only if `values` is not in
+    /// standard layout), a second rounds, in parallel for large tensors. Collecting `Result`s
+    /// element by element through a dynamic-dimension iterator took about 20 ns per value:
+    /// 1.7 ms per batch of 100 MNIST images, on the client while both servers waited for it.
     pub fn encode(&self, values: ArrayViewD<'_, f64>) -> Result<R::Tensor> {
         let (scale, bound) = (self.scale(), self.bound());
-        let ints: ArrayD<i128> = {
-            let flat = values
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| self.encode_with(x, i, scale, bound))
-                .collect::<Result<Vec<_>>>()?;
-            ArrayD::from_shape_vec(values.raw_dim(), flat).expect("same element count")
-        };
+        let values = values.as_standard_layout();
+        let flat = values.as_slice().expect("a standard-layout array is one row-major slice");
+        flat.iter().enumerate().try_for_each(|(i, &x)| self.check_range(x, i, bound))?;
+        // In range, |x·2^f| < 2^(int_bits + f) <= 2^63: `new` keeps int_bits + f at most
+        // PRODUCT_BITS / 2.
+        let ints = parallel::map(values.view(), |x| i128::from(round_half_away(x * scale)));
         Ok(R::Tensor::from_signed(ints.view()))
     }
 
@@ -184,5 +189,22 @@ mod tests {
             other => panic!("expected OutOfRange, got {other:?}"),
         }
         assert!(fp.encode(ndarray::arr1(&[f64::NAN]).into_dyn().view()).is_err());
+    }
+
+    /// A view that is not in standard layout (a transpose) encodes in its logical row-major
+    /// order, and an out-of-range value is named by its row-major index in that order.
+    #[test]
+    fn encodes_strided_views_in_row_major_order() {
+        let fp = FixedPoint::<Z64>::new(16, 8).unwrap();
+        let x = ndarray::arr2(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+        let t = x.t().into_dyn();
+        let expected: Vec<i128> = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0].iter().map(|v| (v * fp.scale()) as i128).collect();
+        assert_eq!(fp.encode(t.view()).unwrap().to_signed().iter().copied().collect::<Vec<_>>(), expected);
+        let bad = ndarray::arr2(&[[1.0, 2.0, 3.0], [4.0, 500.0, 6.0]]);
+        match fp.encode(bad.t().into_dyn().view()) {
+            // Transposed, 500 sits at row 1, column 1 of a 3 x 2 array: row-major index 3.
+            Err(CoreError::OutOfRange { value, index, .. }) => assert_eq!((value, index), (500.0, 3)),
+            other => panic!("expected OutOfRange, got {other:?}"),
+        }
     }
 }
