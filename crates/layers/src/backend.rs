@@ -118,6 +118,13 @@ pub trait Backend {
 
     /// x [n, m] + row [m] broadcast over the rows.
     fn add_row(&mut self, x: &Self::Tensor, row: &Self::Tensor) -> Result<Self::Tensor>;
+    /// A dense layer's affine map: a @ b with `bias` [m] added to every row. Default:
+    /// [`Backend::matmul`], then [`Backend::add_row`]; the private backend adds the bias to the
+    /// product before its rescaling (see [`crate::PrivateBackend`]).
+    fn matmul_add_row(&mut self, a: Input<'_, Self>, b: Input<'_, Self>, bias: &Self::Tensor) -> Result<Self::Tensor> {
+        let z = self.matmul(a, b)?;
+        self.add_row(&z, bias)
+    }
     /// Sum over `axis` (removed).
     fn sum_axis(&mut self, x: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;
     /// Same elements, new shape.
@@ -153,6 +160,27 @@ pub trait Backend {
         let y = self.conv2d(x, w, g)?;
         let sums = self.window_sum(&y, window)?;
         self.scale(&sums, 1.0 / (window.0 * window.1) as f64)
+    }
+    /// A convolution layer's affine map: [`Backend::conv2d`] (`window` `None`) or
+    /// [`Backend::conv2d_avg_pool`] (`Some(window)`), with the per-channel `bias` [C] added to
+    /// every position. Default: the product, then the bias broadcast and added; the private
+    /// backend adds the bias to the product before its rescaling (see [`crate::PrivateBackend`]).
+    fn conv2d_add_channels(
+        &mut self,
+        x: Input<'_, Self>,
+        w: Input<'_, Self>,
+        g: &ConvGeometry,
+        window: Option<(usize, usize)>,
+        bias: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        let y = match window {
+            None => self.conv2d(x, w, g)?,
+            Some(window) => self.conv2d_avg_pool(x, w, g, window)?,
+        };
+        let shape = self.shape(&y).to_vec();
+        let bias = self.reshape(bias, &[1, g.filters, 1, 1])?;
+        let bias = self.broadcast(&bias, &shape)?;
+        self.add(&y, &bias)
     }
     /// Sums of the non-overlapping `window`s (kh, kw) of an NCHW x whose height and width they
     /// divide: [N, C, H/kh, W/kw] (exact and local: no patch matrix, no traffic).

@@ -71,17 +71,9 @@ impl<B: Backend> Conv2d<B> {
         }
     }
 
-    /// y + the bias of each output channel (y is NCHW with this layer's output channels).
-    fn add_bias(&self, b: &mut B, y: &B::Tensor) -> Result<B::Tensor> {
-        let shape = b.shape(y).to_vec();
-        let bias = b.reshape(&self.bias, &[1, shape[1], 1, 1])?;
-        let bias = b.broadcast(&bias, &shape)?;
-        b.add(y, &bias)
-    }
-
     /// This layer followed by `pool`, which must fuse with it ([`AvgPool2d::fuses_with_conv`]):
-    /// one [`Backend::conv2d_avg_pool`], the bias added after pooling (pooling is linear and
-    /// the bias constant over each window), and both layers' caches, as their own forward
+    /// one [`Backend::conv2d_add_channels`] with the pooling window (the bias commutes with
+    /// pooling, being constant over each window), and both layers' caches, as their own forward
     /// passes make them.
     pub fn forward_avg_pooled(
         &self,
@@ -95,8 +87,7 @@ impl<B: Backend> Conv2d<B> {
         if !pool.fuses_with_conv(&conv_out) {
             return Err(shape_error("conv2d + avg_pool2d", format!("{pool:?} does not fuse with output {conv_out:?}")));
         }
-        let pooled = b.conv2d_avg_pool(Input::Value(&x), self.filters(), &g, pool.size)?;
-        let y = self.add_bias(b, &pooled)?;
+        let y = b.conv2d_add_channels(Input::Value(&x), self.filters(), &g, Some(pool.size), &self.bias)?;
         Ok((y, (Conv2dCache { x, geometry: g }, pool.cache_for(&conv_out)?)))
     }
 
@@ -114,8 +105,7 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Conv2dCache<B>)> {
         let x = x.into_value(b);
         let g = self.geometry(b, &x)?;
-        let y = b.conv2d(Input::Value(&x), self.filters(), &g)?;
-        let y = self.add_bias(b, &y)?;
+        let y = b.conv2d_add_channels(Input::Value(&x), self.filters(), &g, None, &self.bias)?;
         Ok((y, Conv2dCache { x, geometry: g }))
     }
 

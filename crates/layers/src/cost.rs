@@ -5,21 +5,24 @@
 //!
 //! Per layer, for an input x and output z (|t| = element count, B bytes per element):
 //! - Dense: mask x (open |x|, nothing when x carries its masked form), matmul of two masked
-//!   operands (cp's |z| correction), truncation of |z|; the bias is added locally.
+//!   operands (cp's |z| correction), truncation of |z|; the bias is added locally, to the
+//!   product before its truncation.
 //! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation
-//!   of |z|; when an average pooling that fuses with it follows
-//!   ([`crate::AvgPool2d::fuses_with_conv`]), the product is the pooled convolution (cp's
-//!   correction has the pooled size) and the pooling's truncation is the only one.
+//!   of |z|, the bias added before it as for Dense; when an average pooling that fuses with it
+//!   follows ([`crate::AvgPool2d::fuses_with_conv`]), the two layers are one pooled convolution
+//!   (cp's correction has the pooled size) and one truncation of the pooled size.
 //! - AvgPool2D: local window sums, one scale by a public constant (truncation of |z|).
 //! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
 //! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact`]) or the polynomial's cost;
 //!   Sigmoid: its polynomial's cost. Flatten: nothing.
 //!
-//! In the CRT rings a polynomial's output carries its masked form (its final truncation masks
-//! it for free, [`pond_protocol::costs::polynomial_output_masked`]); Flatten keeps it, so a
-//! dense layer after a polynomial ReLU or sigmoid opens nothing, and a polynomial on such an
-//! input does not open it. Every other layer's output is fresh.
+//! In the CRT rings the outputs of Dense, Conv2D (pooled or not) and of a polynomial carry their
+//! masked form: their final truncation masks it for free
+//! ([`pond_protocol::ProtocolRing::MASKED_TRUNCATION`],
+//! [`pond_protocol::costs::polynomial_output_masked`]). Flatten keeps it, so a dense layer or a
+//! polynomial ReLU or sigmoid on such an input opens nothing for it. Every other layer's output,
+//! and every output in the other rings, is fresh.
 //!
 //! A batch adds the input sharing by its owner and the logits' reveal to one owner.
 
@@ -39,14 +42,19 @@ fn count(shape: &[usize]) -> u64 {
 }
 
 /// One layer's forward cost on an input of `shape` when `next` follows it, with `masked` when
-/// the input carries its masked form; its output shape, and whether the output carries one.
+/// the input carries its masked form: the cost, the output shape, whether the output carries
+/// its masked form, and how many layers the forward pass consumed (2 for a convolution fused
+/// with the average pooling after it).
 fn layer_cost<R: ComparisonRing>(
     layer: &LayerSpec,
     next: Option<&LayerSpec>,
     shape: &[usize],
     masked: bool,
-) -> Result<(Cost, Vec<usize>, bool)> {
+) -> Result<(Cost, Vec<usize>, bool, usize)> {
     let n = count(shape);
+    // The affine layers truncate their product with the bias in it, keeping the masked form
+    // where that is free.
+    let affine_masked = R::MASKED_TRUNCATION;
     let (cost, out) = match *layer {
         LayerSpec::Dense { inputs, outputs } => {
             let &[rows, cols] = shape else {
@@ -58,7 +66,7 @@ fn layer_cost<R: ComparisonRing>(
             let out = vec![rows, outputs];
             let product = costs::product::<R>(Bilinear::Matmul, shape, true, &[inputs, outputs], true);
             let mask = if masked { Cost::default() } else { costs::open::<R>(n) };
-            (mask + product + costs::truncation::<R>(count(&out)), out)
+            return Ok((mask + product + costs::truncation::<R>(count(&out)), out, affine_masked, 1));
         }
         LayerSpec::Conv2d { in_channels, out_channels, kernel, stride, padding } => {
             let filters = [out_channels, in_channels, kernel.0, kernel.1];
@@ -71,17 +79,15 @@ fn layer_cost<R: ComparisonRing>(
                 }
                 _ => None,
             };
-            let cost = match pooled {
+            let (op, out, consumed) = match pooled {
                 Some(window) => {
-                    let op = Bilinear::PooledConv2d { params, window };
-                    costs::product::<R>(op, shape, false, &filters, true)
+                    let pooled_out = vec![g.batch, g.filters, g.output.0 / window.0, g.output.1 / window.1];
+                    (Bilinear::PooledConv2d { params, window }, pooled_out, 2)
                 }
-                None => {
-                    costs::product::<R>(Bilinear::Conv2d(params), shape, false, &filters, true)
-                        + costs::truncation::<R>(count(&out))
-                }
+                None => (Bilinear::Conv2d(params), out, 1),
             };
-            (cost, out)
+            let cost = costs::product::<R>(op, shape, false, &filters, true) + costs::truncation::<R>(count(&out));
+            return Ok((cost, out, affine_masked, consumed));
         }
         LayerSpec::AvgPool2d { size, stride } | LayerSpec::MaxPool2d { size, stride } => {
             let &[b, c, h, w] = shape else {
@@ -98,19 +104,19 @@ fn layer_cost<R: ComparisonRing>(
         }
         LayerSpec::Flatten => {
             let rows = shape.first().copied().unwrap_or(0);
-            return Ok((Cost::default(), vec![rows, shape.iter().skip(1).product()], masked));
+            return Ok((Cost::default(), vec![rows, shape.iter().skip(1).product()], masked, 1));
         }
         LayerSpec::Relu { mode: ReluMode::Exact } => (compare::relu_exact::<R>(n), shape.to_vec()),
         LayerSpec::Relu { mode: ReluMode::Polynomial } => {
             let cost = costs::polynomial::<R>(&RELU, n, masked);
-            return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&RELU)));
+            return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&RELU), 1));
         }
         LayerSpec::Sigmoid => {
             let cost = costs::polynomial::<R>(&SIGMOID, n, masked);
-            return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&SIGMOID)));
+            return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&SIGMOID), 1));
         }
     };
-    Ok((cost, out, false))
+    Ok((cost, out, false, 1))
 }
 
 /// Traffic and rounds of one private inference batch of `batch` examples: the input shared by
@@ -124,11 +130,12 @@ pub fn inference_batch<R: ComparisonRing>(
     let mut shape = vec![batch];
     shape.extend(&spec.input_shape);
     let mut total = costs::share_input::<R>(input_owner, count(&shape));
-    let mut masked = false;
-    for (i, layer) in spec.layers.iter().enumerate() {
-        let (cost, out, out_masked) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape, masked)?;
+    let (mut masked, mut i) = (false, 0);
+    while let Some(layer) = spec.layers.get(i) {
+        let (cost, out, out_masked, consumed) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape, masked)?;
         total = total + cost;
         (shape, masked) = (out, out_masked);
+        i += consumed;
     }
     Ok(total + costs::reveal_to::<R>(count(&shape), output_owner))
 }

@@ -64,8 +64,7 @@ impl<B: Backend> Layer<B> for Dense<B> {
             None => Some(b.prepare(&self.weight)?),
         };
         let w = fresh.as_ref().or(self.prepared.as_ref()).expect("one of the two is set just above");
-        let z = b.matmul(Input::Prepared(&x), Input::Prepared(w))?;
-        let y = b.add_row(&z, &self.bias)?;
+        let y = b.matmul_add_row(Input::Prepared(&x), Input::Prepared(w), &self.bias)?;
         Ok((y, DenseCache { x, w: fresh }))
     }
 

@@ -142,6 +142,49 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
             Input::Prepared(m) => Operand::Masked(m),
         }
     }
+
+    /// A convolution's Beaver product at scale 2^2f (with `window`, the window sums of it, as one
+    /// pooled product) and the shift that rescales it: f, or f + log2(area) for the average.
+    fn conv_product(
+        &mut self,
+        x: Input<'_, Self>,
+        w: Input<'_, Self>,
+        g: &ConvGeometry,
+        window: Option<(usize, usize)>,
+    ) -> Result<(PrivateTensor<R>, u32)> {
+        let (x, w, f) = (Self::operand(x), Self::operand(w), self.fp.frac_bits());
+        let Some(window) = window else {
+            return Ok((self.session.conv2d(x, w, g.params)?, f));
+        };
+        let area = window.0 * window.1;
+        if !area.is_power_of_two() {
+            return Err(shape_error("conv2d_avg_pool", format!("window {window:?}: its area must be a power of two")));
+        }
+        Ok((self.session.pooled_conv2d(x, w, g.params, window)?, f + area.trailing_zeros()))
+    }
+
+    /// (z + bias·2^shift) / 2^shift for a product z at scale 2^(f + shift) and a bias at scale
+    /// 2^f, reshaped to `bias_shape` and broadcast to z's shape: the bias joins the product
+    /// before its one truncation. floor((z + b·2^s) / 2^s) = floor(z / 2^s) + b, so the value is
+    /// that of the truncated product plus the bias (the truncation's own error aside, below
+    /// 1 ulp either way), and the result is the truncation's: in rings whose truncation masks
+    /// for free (CRT) it carries its masked form, so the next layer's product or polynomial
+    /// opens nothing for it ([`Session::truncate_keeping_form`]). Local apart from the
+    /// truncation; its range condition now applies to the layer's output z/2^(f+s) + b, which
+    /// must be in range anyway.
+    fn truncate_with_bias(
+        &mut self,
+        z: &PrivateTensor<R>,
+        bias: &PrivateTensor<R>,
+        bias_shape: &[usize],
+        shift: u32,
+    ) -> Result<PrivateTensor<R>> {
+        let scaled = self.session.mul_scalar(bias, 1i128 << shift);
+        let scaled = self.session.reshape(&scaled, bias_shape)?;
+        let scaled = self.session.broadcast_to(&scaled, z.shape())?;
+        let sum = self.session.add(z, &scaled)?;
+        Ok(self.session.truncate_keeping_form(&sum, shift)?)
+    }
 }
 
 impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
@@ -191,6 +234,19 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<PrivateTensor<R>> {
         let z = self.session.matmul(Self::operand(a), Self::operand(b))?;
         Ok(self.session.truncate(&z, self.fp.frac_bits())?)
+    }
+
+    /// The product, with the bias joining it before its truncation
+    /// ([`PrivateBackend::truncate_with_bias`]).
+    fn matmul_add_row(
+        &mut self,
+        a: Input<'_, Self>,
+        b: Input<'_, Self>,
+        bias: &PrivateTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        let z = self.session.matmul(Self::operand(a), Self::operand(b))?;
+        let row = [1, bias.shape().iter().product()];
+        self.truncate_with_bias(&z, bias, &row, self.fp.frac_bits())
     }
 
     fn mul(&mut self, a: &PrivateTensor<R>, b: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
@@ -284,8 +340,8 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     }
 
     fn conv2d(&mut self, x: Input<'_, Self>, w: Input<'_, Self>, g: &ConvGeometry) -> Result<PrivateTensor<R>> {
-        let z = self.session.conv2d(Self::operand(x), Self::operand(w), g.params)?;
-        Ok(self.session.truncate(&z, self.fp.frac_bits())?)
+        let (z, shift) = self.conv_product(x, w, g, None)?;
+        Ok(self.session.truncate(&z, shift)?)
     }
 
     /// One Beaver product of the window sums of the convolution ([`pond_protocol::Bilinear`]'s
@@ -299,12 +355,22 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         g: &ConvGeometry,
         window: (usize, usize),
     ) -> Result<PrivateTensor<R>> {
-        let area = window.0 * window.1;
-        if !area.is_power_of_two() {
-            return Err(shape_error("conv2d_avg_pool", format!("window {window:?}: its area must be a power of two")));
-        }
-        let sums = self.session.pooled_conv2d(Self::operand(x), Self::operand(w), g.params, window)?;
-        Ok(self.session.truncate(&sums, self.fp.frac_bits() + area.trailing_zeros())?)
+        let (sums, shift) = self.conv_product(x, w, g, Some(window))?;
+        Ok(self.session.truncate(&sums, shift)?)
+    }
+
+    /// The convolution's (or pooled convolution's) product, with the bias joining it before its
+    /// truncation ([`PrivateBackend::truncate_with_bias`]).
+    fn conv2d_add_channels(
+        &mut self,
+        x: Input<'_, Self>,
+        w: Input<'_, Self>,
+        g: &ConvGeometry,
+        window: Option<(usize, usize)>,
+        bias: &PrivateTensor<R>,
+    ) -> Result<PrivateTensor<R>> {
+        let (z, shift) = self.conv_product(x, w, g, window)?;
+        self.truncate_with_bias(&z, bias, &[1, g.filters, 1, 1], shift)
     }
 
     fn window_sum(&mut self, x: &PrivateTensor<R>, window: (usize, usize)) -> Result<PrivateTensor<R>> {

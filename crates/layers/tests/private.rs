@@ -170,3 +170,98 @@ fn convolution_then_average_pooling_runs_fused() {
     let bound = product(2 * 3 * 3, max_abs(&x), wm, u) + u / 2.0;
     check("conv2d + avg_pool2d", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
 }
+
+/// In the CRT ring (int100) Dense, Conv2D and a fused Conv2D + AvgPool2D add their bias to the
+/// product before its one truncation, which masks the result for free: the output carries its
+/// masked form, in Z64 it does not, and a polynomial ReLU on it opens nothing (its traffic is
+/// the formula's for a masked input, below the one for a fresh input).
+///
+/// The ReLU's value checks that the form is the value's: the power tree multiplies with the
+/// form's mask and difference instead of opening t, so a wrong form would add a uniform ring
+/// element. Bounds: the layer output y is off by δ = k (|x| e0 + |w| e0 + e0^2) + u + e0 (as in
+/// [`bounds`]; k terms per output, e0 for the bias's encoding, u for the truncation); the
+/// polynomial p(x) = Σ c_i (x/4)^i then moves by at most L·δ with L = Σ i |c_i| (V/4)^(i-1) / 4,
+/// its Lipschitz constant on |x| <= V = max |y| + δ, and adds its own fixed-point error
+/// [`Polynomial::error_bound`].
+#[test]
+fn crt_affine_outputs_carry_their_masked_form() {
+    let fp = FixedPoint::<pond_core::Int100>::default_for_ring();
+    let u = fp.ulp();
+    let conv = LayerSpec::Conv2d { in_channels: 1, out_channels: 2, kernel: (3, 3), stride: (1, 1), padding: (1, 1) };
+    let pool = LayerSpec::AvgPool2d { size: (2, 2), stride: (2, 2) };
+    let cases = [
+        ("dense", vec![LayerSpec::Dense { inputs: 6, outputs: 4 }], vec![5, 6], 6),
+        ("conv2d", vec![conv.clone()], vec![2, 1, 4, 4], 9),
+        ("conv2d + avg_pool2d", vec![conv, pool], vec![2, 1, 4, 4], 9),
+    ];
+    for (name, layers, x_shape, k) in cases {
+        let spec = ModelSpec { input_shape: x_shape[1..].to_vec(), layers };
+        let x = uniform(21, &x_shape, 1.0, 0.05);
+        let w: Weights =
+            spec.init(5).into_iter().map(|(n, v)| (n.clone(), if n.ends_with("bias") { v + 0.1 } else { v })).collect();
+        let mut pb = PlainBackend;
+        let plain = Sequential::input(&mut pb, &spec, Role::Server0, Some(&w)).unwrap();
+        let (y, _) = plain.forward(&mut pb, Activation::Value(x.clone())).unwrap();
+        let private = |with_crt: bool| {
+            run_local(LocalConfig::seeded(4), |s| {
+                let own = s.role() == Role::Server0;
+                if with_crt {
+                    let mut b = PrivateBackend::new(s, fp);
+                    let mut model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
+                    for layer in &mut model.layers {
+                        match layer {
+                            AnyLayer::Dense(d) => d.prepare_weight(&mut b)?,
+                            AnyLayer::Conv2d(c) => c.prepare_weight(&mut b)?,
+                            _ => {}
+                        }
+                    }
+                    let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
+                    let (ys, _) = model.forward(&mut b, Activation::Value(xs))?;
+                    let has_form = ys.form().is_some();
+                    let before = b.session().traffic();
+                    let relu = b.polynomial(&ys, &RELU)?;
+                    let traffic = b.session().traffic().since(&before);
+                    Ok((has_form, traffic.total_sent(), traffic.rounds, b.output(&relu, Role::Server0)?))
+                } else {
+                    let fp64 = FixedPoint::<Z64>::default_for_ring();
+                    let mut b = PrivateBackend::new(s, fp64);
+                    let model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
+                    let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
+                    let (ys, _) = model.forward(&mut b, Activation::Value(xs))?;
+                    Ok((ys.form().is_some(), 0, 0, None))
+                }
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let z64 = private(false);
+        assert!(z64.iter().all(|p| !p.0), "{name}: Z64 outputs carry no masked form");
+        let out = private(true);
+        assert!(out[0].0 && out[1].0, "{name}: the servers' outputs carry their masked form");
+        let n = y.len() as u64;
+        let (masked, fresh) = (
+            pond_protocol::costs::polynomial::<pond_core::Int100>(&RELU, n, true),
+            pond_protocol::costs::polynomial::<pond_core::Int100>(&RELU, n, false),
+        );
+        assert!(masked.rounds < fresh.rounds, "{name}: a masked input saves the opening's round");
+        for (role, party) in out.iter().enumerate() {
+            assert_eq!(party.1, masked.bytes[role], "{name}: party {role}'s ReLU bytes vs the masked-input formula");
+        }
+        for (role, party) in out[..2].iter().enumerate() {
+            assert_eq!(party.2, masked.rounds, "{name}: server{role}'s ReLU rounds");
+        }
+        let (e0, xm) = (u / 2.0, max_abs(&x));
+        let wm = w.values().map(max_abs).fold(0.0, f64::max);
+        let delta = product(k, xm, wm, u) + e0;
+        let v = max_abs(&y) + delta;
+        let lipschitz: f64 = RELU
+            .coeffs
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, c)| i as f64 * c.abs() * (v / 4.0).powi(i as i32 - 1) / 4.0)
+            .sum();
+        let bound = RELU.error_bound(u) + lipschitz * delta;
+        let want = y.mapv(|t| RELU.eval(t));
+        check(name, "polynomial ReLU of the output", out[0].3.as_ref().expect("server0 owns the output"), &want, bound);
+    }
+}

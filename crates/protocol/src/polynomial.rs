@@ -392,11 +392,7 @@ impl Session {
         // as it stands (no reshaped or shifted copy of mask and difference), so the product that
         // consumes it (the next layer's) opens nothing.
         let acc = s.add_scalar(&s.reshape(&acc, x.shape())?, constant << shift);
-        if R::MASKED_TRUNCATION {
-            Ok(s.truncate_masked(&acc, shift)?.into_private())
-        } else {
-            s.truncate(&acc, shift)
-        }
+        s.truncate_keeping_form(&acc, shift)
     }
 
     /// The polynomial sigmoid [`SIGMOID`].

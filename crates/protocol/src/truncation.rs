@@ -329,6 +329,22 @@ impl Session {
         })
     }
 
+    /// [`Session::truncate`], the result carrying its masked form where that is free
+    /// ([`ProtocolRing::MASKED_TRUNCATION`], via [`Session::truncate_masked`]) and plain
+    /// elsewhere: a product or polynomial that takes the result then opens nothing for it.
+    /// Traffic and rounds are those of the truncation in every ring.
+    pub fn truncate_keeping_form<R: ProtocolRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        frac_bits: u32,
+    ) -> Result<PrivateTensor<R>> {
+        if R::MASKED_TRUNCATION {
+            Ok(self.truncate_masked(x, frac_bits)?.into_private())
+        } else {
+            self.truncate(x, frac_bits)
+        }
+    }
+
     /// [`Session::truncate`] with the result masked ([`ProtocolRing::truncate_masked_shares`]):
     /// free where the ring's truncation opens the masked form (CRT), one more opening elsewhere.
     pub fn truncate_masked<R: ProtocolRing>(
