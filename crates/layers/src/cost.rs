@@ -4,10 +4,12 @@
 //! weight and convolution filter already prepared (masked once, as inference does).
 //!
 //! Per layer, for an input x and output z (|t| = element count, B bytes per element):
-//! - Dense: mask x (open |x|, nothing when x carries its masked form), matmul of two masked
+//! - Dense: mask x (open |x|, nothing when x carries its masked form or is an input cp owns,
+//!   [`pond_protocol::PrivateTensor::known_to_cp`]), matmul of two masked
 //!   operands (cp's |z| correction), truncation of |z|; the bias is added locally, to the
 //!   product before its truncation.
-//! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x|, cp's |z|), truncation
+//! - Conv2D: Beaver convolution of a fresh x with masked filters (open |x| unless x is an input
+//!   cp owns; cp's |z|), truncation
 //!   of |z|, the bias added before it as for Dense; when an average pooling that fuses with it
 //!   follows ([`crate::AvgPool2d::fuses_with_conv`]), the two layers are one pooled convolution
 //!   (cp's correction has the pooled size) and one truncation of the pooled size.
@@ -42,14 +44,15 @@ fn count(shape: &[usize]) -> u64 {
 }
 
 /// One layer's forward cost on an input of `shape` when `next` follows it, with `masked` when
-/// the input carries its masked form: the cost, the output shape, whether the output carries
-/// its masked form, and how many layers the forward pass consumed (2 for a convolution fused
-/// with the average pooling after it).
+/// the input carries its masked form and `known` when it is an input cp owns: the cost, the
+/// output shape, whether the output carries its masked form, and how many layers the forward
+/// pass consumed (2 for a convolution fused with the average pooling after it).
 fn layer_cost<R: ComparisonRing>(
     layer: &LayerSpec,
     next: Option<&LayerSpec>,
     shape: &[usize],
     masked: bool,
+    known: bool,
 ) -> Result<(Cost, Vec<usize>, bool, usize)> {
     let n = count(shape);
     // The affine layers truncate their product with the bias in it, keeping the masked form
@@ -65,7 +68,7 @@ fn layer_cost<R: ComparisonRing>(
             }
             let out = vec![rows, outputs];
             let product = costs::product::<R>(Bilinear::Matmul, shape, true, &[inputs, outputs], true);
-            let mask = if masked { Cost::default() } else { costs::open::<R>(n) };
+            let mask = if masked || known { Cost::default() } else { costs::open::<R>(n) };
             return Ok((mask + product + costs::truncation::<R>(count(&out)), out, affine_masked, 1));
         }
         LayerSpec::Conv2d { in_channels, out_channels, kernel, stride, padding } => {
@@ -86,7 +89,7 @@ fn layer_cost<R: ComparisonRing>(
                 }
                 None => (Bilinear::Conv2d(params), out, 1),
             };
-            let cost = costs::product::<R>(op, shape, false, &filters, true) + costs::truncation::<R>(count(&out));
+            let cost = costs::product::<R>(op, shape, known, &filters, true) + costs::truncation::<R>(count(&out));
             return Ok((cost, out, affine_masked, consumed));
         }
         LayerSpec::AvgPool2d { size, stride } | LayerSpec::MaxPool2d { size, stride } => {
@@ -132,7 +135,9 @@ pub fn inference_batch<R: ComparisonRing>(
     let mut total = costs::share_input::<R>(input_owner, count(&shape));
     let (mut masked, mut i) = (false, 0);
     while let Some(layer) = spec.layers.get(i) {
-        let (cost, out, out_masked, consumed) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape, masked)?;
+        // Only the first layer's input can be one cp owns.
+        let known = i == 0 && input_owner == Role::Cp;
+        let (cost, out, out_masked, consumed) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape, masked, known)?;
         total = total + cost;
         (shape, masked) = (out, out_masked);
         i += consumed;

@@ -16,28 +16,49 @@ use pond_protocol::{MaskedTensor, Operand, PrivateTensor, ProtocolRing, Role, Se
 use std::ops::Range;
 use std::sync::Arc;
 
-/// The private backend's prepared operand: a [`MaskedTensor`] behind a shared pointer, so a
-/// copy (a training batch handed to a step every epoch, a layer's cache) copies no tensor.
+/// The private backend's prepared operand, behind a shared pointer, so a copy (a training batch
+/// handed to a step every epoch, a layer's cache) copies no tensor: a [`MaskedTensor`], or an
+/// input that cp owns, which needs no mask ([`PrivateTensor::known_to_cp`]: its products with
+/// masked operands open nothing, [`Session::product`]).
 #[derive(Clone)]
-pub struct Prepared<R: Ring>(Arc<MaskedTensor<R>>);
+pub struct Prepared<R: Ring>(Arc<PreparedKind<R>>);
 
-impl<R: Ring> Prepared<R> {
+enum PreparedKind<R: Ring> {
+    Masked(MaskedTensor<R>),
+    KnownToCp(PrivateTensor<R>),
+}
+
+impl<R: ProtocolRing> Prepared<R> {
     /// Wraps a masked tensor.
     pub fn new(masked: MaskedTensor<R>) -> Self {
-        Prepared(Arc::new(masked))
+        Prepared(Arc::new(PreparedKind::Masked(masked)))
+    }
+
+    /// The prepared value.
+    pub fn value(&self) -> &PrivateTensor<R> {
+        match &*self.0 {
+            PreparedKind::Masked(m) => &m.value,
+            PreparedKind::KnownToCp(x) => x,
+        }
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value().shape()
+    }
+
+    /// The product operand it is.
+    fn operand(&self) -> Operand<'_, R> {
+        match &*self.0 {
+            PreparedKind::Masked(m) => Operand::Masked(m),
+            PreparedKind::KnownToCp(x) => Operand::Private(x),
+        }
     }
 }
 
-impl<R: Ring> std::ops::Deref for Prepared<R> {
-    type Target = MaskedTensor<R>;
-    fn deref(&self) -> &MaskedTensor<R> {
-        &self.0
-    }
-}
-
-impl<R: Ring> std::fmt::Debug for Prepared<R> {
+impl<R: ProtocolRing> std::fmt::Debug for Prepared<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Prepared").field(&self.0.shape()).finish()
+        f.debug_tuple("Prepared").field(&self.shape()).finish()
     }
 }
 
@@ -139,7 +160,7 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
     fn operand<'a>(x: Input<'a, Self>) -> Operand<'a, R> {
         match x {
             Input::Value(v) => Operand::Private(v),
-            Input::Prepared(m) => Operand::Masked(m),
+            Input::Prepared(p) => p.operand(),
         }
     }
 
@@ -211,24 +232,40 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.reveal_to(x, owner)?.map(|t| self.fp.decode(&t)))
     }
 
+    /// Masks x (one opening), except an input cp owns, which stays as it is.
     fn prepare(&mut self, x: &PrivateTensor<R>) -> Result<Prepared<R>> {
+        if x.known_to_cp() {
+            return Ok(Prepared(Arc::new(PreparedKind::KnownToCp(x.clone()))));
+        }
         Ok(Prepared::new(self.session.mask(x)?))
     }
 
     fn prepare_owned(&mut self, x: PrivateTensor<R>) -> Result<Prepared<R>> {
+        if x.known_to_cp() {
+            return Ok(Prepared(Arc::new(PreparedKind::KnownToCp(x))));
+        }
         let mut masked = self.session.mask_many(vec![x])?;
         Ok(Prepared::new(masked.pop().expect("one masked tensor per input")))
     }
 
     fn prepared_value<'a>(&self, x: &'a Prepared<R>) -> &'a PrivateTensor<R> {
-        &x.value
+        x.value()
     }
 
+    /// A masked tensor's transpose reuses its mask; the transpose of an input cp owns loses the
+    /// mark (it is a new share-level tensor) and is masked.
     fn transpose_prepared(&mut self, x: &Prepared<R>) -> Result<Prepared<R>> {
         let &[m, n] = x.shape() else {
             return Err(shape_error("transpose", format!("{:?} is not a matrix", x.shape())));
         };
-        Ok(Prepared::new(map_masked(x, &[n, m], |t| Ok(t.transpose()?))?))
+        let transpose = |t: &R::Tensor| Ok(t.transpose()?);
+        match &*x.0 {
+            PreparedKind::Masked(masked) => Ok(Prepared::new(map_masked(masked, &[n, m], transpose)?)),
+            PreparedKind::KnownToCp(value) => {
+                let t = map_share(value, &[n, m], transpose)?;
+                self.prepare_owned(t)
+            }
+        }
     }
 
     fn matmul(&mut self, a: Input<'_, Self>, b: Input<'_, Self>) -> Result<PrivateTensor<R>> {

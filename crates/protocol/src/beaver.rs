@@ -17,9 +17,22 @@
 //! Costs (B bytes per element; |x| element count of x): each server sends |x| (if x is not
 //! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round
 //! when something is opened, none when both operands are masked.
+//!
+//! # Inputs cp owns
+//! When one operand is an input that cp shared as its owner ([`PrivateTensor::known_to_cp`]) and
+//! the other is masked (y = F + b, F opened, cp holding b), cp knows x and b, so
+//!
+//!   x ∘ y = x ∘ F + x ∘ b
+//!
+//! with x ∘ F local on each server's share xi, and x ∘ b dealt by cp like a triple's product
+//! (server0's share seeded, server1's the correction). Nothing is opened: no server round, no
+//! server traffic, cp's |x ∘ y| elements to server1, and one local product per server instead of
+//! two (cp's product replaces the triple's a ∘ b). cp learns nothing it did not know (its own
+//! input and its own mask); server1's correction is uniform. This is pond's prediction client
+//! (cp) feeding the first layer: the layer's input is never opened.
 
-use crate::dealer::{Bilinear, Correlation, MaskSide};
-use crate::error::Result;
+use crate::dealer::{deal_value, purpose, Bilinear, Correlation, MaskSide};
+use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::{Held, MaskedTensor, PrivateTensor, PublicTensor};
 use crate::transport::Role;
@@ -71,6 +84,12 @@ struct Opened<'a, T: Clone> {
     diff: Cow<'a, T>,
 }
 
+/// Which side of a product is the input cp knows.
+enum Known<'a, R: ProtocolRing> {
+    Left(&'a PrivateTensor<R>),
+    Right(&'a PrivateTensor<R>),
+}
+
 /// Elements of a tensor of `shape`.
 fn count(shape: &[usize]) -> usize {
     shape.iter().product()
@@ -99,6 +118,15 @@ impl Session {
         let (x, y) = (x.into(), y.into());
         let out_shape = op.output_shape(x.shape(), y.shape())?;
         let name = op.name();
+        match (x, y) {
+            (Operand::Private(k), Operand::Masked(m)) if k.known_to_cp() => {
+                return self.known_product(op, Known::Left(k), m, &out_shape)
+            }
+            (Operand::Masked(m), Operand::Private(k)) if k.known_to_cp() => {
+                return self.known_product(op, Known::Right(k), m, &out_shape)
+            }
+            _ => {}
+        }
         self.op(name, |s| {
             let dealt = s.deal::<R>(&Correlation::Product { op, lhs: x.side(), rhs: y.side() })?;
             let tag = s.next_tag();
@@ -147,6 +175,41 @@ impl Session {
                 op.add_apply_pair(&mut z, (&e.diff, y.value_share()), (&e.mask, &f.diff))?;
             }
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
+        })
+    }
+
+    /// x ∘ y (or y ∘ x) for a `known` input cp owns and a `masked` operand: x ∘ F + x ∘ b, the
+    /// second term dealt by cp (see the module docs).
+    fn known_product<R: ProtocolRing>(
+        &mut self,
+        op: Bilinear,
+        known: Known<'_, R>,
+        masked: &MaskedTensor<R>,
+        out_shape: &[usize],
+    ) -> Result<PrivateTensor<R>> {
+        let (x, left) = match known {
+            Known::Left(x) => (x, true),
+            Known::Right(x) => (x, false),
+        };
+        let ordered = |k, m| if left { (k, m) } else { (m, k) };
+        self.op(op.name(), |s| {
+            let tag = s.next_tag();
+            let dealt = deal_value(s, tag, purpose::PRODUCT, out_shape, || {
+                let value = x.cp_value().ok_or_else(|| ProtocolError::Usage {
+                    op: op.name(),
+                    reason: "cp has no copy of the input it owns".into(),
+                })?;
+                let (a, b) = ordered(value, masked.mask.tensor());
+                Ok(op.apply(a, b)?)
+            })?;
+            if s.role() == Role::Cp {
+                return Ok(PrivateTensor::from_share(out_shape, None));
+            }
+            let mut z = dealt.into_tensor();
+            let diff = masked.masked.as_ref().expect("servers hold the opened difference");
+            let (a, b) = ordered(x.share().expect("servers hold shares"), diff);
+            op.add_apply(&mut z, a, b)?;
+            Ok(PrivateTensor::from_share(out_shape, Some(z)))
         })
     }
 

@@ -63,6 +63,8 @@ pub fn reveal_to<R: Ring>(n: u64, owner: Role) -> Cost {
 }
 
 /// A Beaver product `op` of operands with shapes `x`, `y`; a masked operand is not opened again.
+/// An input cp owns, multiplied by a masked operand, is not opened at all
+/// ([`crate::PrivateTensor::known_to_cp`]): pass it as masked.
 pub fn product<R: Ring>(op: Bilinear, x: &[usize], x_masked: bool, y: &[usize], y_masked: bool) -> Cost {
     let out = op.output_shape(x, y).map(|s| count(&s)).unwrap_or(0);
     let opened = if x_masked { 0 } else { count(x) } + if y_masked { 0 } else { count(y) };

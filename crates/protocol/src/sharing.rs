@@ -38,11 +38,13 @@ impl Session {
         self.op("share_input", |s| {
             let tag = s.next_tag();
             let me = s.role();
+            let mut cp_copy = None;
             let share = match (owner, me) {
                 (Role::Cp, Role::Cp) => {
                     let x = need_value(s, value, shape)?;
                     let x0: R::Tensor = s.shared_random(Role::Server0, tag, purpose::INPUT, shape)?;
                     s.send_tensor(Role::Server1, tag, &x.sub(&x0)?)?;
+                    cp_copy = Some(x.clone());
                     None
                 }
                 (Role::Cp, Role::Server0) => Some(s.shared_random(Role::Cp, tag, purpose::INPUT, shape)?),
@@ -56,7 +58,9 @@ impl Session {
                 }
                 (owner, _) => Some(s.shared_random(owner, tag, purpose::INPUT, shape)?),
             };
-            Ok(PrivateTensor::from_share(shape, share))
+            let x = PrivateTensor::from_share(shape, share);
+            // An input cp owns is marked on every party, with cp's copy on cp.
+            Ok(if owner == Role::Cp { x.with_known_to_cp(cp_copy) } else { x })
         })
     }
 

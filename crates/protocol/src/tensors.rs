@@ -34,11 +34,24 @@ impl<R: Ring> PublicTensor<R> {
 /// free (a CRT polynomial's final truncation, [`crate::Session::polynomial`]): masking it then
 /// costs nothing ([`crate::Session::mask`]). Operations that change the value drop the form;
 /// reshaping keeps it.
+///
+/// It may also be marked as known to cp ([`PrivateTensor::known_to_cp`]): an input that cp
+/// shared as its owner, whose products with masked operands then need no opening
+/// ([`crate::Session::product`]). Only [`crate::Session::share_input`] sets the mark.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateTensor<R: Ring> {
     shape: Vec<usize>,
     share: Option<R::Tensor>,
     form: Option<Arc<MaskedForm<R::Tensor>>>,
+    known: Option<Arc<KnownToCp<R::Tensor>>>,
+}
+
+/// The mark of a private tensor whose value cp knows in the clear because it shared it as the
+/// input owner. Every party carries the mark (who owns an input is public, so the three agree);
+/// cp's holds the value, the servers' nothing.
+#[derive(Debug, Clone, PartialEq)]
+struct KnownToCp<T> {
+    value: Option<T>,
 }
 
 /// The masked form of a private tensor x: the parts of a [`MaskedTensor`] besides x itself.
@@ -54,7 +67,7 @@ impl<R: Ring> PrivateTensor<R> {
     /// A server's share (`Some`) or cp's placeholder (`None`) for a tensor of `shape`.
     pub fn from_share(shape: &[usize], share: Option<R::Tensor>) -> Self {
         debug_assert!(share.as_ref().is_none_or(|s| s.shape() == shape));
-        PrivateTensor { shape: shape.to_vec(), share, form: None }
+        PrivateTensor { shape: shape.to_vec(), share, form: None, known: None }
     }
 
     /// This tensor with its masked `form` attached. The caller guarantees that the form's mask
@@ -62,6 +75,24 @@ impl<R: Ring> PrivateTensor<R> {
     pub(crate) fn with_form(mut self, form: MaskedForm<R::Tensor>) -> Self {
         self.form = Some(Arc::new(form));
         self
+    }
+
+    /// This tensor marked as known to cp: `value` is cp's copy of it on cp and `None` on the
+    /// servers. The caller guarantees that cp's copy is the value the shares add up to.
+    pub(crate) fn with_known_to_cp(mut self, value: Option<R::Tensor>) -> Self {
+        self.known = Some(Arc::new(KnownToCp { value }));
+        self
+    }
+
+    /// Whether cp knows this value in the clear (it shared it as the input owner); the same on
+    /// every party.
+    pub fn known_to_cp(&self) -> bool {
+        self.known.is_some()
+    }
+
+    /// cp's copy of a value it knows in the clear; `None` on the servers and for other tensors.
+    pub(crate) fn cp_value(&self) -> Option<&R::Tensor> {
+        self.known.as_ref().and_then(|k| k.value.as_ref())
     }
 
     /// Its masked form, if the operation that produced it kept one.
@@ -95,9 +126,10 @@ impl<R: Ring> PrivateTensor<R> {
     }
 
     /// This server's share, mutable (an in-place update keeps the shape, and drops the masked
-    /// form, which it would make stale); `None` on cp.
+    /// form and the known-to-cp mark, which it would make stale); `None` on cp.
     pub(crate) fn share_mut(&mut self) -> Option<&mut R::Tensor> {
         self.form = None;
+        self.known = None;
         self.share.as_mut()
     }
 

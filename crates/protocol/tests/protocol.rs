@@ -31,6 +31,11 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
         let pi = s.share_input::<R>(Role::Server1, owned(s, Role::Server1, &img), img.shape())?;
         let pf = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &filt), filt.shape())?;
         let my = s.mask(&py)?;
+        // Inputs cp owns, by masked operands: no opening (Session::product's known-input form).
+        let kx = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &x), &[m, k])?;
+        let ki = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &img), img.shape())?;
+        let ku = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &u), &[m, k])?;
+        let mv = s.mask(&pv)?;
         // Masked together (one round), each with its own mask.
         let [mx, mf]: [MaskedTensor<R>; 2] =
             s.mask_many(vec![px.clone(), pf.clone()])?.try_into().expect("two masked tensors");
@@ -45,6 +50,10 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
             share(&s.conv2d(&pi, &mf, p)?),
             // The output is (m + 2) high: one window per column.
             share(&s.pooled_conv2d(&pi, &mf, p, (m + 2, 1))?),
+            share(&s.matmul(&kx, &my)?),
+            share(&s.mul(&mv, &ku)?),
+            share(&s.conv2d(&ki, &mf, p)?),
+            share(&s.pooled_conv2d(&ki, &mf, p, (m + 2, 1))?),
         ])
     });
     let take = |i: usize| reconstruct(&[out[0][i].clone(), out[1][i].clone(), out[2][i].clone()]);
@@ -58,6 +67,10 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
     assert_eq!(take(6), conv);
     assert_eq!(take(7), conv);
     assert_eq!(take(8), conv.window_sum((m + 2, 1)).unwrap());
+    assert_eq!(take(9), xy, "known x masked");
+    assert_eq!(take(10), u.mul(&v).unwrap(), "masked x known");
+    assert_eq!(take(11), conv, "conv2d of a known image");
+    assert_eq!(take(12), conv.window_sum((m + 2, 1)).unwrap(), "pooled conv2d of a known image");
 }
 
 /// Truncating x by f must give floor(x / 2^f) or floor(x / 2^f) + 1 (error below 1 ulp), and so

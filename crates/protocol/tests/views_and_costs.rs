@@ -113,6 +113,24 @@ fn measure<R: ProtocolRing>(
     })
 }
 
+/// One operation's traffic on every party for an input that cp owns, of shape `x`
+/// ([`PrivateTensor::known_to_cp`]), and a masked input of server0's, of shape `y`.
+fn measure_known<R: ProtocolRing>(
+    x: &[usize],
+    y: &[usize],
+    op: impl Fn(&mut Session, &PrivateTensor<R>, &MaskedTensor<R>) -> Result<()> + Sync,
+) -> [Traffic; 3] {
+    let (xv, yv) = (random::<R>(1, x), random::<R>(2, y));
+    run(9, |s| {
+        let known = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &xv), x)?;
+        let py = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &yv), y)?;
+        let m = s.mask(&py)?;
+        let before = s.traffic();
+        op(s, &known, &m)?;
+        Ok(s.traffic().since(&before))
+    })
+}
+
 fn assert_cost(name: &str, measured: [Traffic; 3], expected: Cost) {
     let bytes = measured.map(|t| t.total_sent());
     assert_eq!(bytes, expected.bytes, "{name}: bytes sent by [server0, server1, cp]");
@@ -171,6 +189,20 @@ fn costs_match_formulas<R: ProtocolRing>() {
             s.pooled_conv2d(&img, &filt, p, (5, 1)).map(drop)
         }),
         costs::product::<R>(pooled, &img, false, &[2, 1, 3, 3], false),
+    );
+    // An input cp owns, by a masked operand: nothing opened, no server round, cp's correction.
+    let known = |op: Bilinear, x: &[usize], y: &[usize]| costs::product::<R>(op, x, true, y, true);
+    assert_eq!((known(Bilinear::Matmul, &sh, &sh).rounds, known(Bilinear::Matmul, &sh, &sh).bytes[0]), (0, 0));
+    let mm = known(Bilinear::Matmul, &sh, &sh);
+    assert_cost("known x masked", measure_known::<R>(&sh, &sh, |s, k, m| s.matmul(k, m).map(drop)), mm);
+    assert_cost("masked x known", measure_known::<R>(&sh, &sh, |s, k, m| s.matmul(m, k).map(drop)), mm);
+    let mul = known(Bilinear::Mul, &sh, &sh);
+    assert_cost("mul known", measure_known::<R>(&sh, &sh, |s, k, m| s.mul(k, m).map(drop)), mul);
+    let filt = [2, 1, 3, 3];
+    assert_cost(
+        "pooled conv2d of a known image",
+        measure_known::<R>(&img, &filt, |s, k, m| s.pooled_conv2d(k, m, p, (5, 1)).map(drop)),
+        known(pooled, &img, &filt),
     );
     assert_cost(
         "relu polynomial",
