@@ -514,3 +514,51 @@ fn relu_exact_against_relu_poly_timing() {
         eprintln!("n={n}: relu_poly {poly:.1} ms, relu_exact {exact:.1} ms, ratio {:.2}", exact / poly);
     }
 }
+
+/// cp's transport with the last byte of its first message to server1 (a comparison's bit shares
+/// in Z_p) raised to p.
+struct OutOfFieldBits {
+    inner: InMemoryTransport,
+    done: bool,
+}
+
+impl Transport for OutOfFieldBits {
+    fn role(&self) -> Role {
+        self.inner.role()
+    }
+    fn send(&mut self, to: Role, tag: Tag, mut payload: Vec<u8>) -> Result<()> {
+        if to == Role::Server1 && !self.done {
+            self.done = true;
+            if let Some(last) = payload.last_mut() {
+                *last = <u64 as pond_protocol::comparison::ComparisonWord>::PRIME;
+            }
+        }
+        self.inner.send(to, tag, payload)
+    }
+    fn recv(&mut self, from: Role, tag: Tag, timeout: std::time::Duration) -> Result<Vec<u8>> {
+        self.inner.recv(from, tag, timeout)
+    }
+}
+
+/// A bit share outside Z_p, even the last of the message, is a bad message naming cp.
+#[test]
+fn a_bit_share_outside_the_field_is_an_error_naming_cp() {
+    let x = tensor::<Z64>(&[5, -3, 0, 7], &[4]);
+    let results = run_local_with(
+        LocalConfig::seeded(2),
+        |t| match t.role() {
+            Role::Cp => Box::new(OutOfFieldBits { inner: t, done: false }) as Box<dyn Transport>,
+            _ => Box::new(t),
+        },
+        |s| {
+            let px = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &x), &[4])?;
+            s.relu_exact(&px, &mut ComparisonSource::Online).map(drop)
+        },
+    );
+    match &results[1] {
+        Err(e @ ProtocolError::BadMessage { peer: Role::Cp, .. }) => {
+            assert!(e.to_string().contains("bit shares below 67"), "{e}")
+        }
+        other => panic!("server1 should reject the out-of-field bit share, got {other:?}"),
+    }
+}

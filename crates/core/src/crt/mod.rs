@@ -416,8 +416,12 @@ const LIMBS_MAX_BITS: u32 = 119;
 /// in absolute value, so it is exact in f64, and [`kernels::gemm_crt::reduce`] (exact below
 /// 2^53) finishes with one quotient estimate.
 fn limb_reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) -> bool {
-    // v is in range exactly when v >> 119 is 0 or -1.
-    if values.iter().any(|&v| ((v >> 64) as i64 >> (LIMBS_MAX_BITS - 64)).wrapping_add(1) as u64 > 1) {
+    // v is in range exactly when v >> 119 is 0 or -1. A non-short-circuiting fold, so the check
+    // vectorises (a scan that stops at the first failure runs value by value).
+    let out_of_range = values
+        .iter()
+        .fold(false, |bad, &v| bad | (((v >> 64) as i64 >> (LIMBS_MAX_BITS - 64)).wrapping_add(1) as u64 > 1));
+    if out_of_range {
         return false;
     }
     // Dispatched by hand: a closure passed to `vectorised` is not reliably inlined into its

@@ -256,7 +256,10 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
             Role::Server0 => kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Cp)?.derive(label), n),
             Role::Server1 => {
                 let bits = s.recv_bytes(Role::Cp, tag)?;
-                if bits.len() != n * nb || bits.iter().any(|&b| b >= R::Word::PRIME) {
+                // The largest byte by a branch-free max (vectorised), not a short-circuiting
+                // scan: byte by byte, this check was a fifth of server1's comparison work.
+                let largest = bits.iter().fold(0u8, |m, &b| m.max(b));
+                if bits.len() != n * nb || largest >= R::Word::PRIME {
                     return Err(ProtocolError::BadMessage {
                         peer: Role::Cp,
                         reason: format!("expected {} bit shares below {}", n * nb, R::Word::PRIME),
