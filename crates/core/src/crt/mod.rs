@@ -528,7 +528,8 @@ fn limb_residues(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, o
 /// [`Modulus::reduce_i64`] when every value fits an `i64` (and nothing is added), else through
 /// [`limb_reduce`] when every value is in its range, else value by value.
 fn reduce_values(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
-    if !accumulate && values.iter().all(|&x| i64::try_from(x).is_ok()) {
+    // A non-short-circuiting fold, which vectorises.
+    if !accumulate && values.iter().fold(true, |fits, &x| fits & (x as i64 as i128 == x)) {
         // Faster than limbs for values that fit an `i64`.
         let words: Vec<i64> = values.iter().map(|&x| x as i64).collect();
         for (p, &m) in planes.iter_mut().zip(moduli) {
