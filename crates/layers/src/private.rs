@@ -195,7 +195,7 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
     /// must be in range anyway.
     fn truncate_with_bias(
         &mut self,
-        z: &PrivateTensor<R>,
+        mut z: PrivateTensor<R>,
         bias: &PrivateTensor<R>,
         bias_shape: &[usize],
         shift: u32,
@@ -203,8 +203,9 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
         let scaled = self.session.mul_scalar(bias, 1i128 << shift);
         let scaled = self.session.reshape(&scaled, bias_shape)?;
         let scaled = self.session.broadcast_to(&scaled, z.shape())?;
-        let sum = self.session.add(z, &scaled)?;
-        Ok(self.session.truncate_keeping_form(&sum, shift)?)
+        // In the product's own buffer: no second tensor of the product's size.
+        self.session.add_assign(&mut z, &scaled)?;
+        Ok(self.session.truncate_keeping_form(&z, shift)?)
     }
 }
 
@@ -235,7 +236,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     /// Masks x (one opening), except an input cp owns, which stays as it is.
     fn prepare(&mut self, x: &PrivateTensor<R>) -> Result<Prepared<R>> {
         if x.known_to_cp() {
-            return Ok(Prepared(Arc::new(PreparedKind::KnownToCp(x.clone()))));
+            return self.prepare_owned(x.clone());
         }
         Ok(Prepared::new(self.session.mask(x)?))
     }
@@ -283,7 +284,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     ) -> Result<PrivateTensor<R>> {
         let z = self.session.matmul(Self::operand(a), Self::operand(b))?;
         let row = [1, bias.shape().iter().product()];
-        self.truncate_with_bias(&z, bias, &row, self.fp.frac_bits())
+        self.truncate_with_bias(z, bias, &row, self.fp.frac_bits())
     }
 
     fn mul(&mut self, a: &PrivateTensor<R>, b: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
@@ -407,7 +408,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         bias: &PrivateTensor<R>,
     ) -> Result<PrivateTensor<R>> {
         let (z, shift) = self.conv_product(x, w, g, window)?;
-        self.truncate_with_bias(&z, bias, &[1, g.filters, 1, 1], shift)
+        self.truncate_with_bias(z, bias, &[1, g.filters, 1, 1], shift)
     }
 
     fn window_sum(&mut self, x: &PrivateTensor<R>, window: (usize, usize)) -> Result<PrivateTensor<R>> {

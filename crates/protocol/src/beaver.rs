@@ -84,12 +84,6 @@ struct Opened<'a, T: Clone> {
     diff: Cow<'a, T>,
 }
 
-/// Which side of a product is the input cp knows.
-enum Known<'a, R: ProtocolRing> {
-    Left(&'a PrivateTensor<R>),
-    Right(&'a PrivateTensor<R>),
-}
-
 /// Elements of a tensor of `shape`.
 fn count(shape: &[usize]) -> usize {
     shape.iter().product()
@@ -120,10 +114,10 @@ impl Session {
         let name = op.name();
         match (x, y) {
             (Operand::Private(k), Operand::Masked(m)) if k.known_to_cp() => {
-                return self.known_product(op, Known::Left(k), m, &out_shape)
+                return self.known_product(op, k, true, m, &out_shape)
             }
             (Operand::Masked(m), Operand::Private(k)) if k.known_to_cp() => {
-                return self.known_product(op, Known::Right(k), m, &out_shape)
+                return self.known_product(op, k, false, m, &out_shape)
             }
             _ => {}
         }
@@ -178,19 +172,16 @@ impl Session {
         })
     }
 
-    /// x ∘ y (or y ∘ x) for a `known` input cp owns and a `masked` operand: x ∘ F + x ∘ b, the
-    /// second term dealt by cp (see the module docs).
+    /// x ∘ y (`left`) or y ∘ x for an input x cp owns and a `masked` operand y: x ∘ F + x ∘ b,
+    /// the second term dealt by cp (see the module docs).
     fn known_product<R: ProtocolRing>(
         &mut self,
         op: Bilinear,
-        known: Known<'_, R>,
+        x: &PrivateTensor<R>,
+        left: bool,
         masked: &MaskedTensor<R>,
         out_shape: &[usize],
     ) -> Result<PrivateTensor<R>> {
-        let (x, left) = match known {
-            Known::Left(x) => (x, true),
-            Known::Right(x) => (x, false),
-        };
         let ordered = |k, m| if left { (k, m) } else { (m, k) };
         self.op(op.name(), |s| {
             let tag = s.next_tag();
