@@ -50,8 +50,12 @@ where
                 .name(role.to_string())
                 .spawn_scoped(scope, move || {
                     let mut session = Session::new(wrap(t), config.seed, KeySetup::Seed(config.seed), config.timeout)?;
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program(&mut session)))
-                        .unwrap_or_else(|panic| Err(ProtocolError::Panicked { role, message: panic_message(panic) }));
+                    let pool = party_pool(role)?;
+                    let outcome = pool.install(|| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program(&mut session))).unwrap_or_else(
+                            |panic| Err(ProtocolError::Panicked { role, message: panic_message(panic) }),
+                        )
+                    });
                     if let Err(e) = &outcome {
                         session.abort(e);
                     }
@@ -67,6 +71,20 @@ where
             Err(e) => Err(e),
         })
     })
+}
+
+/// The rayon pool a party runs in: one per party, as many threads as cores, so that each party's
+/// parallel loops run on its own threads, as they would in three processes. With one pool for
+/// all three, the work a party hands to rayon queued behind the other parties' jobs (a party
+/// thread outside the pool enters through rayon's global queue, which workers serve only when
+/// their own deques are empty): cp's share of a batch of inputs, on the critical path, waited
+/// for the end of server0's first-layer product. The party's program runs on a thread of its
+/// pool, so its parallel loops also start there, without a hand-off to another thread.
+fn party_pool(role: Role) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(move |i| format!("{role}-{i}"))
+        .build()
+        .map_err(|e| ProtocolError::Usage { op: "run_local", reason: format!("cannot start {role}'s threads: {e}") })
 }
 
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {

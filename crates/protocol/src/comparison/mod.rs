@@ -99,8 +99,9 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// Fewest elements per piece of work in the elementwise loops below: a parallel loop entered from
-/// a party thread (not one of rayon's) hands its pieces to the pool and waits for them, tens of
-/// microseconds on a busy machine, so a batch-1 ReLU's 128 elements stay on the calling thread.
+/// a thread outside rayon's pool (a party of a QUIC deployment) hands its pieces to the pool and
+/// waits for them, tens of microseconds on a busy machine, so a batch-1 ReLU's 128 elements stay
+/// on the calling thread.
 const MIN_LEN: usize = kernels::CHUNK;
 
 /// A machine word of a power-of-two ring, with what the comparison needs.
