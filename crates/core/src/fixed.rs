@@ -95,19 +95,29 @@ impl<R: Ring> FixedPoint<R> {
 
     /// Encodes every value; the first out-of-range value is reported with its row-major index.
     ///
-    /// One pass checks the range over a row-major slice (a copy only if `values` is not in
-    /// standard layout), a second rounds, in parallel for large tensors. Collecting `Result`s
-    /// element by element through a dynamic-dimension iterator took about 20 ns per value:
-    /// 1.7 ms per batch of 100 MNIST images, on the client while both servers waited for it.
+    /// One pass tests the range over a row-major slice (a copy only if `values` is not in
+    /// standard layout), branch-free so that it vectorises; a second rounds into 64-bit integers,
+    /// in parallel for large tensors, which become the ring elements in place for Z64. Going
+    /// through an `i128` array and two parallel maps took 0.3-1.7 ms for a batch of 100 MNIST
+    /// images, on the client while both servers waited for it.
     pub fn encode(&self, values: ArrayViewD<'_, f64>) -> Result<R::Tensor> {
+        use rayon::prelude::*;
         let (scale, bound) = (self.scale(), self.bound());
         let values = values.as_standard_layout();
         let flat = values.as_slice().expect("a standard-layout array is one row-major slice");
-        flat.iter().enumerate().try_for_each(|(i, &x)| self.check_range(x, i, bound))?;
+        // NaN compares false, so the fold catches it as it does infinities.
+        if !flat.iter().fold(true, |ok, &x| ok & (x.abs() < bound)) {
+            flat.iter().enumerate().try_for_each(|(i, &x)| self.check_range(x, i, bound))?;
+        }
         // In range, |x·2^f| < 2^(int_bits + f) <= 2^63: `new` keeps int_bits + f at most
         // PRODUCT_BITS / 2.
-        let ints = parallel::map(values.view(), |x| i128::from(round_half_away(x * scale)));
-        Ok(R::Tensor::from_signed(ints.view()))
+        let round = |&x: &f64| round_half_away(x * scale);
+        let ints: Vec<i64> = if flat.len() < parallel::PARALLEL_MIN_ELEMENTS {
+            flat.iter().map(round).collect()
+        } else {
+            flat.par_iter().with_min_len(parallel::PARALLEL_MIN_ELEMENTS).map(round).collect()
+        };
+        R::Tensor::from_i64s(values.shape(), ints)
     }
 
     /// The real values of a tensor (signed representative divided by 2^f).

@@ -73,6 +73,10 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     fn zeros(shape: &[usize]) -> Self;
     /// Each integer reduced modulo the ring.
     fn from_signed(values: ArrayViewD<'_, i128>) -> Self;
+    /// A tensor of `shape` from one 64-bit integer per element in row-major order, each reduced
+    /// modulo the ring (fixed-point encodings fit in 64 bits, see [`crate::FixedPoint::encode`]).
+    /// Errors if the count does not fill the shape.
+    fn from_i64s(shape: &[usize], values: Vec<i64>) -> Result<Self>;
     /// The signed representative of each element: the one in [-M/2, M/2).
     fn to_signed(&self) -> ArrayD<i128>;
     /// The canonical representative in [0, M) of each element, in row-major order.

@@ -216,6 +216,17 @@ impl<W: Word> RingTensor for ZTensor<W> {
     fn from_signed(values: ArrayViewD<'_, i128>) -> Self {
         ZTensor { data: map(values, W::from_i128) }
     }
+    fn from_i64s(shape: &[usize], values: Vec<i64>) -> Result<Self> {
+        let n = values.len();
+        let words = values.into_iter().map(|v| W::from_i128(i128::from(v))).collect();
+        let data = ArrayD::from_shape_vec(IxDyn(shape), words).map_err(|_| CoreError::InvalidShape {
+            op: "from_i64s",
+            shape: shape.to_vec(),
+            tensor: vec![n],
+            reason: "one value per element of the shape".into(),
+        })?;
+        Ok(ZTensor { data })
+    }
     fn to_signed(&self) -> ArrayD<i128> {
         map(self.data.view(), W::to_i128)
     }

@@ -56,6 +56,16 @@ fn agrees_with_bigint<R: Ring>(seed: u64, shape: &[usize]) {
     assert_eq!(R::Tensor::from_signed(signed.view()), a);
 }
 
+/// `from_i64s` gives the elements `from_signed` gives for the same integers, and refuses a count
+/// that does not fill the shape.
+fn from_i64s_matches_from_signed<R: Ring>(values: &[i64]) {
+    let signed = ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.iter().map(|&v| i128::from(v)).collect())
+        .expect("one value per element");
+    assert_eq!(R::Tensor::from_i64s(&[values.len()], values.to_vec()).unwrap(), R::Tensor::from_signed(signed.view()));
+    let err = R::Tensor::from_i64s(&[values.len() + 1], values.to_vec()).unwrap_err();
+    assert!(matches!(&err, CoreError::InvalidShape { shape, .. } if shape == &[values.len() + 1]), "{err}");
+}
+
 /// a·b modulo M by big integers, for row-major `a` (m×k) and `b` (k×n).
 fn matmul_reference<R: Ring>(a: &R::Tensor, b: &R::Tensor, m: usize, k: usize, n: usize) -> Vec<BigUint> {
     let modulus = R::modulus();
@@ -265,6 +275,10 @@ macro_rules! ring_suite {
                 #[test]
                 fn bytes(seed in any::<u64>(), shape in prop::collection::vec(0usize..5, 0..4)) {
                     bytes_round_trip::<R>(seed, &shape)
+                }
+                #[test]
+                fn from_i64s(values in prop::collection::vec(any::<i64>(), 0..100)) {
+                    from_i64s_matches_from_signed::<R>(&values)
                 }
                 #[test]
                 fn fixed_point(values in prop::collection::vec(-0.999_999f64..0.999_999, 1..64)) {

@@ -801,6 +801,9 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         Self::from_values(&shape, values.as_slice().expect("standard layout"), |v| v)
             .expect("a standard-layout array has one value per element of its shape")
     }
+    fn from_i64s(shape: &[usize], values: Vec<i64>) -> Result<Self> {
+        Self::from_values(shape, &values, i128::from)
+    }
     fn to_signed(&self) -> ArrayD<i128> {
         let rec = Reconstruction::new(M::MODULI);
         let (modulus, half) = (rec.modulus, rec.modulus / 2);
