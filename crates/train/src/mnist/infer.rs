@@ -218,30 +218,69 @@ struct PartyRun {
     traffic: Traffic,
 }
 
-/// Batch `i` of `images` (batches of `batch` rows, the last one partial) through the private
-/// model; cp, the client, gets the logits.
+/// The test images as the client feeds them: batches of `size` rows, the last one partial.
+struct Batches<'a> {
+    spec: &'a ModelSpec,
+    images: &'a Array2<f64>,
+    size: usize,
+}
+
+impl Batches<'_> {
+    /// The rows of batch `i`.
+    fn rows(&self, i: usize) -> ndarray::ArrayView2<'_, f64> {
+        self.images.slice(s![i * self.size..((i + 1) * self.size).min(self.images.nrows()), ..])
+    }
+
+    /// The client's fixed-point encoding of batch `i`, on cp; `None` on the servers.
+    fn encode<R: pond_protocol::comparison::ComparisonRing>(
+        &self,
+        b: &mut PrivateBackend<'_, R>,
+        i: usize,
+    ) -> pond_protocol::Result<Option<R::Tensor>> {
+        if b.session().role() != Role::Cp {
+            return Ok(None);
+        }
+        Ok(Some(b.fixed_point().encode(as_input(self.spec, self.rows(i)).view())?))
+    }
+}
+
+/// What one batch gives the client: the logits, and its encoding of the batch it feeds next
+/// (both `None` on the servers).
+struct BatchOut<T> {
+    logits: Option<Array2<f64>>,
+    next: Option<T>,
+}
+
+/// Batch `i` through the private model, from the client's encoding `x` of it (`None` on the
+/// servers); cp, the client, gets the logits. The client encodes batch `next` (if any) while
+/// the servers finish this one: once cp has dealt the last layer's correlations it only waits
+/// for the logits, so the encoding is off the batch's critical path, as it would be for a client
+/// that streams batches.
 fn forward_batch<'s, R: pond_protocol::comparison::ComparisonRing>(
     b: &mut PrivateBackend<'s, R>,
     model: &Sequential<PrivateBackend<'s, R>>,
-    spec: &ModelSpec,
-    images: &Array2<f64>,
-    batch: usize,
-    i: usize,
-) -> pond_protocol::Result<Option<Array2<f64>>> {
-    let role = b.session().role();
-    let n = images.nrows();
-    let x = as_input(spec, images.slice(s![i * batch..((i + 1) * batch).min(n), ..]));
-    let shape = x.shape().to_vec();
-    let x = b.input(Role::Cp, (role == Role::Cp).then_some(&x), &shape)?;
+    batches: &Batches<'_>,
+    (i, x): (usize, Option<R::Tensor>),
+    next: Option<usize>,
+) -> pond_protocol::Result<BatchOut<R::Tensor>> {
+    let mut shape = vec![batches.rows(i).nrows()];
+    shape.extend(&batches.spec.input_shape);
+    let x = b.session().share_input::<R>(Role::Cp, x.as_ref(), &shape)?;
     let (z, _) = model.forward(b, Activation::Value(x))?;
-    b.output(&z, Role::Cp)?
+    let next = match next {
+        Some(j) => batches.encode(b, j)?,
+        None => None,
+    };
+    let logits = b
+        .output(&z, Role::Cp)?
         .map(|z| {
             z.into_dimensionality::<ndarray::Ix2>().map_err(|e| pond_protocol::ProtocolError::Usage {
                 op: "infer",
                 reason: format!("logits are not a matrix: {e}"),
             })
         })
-        .transpose()
+        .transpose()?;
+    Ok(BatchOut { logits, next })
 }
 
 fn run_private<R: pond_protocol::comparison::ComparisonRing>(
@@ -254,8 +293,8 @@ fn run_private<R: pond_protocol::comparison::ComparisonRing>(
 ) -> Result<[PartyRun; 3]> {
     let fp = FixedPoint::<R>::default_for_ring();
     let n = images.nrows();
-    let batches = n.div_ceil(batch);
-    let bar = progress::bar(batches as u64, "private inference", show);
+    let count = n.div_ceil(batch);
+    let bar = progress::bar(count as u64, "private inference", show);
     let out = run_local(LocalConfig::seeded(seed), |s| {
         let role = s.role();
         let start = Instant::now();
@@ -266,17 +305,22 @@ fn run_private<R: pond_protocol::comparison::ComparisonRing>(
         // One untimed warm-up batch (the first images again), as the plaintext reference gets a
         // warm-up pass: it faults in the buffers and starts rayon's threads, costs of a fresh
         // process that a session serving batch after batch does not pay per batch. Its logits
-        // are dropped and its traffic is not counted; `warmup_ms` reports its time.
+        // are dropped and its traffic is not counted; `warmup_ms` reports its time. The client
+        // encodes the timed loop's first batch during it, as it encodes each next batch during
+        // the one before.
         let start = Instant::now();
-        forward_batch(&mut b, &model, spec, images, batch, 0)?;
+        let batches = Batches { spec, images, size: batch };
+        let x = batches.encode(&mut b, 0)?;
+        let mut x = forward_batch(&mut b, &model, &batches, (0, x), Some(0))?.next;
         let warmup_ms = start.elapsed().as_secs_f64() * 1e3;
         let before = b.session().traffic();
         let start = Instant::now();
         let mut rows = Vec::new();
-        for i in 0..batches {
-            if let Some(z) = forward_batch(&mut b, &model, spec, images, batch, i)? {
-                rows.push(z);
-            }
+        for i in 0..count {
+            let next = (i + 1 < count).then_some(i + 1);
+            let out = forward_batch(&mut b, &model, &batches, (i, x), next)?;
+            x = out.next;
+            rows.extend(out.logits);
             if role == Role::Cp {
                 bar.inc(1);
             }
