@@ -41,6 +41,18 @@ pub fn reshape<T: Clone + Default>(a: &ArrayD<T>, shape: &[usize]) -> Result<Arr
         .map_err(|e| invalid("reshape", shape, a.shape(), e.to_string()))
 }
 
+/// [`reshape`] of an array the caller no longer needs: no copy when it is in standard layout.
+pub fn into_reshaped<T: Clone + Default>(a: ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+    if !a.is_standard_layout() {
+        return reshape(&a, shape);
+    }
+    if shape.iter().product::<usize>() != a.len() {
+        return Err(invalid("reshape", shape, a.shape(), "element counts differ"));
+    }
+    let from = a.shape().to_vec();
+    a.into_shape_with_order(IxDyn(shape)).map_err(|e| invalid("reshape", shape, &from, e.to_string()))
+}
+
 /// Axis permutation, materialised in standard layout.
 pub fn permute<T: Clone + Default>(a: &ArrayD<T>, axes: &[usize]) -> Result<ArrayD<T>> {
     let mut seen = vec![false; a.ndim()];

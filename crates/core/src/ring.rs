@@ -154,6 +154,11 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
     fn window_sum(&self, window: (usize, usize)) -> Result<Self>;
     /// Same elements, new shape (row-major order).
     fn reshape(&self, shape: &[usize]) -> Result<Self>;
+    /// [`RingTensor::reshape`] of a tensor the caller no longer needs: no copy of the elements
+    /// when they are in standard layout (the default copies, as `reshape`).
+    fn into_reshaped(self, shape: &[usize]) -> Result<Self> {
+        self.reshape(shape)
+    }
     /// Axes permuted: output axis i is input axis `axes[i]`.
     fn permute(&self, axes: &[usize]) -> Result<Self>;
     /// Sub-range of one axis.

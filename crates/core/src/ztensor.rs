@@ -324,6 +324,9 @@ impl<W: Word> RingTensor for ZTensor<W> {
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
         Ok(ZTensor { data: layout::reshape(&self.data, shape)? })
     }
+    fn into_reshaped(self, shape: &[usize]) -> Result<Self> {
+        Ok(ZTensor { data: layout::into_reshaped(self.data, shape)? })
+    }
     fn permute(&self, axes: &[usize]) -> Result<Self> {
         Ok(ZTensor { data: layout::permute(&self.data, axes)? })
     }

@@ -175,6 +175,10 @@ fn shape_ops_match_ndarray<R: Ring>(seed: u64, rows: usize, cols: usize) {
     let t = a.transpose().unwrap();
     assert_eq!(t.to_signed(), s.t().as_standard_layout().into_owned());
     assert_eq!(a.reshape(&[rows * cols]).unwrap().reshape(&[rows, cols]).unwrap(), a);
+    // The owned reshape gives the tensor the copying one gives (of a tensor and its transpose).
+    assert_eq!(a.clone().into_reshaped(&[cols, rows]).unwrap(), a.reshape(&[cols, rows]).unwrap());
+    assert_eq!(t.clone().into_reshaped(&[rows * cols]).unwrap(), t.reshape(&[rows * cols]).unwrap());
+    assert!(a.clone().into_reshaped(&[rows * cols + 1]).is_err());
     let top = a.slice_axis(0, 0..rows / 2).unwrap();
     let bottom = a.slice_axis(0, rows / 2..rows).unwrap();
     assert_eq!(R::Tensor::concat(0, &[&top, &bottom]).unwrap(), a);
@@ -313,6 +317,15 @@ fn fixed_point_edges_round_trip() {
     fixed_point_edges::<Z128>();
     fixed_point_edges::<Crt<TfeModuli>>();
     fixed_point_edges::<Crt<WideModuli>>();
+}
+
+#[test]
+fn owned_reshape_keeps_the_buffer() {
+    let a = random::<Z64>(3, &[6, 4]);
+    let ptr = a.array().as_ptr();
+    let b = a.into_reshaped(&[4, 3, 2]).unwrap();
+    assert_eq!(b.shape(), &[4, 3, 2]);
+    assert_eq!(b.array().as_ptr(), ptr, "a standard-layout tensor is reshaped without a copy");
 }
 
 #[test]

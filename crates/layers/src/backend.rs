@@ -129,6 +129,11 @@ pub trait Backend {
     fn sum_axis(&mut self, x: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;
     /// Same elements, new shape.
     fn reshape(&mut self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// [`Backend::reshape`] of a tensor the caller no longer needs (no copy where the backend
+    /// can avoid it; the default copies).
+    fn reshape_owned(&mut self, x: Self::Tensor, shape: &[usize]) -> Result<Self::Tensor> {
+        self.reshape(&x, shape)
+    }
     /// Axes permuted.
     fn permute(&mut self, x: &Self::Tensor, axes: &[usize]) -> Result<Self::Tensor>;
     /// 2-D transpose.

@@ -56,7 +56,7 @@ impl<B: Backend> Layer<B> for Flatten {
         let shape = b.shape(&x).to_vec();
         let n = *shape.first().ok_or_else(|| shape_error("flatten", "a scalar has no batch axis"))?;
         let rest = shape[1..].iter().product();
-        Ok((b.reshape(&x, &[n, rest])?, shape))
+        Ok((b.reshape_owned(x, &[n, rest])?, shape))
     }
 
     fn backward_select(&self, b: &mut B, shape: Vec<usize>, dy: &B::Tensor, _need_dx: bool) -> Result<Backward<B>> {

@@ -134,6 +134,12 @@ impl Backend for PlainBackend {
         reshaped("reshape", x, shape)
     }
 
+    fn reshape_owned(&mut self, x: ArrayD<f64>, shape: &[usize]) -> Result<ArrayD<f64>> {
+        let from = x.shape().to_vec();
+        pond_core::layout::into_reshaped(x, shape)
+            .map_err(|_| shape_error("reshape", format!("cannot reshape {from:?} to {shape:?}")))
+    }
+
     fn permute(&mut self, x: &ArrayD<f64>, axes: &[usize]) -> Result<ArrayD<f64>> {
         let mut seen = vec![false; x.ndim()];
         let valid =

@@ -364,6 +364,10 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.reshape(x, shape)?)
     }
 
+    fn reshape_owned(&mut self, x: PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
+        Ok(self.session.reshape_owned(x, shape)?)
+    }
+
     fn permute(&mut self, x: &PrivateTensor<R>, axes: &[usize]) -> Result<PrivateTensor<R>> {
         Ok(self.session.permute(x, axes)?)
     }

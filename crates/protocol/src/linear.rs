@@ -102,14 +102,32 @@ impl Session {
 
     /// Same elements, new shape (a masked form is reshaped with them).
     pub fn reshape<R: Ring>(&self, x: &PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
-        let y = restructure(x, |t| t.reshape(shape), |p| layout::reshape(p, shape))?;
-        let Some(form) = x.form() else {
+        self.reshape_owned(x.clone(), shape)
+    }
+
+    /// [`Session::reshape`] of a tensor the caller no longer needs: the share, and the masked
+    /// form unless another copy of the tensor shares it, keep their buffers (no copy).
+    pub fn reshape_owned<R: Ring>(&self, mut x: PrivateTensor<R>, shape: &[usize]) -> Result<PrivateTensor<R>> {
+        let form = x.take_form();
+        let from = x.shape().to_vec();
+        let y = match x.into_share() {
+            Some(share) => {
+                let y = share.into_reshaped(shape)?;
+                let shape = y.shape().to_vec();
+                PrivateTensor::from_share(&shape, Some(y))
+            }
+            None => PrivateTensor::from_share(
+                layout::reshape(&ShapeProxy::default(ndarray::IxDyn(&from)), shape)?.shape(),
+                None,
+            ),
+        };
+        let Some(form) = form else {
             return Ok(y);
         };
         let shape = y.shape().to_vec();
         Ok(y.with_form(MaskedForm {
-            mask: form.mask.try_map(|t| t.reshape(&shape))?,
-            masked: form.masked.as_ref().map(|d| d.reshape(&shape)).transpose()?,
+            mask: form.mask.try_map_owned(|t| t.into_reshaped(&shape))?,
+            masked: form.masked.map(|d| d.into_reshaped(&shape)).transpose()?,
         }))
     }
 

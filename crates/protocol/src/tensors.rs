@@ -163,6 +163,14 @@ impl<T> Held<T> {
         }
     }
 
+    /// `f` applied to the owned tensor, in the same form (share or whole).
+    pub fn try_map_owned<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Held<U>, E> {
+        Ok(match self {
+            Held::Share(t) => Held::Share(f(t)?),
+            Held::Whole(t) => Held::Whole(f(t)?),
+        })
+    }
+
     /// `f` applied to the tensor, in the same form (share or whole).
     pub fn try_map<U, E>(&self, f: impl FnOnce(&T) -> Result<U, E>) -> Result<Held<U>, E> {
         Ok(match self {

@@ -274,21 +274,31 @@ fn narrowing_keeps_the_residue_mod_2_64() {
 
 /// A CRT polynomial's output carries its masked form: the servers' mask shares add up to cp's
 /// whole mask, both servers hold the value minus it, and a Beaver product that takes the mask
-/// from the form (mask, then square) is the exact ring product of the value.
+/// from the form (mask, then square) is the exact ring product of the value. An owned reshape
+/// (which keeps the buffers) reshapes the form with the value, and it stays consistent.
 fn polynomial_outputs_carry_a_consistent_masked_form<R: ProtocolRing>(values: &[f64]) {
+    let n = values.len();
     let fp = FixedPoint::<R>::default_for_ring();
-    let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view()).unwrap();
+    let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[n]), values.to_vec()).unwrap().view()).unwrap();
     let out = run(5, |s| {
-        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
+        let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[n])?;
         let y = s.relu_poly(&px, fp)?;
         let form = y.form().cloned().expect("CRT polynomials keep the masked form");
         let m = s.mask(&y)?;
-        Ok((share(&y), form.mask.into_tensor(), form.masked, share(&s.mul(&m, &m)?)))
+        let square = share(&s.mul(&m, &m)?);
+        let y_share = share(&y);
+        let z = s.reshape_owned(y, &[n, 1])?;
+        let z_form = z.form().cloned().expect("an owned reshape keeps the masked form");
+        let z_form = (z_form.mask.into_tensor(), z_form.masked);
+        Ok(((y_share, form.mask.into_tensor(), form.masked, square), (share(&z), z_form)))
     });
-    let y = reconstruct(&out.clone().map(|o| o.0));
-    let square = reconstruct(&out.clone().map(|o| o.3));
-    assert_consistent_masked::<R>(&y, out.map(|o| (o.1, o.2)));
+    let y = reconstruct(&out.clone().map(|o| o.0 .0));
+    let square = reconstruct(&out.clone().map(|o| o.0 .3));
+    assert_consistent_masked::<R>(&y, out.clone().map(|o| (o.0 .1, o.0 .2)));
     assert_eq!(square, y.mul(&y).unwrap(), "{}: the product through the form is exact", R::NAME);
+    let z = reconstruct(&out.clone().map(|o| o.1 .0));
+    assert_eq!(z, y.reshape(&[n, 1]).unwrap(), "{}: the owned reshape of the value", R::NAME);
+    assert_consistent_masked::<R>(&z, out.map(|o| o.1 .1));
 }
 
 proptest! {

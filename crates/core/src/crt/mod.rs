@@ -957,6 +957,10 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     fn reshape(&self, shape: &[usize]) -> Result<Self> {
         self.try_map_planes(|p| layout::reshape(p, shape))
     }
+    fn into_reshaped(self, shape: &[usize]) -> Result<Self> {
+        let planes = self.planes.into_iter().map(|p| layout::into_reshaped(p, shape)).collect::<Result<_>>()?;
+        Ok(Self::from_planes(planes))
+    }
     fn permute(&self, axes: &[usize]) -> Result<Self> {
         self.try_map_planes(|p| layout::permute(p, axes))
     }
