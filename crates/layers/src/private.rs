@@ -201,7 +201,7 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
         shift: u32,
     ) -> Result<PrivateTensor<R>> {
         let scaled = self.session.mul_scalar(bias, 1i128 << shift);
-        let scaled = self.session.reshape(&scaled, bias_shape)?;
+        let scaled = self.session.reshape_owned(scaled, bias_shape)?;
         let scaled = self.session.broadcast_to(&scaled, z.shape())?;
         // In the product's own buffer: no second tensor of the product's size.
         self.session.add_assign(&mut z, &scaled)?;
@@ -226,7 +226,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
             Some(v) if self.session.role() == owner => Some(self.fp.encode(v.view())?),
             _ => None,
         };
-        Ok(self.session.share_input::<R>(owner, encoded.as_ref(), shape)?)
+        Ok(self.session.share_input_owned::<R>(owner, encoded, shape)?)
     }
 
     fn output(&mut self, x: &PrivateTensor<R>, owner: Role) -> Result<Option<ArrayD<f64>>> {

@@ -6,8 +6,9 @@ use crate::session::Session;
 use crate::tensors::{MaskedTensor, PrivateTensor, PublicTensor};
 use crate::transport::{Role, Tag};
 use pond_core::{Ring, RingTensor};
+use std::borrow::Cow;
 
-fn need_value<'v, T: RingTensor>(s: &Session, value: Option<&'v T>, shape: &[usize]) -> Result<&'v T> {
+fn need_value<'v, T: RingTensor>(s: &Session, value: Option<Cow<'v, T>>, shape: &[usize]) -> Result<Cow<'v, T>> {
     let v = value.ok_or_else(|| ProtocolError::Usage {
         op: "share_input",
         reason: format!("{} is the input owner but has no value", s.role()),
@@ -35,6 +36,26 @@ impl Session {
         value: Option<&R::Tensor>,
         shape: &[usize],
     ) -> Result<PrivateTensor<R>> {
+        self.share_input_cow(owner, value.map(Cow::Borrowed), shape)
+    }
+
+    /// [`Session::share_input`] of a value the owner no longer needs: cp, which keeps its input
+    /// for the products that use it without an opening, keeps this one instead of a copy.
+    pub fn share_input_owned<R: Ring>(
+        &mut self,
+        owner: Role,
+        value: Option<R::Tensor>,
+        shape: &[usize],
+    ) -> Result<PrivateTensor<R>> {
+        self.share_input_cow(owner, value.map(Cow::Owned), shape)
+    }
+
+    fn share_input_cow<R: Ring>(
+        &mut self,
+        owner: Role,
+        value: Option<Cow<'_, R::Tensor>>,
+        shape: &[usize],
+    ) -> Result<PrivateTensor<R>> {
         self.op("share_input", |s| {
             let tag = s.next_tag();
             let me = s.role();
@@ -44,7 +65,7 @@ impl Session {
                     let x = need_value(s, value, shape)?;
                     let x0: R::Tensor = s.shared_random(Role::Server0, tag, purpose::INPUT, shape)?;
                     s.send_tensor(Role::Server1, tag, &x.sub(&x0)?)?;
-                    cp_copy = Some(x.clone());
+                    cp_copy = Some(x.into_owned());
                     None
                 }
                 (Role::Cp, Role::Server0) => Some(s.shared_random(Role::Cp, tag, purpose::INPUT, shape)?),

@@ -13,8 +13,14 @@ use proptest::prelude::*;
 
 fn sharing_reconstructs<R: ProtocolRing>(seed: u64, shape: &[usize], owner: Role) {
     let x = random::<R>(seed, shape);
-    let out = run(seed, |s| Ok(share(&s.share_input::<R>(owner, owned(s, owner, &x), shape)?)));
-    assert_eq!(reconstruct(&out), x);
+    // Borrowed and owned values share alike.
+    let out = run(seed, |s| {
+        let borrowed = share(&s.share_input::<R>(owner, owned(s, owner, &x), shape)?);
+        let from_owned = share(&s.share_input_owned::<R>(owner, owned(s, owner, &x).cloned(), shape)?);
+        Ok((borrowed, from_owned))
+    });
+    assert_eq!(reconstruct(&out.clone().map(|o| o.0)), x);
+    assert_eq!(reconstruct(&out.map(|o| o.1)), x);
 }
 
 fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: usize) {
@@ -33,7 +39,8 @@ fn products_match_plaintext<R: ProtocolRing>(seed: u64, m: usize, k: usize, n: u
         let my = s.mask(&py)?;
         // Inputs cp owns, by masked operands: no opening (Session::product's known-input form).
         let kx = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &x), &[m, k])?;
-        let ki = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &img), img.shape())?;
+        // Owned, so cp keeps this value itself (no copy) for the product.
+        let ki = s.share_input_owned::<R>(Role::Cp, owned(s, Role::Cp, &img).cloned(), img.shape())?;
         let ku = s.share_input::<R>(Role::Cp, owned(s, Role::Cp, &u), &[m, k])?;
         let mv = s.mask(&pv)?;
         // Masked together (one round), each with its own mask.

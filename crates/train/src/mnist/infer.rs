@@ -265,7 +265,7 @@ fn forward_batch<'s, R: pond_protocol::comparison::ComparisonRing>(
 ) -> pond_protocol::Result<BatchOut<R::Tensor>> {
     let mut shape = vec![batches.rows(i).nrows()];
     shape.extend(&batches.spec.input_shape);
-    let x = b.session().share_input::<R>(Role::Cp, x.as_ref(), &shape)?;
+    let x = b.session().share_input_owned::<R>(Role::Cp, x, &shape)?;
     let (z, _) = model.forward(b, Activation::Value(x))?;
     let next = match next {
         Some(j) => batches.encode(b, j)?,
