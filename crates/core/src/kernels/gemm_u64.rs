@@ -11,6 +11,18 @@
 //! - `A` with few rows (matrix-vector and the like) skips packing: rows of `C` are computed
 //!   straight from a row-major `B` (AVX-512: four rows at a time sharing the loads of `B`),
 //!   split over column ranges across threads only when the product is large.
+//!
+//! Tried and left out: Intel AMX (Sapphire Rapids, which the development machine is). A
+//! Z_2^64 product is 36 byte-plane products `A_i · B_j` (i + j < 8) on `TDPBUUD` tiles, each
+//! exact in `u32` for k up to 16,384, added with shifts of 8(i + j). On the 2-core VM one tile
+//! product took 6-15 ns (the no-load peak moved with the host's load) and 7-30 ns with its
+//! operands loaded (64-byte-aligned rows; rows straddling cache lines made loads 6x slower),
+//! and splitting the operands into byte planes cost about 0.25 ms for 100 × 784 × 128. That
+//! product took 0.62-1.9 ms on one thread against 0.96-1.6 ms here; 1000 × 784 × 128 took
+//! 5.1 against 12.4 ms on one thread but 6.3 against 4.7 ms on two. End to end (alternated
+//! medians) `pond infer` was level for net A at batch 100 (10.2 against 10.0 ms) and 1000
+//! (89.4 against 90.7 ms) and slower for net S at batch 100 (83.6 against 74.7 ms: its
+//! convolution has k = 25 and n = 16, padded to 64 and 32).
 
 use super::blocking::{blocked, Corrections, Portable};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
