@@ -85,26 +85,38 @@ fn sample_bytes(stream: &mut DrawStream<'_>, out: &mut [u8]) {
 }
 
 /// [`sample_below`] for a bound B below 256 (so B^2 < 2^16 and a digit fits in a byte).
+///
+/// The accepted pairs are written straight into `out` while it has room for everything a run
+/// of draws may write (its pairs plus a register of slack: bytes past the accepted ones are
+/// scratch, overwritten by the next run); the last runs go through a side buffer and only
+/// their accepted bytes are copied.
 fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     let simd = Avx512::detect();
-    // Room for a block's pairs plus one register of slack for the compressed stores.
-    let mut kept = vec![0u8; 8 * BLOCK_WORDS + 64];
+    let pairs = |draws: &[u64], dst: &mut [u8]| {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = simd {
+            return simd.digit_pairs::<B>(draws, dst);
+        }
+        digit_pairs::<B>(draws, dst)
+    };
+    let mut kept = Vec::new();
     let mut filled = 0;
     while filled < out.len() {
         // A group yields at most 64 bytes, so this many groups never read past the group that
         // completes `out`.
         let draws = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
-        #[cfg(target_arch = "x86_64")]
-        let accepted = match simd {
-            Some(simd) => simd.digit_pairs::<B>(draws, &mut kept),
-            None => digit_pairs::<B>(draws, &mut kept),
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let accepted = digit_pairs::<B>(draws, &mut kept);
-        let take = accepted.min(out.len() - filled);
-        out[filled..filled + take].copy_from_slice(&kept[..take]);
-        filled += take;
+        let room = out.len() - filled;
+        if room >= 8 * draws.len() + 64 {
+            // At most 8 bytes per word are accepted, so all of them fit.
+            filled += pairs(draws, &mut out[filled..]);
+        } else {
+            // Room for the run's pairs plus one register of slack for the compressed stores.
+            kept.resize(8 * draws.len() + 64, 0);
+            let take = pairs(draws, &mut kept).min(room);
+            out[filled..filled + take].copy_from_slice(&kept[..take]);
+            filled += take;
+        }
     }
 }
 
