@@ -21,11 +21,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `MIMALLOC_PURGE_DELAY` is set in the environment.
 ///
 /// With mimalloc's default (1 s) a private inference keeps faulting in and zeroing fresh pages:
-/// in `pond infer --net S --ring int100 --relu poly --batch 100`, page clearing and memset were
-/// 15% of the parties' CPU. With 10 s the same run took 121.9 ms per batch against 134.4 ms
-/// (medians of 4, alternated in the same minutes), and batch 1000 took 1254 / 1286 ms against
-/// 1403 / 1434 ms. The cost is memory held for longer: that run's peak RSS was 1.54-1.60 GB
-/// against 1.44 GB. Net A at batch 100 was level.
+/// in `pond infer --net S --ring z64 --batch 100`, about 860 page faults per batch in steady
+/// state, none with 10 s; in the int100 run of net S, page clearing and memset were 15% of the
+/// parties' CPU. With 10 s, net S int100 at batch 100 took 121.9 against 134.4 ms per batch and
+/// 121.2 against 125.6 ms in two alternations (medians, same minutes; a third was level, 124.8
+/// against 122.0), and batch 1000 took 1254 / 1286 ms against 1403 / 1434 ms. The cost is memory
+/// held for longer: that run's peak RSS was 1.47-1.53 GiB against 1.37 GiB. Net A at batch 100
+/// was level.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// `mi_option_purge_delay` in `mi_option_e` (mimalloc.h, the 16th option in v2 and v3), which
