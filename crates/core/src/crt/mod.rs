@@ -449,22 +449,31 @@ fn limb_reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], a
     true
 }
 
+/// Values per block of [`limb_kernel`]: the block's limbs (20 KiB of `f64`) stay in L1 while
+/// every modulus reads them.
+const LIMB_BLOCK: usize = 512;
+
 /// The work of [`limb_reduce`] for in-range values, inlined into its copies for each [`Simd`]
-/// level: one pass per limb, then one pass per modulus over the limb planes.
+/// level: block by block, one pass per limb, then one pass per modulus over the block's limbs.
 #[inline(always)]
 fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
-    let n = values.len();
-    let mut limbs: [Vec<f64>; LIMBS] = std::array::from_fn(|_| vec![0.0; n]);
-    let [l0, l1, l2, l3, l4] = &mut limbs;
-    fill_limb::<0>(values, l0);
-    fill_limb::<1>(values, l1);
-    fill_limb::<2>(values, l2);
-    fill_limb::<3>(values, l3);
-    fill_limb::<4>(values, l4);
-    for (plane, &m) in planes.iter_mut().zip(moduli) {
-        let weights: [f64; LIMBS] =
-            std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64);
-        limb_residues(&limbs, weights, m, plane, accumulate);
+    let weights: Vec<[f64; LIMBS]> = moduli
+        .iter()
+        .map(|m| std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64))
+        .collect();
+    let mut limbs = [[0.0; LIMB_BLOCK]; LIMBS];
+    for (b, block) in values.chunks(LIMB_BLOCK).enumerate() {
+        let (start, n) = (b * LIMB_BLOCK, block.len());
+        let [l0, l1, l2, l3, l4] = &mut limbs;
+        fill_limb::<0>(block, l0);
+        fill_limb::<1>(block, l1);
+        fill_limb::<2>(block, l2);
+        fill_limb::<3>(block, l3);
+        fill_limb::<4>(block, l4);
+        let limbs = limbs.each_ref().map(|l| &l[..n]);
+        for ((plane, &m), &w) in planes.iter_mut().zip(moduli).zip(&weights) {
+            limb_residues(limbs, w, m, &mut plane[start..start + n], accumulate);
+        }
     }
 }
 
@@ -505,12 +514,12 @@ fn limb_residue(limbs: [&[f64]; LIMBS], weights: &[f64; LIMBS], i: usize, m: f64
 /// v mod m for every value whose limbs are `limbs`, written to `out` or, with `accumulate`,
 /// added (mod m) to it.
 #[inline(always)]
-fn limb_residues(limbs: &[Vec<f64>; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], accumulate: bool) {
+fn limb_residues(limbs: [&[f64]; LIMBS], weights: [f64; LIMBS], m: Modulus, out: &mut [u32], accumulate: bool) {
     let (mf, inv) = (f64::from(m.m), m.inv);
     // Slices of one length, indexed: the bounds checks go and the loops vectorise (a zip of six
     // iterators does not).
     let n = out.len().min(limbs[0].len());
-    let [l0, l1, l2, l3, l4] = limbs.each_ref().map(|l| &l[..n]);
+    let [l0, l1, l2, l3, l4] = limbs.map(|l| &l[..n]);
     let out = &mut out[..n];
     let (x, weights) = ([l0, l1, l2, l3, l4], &weights);
     if accumulate {
@@ -1168,13 +1177,14 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(500))]
-        /// Limb reduction is exact for every value in [-2^119, 2^119) (every length, so both the
-        /// vector loop and its remainder run) and refuses values outside.
+        /// Limb reduction is exact for every value in [-2^119, 2^119) (every length up to past
+        /// two blocks, so the vector loop, its remainder and a short last block run) and refuses
+        /// values outside.
         #[test]
         fn limb_reduction_matches_rem_euclid(
             m in any_modulus(),
             bits in 1u32..=LIMBS_MAX_BITS,
-            words in prop::collection::vec(any::<i128>(), 0..40),
+            words in prop::collection::vec(any::<i128>(), 0..2 * LIMB_BLOCK + 40),
             base in any::<u32>(),
         ) {
             let values: Vec<i128> = words.iter().map(|&w| w >> (128 - bits)).collect();
@@ -1375,15 +1385,18 @@ mod tests {
 
     /// Values of c where the low-bits path cannot trust its f64 estimate (c near 0 or M, c + add
     /// near M) are reconstructed exactly: they match the formula like any other, among
-    /// ordinary values, at the truncation's own add and shift and at others.
+    /// ordinary values, at the truncation's own add and shift and at others, in the kernel's
+    /// first block and in a later one.
     #[test]
     fn add_shifted_is_exact_where_the_estimate_is_not_trusted() {
         fn check<M: CrtModuli>() {
             let k = Crt::<M>::PRODUCT_BITS;
             for (add, shift) in [(1u128 << k, 36), (1u128 << k, 0), (3, 52), (0, 17), ((1u128 << 99) + 12345, 50)] {
-                let mut values = vec![0i128, 1, 2, -1, -2, 1 << 80, (1 << 80) + 7, -(1 << 80), 12345, -(add as i128)];
-                values.extend((-3i128..=3).map(|d| d - add as i128));
-                values.extend((0..20).map(|i| (i * 0x1234_5678_9abc_def1i128) << 30));
+                let mut edges = vec![0i128, 1, 2, -1, -2, 1 << 80, (1 << 80) + 7, -(1 << 80), 12345, -(add as i128)];
+                edges.extend((-3i128..=3).map(|d| d - add as i128));
+                let mut values = edges.clone();
+                values.extend((0..1100).map(|i| (i * 0x1234_5678_9abc_def1i128) << 30));
+                values.extend(edges);
                 let c = CrtTensor::<M>::from_signed(
                     ndarray::ArrayD::from_shape_vec(IxDyn(&[values.len()]), values).unwrap().view(),
                 );

@@ -20,12 +20,16 @@ use super::{flat, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Reconstruct
 use crate::error::{CoreError, Result};
 use crate::layout;
 use crate::ring::RingTensor;
+use std::ops::Range;
 
 /// Distance to an integer below which the f64 fraction is not trusted (see the module docs).
 const MARGIN: f64 = 1.0 / (1u64 << 20) as f64;
 /// 1.5·2^52: adding it to an f64 in [-2^51, 2^51] rounds it to an integer held in the low
 /// mantissa bits.
 const ROUNDER: f64 = 6_755_399_441_055_744.0;
+/// Elements per block of the fast path's kernel: its temporaries (17 bytes an element) stay in
+/// L1.
+const BLOCK: usize = 1024;
 /// The largest shift of the fast path: y mod 2^s is then exact in f64.
 const MAX_SHIFT: u32 = 52;
 /// The smallest modulus of the fast path, for its quotient estimates' error bound (both of
@@ -149,20 +153,38 @@ impl LowBits {
         self.kernel(rec, c, out);
     }
 
-    /// The work of [`LowBits::run`]: y mod 2^s for every element (fast, then exactly where the
-    /// estimate is not trusted), then one pass per modulus.
+    /// The work of [`LowBits::run`], block by block of [`BLOCK`] elements (whose temporaries stay
+    /// in L1).
     #[inline(always)]
     fn kernel(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
         let len = c.first().map_or(0, |p| p.len());
-        let mut sum = vec![0.0f64; len];
-        let mut low = vec![0u64; len];
+        let mut scratch = ([0.0f64; BLOCK], [0u64; BLOCK], [false; BLOCK]);
+        for start in (0..len).step_by(BLOCK) {
+            self.block(rec, c, out, start..(start + BLOCK).min(len), &mut scratch);
+        }
+    }
+
+    /// Elements `range` (at most [`BLOCK`]) of [`LowBits::kernel`]: y mod 2^s for every element
+    /// (fast, then exactly where the estimate is not trusted), then one pass per modulus.
+    #[inline(always)]
+    fn block(
+        &self,
+        rec: &Reconstruction,
+        c: &[&[u32]],
+        out: &mut [&mut [u32]],
+        range: Range<usize>,
+        scratch: &mut ([f64; BLOCK], [u64; BLOCK], [bool; BLOCK]),
+    ) {
+        let len = range.len();
+        let (sum, low, untrusted) = (&mut scratch.0[..len], &mut scratch.1[..len], &mut scratch.2[..len]);
+        sum.fill(0.0);
+        low.fill(0);
         for ((plane, &w), &coefficient) in c.iter().zip(&self.weights).zip(&self.coefficients) {
-            for ((s, l), &r) in sum.iter_mut().zip(low.iter_mut()).zip(plane.iter()) {
+            for ((s, l), &r) in sum.iter_mut().zip(low.iter_mut()).zip(&plane[range.clone()]) {
                 *s += f64::from(r) * w;
                 *l = l.wrapping_add(u64::from(r).wrapping_mul(coefficient));
             }
         }
-        let mut untrusted = vec![false; len];
         for ((s, l), u) in sum.iter().zip(low.iter_mut()).zip(untrusted.iter_mut()) {
             // Round to nearest of s - 1/2 is floor(s) wherever the fraction is trusted; adding
             // 1.5·2^52 rounds to an integer and puts it in the mantissa's low bits, for values
@@ -178,17 +200,17 @@ impl LowBits {
         }
         if untrusted.contains(&true) {
             for (j, l) in low.iter_mut().enumerate().filter(|&(j, _)| untrusted[j]) {
-                *l = exact_shifted(rec, c, j, self.add) as u64 & self.mask;
+                *l = exact_shifted(rec, c, range.start + j, self.add) as u64 & self.mask;
             }
         }
         // y mod 2^s < 2^52 is exact in f64; `sum` is done with, and takes it.
-        let low_bits = &mut sum;
-        for (f, &l) in low_bits.iter_mut().zip(&low) {
+        let low_bits = sum;
+        for (f, &l) in low_bits.iter_mut().zip(low.iter()) {
             *f = l as f64;
         }
         for ((&(m, add, inverse, offset), plane), o) in self.per_modulus.iter().zip(c).zip(out.iter_mut()) {
             let (modulus, add) = (f64::from(m.m), f64::from(add));
-            for ((o, &r), &l) in o.iter_mut().zip(plane.iter()).zip(low_bits.iter()) {
+            for ((o, &r), &l) in o[range.clone()].iter_mut().zip(&plane[range.clone()]).zip(low_bits.iter()) {
                 // v = r + (add mod m) - (y mod 2^s) is y - (y mod 2^s) modulo m, exact in f64
                 // (|v| < 2^52). With q the rounded quotient estimate (v·(1/m) is within
                 // |v / m|·2^-51 < 2^-8 of v / m for m >= 2^10, so q is within 1/2 + 2^-8), v - q·m

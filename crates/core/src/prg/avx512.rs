@@ -6,6 +6,7 @@
 
 use crate::cpu::Avx512Bytes;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// 16-bit draws per register.
 const LANES: usize = 32;
@@ -32,7 +33,13 @@ impl Avx512 {
     /// The same on 32-bit `draws`: candidates floor(w · modulus / 2^32), kept iff
     /// (w · modulus) mod 2^32 >= `threshold` = 2^32 mod `modulus`. `draws.len()` is a multiple of
     /// 16 and `kept` has room for `draws.len() + 16` values.
-    pub(super) fn accept_draws32(self, draws: &[u32], modulus: u32, threshold: u32, kept: &mut [u32]) -> usize {
+    pub(super) fn accept_draws32(
+        self,
+        draws: &[u32],
+        modulus: u32,
+        threshold: u32,
+        kept: &mut [MaybeUninit<u32>],
+    ) -> usize {
         assert!(
             draws.len().is_multiple_of(LANES32) && kept.len() >= draws.len() + LANES32,
             "accept_draws32 buffer sizes"
@@ -52,7 +59,7 @@ impl Avx512 {
         draws: usize,
         modulus: u32,
         threshold: u32,
-        kept: &mut [u32],
+        kept: &mut [MaybeUninit<u32>],
     ) -> usize {
         assert!(
             draws.is_multiple_of(LANES32)
@@ -86,7 +93,7 @@ fn accept_draws16(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16])
 }
 
 #[target_feature(enable = "avx512f")]
-fn accept_draws32(draws: &[u32], modulus: u32, threshold: u32, kept: &mut [u32]) -> usize {
+fn accept_draws32(draws: &[u32], modulus: u32, threshold: u32, kept: &mut [MaybeUninit<u32>]) -> usize {
     let m = _mm512_set1_epi64(i64::from(modulus));
     let t = _mm512_set1_epi32(threshold as i32);
     // Odd 32-bit lanes (the high halves of 64-bit lanes).
@@ -114,7 +121,7 @@ fn accept_draws32(draws: &[u32], modulus: u32, threshold: u32, kept: &mut [u32])
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn accept_draws24(bytes: &[u8], draws: usize, modulus: u32, threshold: u32, kept: &mut [u32]) -> usize {
+fn accept_draws24(bytes: &[u8], draws: usize, modulus: u32, threshold: u32, kept: &mut [MaybeUninit<u32>]) -> usize {
     // Byte k of 32-bit lane i takes draw byte 3i + k (k < 3); the AND clears byte 3.
     let spread: [u8; 64] = std::array::from_fn(|b| ((b / 4) * 3 + (b % 4).min(2)) as u8);
     // SAFETY: `spread` is 64 bytes; unaligned loads are allowed.

@@ -189,19 +189,13 @@ pub fn fill_u128(key: &PrgKey, stream: u64, out: &mut [u128]) {
 /// the output depends only on the key, stream, plane and modulus. On CPUs with AVX-512 F, BW,
 /// VBMI and VBMI2 a block's draws are tested 32 (L = 16) or 16 (L = 24, 32) at a time
 /// (`avx512`), same output.
-pub fn residues<T: From<u32> + Copy + Send>(key: &PrgKey, stream: u64, plane: u64, modulus: u32, n: usize) -> Vec<T> {
+pub fn residues(key: &PrgKey, stream: u64, plane: u64, modulus: u32, n: usize) -> Vec<u32> {
     // SAFETY: `fill_residues` writes every slot of `out` (each chunk loops until it is full).
     unsafe { vec_written_by(n, |out| fill_residues(key, stream, plane, modulus, out)) }
 }
 
 /// [`residues`] into `out`, every slot of which it writes (and reads none).
-fn fill_residues<T: From<u32> + Copy + Send>(
-    key: &PrgKey,
-    stream: u64,
-    plane: u64,
-    modulus: u32,
-    out: &mut [MaybeUninit<T>],
-) {
+fn fill_residues(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &mut [MaybeUninit<u32>]) {
     assert!(modulus >= 2, "a residue modulus is at least 2");
     let bits = draw_bits(modulus);
     let threshold = (1u64 << bits) % u64::from(modulus);
@@ -211,7 +205,7 @@ fn fill_residues<T: From<u32> + Copy + Send>(
         let mut keystream = Keystream::at(key, stream, (((plane as u128) << 24) | c as u128) << 36);
         let mut words = [0u32; BLOCK_WORDS];
         #[cfg(target_arch = "x86_64")]
-        let (mut kept16, mut kept32) = ([0u16; 2 * BLOCK_WORDS + 32], [0u32; BLOCK_WORDS + 16]);
+        let (mut kept16, mut kept32) = ([0u16; 2 * BLOCK_WORDS + 32], [MaybeUninit::<u32>::uninit(); BLOCK_WORDS + 16]);
         // 24-bit draws read whole draws per block: 3/4 of the words, 1024 draws (48 ChaCha
         // blocks, whole passes of the 16-block AVX-512 backend).
         let block_words = if bits == 24 { BLOCK_WORDS * 3 / 4 } else { BLOCK_WORDS };
@@ -232,19 +226,14 @@ fn fill_residues<T: From<u32> + Copy + Send>(
                     }
                     24 => {
                         // The whole buffer: the kernel's 64-byte loads read past the block's end.
-                        let n = token.accept_draws24(
-                            bytemuck::cast_slice(slack),
-                            block_words * 4 / 3,
-                            modulus,
-                            threshold as u32,
-                            &mut kept32,
-                        );
-                        write_kept(rest, &kept32[..n])
+                        let draws = block_words * 4 / 3;
+                        kept_in(rest, draws, &mut kept32, |kept| {
+                            token.accept_draws24(bytemuck::cast_slice(slack), draws, modulus, threshold as u32, kept)
+                        })
                     }
-                    _ => {
-                        let n = token.accept_draws32(words, modulus, threshold as u32, &mut kept32);
-                        write_kept(rest, &kept32[..n])
-                    }
+                    _ => kept_in(rest, words.len(), &mut kept32, |kept| {
+                        token.accept_draws32(words, modulus, threshold as u32, kept)
+                    }),
                 };
                 continue;
             }
@@ -283,30 +272,52 @@ fn draw_bits(modulus: u32) -> u32 {
 /// Writes the first of `kept` to `out`, as many as fit; returns how many.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn write_kept<T: From<u32>, V: Into<u32> + Copy>(out: &mut [MaybeUninit<T>], kept: &[V]) -> usize {
+fn write_kept(out: &mut [MaybeUninit<u32>], kept: &[u16]) -> usize {
     let take = kept.len().min(out.len());
     for (o, &v) in out[..take].iter_mut().zip(kept) {
-        o.write(T::from(v.into()));
+        o.write(u32::from(v));
     }
+    take
+}
+
+/// Runs `accept` (a 32-bit sampler kernel over `draws` draws, which writes its accepted
+/// candidates to the front of the buffer it is given and returns their number, and needs room
+/// for `draws + 16`) so that the candidates land at the front of `out`: in place when `out` has
+/// that room (values past the accepted ones are scratch that the next run overwrites), else
+/// through `side`, copying as many as fit. Returns how many of `out` it filled.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn kept_in(
+    out: &mut [MaybeUninit<u32>],
+    draws: usize,
+    side: &mut [MaybeUninit<u32>],
+    accept: impl FnOnce(&mut [MaybeUninit<u32>]) -> usize,
+) -> usize {
+    if out.len() >= draws + 16 {
+        return accept(out);
+    }
+    let n = accept(side);
+    let take = n.min(out.len());
+    out[..take].copy_from_slice(&side[..take]);
     take
 }
 
 /// Appends the accepted candidates of `draws` to `out[filled..]` and returns the new fill level.
 /// Branchless: every candidate is written, and the fill level advances only if it is accepted.
 #[inline(always)]
-fn accept_draws<T: From<u32>>(
+fn accept_draws(
     draws: impl Iterator<Item = u64>,
     bits: u32,
     modulus: u64,
     threshold: u64,
-    out: &mut [MaybeUninit<T>],
+    out: &mut [MaybeUninit<u32>],
     mut filled: usize,
 ) -> usize {
     let low = (1u64 << bits) - 1;
     for w in draws {
         let Some(slot) = out.get_mut(filled) else { break };
         let x = w * modulus;
-        slot.write(T::from((x >> bits) as u32));
+        slot.write((x >> bits) as u32);
         filled += usize::from(x & low >= threshold);
     }
     filled
@@ -375,11 +386,20 @@ mod tests {
     #[test]
     fn residues_are_reduced_and_cover_the_range() {
         let key = PrgKey::from_seed(2);
-        let r: Vec<u64> = residues(&key, 0, 0, 1201, 50_000);
+        let r = residues(&key, 0, 0, 1201, 50_000);
         assert!(r.iter().all(|&x| x < 1201));
         let mut seen = vec![false; 1201];
         r.iter().for_each(|&x| seen[x as usize] = true);
         assert!(seen.iter().all(|&s| s), "50k draws hit every residue of 1201 with overwhelming probability");
+    }
+
+    /// The values of slots that have been written.
+    ///
+    /// # Safety
+    /// Every slot of `slots` must be initialised.
+    unsafe fn written(slots: &[MaybeUninit<u32>]) -> Vec<u32> {
+        // SAFETY: the caller guarantees that every slot is initialised.
+        slots.iter().map(|e| unsafe { e.assume_init() }).collect()
     }
 
     /// The plain scalar reference of `fill_residues`: one chunk after the other, word by word.
@@ -434,11 +454,11 @@ mod tests {
         for (plane, modulus) in moduli {
             let n = 2 * CHUNK + 77;
             let expected = residues_reference(&key, 4, plane, modulus, n);
-            let parallel: Vec<u32> = residues(&key, 4, plane, modulus, n);
+            let parallel = residues(&key, 4, plane, modulus, n);
             assert_eq!(parallel, expected, "modulus {modulus}");
             let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-            let single: Vec<u64> = pool.install(|| residues(&key, 4, plane, modulus, n));
-            assert!(single.iter().zip(&expected).all(|(&a, &b)| a == u64::from(b)), "modulus {modulus}");
+            let single = pool.install(|| residues(&key, 4, plane, modulus, n));
+            assert_eq!(single, expected, "modulus {modulus}, one thread");
         }
     }
 
@@ -466,7 +486,7 @@ mod tests {
             let filled =
                 accept_draws(draws.iter().map(|&w| u64::from(w)), 16, u64::from(modulus), threshold, &mut expected, 0);
             // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one).
-            let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
+            let expected = unsafe { written(&expected[..filled]) };
             assert_eq!(n, filled, "modulus {modulus}");
             assert!(kept[..n].iter().zip(&expected).all(|(&k, &e)| u32::from(k) == e), "modulus {modulus}");
         }
@@ -482,15 +502,16 @@ mod tests {
                 d.copy_from_slice(&w.to_le_bytes()[..3]);
             }
             let draws = (bytes.len() - 16) / 3 / 16 * 16;
-            let mut kept = vec![0u32; draws + 16];
+            let mut kept = vec![MaybeUninit::<u32>::uninit(); draws + 16];
             let n = token.accept_draws24(&bytes, draws, modulus, threshold as u32, &mut kept);
             let bytes = &bytes[..3 * draws];
             let draws = bytes.chunks_exact(3).map(|b| u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16);
             let mut expected = vec![MaybeUninit::<u32>::uninit(); bytes.len() / 3];
             let filled = accept_draws(draws, 24, u64::from(modulus), threshold, &mut expected, 0);
-            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one).
-            let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
-            assert_eq!((n, &kept[..n]), (filled, &expected[..]), "modulus {modulus}");
+            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one), the kernel
+            // slots 0..n.
+            let (expected, kept) = unsafe { (written(&expected[..filled]), written(&kept[..n])) };
+            assert_eq!((n, kept), (filled, expected), "modulus {modulus}");
         }
         // 32-bit draws, for moduli above 2^21.
         let mut draws: Vec<u32> = bytemuck::cast_slice(&words).to_vec();
@@ -502,21 +523,22 @@ mod tests {
                 // w·m mod 2^32 lands just below or at the threshold for some of these.
                 *d = ((threshold + i as u64) * 4294967291 % (1 << 32)) as u32;
             }
-            let mut kept = vec![0u32; draws.len() + 16];
+            let mut kept = vec![MaybeUninit::<u32>::uninit(); draws.len() + 16];
             let n = token.accept_draws32(&draws, modulus, threshold as u32, &mut kept);
             let mut expected = vec![MaybeUninit::<u32>::uninit(); draws.len()];
             let filled =
                 accept_draws(draws.iter().map(|&w| u64::from(w)), 32, u64::from(modulus), threshold, &mut expected, 0);
-            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one).
-            let expected: Vec<u32> = expected[..filled].iter().map(|e| unsafe { e.assume_init() }).collect();
-            assert_eq!((n, &kept[..n]), (filled, &expected[..]), "modulus {modulus}");
+            // SAFETY: accept_draws wrote slots 0..filled (and possibly the next one), the kernel
+            // slots 0..n.
+            let (expected, kept) = unsafe { (written(&expected[..filled]), written(&kept[..n])) };
+            assert_eq!((n, kept), (filled, expected), "modulus {modulus}");
         }
     }
 
     #[test]
     fn residue_planes_and_streams_differ() {
         let key = PrgKey::from_seed(6);
-        let fill = |stream, plane| residues::<u32>(&key, stream, plane, 1201, 1000);
+        let fill = |stream, plane| residues(&key, stream, plane, 1201, 1000);
         assert_ne!(fill(0, 0), fill(0, 1));
         assert_ne!(fill(0, 0), fill(1, 0));
         assert_eq!(fill(2, 3), fill(2, 3));
@@ -526,7 +548,7 @@ mod tests {
     fn wide_residues_are_reduced_and_roughly_uniform() {
         let key = PrgKey::from_seed(8);
         let m = 2097143u32;
-        let r: Vec<u32> = residues(&key, 0, 0, m, 200_000);
+        let r = residues(&key, 0, 0, m, 200_000);
         assert!(r.iter().all(|&x| x < m));
         // Mean of 200k uniform draws: standard error m / sqrt(12 * 200k) ~ 0.0006 m; allow 5 sigma.
         let mean = r.iter().map(|&x| x as f64).sum::<f64>() / r.len() as f64;
