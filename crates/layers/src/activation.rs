@@ -72,6 +72,15 @@ impl<B: Backend> Layer<B> for Relu {
         }
     }
 
+    /// The polynomial ReLU takes its input by value (no cache keeps it).
+    fn infer(&self, b: &mut B, x: Activation<B>) -> Result<B::Tensor> {
+        let x = x.into_value(b);
+        match self.mode {
+            ReluMode::Exact => Ok(b.relu(&x)?.0),
+            ReluMode::Polynomial => b.polynomial_owned(x, &RELU),
+        }
+    }
+
     fn backward_select(&self, b: &mut B, cache: ReluCache<B>, dy: &B::Tensor, _need_dx: bool) -> Result<Backward<B>> {
         let dx = match cache {
             ReluCache::Bits(bits) => b.gate(dy, &bits)?,
@@ -94,6 +103,12 @@ impl<B: Backend> Layer<B> for Sigmoid {
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, B::Tensor)> {
         let x = x.into_value(b);
         Ok((b.polynomial(&x, &SIGMOID)?, x))
+    }
+
+    /// The polynomial takes the input by value (no cache keeps it).
+    fn infer(&self, b: &mut B, x: Activation<B>) -> Result<B::Tensor> {
+        let x = x.into_value(b);
+        b.polynomial_owned(x, &SIGMOID)
     }
 
     fn backward_select(&self, b: &mut B, x: B::Tensor, dy: &B::Tensor, _need_dx: bool) -> Result<Backward<B>> {

@@ -198,6 +198,11 @@ pub trait Backend {
 
     /// p(x), elementwise.
     fn polynomial(&mut self, x: &Self::Tensor, p: &Polynomial) -> Result<Self::Tensor>;
+    /// [`Backend::polynomial`] of a tensor the caller no longer needs (a backend may then
+    /// reuse its buffers).
+    fn polynomial_owned(&mut self, x: Self::Tensor, p: &Polynomial) -> Result<Self::Tensor> {
+        self.polynomial(&x, p)
+    }
     /// Exact ReLU: (max(x, 0), [x >= 0] as 0/1 bits for the backward pass).
     fn relu(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
     /// Row maxima of a 2-D x [m, k]: (max [m], one-hot [m, k] of the first maximum).

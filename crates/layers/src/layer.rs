@@ -18,6 +18,12 @@ pub trait Layer<B: Backend> {
     /// y = layer(x), and the cache for the backward pass.
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Self::Cache)>;
 
+    /// y = layer(x) alone, for inference: by default [`Layer::forward`] without its cache; a
+    /// layer whose cache would keep its input overrides it to give the input up instead.
+    fn infer(&self, b: &mut B, x: Activation<B>) -> Result<B::Tensor> {
+        Ok(self.forward(b, x)?.0)
+    }
+
     /// (dx, gradients of the parameters in [`Layer::params`] order) from dy; dx is skipped
     /// (`None`) when `need_dx` is false and the layer can save work by not computing it.
     fn backward_select(&self, b: &mut B, cache: Self::Cache, dy: &B::Tensor, need_dx: bool) -> Result<Backward<B>>;

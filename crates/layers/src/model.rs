@@ -239,6 +239,18 @@ impl<B: Backend> Layer<B> for AnyLayer<B> {
         })
     }
 
+    fn infer(&self, b: &mut B, x: Activation<B>) -> Result<B::Tensor> {
+        match self {
+            AnyLayer::Dense(l) => l.infer(b, x),
+            AnyLayer::Conv2d(l) => l.infer(b, x),
+            AnyLayer::AvgPool2d(l) => l.infer(b, x),
+            AnyLayer::MaxPool2d(l) => l.infer(b, x),
+            AnyLayer::Flatten(l) => l.infer(b, x),
+            AnyLayer::Relu(l) => l.infer(b, x),
+            AnyLayer::Sigmoid(l) => l.infer(b, x),
+        }
+    }
+
     fn backward_select(&self, b: &mut B, cache: AnyCache<B>, dy: &B::Tensor, need_dx: bool) -> Result<Backward<B>> {
         match (self, cache) {
             (AnyLayer::Dense(l), AnyCache::Dense(c)) => l.backward_select(b, c, dy, need_dx),
@@ -345,23 +357,45 @@ impl<B: Backend> Sequential<B> {
     /// ([`Conv2d::forward_avg_pooled`]: one rescaling instead of two), with both caches.
     pub fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Vec<AnyCache<B>>)> {
         let mut caches = Vec::with_capacity(self.layers.len());
+        let y = self.run(b, x, Some(&mut caches))?;
+        Ok((y, caches))
+    }
+
+    /// The output alone, for inference ([`Layer::infer`]): no layer keeps what its backward
+    /// pass would need, so every activation is dropped once the next layer has it.
+    pub fn infer(&self, b: &mut B, x: Activation<B>) -> Result<B::Tensor> {
+        self.run(b, x, None)
+    }
+
+    /// The forward pass, pushing every layer's cache to `caches` when given (training), else
+    /// by [`Layer::infer`]. A convolution followed by an average pooling it can fuse with runs
+    /// as one fused layer either way.
+    fn run(&self, b: &mut B, x: Activation<B>, mut caches: Option<&mut Vec<AnyCache<B>>>) -> Result<B::Tensor> {
         let mut x = x;
         let mut layers = self.layers.iter().peekable();
         while let Some(layer) = layers.next() {
             if let (AnyLayer::Conv2d(conv), Some(AnyLayer::AvgPool2d(pool))) = (layer, layers.peek()) {
                 if pool.fuses_with_conv(&conv.output_shape(b, x.value(b))?) {
                     let (y, (conv_cache, pool_cache)) = conv.forward_avg_pooled(b, x, pool)?;
-                    caches.extend([AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache)]);
+                    if let Some(caches) = caches.as_deref_mut() {
+                        caches.extend([AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache)]);
+                    }
                     layers.next();
                     x = Activation::Value(y);
                     continue;
                 }
             }
-            let (y, c) = layer.forward(b, x)?;
-            caches.push(c);
+            let y = match caches.as_deref_mut() {
+                Some(caches) => {
+                    let (y, c) = layer.forward(b, x)?;
+                    caches.push(c);
+                    y
+                }
+                None => layer.infer(b, x)?,
+            };
             x = Activation::Value(y);
         }
-        Ok((x.into_value(b), caches))
+        Ok(x.into_value(b))
     }
 
     /// Backward pass from the output gradient: the parameter gradients, in [`Sequential::params`]

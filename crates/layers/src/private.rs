@@ -443,6 +443,11 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.polynomial(x, p, self.fp)?)
     }
 
+    /// x's share and masked form become the polynomial's first power (no copy).
+    fn polynomial_owned(&mut self, x: PrivateTensor<R>, p: &Polynomial) -> Result<PrivateTensor<R>> {
+        Ok(self.session.polynomial_owned(x, p, self.fp)?)
+    }
+
     /// Exact ReLU by pond-protocol's secure comparison (2 rounds); the bits are [x >= 0].
     /// Needs a power-of-two ring: the CRT rings refuse with a typed error.
     fn relu(&mut self, x: &PrivateTensor<R>) -> Result<(PrivateTensor<R>, PrivateTensor<R>)> {

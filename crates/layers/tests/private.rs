@@ -265,3 +265,55 @@ fn crt_affine_outputs_carry_their_masked_form() {
         check(name, "polynomial ReLU of the output", out[0].3.as_ref().expect("server0 owns the output"), &want, bound);
     }
 }
+
+/// Inference (`Sequential::infer`: no caches, the polynomial ReLU and sigmoid taking their
+/// input by value) computes exactly what the training forward pass computes: with the same
+/// seed the parties exchange the same messages, so the revealed outputs are bit-identical and
+/// the traffic is the same. Z64 (exact and polynomial ReLU) and int100 (polynomial ReLU after a
+/// fused convolution and pooling, whose output carries its masked form into the power tree).
+#[test]
+fn inference_is_the_forward_pass_without_caches() {
+    fn run<R: pond_protocol::comparison::ComparisonRing>(relu: ReluMode) {
+        let fp = FixedPoint::<R>::default_for_ring();
+        let conv =
+            LayerSpec::Conv2d { in_channels: 1, out_channels: 2, kernel: (3, 3), stride: (1, 1), padding: (1, 1) };
+        let spec = ModelSpec {
+            input_shape: vec![1, 4, 4],
+            layers: vec![
+                conv,
+                LayerSpec::AvgPool2d { size: (2, 2), stride: (2, 2) },
+                LayerSpec::Relu { mode: relu },
+                LayerSpec::Flatten,
+                LayerSpec::Dense { inputs: 8, outputs: 3 },
+                LayerSpec::Sigmoid,
+            ],
+        };
+        let x = uniform(8, &[3, 1, 4, 4], 1.0, 0.05);
+        let w = spec.init(6);
+        let private = |cached: bool| {
+            run_local(LocalConfig::seeded(11), |s| {
+                let own = s.role() == Role::Server0;
+                let mut b = PrivateBackend::new(s, fp);
+                let model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
+                let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
+                let before = b.session().traffic();
+                let ys = if cached {
+                    let (ys, caches) = model.forward(&mut b, Activation::Value(xs))?;
+                    assert_eq!(caches.len(), spec.layers.len(), "one cache per layer");
+                    ys
+                } else {
+                    model.infer(&mut b, Activation::Value(xs))?
+                };
+                let traffic = b.session().traffic().since(&before);
+                Ok((b.output(&ys, Role::Server0)?, traffic.total_sent(), traffic.rounds))
+            })
+            .unwrap()
+        };
+        let (trained, inferred) = (private(true), private(false));
+        assert!(trained[0].0.is_some(), "server0 owns the output");
+        assert_eq!(trained, inferred, "{} {relu:?}: inference differs from the forward pass", R::NAME);
+    }
+    run::<Z64>(ReluMode::Exact);
+    run::<Z64>(ReluMode::Polynomial);
+    run::<pond_core::Int100>(ReluMode::Polynomial);
+}

@@ -50,7 +50,7 @@
 //! Precision ([`Polynomial::error_bound`]): every truncation error (at most one ulp = 2^-f) hits
 //! a scaled power u_i, so it is an error of ulp / S on t^i.
 
-use crate::error::Result;
+use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::{MaskedTensor, PrivateTensor};
 use crate::truncation::ProtocolRing;
@@ -334,22 +334,34 @@ impl Session {
         p: &Polynomial,
         fp: FixedPoint<R>,
     ) -> Result<PrivateTensor<R>> {
+        self.polynomial_owned(x.clone(), p, fp)
+    }
+
+    /// [`Session::polynomial`] of a tensor the caller no longer needs: x's share and masked
+    /// form become the first power's (no copy, unless another copy of the tensor shares the
+    /// form).
+    pub fn polynomial_owned<R: ProtocolRing>(
+        &mut self,
+        x: PrivateTensor<R>,
+        p: &Polynomial,
+        fp: FixedPoint<R>,
+    ) -> Result<PrivateTensor<R>> {
         self.op("polynomial", |s| R::polynomial(s, x, p, fp))
     }
 
     /// p(x) by the power tree in ring `R` itself (the module docs).
     pub fn power_tree<R: ProtocolRing>(
         &mut self,
-        x: &PrivateTensor<R>,
+        x: PrivateTensor<R>,
         p: &Polynomial,
         fp: FixedPoint<R>,
     ) -> Result<PrivateTensor<R>> {
         let s = self;
         let shift = fp.frac_bits() + p.scale_bits;
-        let n = x.len();
+        let (n, shape) = (x.len(), x.shape().to_vec());
         let plan = PowerPlan::new(p.coeffs);
         // Scaled powers as flat [n] tensors, and those already masked (opened once, reused).
-        let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, s.reshape(x, &[n])?)]);
+        let mut powers: BTreeMap<usize, PrivateTensor<R>> = BTreeMap::from([(1, s.reshape_owned(x, &[n])?)]);
         let mut masked: BTreeMap<usize, MaskedTensor<R>> = BTreeMap::new();
         let mut acc = add_term(s, None, &powers[&1], p, 1, fp)?;
         for level in 1..=plan.top_level() {
@@ -384,14 +396,19 @@ impl Session {
         }
         let constant = fp.encode_scalar(p.coeffs.first().copied().unwrap_or(0.0), 0)?;
         let Some(acc) = acc else {
-            return Ok(s.add_scalar(&s.mul_scalar(x, 0), constant));
+            // No term of degree 1 or more: the plan has no levels, so x is still the first power.
+            let x = powers.get(&1).ok_or_else(|| ProtocolError::Usage {
+                op: "polynomial",
+                reason: "a constant polynomial's input went missing".into(),
+            })?;
+            return Ok(s.add_scalar(&s.reshape_owned(s.mul_scalar(x, 0), &shape)?, constant));
         };
         // The sum takes x's shape and c_0 (at its scale 2^(2f+s)) before the final truncation:
         // floor((A + c_0·2^shift) / 2^shift) = floor(A / 2^shift) + c_0, so the result is the
         // same, and where the ring's truncation masks for free, its masked form is the result's
         // as it stands (no reshaped or shifted copy of mask and difference), so the product that
         // consumes it (the next layer's) opens nothing.
-        let acc = s.add_scalar(&s.reshape(&acc, x.shape())?, constant << shift);
+        let acc = s.add_scalar(&s.reshape_owned(acc, &shape)?, constant << shift);
         s.truncate_keeping_form(&acc, shift)
     }
 

@@ -70,7 +70,7 @@ pub trait ProtocolRing: Ring {
     /// default the power tree in the ring itself.
     fn polynomial(
         s: &mut Session,
-        x: &PrivateTensor<Self>,
+        x: PrivateTensor<Self>,
         p: &Polynomial,
         fp: FixedPoint<Self>,
     ) -> Result<PrivateTensor<Self>> {
@@ -116,7 +116,7 @@ impl ProtocolRing for Z64 {
     /// of 2·levels + 1. Larger tensors run the power tree in Z64.
     fn polynomial(
         s: &mut Session,
-        x: &PrivateTensor<Z64>,
+        x: PrivateTensor<Z64>,
         p: &Polynomial,
         fp: FixedPoint<Z64>,
     ) -> Result<PrivateTensor<Z64>> {
@@ -124,8 +124,8 @@ impl ProtocolRing for Z64 {
             return s.power_tree(x, p, fp);
         }
         let wide = FixedPoint::<Z128>::new(fp.frac_bits(), fp.int_bits())?;
-        let x = s.lift_to_z128(x)?;
-        let y = s.power_tree(&x, p, wide)?;
+        let x = s.lift_to_z128(&x)?;
+        let y = s.power_tree(x, p, wide)?;
         Ok(s.narrow_to_z64(&y))
     }
 

@@ -212,7 +212,7 @@ fn sigmoid_within_bound<R: ProtocolRing>(values: &[f64], in_ring: bool) {
     let x = fp.encode(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).unwrap().view()).unwrap();
     let out = run(3, |s| {
         let px = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &x), &[values.len()])?;
-        let y = if in_ring { s.power_tree(&px, &SIGMOID, fp)? } else { s.sigmoid(&px, fp)? };
+        let y = if in_ring { s.power_tree(px.clone(), &SIGMOID, fp)? } else { s.sigmoid(&px, fp)? };
         Ok(share(&y))
     });
     let got = fp.decode(&reconstruct(&out));

@@ -91,7 +91,7 @@ fn head(d: &Dataset, rows: Option<usize>) -> Dataset {
 pub fn evaluate(spec: &ModelSpec, weights: &Weights, test: &Dataset) -> Result<f64> {
     let mut pb = PlainBackend;
     let model = Sequential::input(&mut pb, spec, MODEL_OWNER, Some(weights))?;
-    let (scores, _) = model.forward(&mut pb, Activation::Value(test.features.clone().into_dyn()))?;
+    let scores = model.infer(&mut pb, Activation::Value(test.features.clone().into_dyn()))?;
     let scores = scores.into_dimensionality::<Ix2>().map_err(|e| TrainError::Config(e.to_string()))?;
     Ok(multiclass_accuracy(&scores, test.labels.view()))
 }

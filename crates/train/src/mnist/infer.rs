@@ -203,7 +203,7 @@ pub fn serve_infer(
         source,
         |(b, model), request| {
             let x = request.input::<Z64>(0)?;
-            let (z, _) = model.forward(b, Activation::Value(x))?;
+            let z = model.infer(b, Activation::Value(x))?;
             Ok(vec![WireTensor::from_private(&z)])
         },
     )
@@ -266,7 +266,7 @@ fn forward_batch<'s, R: pond_protocol::comparison::ComparisonRing>(
     let mut shape = vec![batches.rows(i).nrows()];
     shape.extend(&batches.spec.input_shape);
     let x = b.session().share_input_owned::<R>(Role::Cp, x, &shape)?;
-    let (z, _) = model.forward(b, Activation::Value(x))?;
+    let z = model.infer(b, Activation::Value(x))?;
     let next = match next {
         Some(j) => batches.encode(b, j)?,
         None => None,

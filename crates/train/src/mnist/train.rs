@@ -138,7 +138,7 @@ pub fn plain_logits(model: &Sequential<PlainBackend>, images: &Array2<f64>, batc
     let mut out = Vec::with_capacity(images.nrows());
     for chunk in images.axis_chunks_iter(Axis(0), batch.max(1)) {
         let x = as_input(&model.spec, chunk);
-        let (z, _) = model.forward(&mut b, Activation::Value(x))?;
+        let z = model.infer(&mut b, Activation::Value(x))?;
         out.push(logits_matrix(z)?);
     }
     let views: Vec<_> = out.iter().map(|z| z.view()).collect();
