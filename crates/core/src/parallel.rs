@@ -120,7 +120,7 @@ pub fn for_each_chunk_mut<T: Send>(out: &mut [T], chunk_len: usize, f: impl Fn(u
 /// # Safety
 /// `fill` must write every one of the `n` slots it is given (it may write a slot more than once
 /// and must not read a slot it has not written).
-pub(crate) unsafe fn vec_written_by<T>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Vec<T> {
+pub unsafe fn vec_written_by<T>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
     fill(&mut out.spare_capacity_mut()[..n]);
     // SAFETY: the caller guarantees that `fill` initialised all n slots.

@@ -8,6 +8,7 @@
 use super::kernels::{TermDraws, TermsOut};
 use pond_core::cpu::Avx512Bytes;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// The prime and the number of blinded terms of the Z64 comparison (the only one with a vector
 /// kernel for the terms: its l = 64 terms fill one register of bytes).
@@ -27,7 +28,7 @@ impl Avx512 {
     /// written to `kept` in order; returns the number of bytes written. `words.len()` is a
     /// multiple of 8 and `kept` has room for 8·words.len() + 64 bytes (a compressed store writes
     /// a whole register).
-    pub(super) fn digit_pairs<const B: u16>(self, words: &[u64], kept: &mut [u8]) -> usize {
+    pub(super) fn digit_pairs<const B: u16>(self, words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
         assert!(words.len().is_multiple_of(8) && kept.len() >= 8 * words.len() + 64, "digit_pairs buffer sizes");
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
         unsafe { digit_pairs::<B>(words, kept) }
@@ -67,7 +68,7 @@ impl Avx512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
-fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
+fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
     let square = B * B;
     let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
     let zone_v = _mm512_set1_epi16(zone as i16);

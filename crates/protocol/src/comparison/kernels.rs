@@ -7,9 +7,11 @@
 #[cfg(target_arch = "x86_64")]
 use super::avx512::Avx512;
 use super::ComparisonWord;
+use pond_core::parallel::vec_written_by;
 use pond_core::prg::fill_u64;
 use pond_core::PrgKey;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements per parallel chunk (each chunk has its own PRG sub-stream).
 pub(crate) const CHUNK: usize = 2048;
@@ -61,7 +63,7 @@ impl<'k> DrawStream<'k> {
 /// The digits and the acceptance of a run of draws are computed in one vectorisable pass (u16
 /// arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2
 /// compression when the CPU has it, branch-free scalar code otherwise.
-pub(crate) fn sample_below(stream: &mut DrawStream<'_>, bound: u32, out: &mut [u8]) {
+pub(crate) fn sample_below(stream: &mut DrawStream<'_>, bound: u32, out: &mut [MaybeUninit<u8>]) {
     match bound {
         66 => sample_digits::<66>(stream, out),
         67 => sample_digits::<67>(stream, out),
@@ -72,13 +74,30 @@ pub(crate) fn sample_below(stream: &mut DrawStream<'_>, bound: u32, out: &mut [u
     }
 }
 
+/// [`sample_below`] of `len` values into `buf` (its previous contents dropped, its buffer kept).
+pub(crate) fn sample_into(stream: &mut DrawStream<'_>, bound: u32, buf: &mut Vec<u8>, len: usize) {
+    buf.clear();
+    buf.reserve(len);
+    sample_below(stream, bound, &mut buf.spare_capacity_mut()[..len]);
+    // SAFETY: `sample_below` writes every slot of `out` (it loops until `out` is full).
+    unsafe { buf.set_len(len) };
+}
+
+/// Writes the first `out.len()` bytes of `src` to `out`.
+#[inline(always)]
+fn write_bytes(out: &mut [MaybeUninit<u8>], src: &[u8]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        o.write(v);
+    }
+}
+
 /// [`sample_below`] for bound 256: the words' little-endian bytes.
-fn sample_bytes(stream: &mut DrawStream<'_>, out: &mut [u8]) {
+fn sample_bytes(stream: &mut DrawStream<'_>, out: &mut [MaybeUninit<u8>]) {
     let mut filled = 0;
     while filled < out.len() {
         let words = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
         for (o, w) in out[filled..].chunks_mut(8).zip(words) {
-            o.copy_from_slice(&w.to_le_bytes()[..o.len()]);
+            write_bytes(o, &w.to_le_bytes());
         }
         filled = out.len().min(filled + 8 * words.len());
     }
@@ -90,10 +109,10 @@ fn sample_bytes(stream: &mut DrawStream<'_>, out: &mut [u8]) {
 /// of draws may write (its pairs plus a register of slack: bytes past the accepted ones are
 /// scratch, overwritten by the next run); the last runs go through a side buffer and only
 /// their accepted bytes are copied.
-fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [u8]) {
+fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [MaybeUninit<u8>]) {
     #[cfg(target_arch = "x86_64")]
     let simd = Avx512::detect();
-    let pairs = |draws: &[u64], dst: &mut [u8]| {
+    let pairs = |draws: &[u64], dst: &mut [MaybeUninit<u8>]| {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = simd {
             return simd.digit_pairs::<B>(draws, dst);
@@ -112,7 +131,7 @@ fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [u8]) {
             filled += pairs(draws, &mut out[filled..]);
         } else {
             // Room for the run's pairs plus one register of slack for the compressed stores.
-            kept.resize(8 * draws.len() + 64, 0);
+            kept.resize(8 * draws.len() + 64, MaybeUninit::uninit());
             let take = pairs(draws, &mut kept).min(room);
             out[filled..filled + take].copy_from_slice(&kept[..take]);
             filled += take;
@@ -122,7 +141,7 @@ fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [u8]) {
 
 /// The accepted digit pairs of the 16-bit draws in `words` in order, as bytes (low digit first),
 /// in `kept` (room for 8·words.len() + 2 bytes); returns the number of bytes written.
-fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
+fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
     let square: u16 = B * B;
     // The largest multiple of B^2 not above 2^16 is below 2^16 for every B < 256.
     let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
@@ -132,8 +151,8 @@ fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [u8]) -> usize {
     for v in words.iter().flat_map(|&w| (0..4).map(move |half| (w >> (16 * half)) as u16)) {
         let r = v % square;
         let hi = r / B;
-        kept[filled] = (r - hi * B) as u8;
-        kept[filled + 1] = hi as u8;
+        kept[filled].write((r - hi * B) as u8);
+        kept[filled + 1].write(hi as u8);
         filled += 2 * usize::from(v < zone);
     }
     filled
@@ -164,11 +183,14 @@ pub(crate) fn widths<W: ComparisonWord>() -> (usize, usize) {
 /// Z_p, drawn from `key` (shared by server0 and cp). cp calls it too, to compute server1's share.
 pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Vec<u8> {
     let (nb, _) = widths::<W>();
-    let mut out = vec![0u8; n * nb];
-    out.par_chunks_mut(CHUNK * nb)
-        .enumerate()
-        .for_each(|(c, chunk)| sample_below(&mut DrawStream::new(key, c), u32::from(W::PRIME), chunk));
-    out
+    // SAFETY: `sample_below` writes every slot of each chunk, and the chunks cover `out`.
+    unsafe {
+        vec_written_by(n * nb, |out| {
+            out.par_chunks_mut(CHUNK * nb)
+                .enumerate()
+                .for_each(|(c, chunk)| sample_below(&mut DrawStream::new(key, c), u32::from(W::PRIME), chunk))
+        })
+    }
 }
 
 /// The bits of `v` (the low `out.len()` of them, at most 128), least significant first, as 0/1
@@ -222,8 +244,8 @@ pub(crate) struct TermDraws<'a> {
 
 /// Where the blinded terms and the bits β of a run of comparisons go.
 pub(crate) struct TermsOut<'a> {
-    /// l terms per element.
-    pub(crate) d: &'a mut [u8],
+    /// l terms per element, every byte of which the kernels write (it may start uninitialised).
+    pub(crate) d: &'a mut [MaybeUninit<u8>],
     /// β per element.
     pub(crate) beta: &'a mut [u8],
 }
@@ -256,10 +278,15 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
     common: &PrgKey,
     first_chunk: usize,
     server0: bool,
-    d: &mut [u8],
+    d: &mut [MaybeUninit<u8>],
     beta: &mut [u8],
 ) {
     let (nb, m) = widths::<W>();
+    // Every byte of `d` is written: the kernels write each element's l terms.
+    assert!(
+        d.len() == m * c.len() && bits.len() == nb * c.len() && beta.len() == c.len(),
+        "blinded_terms buffer sizes"
+    );
     #[cfg(target_arch = "x86_64")]
     let simd = Avx512::detect();
     d.par_chunks_mut(CHUNK * m)
@@ -271,13 +298,10 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
             || (Vec::new(), Vec::new(), Vec::new()),
             |(heads, s, u), (chunk, (((d, bits), c), beta))| {
                 let p = u32::from(W::PRIME);
-                heads.resize(c.len(), 0);
-                s.resize(c.len() * m, 0);
-                u.resize(c.len() * m, 0);
                 let mut stream = DrawStream::new(common, first_chunk + chunk);
-                sample_below(&mut stream, 256, heads);
-                sample_below(&mut stream, p - 1, s);
-                sample_below(&mut stream, p, u);
+                sample_into(&mut stream, 256, heads, c.len());
+                sample_into(&mut stream, p - 1, s, c.len() * m);
+                sample_into(&mut stream, p, u, c.len() * m);
                 let draws = TermDraws { heads, s, u };
                 let out = TermsOut { d, beta };
                 #[cfg(target_arch = "x86_64")]
@@ -341,7 +365,7 @@ fn terms_portable<W: ComparisonWord>(c: &[W], bits: &[u8], draws: TermDraws<'_>,
             *hi = v;
         }
         // Rotation by ρ: term i goes to position (i + ρ) mod l.
-        d.copy_from_slice(&twice[m - rho..2 * m - rho]);
+        write_bytes(d, &twice[m - rho..2 * m - rho]);
     }
 }
 
@@ -430,8 +454,8 @@ mod tests {
         let mut stream = DrawStream::new(&key, 3);
         let mut pos = 0;
         for (bound, count) in plan {
-            let mut a = vec![9u8; count];
-            sample_below(&mut stream, bound, &mut a);
+            let mut a = vec![9u8; 3];
+            sample_into(&mut stream, bound, &mut a, count);
             assert_eq!(a, reference_sample(&words, &mut pos, bound, count), "bound {bound}, count {count}");
             assert_eq!(((stream.blocks as usize - 1) * BLOCK_WORDS + stream.pos) % BLOCK_WORDS, pos % BLOCK_WORDS);
         }
@@ -439,8 +463,8 @@ mod tests {
             // Every pair of digits comes from the same number of accepted draws.
             let square = bound * bound;
             assert_eq!(((1 << 16) / square * square) % square, 0);
-            let mut a = vec![0u8; 40_000];
-            sample_below(&mut DrawStream::new(&key, 3), bound, &mut a);
+            let mut a = Vec::new();
+            sample_into(&mut DrawStream::new(&key, 3), bound, &mut a, 40_000);
             assert!(a.iter().all(|&v| u32::from(v) < bound));
             let mut seen = vec![false; bound as usize];
             a.iter().for_each(|&v| seen[v as usize] = true);
@@ -466,8 +490,8 @@ mod tests {
 
     /// Random bytes below `bound`, with the extremes first.
     fn below(key: &PrgKey, stream: usize, bound: u32, n: usize) -> Vec<u8> {
-        let mut v = vec![0u8; n];
-        sample_below(&mut DrawStream::new(key, stream), bound, &mut v);
+        let mut v = Vec::new();
+        sample_into(&mut DrawStream::new(key, stream), bound, &mut v, n);
         v[..2.min(n)].copy_from_slice(&[0, (bound - 1) as u8][..2.min(n)]);
         v
     }
@@ -483,11 +507,14 @@ mod tests {
         let mut draws = vec![0u64; BLOCK_WORDS];
         fill_u64(&key, 4, &mut draws);
         let draws = &draws[..];
-        let check = |portable: usize, vector: usize, a: &[u8], b: &[u8]| {
+        let check = |portable: usize, vector: usize, a: &[MaybeUninit<u8>], b: &[MaybeUninit<u8>]| {
             assert_eq!(portable, vector);
-            assert_eq!(a[..portable], b[..vector]);
+            // SAFETY: each kernel wrote the bytes it counted.
+            let written = |k: &[MaybeUninit<u8>]| k.iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<u8>>();
+            assert_eq!(written(&a[..portable]), written(&b[..vector]));
         };
-        let (mut a, mut b) = (vec![0u8; 8 * BLOCK_WORDS + 64], vec![0u8; 8 * BLOCK_WORDS + 64]);
+        let room = 8 * BLOCK_WORDS + 64;
+        let (mut a, mut b) = (vec![MaybeUninit::uninit(); room], vec![MaybeUninit::uninit(); room]);
         check(digit_pairs::<66>(draws, &mut a), simd.digit_pairs::<66>(draws, &mut b), &a, &b);
         check(digit_pairs::<67>(draws, &mut a), simd.digit_pairs::<67>(draws, &mut b), &a, &b);
         check(digit_pairs::<130>(draws, &mut a), simd.digit_pairs::<130>(draws, &mut b), &a, &b);
@@ -506,10 +533,15 @@ mod tests {
         let (heads, s, u) = (below(&key, 8, 256, n), below(&key, 9, 66, 64 * n), below(&key, 10, 67, 64 * n));
         for server0 in [false, true] {
             let draws = TermDraws { heads: &heads, s: &s, u: &u };
-            let (mut d0, mut beta0) = (vec![0u8; 64 * n], vec![0u8; n]);
-            let (mut d1, mut beta1) = (vec![0u8; 64 * n], vec![0u8; n]);
-            terms_portable(&c, &bits, draws, server0, TermsOut { d: &mut d0, beta: &mut beta0 });
-            simd.terms_z64(&c, &bits, draws, server0, TermsOut { d: &mut d1, beta: &mut beta1 });
+            let (mut beta0, mut beta1) = (vec![0u8; n], vec![0u8; n]);
+            // SAFETY: both kernels write all 64 terms of each of the n elements.
+            let d0 = unsafe {
+                vec_written_by(64 * n, |d| terms_portable(&c, &bits, draws, server0, TermsOut { d, beta: &mut beta0 }))
+            };
+            // SAFETY: as above.
+            let d1 = unsafe {
+                vec_written_by(64 * n, |d| simd.terms_z64(&c, &bits, draws, server0, TermsOut { d, beta: &mut beta1 }))
+            };
             assert_eq!(beta0, beta1);
             assert_eq!(d0, d1, "server0: {server0}");
         }

@@ -94,6 +94,7 @@ use crate::tensors::Held;
 use crate::transport::Role;
 use crate::truncation::ProtocolRing;
 use ndarray::{ArrayD, IxDyn};
+use pond_core::parallel::vec_written_by;
 use pond_core::{Crt, CrtModuli, Word, ZTensor, Z128, Z64};
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -401,10 +402,16 @@ fn compare<R: ComparisonRing>(
         let common = s.key_with(peer)?.derive(Session::stream(tag, purpose::EXTRA));
         beta = vec![0u8; n];
         for piece in pieces(n) {
-            let mut d = vec![0u8; piece.len() * m];
             let (c, bits) = (&opened[piece.clone()], &material.bits[piece.start * nb..piece.end * nb]);
             let first_chunk = piece.start / kernels::CHUNK;
-            kernels::blinded_terms::<R::Word>(c, bits, &common, first_chunk, server0, &mut d, &mut beta[piece]);
+            let beta = &mut beta[piece.clone()];
+            // SAFETY: `blinded_terms` writes every byte of its terms buffer (it checks that the
+            // buffer holds exactly m terms per element).
+            let d = unsafe {
+                vec_written_by(piece.len() * m, |d| {
+                    kernels::blinded_terms::<R::Word>(c, bits, &common, first_chunk, server0, d, beta)
+                })
+            };
             s.send_bytes(Role::Cp, tag, d)?;
         }
     }
