@@ -127,3 +127,56 @@ pub unsafe fn vec_written_by<T>(n: usize, fill: impl FnOnce(&mut [std::mem::Mayb
     unsafe { out.set_len(n) };
     out
 }
+
+/// Runs `write` so that its output lands at the front of `out`, and returns how many slots of
+/// `out` now hold output. `write` writes its output to the front of the buffer it is given and
+/// returns the output's length; it needs `room` slots there (what it writes past its output is
+/// scratch). The buffer is `out` itself when `out` has `room` slots (the scratch is then `out`'s,
+/// for the caller to overwrite), else `side`, whose output is copied as far as it fits.
+///
+/// # Panics
+/// If `out` is shorter than `room` and `side` is too.
+pub fn write_front<T: Copy>(
+    out: &mut [std::mem::MaybeUninit<T>],
+    room: usize,
+    side: &mut [std::mem::MaybeUninit<T>],
+    write: impl FnOnce(&mut [std::mem::MaybeUninit<T>]) -> usize,
+) -> usize {
+    if out.len() >= room {
+        return write(out);
+    }
+    assert!(side.len() >= room, "write_front: the side buffer has {} of {room} slots", side.len());
+    let take = write(side).min(out.len());
+    out[..take].copy_from_slice(&side[..take]);
+    take
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::MaybeUninit;
+
+    /// Writes 1, 2, ..., 6 and then four slots of scratch (9s); its output is the six values.
+    fn six(buf: &mut [MaybeUninit<u32>]) -> usize {
+        for (i, slot) in buf[..10].iter_mut().enumerate() {
+            slot.write(if i < 6 { i as u32 + 1 } else { 9 });
+        }
+        6
+    }
+
+    /// In place with room, through the side buffer without it (only what fits is copied), and
+    /// a side buffer that is too short is refused.
+    #[test]
+    fn write_front_lands_the_output_at_the_front() {
+        let mut side = vec![MaybeUninit::uninit(); 10];
+        for (len, filled) in [(12, 6), (10, 6), (9, 6), (4, 4)] {
+            let mut out = vec![MaybeUninit::uninit(); len];
+            assert_eq!(write_front(&mut out, 10, &mut side, six), filled, "{len} slots");
+            // SAFETY: write_front reported the first `filled` slots written.
+            let front: Vec<u32> = out[..filled].iter().map(|v| unsafe { v.assume_init() }).collect();
+            assert_eq!(front, [1, 2, 3, 4, 5, 6][..filled], "{len} slots");
+        }
+        let refused = std::panic::catch_unwind(|| write_front(&mut [MaybeUninit::uninit(); 4], 10, &mut [], six));
+        assert!(refused.is_err());
+    }
+}

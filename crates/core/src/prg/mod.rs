@@ -227,11 +227,12 @@ fn fill_residues(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &mut 
                     24 => {
                         // The whole buffer: the kernel's 64-byte loads read past the block's end.
                         let draws = block_words * 4 / 3;
-                        kept_in(rest, draws, &mut kept32, |kept| {
+                        // The kernels' compressed stores write a register past the accepted values.
+                        crate::parallel::write_front(rest, draws + 16, &mut kept32, |kept| {
                             token.accept_draws24(bytemuck::cast_slice(slack), draws, modulus, threshold as u32, kept)
                         })
                     }
-                    _ => kept_in(rest, words.len(), &mut kept32, |kept| {
+                    _ => crate::parallel::write_front(rest, words.len() + 16, &mut kept32, |kept| {
                         token.accept_draws32(words, modulus, threshold as u32, kept)
                     }),
                 };
@@ -277,28 +278,6 @@ fn write_kept(out: &mut [MaybeUninit<u32>], kept: &[u16]) -> usize {
     for (o, &v) in out[..take].iter_mut().zip(kept) {
         o.write(u32::from(v));
     }
-    take
-}
-
-/// Runs `accept` (a 32-bit sampler kernel over `draws` draws, which writes its accepted
-/// candidates to the front of the buffer it is given and returns their number, and needs room
-/// for `draws + 16`) so that the candidates land at the front of `out`: in place when `out` has
-/// that room (values past the accepted ones are scratch that the next run overwrites), else
-/// through `side`, copying as many as fit. Returns how many of `out` it filled.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn kept_in(
-    out: &mut [MaybeUninit<u32>],
-    draws: usize,
-    side: &mut [MaybeUninit<u32>],
-    accept: impl FnOnce(&mut [MaybeUninit<u32>]) -> usize,
-) -> usize {
-    if out.len() >= draws + 16 {
-        return accept(out);
-    }
-    let n = accept(side);
-    let take = n.min(out.len());
-    out[..take].copy_from_slice(&side[..take]);
     take
 }
 

@@ -7,7 +7,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::avx512::Avx512;
 use super::ComparisonWord;
-use pond_core::parallel::vec_written_by;
+use pond_core::parallel::{vec_written_by, write_front};
 use pond_core::prg::fill_u64;
 use pond_core::PrgKey;
 use rayon::prelude::*;
@@ -125,17 +125,13 @@ fn sample_digits<const B: u16>(stream: &mut DrawStream<'_>, out: &mut [MaybeUnin
         // A group yields at most 64 bytes, so this many groups never read past the group that
         // completes `out`.
         let draws = stream.take_groups((out.len() - filled).div_ceil(8 * GROUP));
-        let room = out.len() - filled;
-        if room >= 8 * draws.len() + 64 {
-            // At most 8 bytes per word are accepted, so all of them fit.
-            filled += pairs(draws, &mut out[filled..]);
-        } else {
-            // Room for the run's pairs plus one register of slack for the compressed stores.
-            kept.resize(8 * draws.len() + 64, MaybeUninit::uninit());
-            let take = pairs(draws, &mut kept).min(room);
-            out[filled..filled + take].copy_from_slice(&kept[..take]);
-            filled += take;
+        // At most 8 bytes per word are accepted, plus one register of slack for the compressed
+        // stores.
+        let room = 8 * draws.len() + 64;
+        if out.len() - filled < room {
+            kept.resize(room, MaybeUninit::uninit());
         }
+        filled += write_front(&mut out[filled..], room, &mut kept, |dst| pairs(draws, dst));
     }
 }
 
