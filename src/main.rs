@@ -27,7 +27,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 121.2 against 125.6 ms in two alternations (medians, same minutes; a third was level, 124.8
 /// against 122.0), and batch 1000 took 1254 / 1286 ms against 1403 / 1434 ms. The cost is memory
 /// held for longer: that run's peak RSS was 1.47-1.53 GiB against 1.37 GiB. Net A at batch 100
-/// was level.
+/// was level. (Inference without caches, `Sequential::infer`, later brought the peak of that run
+/// down to 1.08 GiB.)
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// `mi_option_purge_delay` in `mi_option_e` (mimalloc.h, the 16th option in v2 and v3), which
