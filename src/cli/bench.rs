@@ -77,13 +77,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Suite::Net => super::net::bench(args.quick, |row| emit(args.json, row))?,
         Suite::Infer => {
             use pond_train::mnist::{self, infer::RingChoice, Net};
-            let data = mnist::load(&mnist::default_data_dir())?;
+            let test = mnist::load_test(&mnist::default_data_dir())?;
             let rows = pond_train::bench::infer::run(
                 &Net::ALL,
                 &[RingChoice::Z64, RingChoice::Z128, RingChoice::Int100, RingChoice::Crt10],
                 &pond_train::bench::infer::BATCHES,
                 args.quick,
-                &data,
+                &test,
                 &mnist::default_model_dir(),
                 |row| emit(args.json, row),
             )?;
@@ -93,8 +93,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         Suite::Results => {
             use pond_train::mnist;
-            let data = mnist::load(&mnist::default_data_dir())?;
-            pond_train::bench::results::run(&data, &mnist::default_model_dir(), &args.out, args.limit, |line| {
+            let test = mnist::load_test(&mnist::default_data_dir())?;
+            pond_train::bench::results::run(&test, &mnist::default_model_dir(), &args.out, args.limit, |line| {
                 eprintln!("{line}")
             })?;
         }

@@ -237,7 +237,7 @@ impl Session {
     pub fn op<T>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let span = tracing::info_span!(
             "op",
-            op = name,
+            op = %name,
             role = %self.role,
             bytes_sent = tracing::field::Empty,
             rounds = tracing::field::Empty

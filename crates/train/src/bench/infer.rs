@@ -2,8 +2,8 @@
 //! 100 and 1000, against plaintext inference of the same net and batch in the same run; and the
 //! runtime-vs-batch-size plot.
 
+use crate::data::Dataset;
 use crate::error::Result;
-use crate::idx::Mnist;
 use crate::mnist::infer::{self, InferConfig, InferReport, RingChoice};
 use crate::mnist::Net;
 use pond_layers::ReluMode;
@@ -34,13 +34,14 @@ pub fn relu_for(ring: RingChoice) -> ReluMode {
     }
 }
 
-/// Runs the benchmark over `nets` and `rings`, emitting each report as it is measured.
+/// Runs the benchmark over `nets`, `rings` and `batches` on MNIST's `test` set, emitting each
+/// report as it is measured.
 pub fn run(
     nets: &[Net],
     rings: &[RingChoice],
     batches: &[usize],
     quick: bool,
-    mnist: &Mnist,
+    test: &Dataset,
     model_dir: &Path,
     mut emit: impl FnMut(&InferReport),
 ) -> Result<Vec<InferReport>> {
@@ -61,7 +62,7 @@ pub fn run(
                     seed: 1,
                     progress: false,
                 };
-                let report = infer::run(&cfg, &mnist.test)?;
+                let report = infer::run(&cfg, test)?;
                 emit(&report);
                 out.push(report);
             }

@@ -4,8 +4,8 @@
 //! and its plot.
 
 use super::infer as bench_infer;
+use crate::data::Dataset;
 use crate::error::{Result, TrainError};
-use crate::idx::Mnist;
 use crate::mnist::infer::{self, InferConfig, InferReport, RingChoice};
 use crate::mnist::Net;
 use pond_layers::ReluMode;
@@ -22,7 +22,7 @@ const TFE_INT100: [(&str, usize, f64); 5] =
     [("A", 1, 15.8), ("A", 100, 107.8), ("A", 1000, 957.0), ("S", 1, 43.9), ("S", 100, 1459.0)];
 
 fn accuracy_rows(
-    mnist: &Mnist,
+    test: &Dataset,
     model_dir: &Path,
     limit: Option<usize>,
     log: &mut impl FnMut(&str),
@@ -52,7 +52,7 @@ fn accuracy_rows(
                 seed: 1,
                 progress: false,
             };
-            let r = infer::run(&cfg, &mnist.test)?;
+            let r = infer::run(&cfg, test)?;
             log(&serde_json::to_string(&r).unwrap_or_default());
             out.push(r);
         }
@@ -60,23 +60,24 @@ fn accuracy_rows(
     Ok(out)
 }
 
-/// Runs every measurement and writes `{out_dir}/results.md` and `{out_dir}/runtime.svg`.
+/// Runs every measurement on MNIST's `test` set and writes `{out_dir}/results.md` and
+/// `{out_dir}/runtime.svg`.
 /// `limit` restricts the accuracy runs to the first images of the test set (full set if `None`).
 pub fn run(
-    mnist: &Mnist,
+    test: &Dataset,
     model_dir: &Path,
     out_dir: &Path,
     limit: Option<usize>,
     mut log: impl FnMut(&str),
 ) -> Result<()> {
-    let accuracy = accuracy_rows(mnist, model_dir, limit, &mut log)?;
+    let accuracy = accuracy_rows(test, model_dir, limit, &mut log)?;
     let mut timing = Vec::new();
     bench_infer::run(
         &[Net::A, Net::S],
         &[RingChoice::Z64, RingChoice::Int100, RingChoice::Crt10],
         &bench_infer::BATCHES,
         false,
-        mnist,
+        test,
         model_dir,
         |r| {
             log(&serde_json::to_string(r).unwrap_or_default());
