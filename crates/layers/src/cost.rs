@@ -16,7 +16,8 @@
 //! - AvgPool2D: local window sums, one scale by a public constant (truncation of |z|).
 //! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
-//! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact`]) or the polynomial's cost;
+//! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact_in_range`]) or the polynomial's
+//!   cost;
 //!   Sigmoid: its polynomial's cost. Flatten: nothing.
 //!
 //! In the CRT rings the outputs of Dense, Conv2D (pooled or not) and of a polynomial carry their
@@ -109,7 +110,7 @@ fn layer_cost<R: ComparisonRing>(
             let rows = shape.first().copied().unwrap_or(0);
             return Ok((Cost::default(), vec![rows, shape.iter().skip(1).product()], masked, 1));
         }
-        LayerSpec::Relu { mode: ReluMode::Exact } => (compare::relu_exact::<R>(n), shape.to_vec()),
+        LayerSpec::Relu { mode: ReluMode::Exact } => (compare::relu_exact_in_range::<R>(n), shape.to_vec()),
         LayerSpec::Relu { mode: ReluMode::Polynomial } => {
             let cost = costs::polynomial::<R>(&RELU, n, masked);
             return Ok((cost, shape.to_vec(), costs::polynomial_output_masked::<R>(&RELU), 1));

@@ -448,10 +448,12 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok(self.session.polynomial_owned(x, p, self.fp)?)
     }
 
-    /// Exact ReLU by pond-protocol's secure comparison (2 rounds); the bits are [x >= 0].
-    /// Needs a power-of-two ring: the CRT rings refuse with a typed error.
+    /// Exact ReLU by pond-protocol's secure comparison (2 rounds); the bits are [x >= 0]. The
+    /// values are fixed-point, in range by the configuration's invariant, so the comparison
+    /// reads only their low bits ([`pond_protocol::Session::relu_exact_in_range`]). Needs a
+    /// power-of-two ring: the CRT rings refuse with a typed error.
     fn relu(&mut self, x: &PrivateTensor<R>) -> Result<(PrivateTensor<R>, PrivateTensor<R>)> {
-        let r = self.session.relu_exact(x, &mut ComparisonSource::Online)?;
+        let r = self.session.relu_exact_in_range(x, &mut ComparisonSource::Online)?;
         Ok((r.output, r.derivative))
     }
 

@@ -66,6 +66,54 @@ fn sign_is_exact_on_the_special_values() {
     sign_is_exact::<Z128>(2, &special_values::<Z128>());
 }
 
+/// `relu_exact_in_range` equals max(x, 0) and [x >= 0] for `values` (each below
+/// 2^(PRODUCT_BITS / 2) in magnitude).
+fn relu_in_range_is_exact<R: ComparisonRing>(seed: u64, values: &[i128]) {
+    let n = values.len();
+    let out = run_op::<R>(seed, values, &[n], |s, x| {
+        let r = s.relu_exact_in_range(x, &mut ComparisonSource::Online)?;
+        Ok(vec![r.output, r.derivative])
+    });
+    for (i, &v) in values.iter().enumerate() {
+        assert_eq!(out[0][i], v.max(0), "{}: relu_in_range({v})", R::NAME);
+        assert_eq!(out[1][i], i128::from(v >= 0), "{}: its derivative at {v}", R::NAME);
+    }
+}
+
+/// The largest magnitude of an in-range fixed-point value: 2^(PRODUCT_BITS / 2) - 1.
+fn fixed_point_edge<R: Ring>() -> i128 {
+    (1i128 << (R::PRODUCT_BITS / 2)) - 1
+}
+
+fn in_fixed_point_range<R: Ring>() -> impl Strategy<Value = i128> {
+    let edge = fixed_point_edge::<R>();
+    prop_oneof![
+        -edge..=edge,
+        -4i128..=4,
+        (0i128..4).prop_map(move |d| edge - d),
+        (0i128..4).prop_map(move |d| d - edge)
+    ]
+}
+
+#[test]
+fn relu_in_range_is_exact_at_the_edges_of_the_fixed_point_range() {
+    for (seed, edge) in [(3, fixed_point_edge::<Z64>()), (4, fixed_point_edge::<Z128>())] {
+        let values = [0, 1, -1, edge, -edge, edge - 1, -edge + 1, 1 << 16, -(1 << 16)];
+        if seed == 3 {
+            relu_in_range_is_exact::<Z64>(seed, &values);
+        } else {
+            relu_in_range_is_exact::<Z128>(seed, &values);
+        }
+    }
+    // The bound is tight: on Z64 the comparison reads bit 31 as the sign, so 2^31 (just out of
+    // range) comes out negative, whatever the randomness, where `relu_exact` is right.
+    let out = run_op::<Z64>(5, &[1 << 31], &[1], |s, x| {
+        let mut src = ComparisonSource::Online;
+        Ok(vec![s.relu_exact_in_range(x, &mut src)?.derivative, s.relu_exact(x, &mut src)?.derivative])
+    });
+    assert_eq!((out[0][0], out[1][0]), (0, 1));
+}
+
 fn in_range<R: Ring>() -> impl Strategy<Value = i128> {
     let edge = (1i128 << R::PRODUCT_BITS) - 1;
     prop_oneof![
@@ -88,6 +136,16 @@ proptest! {
     #[test]
     fn sign_equals_plaintext_z128(values in prop::collection::vec(in_range::<Z128>(), 1..200), seed in 0u64..1000) {
         sign_is_exact::<Z128>(seed, &values);
+    }
+
+    #[test]
+    fn relu_in_range_equals_plaintext(
+        z64 in prop::collection::vec(in_fixed_point_range::<Z64>(), 1..200),
+        z128 in prop::collection::vec(in_fixed_point_range::<Z128>(), 1..100),
+        seed in 0u64..1000,
+    ) {
+        relu_in_range_is_exact::<Z64>(seed, &z64);
+        relu_in_range_is_exact::<Z128>(seed, &z128);
     }
 
     #[test]
@@ -276,6 +334,12 @@ fn costs_match<R: ComparisonRing>() {
         one,
     );
     assert_cost(
+        "relu_exact_in_range",
+        measure::<R>(&sh, |s, x| s.relu_exact_in_range(x, &mut online()).map(drop)),
+        cost::relu_exact_in_range::<R>(e),
+        one,
+    );
+    assert_cost(
         "max_exact",
         measure::<R>(&sh, |s, x| s.max_exact(x, &s.neg(x), &mut online()).map(drop)),
         cost::max_exact::<R>(e),
@@ -330,6 +394,9 @@ fn measured_traffic_equals_the_formulas() {
     // The headline numbers: bytes per element of ReLU.
     assert_eq!(cost::relu_exact::<Z64>(1), Cost { bytes: [72, 72, 79], rounds: 2 });
     assert_eq!(cost::relu_exact::<Z128>(1), Cost { bytes: [144, 144, 159], rounds: 2 });
+    // In range, 32 of Z64's bits and 64 of Z128's are compared.
+    assert_eq!(cost::relu_exact_in_range::<Z64>(1), Cost { bytes: [40, 40, 47], rounds: 2 });
+    assert_eq!(cost::relu_exact_in_range::<Z128>(1), Cost { bytes: [80, 80, 95], rounds: 2 });
     assert_eq!(cost::tournament_rounds(4), 4);
     assert_eq!(cost::tournament_rounds(10), 8);
 }
@@ -348,11 +415,24 @@ fn pregenerated_material_gives_the_same_results_and_runs_out_loudly() {
                 cost::relu_exact::<Z64>(100).bytes[2] - cost::material::<Z64>(100).bytes[2]
             );
         }
+        // Material is dealt for one width: the in-range ReLU compares fewer bits.
+        let err = s.relu_exact_in_range(x, &mut src).unwrap_err().to_string();
+        assert!(err.contains("50 comparisons of 64 bits left") && err.contains("100 of 32 bits"), "{err}");
         let err = s.relu_exact(x, &mut src).unwrap_err().to_string();
-        assert!(err.contains("50 comparisons left"), "{err}");
-        Ok(vec![a.output])
+        assert!(err.contains("50 comparisons of 64 bits left"), "{err}");
+        // In-range material: the offline traffic is its 31 bit shares per comparison.
+        let before = s.traffic();
+        let mut src = ComparisonSource::pregenerate_in_range(s, 100)?;
+        let offline = s.traffic().since(&before).total_sent();
+        let b = s.relu_exact_in_range(x, &mut src)?;
+        let bit_shares = 100 * (pond_protocol::comparison::fixed_point_terms::<Z64>() as u64 - 1);
+        assert_eq!(offline, if s.role() == Role::Cp { bit_shares } else { 0 });
+        assert_eq!(bit_shares, 3100);
+        assert_eq!(src.remaining(), Some(0));
+        Ok(vec![a.output, b.output])
     });
-    assert_eq!(out[0], values.iter().map(|&v| v.max(0)).collect::<Vec<_>>());
+    let relu: Vec<i128> = values.iter().map(|&v| v.max(0)).collect();
+    assert_eq!((&out[0], &out[1]), (&relu, &relu));
 }
 
 #[test]
@@ -402,9 +482,12 @@ fn run_recorded<T: Send>(seed: u64, program: impl Fn(&mut Session) -> Result<T> 
 /// small-field messages (bit shares to server1, blinded terms to cp) over Z_p. For cp, also
 /// the reconstructed terms d0 + d1: per element, a zero with probability 1/2 at a uniform
 /// position, the other terms uniform over Z_p^*. The secret is a fixed non-uniform constant.
-fn views_are_uniform<R: ComparisonRing>() {
-    let p = <R::Word as pond_core::Word>::BITS as usize;
-    let prime = if p == 64 { 67 } else { 131 };
+/// With `in_range`, the program is the in-range ReLU (fewer terms per element), else the exact
+/// ReLU and a max-pool over the whole word.
+fn views_are_uniform<R: ComparisonRing>(in_range: bool) {
+    let l = <R::Word as pond_core::Word>::BITS as usize;
+    let prime = if l == 64 { 67 } else { 131 };
+    let p = if in_range { pond_protocol::comparison::fixed_point_terms::<R>() } else { l };
     let fp = FixedPoint::<R>::default_for_ring();
     let n = 2048;
     let secret = fp.encode(ArrayD::from_elem(vec![n], 1.5).view()).unwrap();
@@ -415,6 +498,10 @@ fn views_are_uniform<R: ComparisonRing>() {
         let logs = run_recorded(seed, |s| {
             let x = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &secret), &[n])?;
             let mut src = ComparisonSource::Online;
+            if in_range {
+                s.relu_exact_in_range(&x, &mut src)?;
+                return Ok(());
+            }
             s.relu_exact(&x, &mut src)?;
             let img = s.reshape(&x, &shape)?;
             s.maxpool_exact(&img, (2, 2), (2, 2), true, &mut src)?;
@@ -470,8 +557,14 @@ fn views_are_uniform<R: ComparisonRing>() {
 
 #[test]
 fn every_party_view_is_uniform() {
-    views_are_uniform::<Z64>();
-    views_are_uniform::<Z128>();
+    views_are_uniform::<Z64>(false);
+    views_are_uniform::<Z128>(false);
+}
+
+#[test]
+fn every_party_view_of_the_in_range_relu_is_uniform() {
+    views_are_uniform::<Z64>(true);
+    views_are_uniform::<Z128>(true);
 }
 
 #[test]

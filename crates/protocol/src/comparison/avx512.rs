@@ -10,8 +10,8 @@ use pond_core::cpu::Avx512Bytes;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-/// The prime and the number of blinded terms of the Z64 comparison (the only one with a vector
-/// kernel for the terms: its l = 64 terms fill one register of bytes).
+/// The prime of the Z64 comparison (the only one with a vector kernel for the terms: its
+/// m = 64 or 32 terms fill one register of bytes, or its lower half).
 const P: u8 = 67;
 
 /// The comparison kernels, callable once the CPU's features are proven ([`Avx512Bytes`]).
@@ -34,36 +34,56 @@ impl Avx512 {
         unsafe { digit_pairs::<B>(words, kept) }
     }
 
-    /// The blinded terms of Z64 comparisons (see `kernels::blinded_terms`): per element one
-    /// opened word of `c`, 63 bit shares, one random byte of `heads` and 64 draws each of `s`
-    /// (multiplier minus one) and `u` (zero-share mask); writes 64 terms to `d` and β to `beta`.
-    pub(super) fn terms_z64(self, c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+    /// The blinded terms of Z64 comparisons with `M` terms (64, or 32 for values below 2^31;
+    /// see `kernels::blinded_terms`): per element one opened word of `c`, M - 1 bit shares, one
+    /// random byte of `heads` and M draws each of `s` (multiplier minus one) and `u` (zero-share
+    /// mask); writes M terms to `d` and β to `beta`.
+    pub(super) fn terms_z64<const M: usize>(
+        self,
+        c: &[u64],
+        bits: &[u8],
+        draws: TermDraws<'_>,
+        server0: bool,
+        out: TermsOut<'_>,
+    ) {
         let n = c.len();
         assert!(
-            bits.len() == 63 * n
+            (M == 32 || M == 64)
+                && bits.len() == (M - 1) * n
                 && draws.heads.len() == n
-                && draws.s.len() == 64 * n
-                && draws.u.len() == 64 * n
-                && out.d.len() == 64 * n
+                && draws.s.len() == M * n
+                && draws.u.len() == M * n
+                && out.d.len() == M * n
                 && out.beta.len() == n,
             "terms_z64 buffer sizes"
         );
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
-        unsafe { terms_z64(c, bits, draws, server0, out) }
+        unsafe { terms_z64::<M>(c, bits, draws, server0, out) }
     }
 
-    /// cp's zero test (see `kernels::has_zero`) for `m` terms per element, m a multiple of 64.
+    /// cp's zero test (see `kernels::has_zero`) for `m` terms per element, m 32 or a multiple
+    /// of 64.
     pub(super) fn has_zero(self, p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
-        assert!(m.is_multiple_of(64) && d0.len() == m * out.len() && d1.len() == d0.len(), "has_zero buffer sizes");
+        assert!(
+            (m == 32 || m.is_multiple_of(64)) && d0.len() == m * out.len() && d1.len() == d0.len(),
+            "has_zero buffer sizes"
+        );
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
-        unsafe { has_zero(p, m, d0, d1, out) }
+        unsafe {
+            if m == 32 {
+                has_zero_32(p, d0, d1, out)
+            } else {
+                has_zero(p, m, d0, d1, out)
+            }
+        }
     }
 
-    /// cp's bit-share corrections for Z64 (see `kernels::bit_corrections`), in place.
-    pub(super) fn bit_corrections_z64(self, r: &[u64], share0: &mut [u8]) {
-        assert!(share0.len() == 63 * r.len(), "bit_corrections_z64 buffer sizes");
+    /// cp's bit-share corrections for Z64 (see `kernels::bit_corrections`) of the low `nb` bits
+    /// (nb < 64), in place.
+    pub(super) fn bit_corrections_z64(self, r: &[u64], share0: &mut [u8], nb: usize) {
+        assert!(nb < 64 && share0.len() == nb * r.len(), "bit_corrections_z64 buffer sizes");
         // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
-        unsafe { bit_corrections_z64(r, share0) }
+        unsafe { bit_corrections_z64(r, share0, nb) }
     }
 }
 
@@ -120,8 +140,11 @@ fn mul_add_mod(e: __m256i, s: __m256i, mask: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
-    const LOW: u64 = u64::MAX >> 1;
+fn terms_z64<const M: usize>(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+    // The lanes of the compared bits, and of all M terms.
+    const { assert!(M == 32 || M == 64) };
+    let low: u64 = u64::MAX >> (65 - M);
+    let lanes: u64 = u64::MAX >> (64 - M);
     let p = _mm512_set1_epi8(P as i8);
     let own = _mm512_set1_epi8(i8::from(server0));
     let one = _mm512_set1_epi8(1);
@@ -132,21 +155,22 @@ fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: T
     );
     // Lane i of `shift[j]` reads lane i + 2^j.
     let shift: [__m512i; 6] = std::array::from_fn(|j| _mm512_add_epi8(iota, _mm512_set1_epi8(1 << j)));
-    let elements = out.d.chunks_exact_mut(64).zip(out.beta.iter_mut()).zip(c).zip(bits.chunks_exact(63));
-    let randomness = draws.heads.iter().zip(draws.s.chunks_exact(64)).zip(draws.u.chunks_exact(64));
+    let elements = out.d.chunks_exact_mut(M).zip(out.beta.iter_mut()).zip(c).zip(bits.chunks_exact(M - 1));
+    let randomness = draws.heads.iter().zip(draws.s.chunks_exact(M)).zip(draws.u.chunks_exact(M));
     for ((((d, beta), &cv), bits), ((&head, s), u)) in elements.zip(randomness) {
         let flip = head & 1 == 1;
-        let rho = (head >> 1) & 63;
+        let rho = (head >> 1) & (M as u8 - 1);
         *beta = head & 1;
-        let cm: __mmask64 = cv & LOW;
-        // SAFETY: lane 63 is masked out, so only the 63 bytes of `bits` are read.
-        let r = unsafe { _mm512_maskz_loadu_epi8(LOW, bits.as_ptr().cast()) };
+        let cm: __mmask64 = cv & low;
+        // SAFETY: lanes M - 1 and up are masked out, so only the M - 1 bytes of `bits` are read.
+        let r = unsafe { _mm512_maskz_loadu_epi8(low, bits.as_ptr().cast()) };
         let pr = _mm512_sub_epi8(p, r);
-        // w_i = r_i XOR c_i (server0 adds the public part); lane 63 stays 0.
+        // w_i = r_i XOR c_i (server0 adds the public part); lanes M - 1 and up stay 0.
         let w = _mm512_mask_blend_epi8(cm, r, reduce(_mm512_add_epi8(pr, own), p));
-        // Inclusive suffix sums U_i = sum of w_k for k >= i, mod p.
+        // Inclusive suffix sums U_i = sum of w_k for k >= i, mod p (the lanes from M - 1 up add
+        // nothing).
         let mut suffix = w;
-        for (j, idx) in shift.iter().enumerate() {
+        for (j, idx) in shift.iter().enumerate().take(M.trailing_zeros() as usize) {
             suffix =
                 reduce(_mm512_add_epi8(suffix, _mm512_maskz_permutexvar_epi8(u64::MAX >> (1 << j), *idx, suffix)), p);
         }
@@ -160,9 +184,11 @@ fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: T
             (pr, _mm512_add_epi8(own, _mm512_maskz_mov_epi8(cm, own)), own)
         };
         let e = reduce(_mm512_add_epi8(reduce(_mm512_add_epi8(base, adj), p), later), p);
-        let e = _mm512_mask_blend_epi8(1 << 63, e, last);
-        // SAFETY: `s` and `u` are 64 readable bytes each.
-        let (sv, uv) = unsafe { (_mm512_loadu_si512(s.as_ptr().cast()), _mm512_loadu_si512(u.as_ptr().cast())) };
+        let e = _mm512_mask_blend_epi8(1 << (M - 1), e, last);
+        // SAFETY: `s` and `u` are M readable bytes each, the lanes read.
+        let (sv, uv) = unsafe {
+            (_mm512_maskz_loadu_epi8(lanes, s.as_ptr().cast()), _mm512_maskz_loadu_epi8(lanes, u.as_ptr().cast()))
+        };
         let sv = _mm512_add_epi8(sv, one);
         let mask = if server0 { uv } else { _mm512_sub_epi8(p, uv) };
         // A server1 mask of p (u = 0) is p mod p: reduce before the 16-bit products.
@@ -170,12 +196,16 @@ fn terms_z64(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: T
         let half =
             |v: __m512i, hi: bool| if hi { _mm512_extracti64x4_epi64::<1>(v) } else { _mm512_castsi512_si256(v) };
         let lo = mul_add_mod(half(e, false), half(sv, false), half(mask, false));
-        let hi = mul_add_mod(half(e, true), half(sv, true), half(mask, true));
-        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-        // Rotation by ρ: term i goes to position (i + ρ) mod 64.
-        let idx = _mm512_and_si512(_mm512_sub_epi8(iota, _mm512_set1_epi8(rho as i8)), _mm512_set1_epi8(63));
-        // SAFETY: `d` is 64 writable bytes.
-        unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), _mm512_permutexvar_epi8(idx, v)) };
+        let v = if M == 64 {
+            let hi = mul_add_mod(half(e, true), half(sv, true), half(mask, true));
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+        } else {
+            _mm512_zextsi256_si512(lo)
+        };
+        // Rotation by ρ: term i goes to position (i + ρ) mod M.
+        let idx = _mm512_and_si512(_mm512_sub_epi8(iota, _mm512_set1_epi8(rho as i8)), _mm512_set1_epi8(M as i8 - 1));
+        // SAFETY: `d` is M writable bytes, the lanes written.
+        unsafe { _mm512_mask_storeu_epi8(d.as_mut_ptr().cast(), lanes, _mm512_permutexvar_epi8(idx, v)) };
     }
 }
 
@@ -196,17 +226,38 @@ fn has_zero(p: u8, m: usize, d0: &[u8], d1: &[u8], out: &mut [u8]) {
     }
 }
 
+/// [`has_zero`] for 32 terms per element: two elements per register.
 #[target_feature(enable = "avx512f,avx512bw")]
-fn bit_corrections_z64(r: &[u64], share0: &mut [u8]) {
-    const LOW: u64 = u64::MAX >> 1;
+fn has_zero_32(p: u8, d0: &[u8], d1: &[u8], out: &mut [u8]) {
+    let pv = _mm512_set1_epi8(p as i8);
+    for ((o, a), b) in out.chunks_mut(2).zip(d0.chunks(64)).zip(d1.chunks(64)) {
+        let lanes: u64 = u64::MAX >> (64 - a.len());
+        // Saturating as in `has_zero`. SAFETY: the masks read only the `a.len()` bytes of each.
+        let s = unsafe {
+            _mm512_adds_epu8(
+                _mm512_maskz_loadu_epi8(lanes, a.as_ptr().cast()),
+                _mm512_maskz_loadu_epi8(lanes, b.as_ptr().cast()),
+            )
+        };
+        let found = (_mm512_cmpeq_epi8_mask(s, _mm512_setzero_si512()) | _mm512_cmpeq_epi8_mask(s, pv)) & lanes;
+        for (k, o) in o.iter_mut().enumerate() {
+            *o = u8::from((found >> (32 * k)) as u32 != 0);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+fn bit_corrections_z64(r: &[u64], share0: &mut [u8], nb: usize) {
+    let low: u64 = u64::MAX >> (64 - nb);
     let p = _mm512_set1_epi8(P as i8);
     let one = _mm512_set1_epi8(1);
-    for (bits, &rv) in share0.chunks_exact_mut(63).zip(r) {
-        // SAFETY: lane 63 is masked out, so exactly the 63 bytes of `bits` are read and written.
+    for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
+        // SAFETY: lanes nb and up are masked out, so exactly the nb bytes of `bits` are read and
+        // written.
         unsafe {
-            let s = _mm512_maskz_loadu_epi8(LOW, bits.as_ptr().cast());
-            let v = reduce(_mm512_add_epi8(_mm512_sub_epi8(p, s), _mm512_maskz_mov_epi8(rv & LOW, one)), p);
-            _mm512_mask_storeu_epi8(bits.as_mut_ptr().cast(), LOW, v);
+            let s = _mm512_maskz_loadu_epi8(low, bits.as_ptr().cast());
+            let v = reduce(_mm512_add_epi8(_mm512_sub_epi8(p, s), _mm512_maskz_mov_epi8(rv & low, one)), p);
+            _mm512_mask_storeu_epi8(bits.as_mut_ptr().cast(), low, v);
         }
     }
 }

@@ -2,7 +2,8 @@
 //! bytes sent by [server0, server1, cp] and server rounds. The tests check the measured counters
 //! against these exactly.
 //!
-//! Notation: n comparisons, B bytes per ring element, l bits per element (64 or 128). Every
+//! Notation: n comparisons, B bytes per ring element, l bits per element (64 or 128), m terms
+//! of a comparison that reads fewer bits ([`crate::Session::relu_exact_in_range`]). Every
 //! function of an operation assumes [`super::ComparisonSource::Online`], so it includes the
 //! material ([`material`]); with pregenerated material subtract `material(comparisons)`, with the
 //! count from the `*_comparisons` functions.
@@ -15,7 +16,7 @@
 //! For CRT rings the operations refuse to run; these formulas are meaningless there.
 
 use super::ops::{tournament_levels, PoolGeometry};
-use super::ComparisonRing;
+use super::{fixed_point_terms, ComparisonRing};
 use crate::costs::Cost;
 use crate::error::Result;
 use pond_core::{RingTensor, Word};
@@ -30,14 +31,24 @@ fn l<R: ComparisonRing>() -> u64 {
 
 /// cp's offline material for n comparisons: n·(l - 1) bytes (the Z_p bit shares) to server1.
 pub fn material<R: ComparisonRing>(n: u64) -> Cost {
-    Cost { bytes: [0, 0, n * (l::<R>() - 1)], rounds: 0 }
+    material_terms(n, l::<R>())
+}
+
+/// [`material`] for comparisons of m terms: n·(m - 1) bytes.
+fn material_terms(n: u64, m: u64) -> Cost {
+    Cost { bytes: [0, 0, n * (m - 1)], rounds: 0 }
 }
 
 /// The online part of one batch of n comparisons that also returns δ·z when `relu`, and δ·v for
 /// an extra operand of `width` entries per comparison: each server opens n·(1 + width) elements
 /// and sends n·l bytes to cp; cp deals n·(1 + relu + width) elements. 2 rounds.
 pub fn compare_online<R: ComparisonRing>(n: u64, relu: bool, width: u64) -> Cost {
-    let server = n * (1 + width) * b::<R>() + n * l::<R>();
+    compare_online_terms::<R>(n, relu, width, l::<R>())
+}
+
+/// [`compare_online`] for comparisons of m terms: the servers send n·m bytes to cp.
+fn compare_online_terms<R: ComparisonRing>(n: u64, relu: bool, width: u64, m: u64) -> Cost {
+    let server = n * (1 + width) * b::<R>() + n * m;
     let cp = n * (1 + u64::from(relu) + width) * b::<R>();
     Cost { bytes: [server, server, cp], rounds: 2 }
 }
@@ -50,6 +61,13 @@ pub fn drelu<R: ComparisonRing>(n: u64) -> Cost {
 /// [`crate::Session::relu_exact`] on n elements (ReLU and its derivative).
 pub fn relu_exact<R: ComparisonRing>(n: u64) -> Cost {
     material::<R>(n) + compare_online::<R>(n, true, 0)
+}
+
+/// [`crate::Session::relu_exact_in_range`] on n elements: [`relu_exact`] with
+/// m = [`fixed_point_terms`] terms instead of l (Z64: servers n·(B + 32), cp n·(31 + 2B)).
+pub fn relu_exact_in_range<R: ComparisonRing>(n: u64) -> Cost {
+    let m = fixed_point_terms::<R>() as u64;
+    material_terms(n, m) + compare_online_terms::<R>(n, true, 0, m)
 }
 
 /// [`crate::Session::max_exact`] on n elements.

@@ -169,16 +169,10 @@ const BYTE_BITS: [[u8; 8]; 256] = {
     table
 };
 
-/// Number of compared bits (l - 1) and of blinded terms (l) for word type `W`.
-pub(crate) fn widths<W: ComparisonWord>() -> (usize, usize) {
-    let l = W::BITS as usize;
-    (l - 1, l)
-}
-
-/// server0's seeded shares in Z_p of the low l - 1 bits of r: `n * (l-1)` values uniform in
-/// Z_p, drawn from `key` (shared by server0 and cp). cp calls it too, to compute server1's share.
-pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize) -> Vec<u8> {
-    let (nb, _) = widths::<W>();
+/// server0's seeded shares in Z_p of the low `nb` bits of r (nb = m - 1 for m terms): `n * nb`
+/// values uniform in Z_p, drawn from `key` (shared by server0 and cp). cp calls it too, to
+/// compute server1's share.
+pub(crate) fn seeded_bit_shares<W: ComparisonWord>(key: &PrgKey, n: usize, nb: usize) -> Vec<u8> {
     // SAFETY: `sample_below` writes every slot of each chunk, and the chunks cover `out`.
     unsafe {
         vec_written_by(n * nb, |out| {
@@ -198,23 +192,22 @@ fn expand_bits(v: u128, out: &mut [u8; 128]) {
     }
 }
 
-/// cp: server1's shares of the bits, (r_i - share0_i) mod p, in place of server0's shares.
-pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
-    let (nb, _) = widths::<W>();
+/// cp: server1's shares of the low `nb` bits, (r_i - share0_i) mod p, in place of server0's
+/// shares.
+pub(crate) fn bit_corrections<W: ComparisonWord>(r: &[W], share0: &mut [u8], nb: usize) {
     #[cfg(target_arch = "x86_64")]
     let simd = Avx512::detect();
     share0.par_chunks_mut(CHUNK * nb).zip(r.par_chunks(CHUNK)).for_each(|(share0, r)| {
         #[cfg(target_arch = "x86_64")]
         if let (Some(simd), Some(r)) = (simd, W::as_u64s(r)) {
-            return simd.bit_corrections_z64(r, share0);
+            return simd.bit_corrections_z64(r, share0, nb);
         }
-        bit_corrections_portable(r, share0);
+        bit_corrections_portable(r, share0, nb);
     });
 }
 
 /// [`bit_corrections`] for a run of elements, one bit at a time.
-fn bit_corrections_portable<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
-    let (nb, _) = widths::<W>();
+fn bit_corrections_portable<W: ComparisonWord>(r: &[W], share0: &mut [u8], nb: usize) {
     let p = W::PRIME;
     let mut rbits = [0u8; 128];
     for (bits, &rv) in share0.chunks_exact_mut(nb).zip(r) {
@@ -232,15 +225,15 @@ fn bit_corrections_portable<W: ComparisonWord>(r: &[W], share0: &mut [u8]) {
 pub(crate) struct TermDraws<'a> {
     /// One byte per element: β in bit 0, the rotation ρ above it.
     pub(crate) heads: &'a [u8],
-    /// l multipliers minus one per element, in [0, p - 1).
+    /// m multipliers minus one per element, in [0, p - 1).
     pub(crate) s: &'a [u8],
-    /// l zero-share masks per element, in [0, p).
+    /// m zero-share masks per element, in [0, p).
     pub(crate) u: &'a [u8],
 }
 
 /// Where the blinded terms and the bits β of a run of comparisons go.
 pub(crate) struct TermsOut<'a> {
-    /// l terms per element, every byte of which the kernels write (it may start uninitialised).
+    /// m terms per element, every byte of which the kernels write (it may start uninitialised).
     pub(crate) d: &'a mut [MaybeUninit<u8>],
     /// β per element.
     pub(crate) beta: &'a mut [u8],
@@ -249,25 +242,28 @@ pub(crate) struct TermsOut<'a> {
 /// A server's blinded terms of the private comparison (SecureNN's PrivateCompare, Wagh et al.
 /// 2019, Algorithm 1, with the public/secret roles swapped and an explicit equality term).
 ///
-/// For each element: c (public, opened), this server's shares of the bits r_0..r_{l-2} of the
-/// low part of r in Z_p, and common randomness of the two servers: a bit β, a rotation ρ,
-/// multipliers s_i in Z_p^* and zero-share masks u_i in Z_p. With w_k = r_k XOR c_k and
-/// S_i = sum of w_k for k > i, the terms are
+/// For each element: c (public, opened), this server's shares of the bits r_0..r_{m-2} of the
+/// low part of r in Z_p (m terms compare the m - 1 bits below bit m - 1: m = l for the whole
+/// word, fewer for a value known to be small, see [`super::compare`]), and common randomness of
+/// the two servers: a bit β, a rotation ρ, multipliers s_i in Z_p^* and zero-share masks u_i in
+/// Z_p. With w_k = r_k XOR c_k and S_i = sum of w_k for m - 1 > k > i, the terms are
 ///
-/// - e_i = (1 - 2β)(c_i - r_i) + 1 + S_i for i < l - 1: zero exactly at the first differing bit
+/// - e_i = (1 - 2β)(c_i - r_i) + 1 + S_i for i < m - 1: zero exactly at the first differing bit
 ///   when r > c (β = 0) or r < c (β = 1);
-/// - e_{l-1} = 1 when β = 0, S_{-1} (zero iff r = c) when β = 1;
+/// - e_{m-1} = 1 when β = 0, S_{-1} (zero iff r = c) when β = 1;
 ///
-/// so a zero exists iff β XOR [r_low > c_low]. All terms lie in [0, l] < p, so they are zero
+/// so a zero exists iff β XOR [r_low > c_low]. All terms lie in [0, m] < p, so they are zero
 /// mod p only when zero. The server sends s_i · e_i ± u_i, rotated by ρ: cp learns only whether
-/// one of the l uniform-looking values is zero, at a uniform position. Writes the terms to `d`
-/// (n·l bytes) and β to `beta` (one byte per element). The elements are chunks `first_chunk`,
-/// `first_chunk + 1`, ... of a longer run (each chunk reads its own stream of `common`).
+/// one of the m uniform-looking values is zero, at a uniform position. Writes the terms to `d`
+/// (n·m bytes) and β to `beta` (one byte per element). The elements are chunks `first_chunk`,
+/// `first_chunk + 1`, ... of a longer run (each chunk reads its own stream of `common`). m is a
+/// power of two, at least 32 and at most l.
 ///
 /// Each chunk draws its randomness in bulk (β and ρ, then all s, then all u) into buffers that
 /// stay in cache, then computes the terms element by element: on Z64 with AVX-512 one register
-/// of 64 byte lanes per element (suffix sums by log-step permutes, the rotation one permute),
+/// of byte lanes per element (suffix sums by log-step permutes, the rotation one permute),
 /// otherwise [`terms_portable`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn blinded_terms<W: ComparisonWord>(
     c: &[W],
     bits: &[u8],
@@ -276,8 +272,10 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
     server0: bool,
     d: &mut [MaybeUninit<u8>],
     beta: &mut [u8],
+    m: usize,
 ) {
-    let (nb, m) = widths::<W>();
+    assert!(m.is_power_of_two() && (32..=W::BITS as usize).contains(&m), "{m} comparison terms");
+    let nb = m - 1;
     // Every byte of `d` is written: the kernels write each element's l terms.
     assert!(
         d.len() == m * c.len() && bits.len() == nb * c.len() && beta.len() == c.len(),
@@ -302,9 +300,12 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
                 let out = TermsOut { d, beta };
                 #[cfg(target_arch = "x86_64")]
                 if let (Some(simd), Some(c)) = (simd, W::as_u64s(c)) {
-                    return simd.terms_z64(c, bits, draws, server0, out);
+                    return match m {
+                        32 => simd.terms_z64::<32>(c, bits, draws, server0, out),
+                        _ => simd.terms_z64::<64>(c, bits, draws, server0, out),
+                    };
                 }
-                terms_portable(c, bits, draws, server0, out);
+                terms_portable(c, bits, draws, server0, out, m);
             },
         );
 }
@@ -313,8 +314,15 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
 /// per-bit terms and the blinding are branch-free loops the compiler vectorises (u16 lanes,
 /// constant modulus), the suffix sums a short scalar scan, and the rotation one fixed-length
 /// copy out of a doubled buffer.
-fn terms_portable<W: ComparisonWord>(c: &[W], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
-    let (nb, m) = widths::<W>();
+fn terms_portable<W: ComparisonWord>(
+    c: &[W],
+    bits: &[u8],
+    draws: TermDraws<'_>,
+    server0: bool,
+    out: TermsOut<'_>,
+    m: usize,
+) {
+    let nb = m - 1;
     // Terms stay below l·(p + 1) + 2p < 2^16 before reduction, so u16 lanes suffice.
     let p = u16::from(W::PRIME);
     let own = u16::from(server0);
@@ -360,14 +368,13 @@ fn terms_portable<W: ComparisonWord>(c: &[W], bits: &[u8], draws: TermDraws<'_>,
             *lo = v;
             *hi = v;
         }
-        // Rotation by ρ: term i goes to position (i + ρ) mod l.
+        // Rotation by ρ: term i goes to position (i + ρ) mod m.
         write_bytes(d, &twice[m - rho..2 * m - rho]);
     }
 }
 
-/// cp: for each element, whether the reconstructed terms d0 + d1 (mod p) contain a zero.
-pub(crate) fn has_zero<W: ComparisonWord>(d0: &[u8], d1: &[u8], out: &mut [u8]) {
-    let (_, m) = widths::<W>();
+/// cp: for each element, whether its `m` reconstructed terms d0 + d1 (mod p) contain a zero.
+pub(crate) fn has_zero<W: ComparisonWord>(d0: &[u8], d1: &[u8], out: &mut [u8], m: usize) {
     #[cfg(target_arch = "x86_64")]
     let simd = Avx512::detect();
     out.par_chunks_mut(CHUNK).zip(d0.par_chunks(CHUNK * m).zip(d1.par_chunks(CHUNK * m))).for_each(
@@ -476,12 +483,16 @@ mod tests {
         d0[m + 3] = 60;
         d1[m + 3] = 7;
         let mut out = vec![0u8; 2];
-        has_zero::<u64>(&d0, &d1, &mut out);
+        has_zero::<u64>(&d0, &d1, &mut out, m);
         assert_eq!(out, vec![0, 1]);
         d0[0] = 0;
         d1[0] = 0;
-        has_zero::<u64>(&d0, &d1, &mut out);
+        has_zero::<u64>(&d0, &d1, &mut out, m);
         assert_eq!(out, vec![1, 1]);
+        // Read as four elements of 32 terms: the zeros are in the first and the third.
+        let mut out = vec![0u8; 4];
+        has_zero::<u64>(&d0, &d1, &mut out, 32);
+        assert_eq!(out, vec![1, 0, 1, 0]);
     }
 
     /// Random bytes below `bound`, with the extremes first.
@@ -516,39 +527,49 @@ mod tests {
         check(digit_pairs::<130>(draws, &mut a), simd.digit_pairs::<130>(draws, &mut b), &a, &b);
         check(digit_pairs::<131>(draws, &mut a), simd.digit_pairs::<131>(draws, &mut b), &a, &b);
 
-        // Terms: opened values at the edges (0, -1, the extremes, one ulp from them) and random.
-        let n = 4000;
+        // Terms: opened values at the edges (0, -1, the extremes, one ulp from them, the same
+        // around bit 31 for 32 terms) and random.
+        let n = 4001;
         let mut c = vec![0u64; n];
         fill_u64(&key, 5, &mut c);
-        let edges = [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, (1 << 62) - 1];
+        let edges = [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, (1 << 62) - 1, 1 << 31, (1 << 31) - 1];
         c[..edges.len()].copy_from_slice(&edges);
         let mut r = vec![0u64; n];
         fill_u64(&key, 6, &mut r);
         r[..edges.len()].copy_from_slice(&edges);
-        let bits = below(&key, 7, 67, 63 * n);
-        let (heads, s, u) = (below(&key, 8, 256, n), below(&key, 9, 66, 64 * n), below(&key, 10, 67, 64 * n));
-        for server0 in [false, true] {
-            let draws = TermDraws { heads: &heads, s: &s, u: &u };
-            let (mut beta0, mut beta1) = (vec![0u8; n], vec![0u8; n]);
-            // SAFETY: both kernels write all 64 terms of each of the n elements.
-            let d0 = unsafe {
-                vec_written_by(64 * n, |d| terms_portable(&c, &bits, draws, server0, TermsOut { d, beta: &mut beta0 }))
-            };
-            // SAFETY: as above.
-            let d1 = unsafe {
-                vec_written_by(64 * n, |d| simd.terms_z64(&c, &bits, draws, server0, TermsOut { d, beta: &mut beta1 }))
-            };
-            assert_eq!(beta0, beta1);
-            assert_eq!(d0, d1, "server0: {server0}");
+        for m in [64, 32] {
+            let bits = below(&key, 7, 67, (m - 1) * n);
+            let (heads, s, u) = (below(&key, 8, 256, n), below(&key, 9, 66, m * n), below(&key, 10, 67, m * n));
+            for server0 in [false, true] {
+                let draws = TermDraws { heads: &heads, s: &s, u: &u };
+                let (mut beta0, mut beta1) = (vec![0u8; n], vec![0u8; n]);
+                // SAFETY: both kernels write all m terms of each of the n elements.
+                let d0 = unsafe {
+                    vec_written_by(m * n, |d| {
+                        terms_portable(&c, &bits, draws, server0, TermsOut { d, beta: &mut beta0 }, m)
+                    })
+                };
+                let vector = |d: &mut [MaybeUninit<u8>]| {
+                    let out = TermsOut { d, beta: &mut beta1 };
+                    match m {
+                        32 => simd.terms_z64::<32>(&c, &bits, draws, server0, out),
+                        _ => simd.terms_z64::<64>(&c, &bits, draws, server0, out),
+                    }
+                };
+                // SAFETY: as above.
+                let d1 = unsafe { vec_written_by(m * n, vector) };
+                assert_eq!(beta0, beta1);
+                assert_eq!(d0, d1, "m = {m}, server0: {server0}");
+            }
+
+            let (mut a, mut b) = (bits.clone(), bits);
+            bit_corrections_portable(&r, &mut a, m - 1);
+            simd.bit_corrections_z64(&r, &mut b, m - 1);
+            assert_eq!(a, b, "m = {m}");
         }
 
-        let (mut a, mut b) = (bits.clone(), bits);
-        bit_corrections_portable(&r, &mut a);
-        simd.bit_corrections_z64(&r, &mut b);
-        assert_eq!(a, b);
-
         // Zero test, including sums that pass 255 for p = 131.
-        for (p, m) in [(67u8, 64), (131, 128)] {
+        for (p, m) in [(67u8, 64), (131, 128), (67, 32)] {
             let mut d0 = below(&key, 11, u32::from(p), m * n);
             let d1 = below(&key, 12, u32::from(p), m * n);
             d0[..m].fill(p - 1);

@@ -68,6 +68,19 @@
 //! difference does not wrap, i.e. |a - b| < 2^(l-1): always true for in-range fixed-point
 //! values (|x| < 2^`PRODUCT_BITS`, the truncation precondition).
 //!
+//! # Fewer bits for small values
+//! [`Session::relu_exact_in_range`] (the private layers' ReLU) reads the sign of x as bit
+//! m - 1 of x mod 2^m, with m = [`fixed_point_terms`] (32 on Z64, 64 on Z128): that bit is
+//! the sign whenever |x| < 2^(m-1), which every in-range value of a valid
+//! [`pond_core::FixedPoint`] is (|x| < 2^(PRODUCT_BITS / 2)). Step 2 is unchanged (c = x + r
+//! opened in the whole ring, r uniform, so x·γ = (c - r)·γ still holds in the ring); steps 1
+//! and 3 use the m - 1 bits below bit m - 1 of r and c, and steps 3 and 4 take
+//! γ = β' XOR r_{m-1} and t = 1 XOR c_{m-1} XOR β. The m terms are SecureNN's for an m-bit
+//! word, with the same p (p > m), so the security argument above holds with m for l. Half the bit shares,
+//! half the terms and half the common randomness: Z64 ReLU costs 40 / 40 / 47 bytes per
+//! element instead of 72 / 72 / 79. Beyond the range the sign is wrong (a test shows 2^31 on
+//! Z64 read as negative): `relu_exact` is the one for arbitrary ring elements.
+//!
 //! # Rings
 //! Z64 and Z128. CRT rings (int100) have no binary form to compare in: every operation returns
 //! [`ProtocolError::Usage`] naming the ring before any message is sent (a CRT-to-binary
@@ -76,8 +89,9 @@
 //! # Costs
 //! Bytes sent per party and server rounds are given by [`cost`] and checked by the tests; for
 //! n elements of Z64 (B = 8 bytes, l = 64): DReLU server n·(B + l) each, cp n·(l - 1 + B);
-//! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B); two rounds each. The round-2 terms travel
-//! as max(1, ceil(n / 32768)) messages per server, sent back to back (one round).
+//! ReLU servers n·(B + l) each, cp n·(l - 1 + 2B), in range the same with m for l; two rounds
+//! each. The round-2 terms travel as max(1, ceil(n / 32768)) messages per server, sent back to
+//! back (one round).
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -225,13 +239,17 @@ impl<M: CrtModuli> ComparisonRing for Crt<M> {
     }
 }
 
-/// cp's offline material for `n` comparisons: the mask r and the Z_p shares of its low bits.
+/// cp's offline material for `n` comparisons of `terms` terms: the mask r and the Z_p shares of
+/// its low `terms - 1` bits.
 #[derive(Debug, Clone)]
 pub struct ComparisonMaterial<R: ComparisonRing> {
     /// r: a server's share, or cp's whole value.
     r: Vec<R::Word>,
-    /// A server's shares in Z_p of bits 0..l-2 of each r (l - 1 bytes per element); empty on cp.
+    /// A server's shares in Z_p of bits 0..terms-2 of each r (terms - 1 bytes per element);
+    /// empty on cp.
     bits: Vec<u8>,
+    /// The comparison width it serves (see [`compare`]).
+    terms: usize,
 }
 
 impl<R: ComparisonRing> ComparisonMaterial<R> {
@@ -245,17 +263,22 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
         self.r.is_empty()
     }
 
-    /// Deals material for `n` comparisons now (all three parties call this).
+    /// Deals material for `n` comparisons of the whole word now (all three parties call this).
     /// Traffic: cp sends n·(l - 1) bytes to server1; no server rounds.
     pub fn deal(s: &mut Session, n: usize) -> Result<Self> {
+        Self::deal_terms(s, n, R::Word::BITS as usize)
+    }
+
+    /// [`ComparisonMaterial::deal`] for comparisons of `terms` terms: n·(terms - 1) bytes.
+    fn deal_terms(s: &mut Session, n: usize, terms: usize) -> Result<Self> {
         R::check_comparison("comparison material")?;
         let tag = s.next_tag();
-        let (nb, _) = kernels::widths::<R::Word>();
+        let nb = terms - 1;
         let r: Held<R::Tensor> = deal_uniform(s, tag, purpose::EXTRA, &[n])?;
         let r = R::words(r.tensor())?.into_owned();
         let label = Session::stream(tag, purpose::EXTRA + 1);
         let bits = match s.role() {
-            Role::Server0 => kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Cp)?.derive(label), n),
+            Role::Server0 => kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Cp)?.derive(label), n, nb),
             Role::Server1 => {
                 let bits = s.recv_bytes(Role::Cp, tag)?;
                 // The largest byte by a branch-free max (vectorised), not a short-circuiting
@@ -270,24 +293,28 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
                 bits
             }
             Role::Cp => {
-                let mut bits = kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Server0)?.derive(label), n);
-                kernels::bit_corrections(&r, &mut bits);
+                let mut bits = kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Server0)?.derive(label), n, nb);
+                kernels::bit_corrections(&r, &mut bits, nb);
                 s.send_bytes(Role::Server1, tag, bits)?;
                 Vec::new()
             }
         };
-        Ok(ComparisonMaterial { r, bits })
+        Ok(ComparisonMaterial { r, bits, terms })
     }
 
-    /// Splits off the first `n` comparisons' material.
-    fn take_front(&mut self, n: usize) -> Result<Self> {
-        if n > self.len() {
+    /// Splits off the first `n` comparisons' material, for comparisons of `terms` terms.
+    fn take_front(&mut self, n: usize, terms: usize) -> Result<Self> {
+        if n > self.len() || terms != self.terms {
             return Err(ProtocolError::Usage {
                 op: "pregenerated comparisons",
-                reason: format!("{} comparisons left, the program asked for {n}", self.len()),
+                reason: format!(
+                    "{} comparisons of {} bits left, the program asked for {n} of {terms} bits",
+                    self.len(),
+                    self.terms
+                ),
             });
         }
-        let nb = kernels::widths::<R::Word>().0;
+        let nb = terms - 1;
         let rest_r = self.r.split_off(n);
         let r = std::mem::replace(&mut self.r, rest_r);
         let bits = if self.bits.is_empty() {
@@ -296,7 +323,7 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
             let rest_bits = self.bits.split_off(n * nb);
             std::mem::replace(&mut self.bits, rest_bits)
         };
-        Ok(ComparisonMaterial { r, bits })
+        Ok(ComparisonMaterial { r, bits, terms })
     }
 }
 
@@ -318,6 +345,12 @@ impl<R: ComparisonRing> ComparisonSource<R> {
         Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal(s, comparisons)?))
     }
 
+    /// [`ComparisonSource::pregenerate`] for in-range comparisons
+    /// ([`Session::relu_exact_in_range`]): material of [`fixed_point_terms`] bits.
+    pub fn pregenerate_in_range(s: &mut Session, comparisons: usize) -> Result<Self> {
+        Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal_terms(s, comparisons, fixed_point_terms::<R>())?))
+    }
+
     /// Comparisons left in a pregenerated source (`None` when online).
     pub fn remaining(&self) -> Option<usize> {
         match self {
@@ -326,12 +359,24 @@ impl<R: ComparisonRing> ComparisonSource<R> {
         }
     }
 
-    fn take(&mut self, s: &mut Session, n: usize) -> Result<ComparisonMaterial<R>> {
+    fn take(&mut self, s: &mut Session, n: usize, terms: usize) -> Result<ComparisonMaterial<R>> {
         match self {
-            ComparisonSource::Online => ComparisonMaterial::deal(s, n),
-            ComparisonSource::Pregenerated(m) => m.take_front(n),
+            ComparisonSource::Online => ComparisonMaterial::deal_terms(s, n, terms),
+            ComparisonSource::Pregenerated(m) => m.take_front(n, terms),
         }
     }
+}
+
+/// Terms of a comparison that reads the whole word: l, exact for every ring element.
+fn whole_word<R: ComparisonRing>() -> usize {
+    R::Word::BITS as usize
+}
+
+/// Terms of a comparison of in-range fixed-point values: a valid [`pond_core::FixedPoint`]
+/// keeps |x| < 2^(PRODUCT_BITS / 2), so the sign is bit m - 1 for the smallest power of two
+/// m > PRODUCT_BITS / 2 (at least 32): 32 on Z64, 64 on Z128 (see [`compare`]).
+pub fn fixed_point_terms<R: ComparisonRing>() -> usize {
+    ((R::PRODUCT_BITS / 2 + 1) as usize).next_power_of_two().clamp(32, whole_word::<R>())
 }
 
 /// Elements per message of blinded terms (2 MiB for Z64): each server sends its terms in pieces
@@ -355,6 +400,13 @@ struct Selected<W> {
 
 /// The comparison protocol on n elements (see the module docs). `z` and `extra` are this
 /// server's shares (`None` on cp); `extra` has `width` entries per element.
+///
+/// `terms` (m) is the number of low bits of each z whose top bit is read as the sign: the whole
+/// word (l), or fewer when every z is known to be small. The opening of c = z + r is unchanged
+/// (l bits, r uniform in the ring); the private compare runs on the m - 1 bits below bit m - 1,
+/// and msb_m(x) = c_{m-1} XOR r_{m-1} XOR \[c mod 2^(m-1) < r mod 2^(m-1)\] is bit m - 1 of
+/// x mod 2^m, which is the sign of x when |x| < 2^(m-1). m is a power of two from 32 to l.
+#[allow(clippy::too_many_arguments)]
 fn compare<R: ComparisonRing>(
     s: &mut Session,
     z: Option<&[R::Word]>,
@@ -363,10 +415,11 @@ fn compare<R: ComparisonRing>(
     extra: Option<&[R::Word]>,
     width: usize,
     source: &mut ComparisonSource<R>,
+    terms: usize,
 ) -> Result<Selected<R::Word>> {
     R::check_comparison("comparison")?;
-    let material = source.take(s, n)?;
-    let (nb, m) = kernels::widths::<R::Word>();
+    let material = source.take(s, n, terms)?;
+    let (nb, m) = (terms - 1, terms);
     let server0 = s.role() == Role::Server0;
 
     // Round 1: open c = z + r, and v - a for the extra operand.
@@ -392,7 +445,7 @@ fn compare<R: ComparisonRing>(
     let tag = s.next_tag();
     let relu_len = if want_relu { n } else { 0 };
     let dealt_len = n + relu_len + n * width;
-    let top = R::Word::BITS - 1;
+    let top = terms as u32 - 1;
     let mut beta = Vec::new();
     if let Some(opened) = &opened {
         let peer = s.role().peer().ok_or_else(|| ProtocolError::Usage {
@@ -409,7 +462,7 @@ fn compare<R: ComparisonRing>(
             // buffer holds exactly m terms per element).
             let d = unsafe {
                 vec_written_by(piece.len() * m, |d| {
-                    kernels::blinded_terms::<R::Word>(c, bits, &common, first_chunk, server0, d, beta)
+                    kernels::blinded_terms::<R::Word>(c, bits, &common, first_chunk, server0, d, beta, m)
                 })
             };
             s.send_bytes(Role::Cp, tag, d)?;
@@ -429,7 +482,7 @@ fn compare<R: ComparisonRing>(
                     });
                 }
             }
-            kernels::has_zero::<R::Word>(&d[0], &d[1], zero);
+            kernels::has_zero::<R::Word>(&d[0], &d[1], zero, m);
         }
         // γ, then r·γ, then a·γ (width entries per element), in one parallel pass per chunk.
         let mut value = vec![R::Word::default(); dealt_len];

@@ -8,7 +8,7 @@
 //! carried along: after the first level (where the candidates' one-hot vectors are public) it is
 //! selected by the same comparison with a masked extra operand, so it costs traffic but no rounds.
 
-use super::{compare, ComparisonRing, ComparisonSource, ComparisonWord};
+use super::{compare, fixed_point_terms, whole_word, ComparisonRing, ComparisonSource, ComparisonWord};
 use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::{PrivateTensor, PublicTensor};
@@ -110,7 +110,7 @@ fn tournament<R: ComparisonRing>(
             ),
             _ => None,
         };
-        let sel = compare(s, z.as_deref(), n, true, extra.as_deref(), width, source)?;
+        let sel = compare(s, z.as_deref(), n, true, extra.as_deref(), width, source, whole_word::<R>())?;
         if let Some(v) = &vals {
             let mut new_vals = vec![zero; groups * next];
             for g in 0..groups {
@@ -175,7 +175,7 @@ impl Session {
     ) -> Result<PrivateTensor<R>> {
         self.op("drelu", |s| {
             let z = share_words(x)?;
-            let sel = compare(s, z.as_deref(), x.len(), false, None, 0, source)?;
+            let sel = compare(s, z.as_deref(), x.len(), false, None, 0, source, whole_word::<R>())?;
             private(x.shape(), z.map(|_| sel.delta))
         })
     }
@@ -191,16 +191,40 @@ impl Session {
         Ok(self.add_scalar(&self.neg(&d), 1))
     }
 
-    /// Exact ReLU, max(x, 0), with its derivative [x >= 0] for backward.
-    /// Cost: [`super::cost::relu_exact`]; 2 rounds, no Beaver triple.
+    /// Exact ReLU, max(x, 0), with its derivative [x >= 0] for backward, exact for every ring
+    /// element. Cost: [`super::cost::relu_exact`]; 2 rounds, no Beaver triple.
     pub fn relu_exact<R: ComparisonRing>(
         &mut self,
         x: &PrivateTensor<R>,
         source: &mut ComparisonSource<R>,
     ) -> Result<ExactRelu<R>> {
+        self.relu_with_terms(x, source, whole_word::<R>())
+    }
+
+    /// [`Session::relu_exact`] of fixed-point values: exact when |x| < 2^(PRODUCT_BITS / 2),
+    /// which every in-range value of every valid [`pond_core::FixedPoint`] configuration is
+    /// (|x| < 2^31 on Z64, 2^43 on Z128). The private compare then reads only the low bits
+    /// below [`fixed_point_terms`] (32 of Z64's 64), which halves the comparison's local work
+    /// and its terms traffic. For larger |x| the result is wrong: use `relu_exact` there.
+    /// Cost: [`super::cost::relu_exact_in_range`]; 2 rounds.
+    pub fn relu_exact_in_range<R: ComparisonRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        source: &mut ComparisonSource<R>,
+    ) -> Result<ExactRelu<R>> {
+        self.relu_with_terms(x, source, fixed_point_terms::<R>())
+    }
+
+    /// Exact ReLU reading the sign at bit `terms - 1` (see [`compare`]).
+    fn relu_with_terms<R: ComparisonRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        source: &mut ComparisonSource<R>,
+        terms: usize,
+    ) -> Result<ExactRelu<R>> {
         self.op("relu_exact", |s| {
             let z = share_words(x)?;
-            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source)?;
+            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source, terms)?;
             let (delta, relu) = match z {
                 Some(_) => (Some(sel.delta), Some(sel.relu)),
                 None => (None, None),
@@ -220,7 +244,7 @@ impl Session {
         self.op("max_exact", |s| {
             let diff = s.sub(x, y)?;
             let z = share_words(&diff)?;
-            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source)?;
+            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source, whole_word::<R>())?;
             let relu = private(x.shape(), z.map(|_| sel.relu))?;
             s.add(y, &relu)
         })

@@ -1,5 +1,5 @@
-//! `pond bench protocol`, exact comparisons: `relu_exact`, `maxpool_exact` and `argmax_exact`
-//! on three local parties, with `relu_poly` (the polynomial ReLU) measured in the same run as
+//! `pond bench protocol`, exact comparisons: `relu_exact`, `relu_exact_in_range` (the layers'
+//! ReLU), `maxpool_exact` and `argmax_exact` on three local parties, with `relu_poly` (the polynomial ReLU) measured in the same run as
 //! the baseline, against the same operation on plaintext ring values.
 //!
 //! `ms` has cp dealing during the operation. `online_ms` has the offline material dealt
@@ -25,6 +25,8 @@ pub type CompareRow = super::protocol::ProtocolRow;
 enum Offline {
     /// Pregenerate comparison material for this many comparisons.
     Comparisons(usize),
+    /// Pregenerate in-range comparison material for this many comparisons.
+    InRange(usize),
     /// Record the correlations (products, truncations) once and replay them.
     Recorded,
 }
@@ -57,8 +59,11 @@ fn measure<R: ComparisonRing>(
             s.sync()?;
             total.push(timed(|| op(s, &px, &mut ComparisonSource::Online))?);
             match offline {
-                Offline::Comparisons(count) => {
-                    let mut source = ComparisonSource::pregenerate(s, count)?;
+                Offline::Comparisons(count) | Offline::InRange(count) => {
+                    let mut source = match offline {
+                        Offline::InRange(_) => ComparisonSource::pregenerate_in_range(s, count)?,
+                        _ => ComparisonSource::pregenerate(s, count)?,
+                    };
                     s.sync()?;
                     online.push(timed(|| op(s, &px, &mut source))?);
                 }
@@ -115,6 +120,8 @@ fn run_ring<R: ComparisonRing>(sizes: &[usize], reps: usize, emit: &mut impl FnM
         emit(row::<R>("relu_poly", vec![shape.to_vec()], m, plain, costs::polynomial::<R>(&RELU, n as u64, false)));
         let m = measure::<R>(reps, &x, Offline::Comparisons(n), &|s, x, src| s.relu_exact(x, src).map(drop))?;
         emit(row::<R>("relu_exact", vec![shape.to_vec()], m, plain, cost::relu_exact::<R>(n as u64)));
+        let m = measure::<R>(reps, &x, Offline::InRange(n), &|s, x, src| s.relu_exact_in_range(x, src).map(drop))?;
+        emit(row::<R>("relu_exact_in_range", vec![shape.to_vec()], m, plain, cost::relu_exact_in_range::<R>(n as u64)));
 
         // Max-pool 2x2, stride 2, with the argmax mask, on [n/1e5, 10, 100, 100].
         let shape = [n.div_ceil(100_000), 10, 100, 100];
