@@ -577,37 +577,6 @@ fn same_seed_same_transcripts() {
     assert_eq!(run_recorded(7, program), run_recorded(7, program));
 }
 
-/// Exact ReLU against the polynomial ReLU on 1e6 Z64 elements in one run (the acceptance
-/// measurement; `pond bench protocol` has the full set). Run with `--ignored --nocapture`.
-#[test]
-#[ignore]
-fn relu_exact_against_relu_poly_timing() {
-    let n: usize = std::env::var("POND_CMP_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let fp = FixedPoint::<Z64>::default_for_ring();
-    let reals = ArrayD::from_shape_fn(IxDyn(&[n]), |i| ((i[0] * 7919) % 1280) as f64 * 0.01 - 6.4);
-    let x = fp.encode(reals.view()).unwrap();
-    let times = run(1, |s| {
-        let px = s.share_input::<Z64>(Role::Server0, owned(s, Role::Server0, &x), &[n])?;
-        let mut out = Vec::new();
-        for _ in 0..4 {
-            s.reveal(&px)?;
-            let t = std::time::Instant::now();
-            s.relu_poly(&px, fp)?;
-            let poly = t.elapsed().as_secs_f64() * 1e3;
-            s.reveal(&px)?;
-            let t = std::time::Instant::now();
-            s.relu_exact(&px, &mut ComparisonSource::Online)?;
-            out.push((poly, t.elapsed().as_secs_f64() * 1e3));
-        }
-        Ok(out)
-    });
-    for i in 1..4 {
-        let poly = times.iter().map(|t| t[i].0).fold(0.0, f64::max);
-        let exact = times.iter().map(|t| t[i].1).fold(0.0, f64::max);
-        eprintln!("n={n}: relu_poly {poly:.1} ms, relu_exact {exact:.1} ms, ratio {:.2}", exact / poly);
-    }
-}
-
 /// cp's transport with the last byte of its first message to server1 (a comparison's bit shares
 /// in Z_p) raised to p.
 struct OutOfFieldBits {
