@@ -76,10 +76,10 @@
 //! opened in the whole ring, r uniform, so x·γ = (c - r)·γ still holds in the ring); steps 1
 //! and 3 use the m - 1 bits below bit m - 1 of r and c, and steps 3 and 4 take
 //! γ = β' XOR r_{m-1} and t = 1 XOR c_{m-1} XOR β. The m terms are SecureNN's for an m-bit
-//! word, with the same p (p > m), so the security argument above holds with m for l. Half the bit shares,
-//! half the terms and half the common randomness: Z64 ReLU costs 40 / 40 / 47 bytes per
-//! element instead of 72 / 72 / 79. Beyond the range the sign is wrong (a test shows 2^31 on
-//! Z64 read as negative): `relu_exact` is the one for arbitrary ring elements.
+//! word, with the same p (p > m), so the security argument above holds with m for l. Half
+//! the bit shares, half the terms and half the common randomness: Z64 ReLU costs 40 / 40 / 47
+//! bytes per element instead of 72 / 72 / 79. Beyond the range the sign is wrong (a test
+//! shows 2^31 on Z64 read as negative): `relu_exact` is the one for arbitrary ring elements.
 //!
 //! # Rings
 //! Z64 and Z128. CRT rings (int100) have no binary form to compare in: every operation returns
@@ -346,7 +346,7 @@ impl<R: ComparisonRing> ComparisonSource<R> {
     }
 
     /// [`ComparisonSource::pregenerate`] for in-range comparisons
-    /// ([`Session::relu_exact_in_range`]): material of [`fixed_point_terms`] bits.
+    /// ([`Session::relu_exact_in_range`]): material for [`fixed_point_terms`] terms.
     pub fn pregenerate_in_range(s: &mut Session, comparisons: usize) -> Result<Self> {
         Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal_terms(s, comparisons, fixed_point_terms::<R>())?))
     }
