@@ -1,6 +1,7 @@
 //! `pond bench protocol`, exact comparisons: `relu_exact`, `relu_exact_in_range` (the layers'
-//! ReLU), `maxpool_exact` and `argmax_exact` on three local parties, with `relu_poly` (the polynomial ReLU) measured in the same run as
-//! the baseline, against the same operation on plaintext ring values.
+//! ReLU), `maxpool_exact` and `argmax_exact` on three local parties, with `relu_poly` (the
+//! polynomial ReLU) measured in the same run as the baseline, against the same operation on
+//! plaintext ring values.
 //!
 //! `ms` has cp dealing during the operation. `online_ms` has the offline material dealt
 //! beforehand: for the comparisons, [`ComparisonSource::pregenerate`] (the mask r and its bit
