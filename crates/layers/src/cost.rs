@@ -17,8 +17,7 @@
 //! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
 //! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact_in_range`]) or the polynomial's
-//!   cost;
-//!   Sigmoid: its polynomial's cost. Flatten: nothing.
+//!   cost; Sigmoid: its polynomial's cost. Flatten: nothing.
 //!
 //! In the CRT rings the outputs of Dense, Conv2D (pooled or not) and of a polynomial carry their
 //! masked form: their final truncation masks it for free

@@ -276,7 +276,7 @@ pub(crate) fn blinded_terms<W: ComparisonWord>(
 ) {
     assert!(m.is_power_of_two() && (32..=W::BITS as usize).contains(&m), "{m} comparison terms");
     let nb = m - 1;
-    // Every byte of `d` is written: the kernels write each element's l terms.
+    // Every byte of `d` is written: the kernels write each element's m terms.
     assert!(
         d.len() == m * c.len() && bits.len() == nb * c.len() && beta.len() == c.len(),
         "blinded_terms buffer sizes"

@@ -266,7 +266,7 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
     /// Deals material for `n` comparisons of the whole word now (all three parties call this).
     /// Traffic: cp sends n·(l - 1) bytes to server1; no server rounds.
     pub fn deal(s: &mut Session, n: usize) -> Result<Self> {
-        Self::deal_terms(s, n, R::Word::BITS as usize)
+        Self::deal_terms(s, n, whole_word::<R>())
     }
 
     /// [`ComparisonMaterial::deal`] for comparisons of `terms` terms: n·(terms - 1) bytes.
