@@ -91,9 +91,10 @@ fn trace_spans_carry_each_operations_traffic() {
     assert_eq!(short["bytes_per_image"], long["bytes_per_image"]);
     assert_eq!(long_totals.keys().collect::<Vec<_>>(), ["cp", "server0", "server1"]);
 
-    // Net A with exact ReLU: the operations of a private dense network, on every party.
+    // Net A with exact ReLU: the operations of a private dense network, on every party (the
+    // hidden layers' truncations fused with their ReLUs, the logits' truncation on its own).
     for (role, party) in &long_totals {
-        for op in ["share_input", "matmul", "truncate", "relu_exact", "reveal_to"] {
+        for op in ["share_input", "matmul", "truncate_relu", "truncate", "reveal_to"] {
             assert!(party.ops.contains_key(op), "{role} has no {op} span: {:?}", party.ops);
         }
     }

@@ -21,6 +21,47 @@ pub enum Input<'a, B: Backend + ?Sized> {
     Prepared(&'a B::Operand),
 }
 
+/// A ReLU's output and its 0/1 derivative ([`Backend::relu`], [`Backend::affine_relu`]).
+pub type ReluOutput<B> = (<B as Backend>::Tensor, <B as Backend>::Tensor);
+
+/// A layer's affine map, the operand of [`Backend::affine_relu`]: a dense layer's x W + b, or a
+/// convolution (with the average pooling fused with it when `window` is set) plus its bias per
+/// output channel.
+pub enum Affine<'a, B: Backend + ?Sized> {
+    /// [`Backend::matmul_add_row`] of these operands.
+    Dense {
+        /// The input.
+        x: Input<'a, B>,
+        /// The weight.
+        w: Input<'a, B>,
+        /// The bias row.
+        bias: &'a B::Tensor,
+    },
+    /// [`Backend::conv2d_add_channels`] of these operands.
+    Conv {
+        /// The NCHW input.
+        x: Input<'a, B>,
+        /// The OIHW filters.
+        w: Input<'a, B>,
+        /// The convolution's geometry.
+        geometry: &'a ConvGeometry,
+        /// The average pooling window fused with it, if any.
+        window: Option<(usize, usize)>,
+        /// The bias per output channel.
+        bias: &'a B::Tensor,
+    },
+}
+
+impl<B: Backend + ?Sized> Affine<'_, B> {
+    /// The map's output in `b`.
+    pub fn apply(self, b: &mut B) -> Result<B::Tensor> {
+        match self {
+            Affine::Dense { x, w, bias } => b.matmul_add_row(x, w, bias),
+            Affine::Conv { x, w, geometry, window, bias } => b.conv2d_add_channels(x, w, geometry, window, bias),
+        }
+    }
+}
+
 impl<B: Backend + ?Sized> Clone for Input<'_, B> {
     fn clone(&self) -> Self {
         *self
@@ -205,6 +246,17 @@ pub trait Backend {
     }
     /// Exact ReLU: (max(x, 0), [x >= 0] as 0/1 bits for the backward pass).
     fn relu(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// [`Backend::relu`] of `affine`'s output (the ReLU and its 0/1 derivative) as one step, in
+    /// which the private backend fuses the product's rescaling with the comparison
+    /// ([`pond_protocol::Session::truncate_relu_in_range`]: in Z64 one round and one opening
+    /// fewer). Default: the map, then [`Backend::relu`].
+    fn affine_relu(&mut self, affine: Affine<'_, Self>) -> Result<ReluOutput<Self>>
+    where
+        Self: Sized,
+    {
+        let y = affine.apply(self)?;
+        self.relu(&y)
+    }
     /// Row maxima of a 2-D x [m, k]: (max [m], one-hot [m, k] of the first maximum).
     fn max_rows(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
 }

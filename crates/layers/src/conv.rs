@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col: the patch matrix times the reshaped filters.
 
-use crate::backend::{Activation, Backend, Input};
+use crate::backend::{Activation, Affine, Backend, Input, ReluOutput};
 use crate::error::{shape_error, Result};
 use crate::layer::{Backward, Layer};
 use crate::pool::{AvgPool2d, PoolCache};
@@ -28,6 +28,10 @@ pub struct Conv2d<B: Backend> {
 /// The caches of a convolution and the average pooling fused with it, as their own forward
 /// passes make them.
 pub type PooledCaches<B> = (Conv2dCache<B>, PoolCache<<B as Backend>::Tensor>);
+
+/// A convolution's forward pass with a fused average pooling and ReLU: the output, the
+/// convolution's cache and the pooling's (when one is fused).
+pub type ConvForward<T, B> = (T, Conv2dCache<B>, Option<PoolCache<<B as Backend>::Tensor>>);
 
 /// Conv2d's cache: the layer input (its patches are built only if backward runs).
 #[derive(Debug, Clone)]
@@ -81,14 +85,48 @@ impl<B: Backend> Conv2d<B> {
         x: Activation<B>,
         pool: &AvgPool2d,
     ) -> Result<(B::Tensor, PooledCaches<B>)> {
+        let (y, conv, pool) = self.forward_with(b, x, Some(pool), |b, affine| affine.apply(b))?;
+        Ok((y, (conv, pool.expect("a pooled forward pass makes the pooling's cache"))))
+    }
+
+    /// [`Layer::forward`] (or [`Conv2d::forward_avg_pooled`] with `pool`) with the exact ReLU
+    /// after it fused in ([`Backend::affine_relu`]): the ReLU and its 0/1 derivative (the ReLU
+    /// layer's cache), this layer's cache and the pooling's.
+    pub fn forward_relu(
+        &self,
+        b: &mut B,
+        x: Activation<B>,
+        pool: Option<&AvgPool2d>,
+    ) -> Result<ConvForward<ReluOutput<B>, B>> {
+        self.forward_with(b, x, pool, |b, affine| b.affine_relu(affine))
+    }
+
+    /// The convolution of x, pooled by `pool` if given (which must fuse with it), handed with
+    /// the bias to `apply`; the bias commutes with the pooling, being constant over each window.
+    fn forward_with<T>(
+        &self,
+        b: &mut B,
+        x: Activation<B>,
+        pool: Option<&AvgPool2d>,
+        apply: impl FnOnce(&mut B, Affine<'_, B>) -> Result<T>,
+    ) -> Result<ConvForward<T, B>> {
         let x = x.into_value(b);
         let g = self.geometry(b, &x)?;
         let conv_out = [g.batch, g.filters, g.output.0, g.output.1];
-        if !pool.fuses_with_conv(&conv_out) {
-            return Err(shape_error("conv2d + avg_pool2d", format!("{pool:?} does not fuse with output {conv_out:?}")));
-        }
-        let y = b.conv2d_add_channels(Input::Value(&x), self.filters(), &g, Some(pool.size), &self.bias)?;
-        Ok((y, (Conv2dCache { x, geometry: g }, pool.cache_for(&conv_out)?)))
+        let pool_cache = match pool {
+            Some(pool) if !pool.fuses_with_conv(&conv_out) => {
+                return Err(shape_error(
+                    "conv2d + avg_pool2d",
+                    format!("{pool:?} does not fuse with output {conv_out:?}"),
+                ));
+            }
+            Some(pool) => Some(pool.cache_for(&conv_out)?),
+            None => None,
+        };
+        let window = pool.map(|p| p.size);
+        let affine = Affine::Conv { x: Input::Value(&x), w: self.filters(), geometry: &g, window, bias: &self.bias };
+        let y = apply(b, affine)?;
+        Ok((y, Conv2dCache { x, geometry: g }, pool_cache))
     }
 
     /// Prepares (masks) the filters once, so that every following forward pass reuses them
@@ -103,10 +141,8 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
     type Cache = Conv2dCache<B>;
 
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, Conv2dCache<B>)> {
-        let x = x.into_value(b);
-        let g = self.geometry(b, &x)?;
-        let y = b.conv2d_add_channels(Input::Value(&x), self.filters(), &g, None, &self.bias)?;
-        Ok((y, Conv2dCache { x, geometry: g }))
+        let (y, cache, _) = self.forward_with(b, x, None, |b, affine| affine.apply(b))?;
+        Ok((y, cache))
     }
 
     fn backward_select(&self, b: &mut B, cache: Conv2dCache<B>, dy: &B::Tensor, need_dx: bool) -> Result<Backward<B>> {

@@ -17,7 +17,10 @@
 //! - MaxPool2D: the comparison tournament of [`pond_protocol::Session::argmax_exact`] over the
 //!   windows (max and one-hot, the one-hot kept for a backward pass).
 //! - ReLU: exact ([`pond_protocol::comparison::cost::relu_exact_in_range`]) or the polynomial's
-//!   cost; Sigmoid: its polynomial's cost. Flatten: nothing.
+//!   cost; Sigmoid: its polynomial's cost. Flatten: nothing. An exact ReLU right after a Dense or
+//!   Conv2D (pooled or not) is fused with that layer's truncation
+//!   ([`pond_protocol::comparison::cost::truncate_relu_in_range`]), as
+//!   [`crate::Backend::affine_relu`] runs them.
 //!
 //! In the CRT rings the outputs of Dense, Conv2D (pooled or not) and of a polynomial carry their
 //! masked form: their final truncation masks it for free
@@ -43,21 +46,32 @@ fn count(shape: &[usize]) -> u64 {
     shape.iter().product::<usize>() as u64
 }
 
-/// One layer's forward cost on an input of `shape` when `next` follows it, with `masked` when
-/// the input carries its masked form and `known` when it is an input cp owns: the cost, the
-/// output shape, whether the output carries its masked form, and how many layers the forward
-/// pass consumed (2 for a convolution fused with the average pooling after it).
+/// The rescaling of an affine layer's output of n elements, and what it leaves: its truncation
+/// (the output carrying its masked form where that is free), or, when an exact ReLU follows,
+/// the truncation fused with the ReLU ([`compare::truncate_relu_in_range`], output fresh), which
+/// consumes that layer too.
+fn affine_rescaling<R: ComparisonRing>(n: u64, relu_follows: bool) -> (Cost, bool, usize) {
+    if relu_follows {
+        (compare::truncate_relu_in_range::<R>(n), false, 1)
+    } else {
+        (costs::truncation::<R>(n), R::MASKED_TRUNCATION, 0)
+    }
+}
+
+/// One layer's forward cost on an input of `shape` when the layers `rest` follow it, with
+/// `masked` when the input carries its masked form and `known` when it is an input cp owns:
+/// the cost, the output shape, whether the output carries its masked form, and how many layers
+/// the forward pass consumed (2 for a convolution fused with the average pooling after it, one
+/// more for an exact ReLU fused with an affine layer).
 fn layer_cost<R: ComparisonRing>(
     layer: &LayerSpec,
-    next: Option<&LayerSpec>,
+    rest: &[LayerSpec],
     shape: &[usize],
     masked: bool,
     known: bool,
 ) -> Result<(Cost, Vec<usize>, bool, usize)> {
     let n = count(shape);
-    // The affine layers truncate their product with the bias in it, keeping the masked form
-    // where that is free.
-    let affine_masked = R::MASKED_TRUNCATION;
+    let exact_relu = |k: usize| matches!(rest.get(k), Some(LayerSpec::Relu { mode: ReluMode::Exact }));
     let (cost, out) = match *layer {
         LayerSpec::Dense { inputs, outputs } => {
             let &[rows, cols] = shape else {
@@ -69,14 +83,15 @@ fn layer_cost<R: ComparisonRing>(
             let out = vec![rows, outputs];
             let product = costs::product::<R>(Bilinear::Matmul, shape, true, &[inputs, outputs], true);
             let mask = if masked || known { Cost::default() } else { costs::open::<R>(n) };
-            return Ok((mask + product + costs::truncation::<R>(count(&out)), out, affine_masked, 1));
+            let (rescaling, out_masked, relu) = affine_rescaling::<R>(count(&out), exact_relu(0));
+            return Ok((mask + product + rescaling, out, out_masked, 1 + relu));
         }
         LayerSpec::Conv2d { in_channels, out_channels, kernel, stride, padding } => {
             let filters = [out_channels, in_channels, kernel.0, kernel.1];
             let params = Conv2dParams { stride, padding };
             let g = ConvGeometry::new(shape, &filters, params)?;
             let out = vec![g.batch, g.filters, g.output.0, g.output.1];
-            let pooled = match next {
+            let pooled = match rest.first() {
                 Some(&LayerSpec::AvgPool2d { size, stride }) if AvgPool2d { size, stride }.fuses_with_conv(&out) => {
                     Some(size)
                 }
@@ -89,8 +104,9 @@ fn layer_cost<R: ComparisonRing>(
                 }
                 None => (Bilinear::Conv2d(params), out, 1),
             };
-            let cost = costs::product::<R>(op, shape, known, &filters, true) + costs::truncation::<R>(count(&out));
-            return Ok((cost, out, affine_masked, consumed));
+            let (rescaling, out_masked, relu) = affine_rescaling::<R>(count(&out), exact_relu(consumed - 1));
+            let cost = costs::product::<R>(op, shape, known, &filters, true) + rescaling;
+            return Ok((cost, out, out_masked, consumed + relu));
         }
         LayerSpec::AvgPool2d { size, stride } | LayerSpec::MaxPool2d { size, stride } => {
             let &[b, c, h, w] = shape else {
@@ -137,7 +153,7 @@ pub fn inference_batch<R: ComparisonRing>(
     while let Some(layer) = spec.layers.get(i) {
         // Only the first layer's input can be one cp owns.
         let known = i == 0 && input_owner == Role::Cp;
-        let (cost, out, out_masked, consumed) = layer_cost::<R>(layer, spec.layers.get(i + 1), &shape, masked, known)?;
+        let (cost, out, out_masked, consumed) = layer_cost::<R>(layer, &spec.layers[i + 1..], &shape, masked, known)?;
         total = total + cost;
         (shape, masked) = (out, out_masked);
         i += consumed;

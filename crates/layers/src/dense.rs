@@ -1,6 +1,6 @@
 //! Dense (fully connected) layer: y = x W + b.
 
-use crate::backend::{Activation, Backend, Input};
+use crate::backend::{Activation, Affine, Backend, Input, ReluOutput};
 use crate::error::{shape_error, Result};
 use crate::layer::{Backward, Layer};
 
@@ -50,6 +50,30 @@ impl<B: Backend> Dense<B> {
         self.prepared = Some(b.prepare(&self.weight)?);
         Ok(())
     }
+
+    /// [`Layer::forward`] with the exact ReLU after it fused in ([`Backend::affine_relu`]): the
+    /// ReLU and its 0/1 derivative (the ReLU layer's cache), and this layer's cache.
+    pub fn forward_relu(&self, b: &mut B, x: Activation<B>) -> Result<(ReluOutput<B>, DenseCache<B>)> {
+        self.forward_with(b, x, |b, affine| b.affine_relu(affine))
+    }
+
+    /// One product x W with both operands prepared (x here, unless it comes prepared; W once
+    /// per parameter update), handed with the bias to `apply`.
+    fn forward_with<T>(
+        &self,
+        b: &mut B,
+        x: Activation<B>,
+        apply: impl FnOnce(&mut B, Affine<'_, B>) -> Result<T>,
+    ) -> Result<(T, DenseCache<B>)> {
+        let x = x.into_prepared(b)?;
+        let fresh = match self.prepared {
+            Some(_) => None,
+            None => Some(b.prepare(&self.weight)?),
+        };
+        let w = fresh.as_ref().or(self.prepared.as_ref()).expect("one of the two is set just above");
+        let y = apply(b, Affine::Dense { x: Input::Prepared(&x), w: Input::Prepared(w), bias: &self.bias })?;
+        Ok((y, DenseCache { x, w: fresh }))
+    }
 }
 
 impl<B: Backend> Layer<B> for Dense<B> {
@@ -58,14 +82,7 @@ impl<B: Backend> Layer<B> for Dense<B> {
     /// One product x W with both operands prepared: x is prepared here (one opening) unless it
     /// comes prepared, W once per parameter update.
     fn forward(&self, b: &mut B, x: Activation<B>) -> Result<(B::Tensor, DenseCache<B>)> {
-        let x = x.into_prepared(b)?;
-        let fresh = match self.prepared {
-            Some(_) => None,
-            None => Some(b.prepare(&self.weight)?),
-        };
-        let w = fresh.as_ref().or(self.prepared.as_ref()).expect("one of the two is set just above");
-        let y = b.matmul_add_row(Input::Prepared(&x), Input::Prepared(w), &self.bias)?;
-        Ok((y, DenseCache { x, w: fresh }))
+        self.forward_with(b, x, |b, affine| affine.apply(b))
     }
 
     /// dW = x^T dy, db = sum over rows of dy, dx = dy W^T: dy is prepared once (one opening)

@@ -23,7 +23,7 @@ pub mod pool;
 pub mod private;
 
 pub use activation::{Relu, ReluMode, Sigmoid};
-pub use backend::{Activation, Backend, Input};
+pub use backend::{Activation, Affine, Backend, Input, ReluOutput};
 pub use conv::Conv2d;
 pub use dense::Dense;
 pub use error::{LayerError, Result};

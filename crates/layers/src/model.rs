@@ -368,31 +368,53 @@ impl<B: Backend> Sequential<B> {
     }
 
     /// The forward pass, pushing every layer's cache to `caches` when given (training), else
-    /// by [`Layer::infer`]. A convolution followed by an average pooling it can fuse with runs
-    /// as one fused layer either way.
+    /// by [`Layer::infer`]. Either way, a convolution followed by an average pooling it can
+    /// fuse with runs as one fused layer, and a dense or convolution layer (pooled or not)
+    /// followed by an exact ReLU runs with the ReLU as one step ([`Backend::affine_relu`]), each
+    /// layer getting the cache its own forward pass would make.
     fn run(&self, b: &mut B, x: Activation<B>, mut caches: Option<&mut Vec<AnyCache<B>>>) -> Result<B::Tensor> {
         let mut x = x;
         let mut layers = self.layers.iter().peekable();
         while let Some(layer) = layers.next() {
-            if let (AnyLayer::Conv2d(conv), Some(AnyLayer::AvgPool2d(pool))) = (layer, layers.peek()) {
-                if pool.fuses_with_conv(&conv.output_shape(b, x.value(b))?) {
-                    let (y, (conv_cache, pool_cache)) = conv.forward_avg_pooled(b, x, pool)?;
-                    if let Some(caches) = caches.as_deref_mut() {
-                        caches.extend([AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache)]);
-                    }
+            let pool = match (layer, layers.peek()) {
+                (AnyLayer::Conv2d(conv), Some(AnyLayer::AvgPool2d(pool)))
+                    if pool.fuses_with_conv(&conv.output_shape(b, x.value(b))?) =>
+                {
                     layers.next();
-                    x = Activation::Value(y);
-                    continue;
+                    Some(*pool)
                 }
-            }
-            let y = match caches.as_deref_mut() {
-                Some(caches) => {
-                    let (y, c) = layer.forward(b, x)?;
-                    caches.push(c);
-                    y
-                }
-                None => layer.infer(b, x)?,
+                _ => None,
             };
+            let affine = matches!(layer, AnyLayer::Dense(_) | AnyLayer::Conv2d(_));
+            let relu = affine && matches!(layers.peek(), Some(AnyLayer::Relu(Relu { mode: ReluMode::Exact })));
+            if relu {
+                layers.next();
+            }
+            let training = caches.is_some();
+            let (y, made) = match (layer, relu, pool) {
+                (AnyLayer::Dense(dense), true, _) => {
+                    let ((y, bits), cache) = dense.forward_relu(b, x)?;
+                    (y, vec![AnyCache::Dense(cache), AnyCache::Relu(ReluCache::Bits(bits))])
+                }
+                (AnyLayer::Conv2d(conv), true, pool) => {
+                    let ((y, bits), cache, pool_cache) = conv.forward_relu(b, x, pool.as_ref())?;
+                    let relu_cache = AnyCache::Relu(ReluCache::Bits(bits));
+                    let made = [AnyCache::Conv2d(cache)].into_iter().chain(pool_cache.map(AnyCache::Pool));
+                    (y, made.chain([relu_cache]).collect())
+                }
+                (AnyLayer::Conv2d(conv), false, Some(pool)) => {
+                    let (y, (conv_cache, pool_cache)) = conv.forward_avg_pooled(b, x, &pool)?;
+                    (y, vec![AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache)])
+                }
+                _ if training => {
+                    let (y, cache) = layer.forward(b, x)?;
+                    (y, vec![cache])
+                }
+                _ => (layer.infer(b, x)?, Vec::new()),
+            };
+            if let Some(caches) = caches.as_deref_mut() {
+                caches.extend(made);
+            }
             x = Activation::Value(y);
         }
         Ok(x.into_value(b))

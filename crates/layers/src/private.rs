@@ -1,11 +1,13 @@
 //! The private backend: secret-shared fixed-point tensors computed on by pond-protocol.
 //!
 //! Every product is one Beaver product and one truncation (error below 1 ulp = 2^-f per
-//! truncation, [`pond_protocol::truncation`]); prepared operands are [`MaskedTensor`]s, so a
+//! truncation, [`pond_protocol::truncation`]); a dense or convolution layer followed by an exact
+//! ReLU has its truncation fused with the ReLU's comparison ([`Backend::affine_relu`]); prepared
+//! operands are [`MaskedTensor`]s, so a
 //! tensor used by several products (a weight in forward and backward, a layer input in forward
 //! and in the weight gradient, a training set sliced into batches) is opened once.
 
-use crate::backend::{Backend, Input};
+use crate::backend::{Affine, Backend, Input, ReluOutput};
 use crate::error::{shape_error, Result};
 use ndarray::{ArrayD, Ix2};
 use pond_core::kernels::im2col::{col2im, im2col, ConvGeometry};
@@ -185,27 +187,39 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
     }
 
     /// (z + bias·2^shift) / 2^shift for a product z at scale 2^(f + shift) and a bias at scale
-    /// 2^f, reshaped to `bias_shape` and broadcast to z's shape: the bias joins the product
-    /// before its one truncation. floor((z + b·2^s) / 2^s) = floor(z / 2^s) + b, so the value is
+    /// 2^f ([`PrivateBackend::affine_product`]): the bias joins the product before its one
+    /// truncation. floor((z + b·2^s) / 2^s) = floor(z / 2^s) + b, so the value is
     /// that of the truncated product plus the bias (the truncation's own error aside, below
     /// 1 ulp either way), and the result is the truncation's: in rings whose truncation masks
     /// for free (CRT) it carries its masked form, so the next layer's product or polynomial
     /// opens nothing for it ([`Session::truncate_keeping_form`]). Local apart from the
     /// truncation; its range condition now applies to the layer's output z/2^(f+s) + b, which
     /// must be in range anyway.
-    fn truncate_with_bias(
-        &mut self,
-        mut z: PrivateTensor<R>,
-        bias: &PrivateTensor<R>,
-        bias_shape: &[usize],
-        shift: u32,
-    ) -> Result<PrivateTensor<R>> {
+    fn affine(&mut self, affine: Affine<'_, Self>) -> Result<PrivateTensor<R>> {
+        let (z, shift) = self.affine_product(affine)?;
+        Ok(self.session.truncate_keeping_form(&z, shift)?)
+    }
+
+    /// An affine map's product with the bias added at the product's scale, and the shift that
+    /// rescales it: for a product z at scale 2^(f + shift) and a bias at scale 2^f, z +
+    /// bias·2^shift, the bias reshaped to the map's bias shape and broadcast to z's shape.
+    fn affine_product(&mut self, affine: Affine<'_, Self>) -> Result<(PrivateTensor<R>, u32)> {
+        let (mut z, shift, bias, bias_shape) = match affine {
+            Affine::Dense { x, w, bias } => {
+                let z = self.session.matmul(Self::operand(x), Self::operand(w))?;
+                (z, self.fp.frac_bits(), bias, vec![1, bias.len()])
+            }
+            Affine::Conv { x, w, geometry, window, bias } => {
+                let (z, shift) = self.conv_product(x, w, geometry, window)?;
+                (z, shift, bias, vec![1, geometry.filters, 1, 1])
+            }
+        };
         let scaled = self.session.mul_scalar(bias, 1i128 << shift);
-        let scaled = self.session.reshape_owned(scaled, bias_shape)?;
+        let scaled = self.session.reshape_owned(scaled, &bias_shape)?;
         let scaled = self.session.broadcast_to(&scaled, z.shape())?;
         // In the product's own buffer: no second tensor of the product's size.
         self.session.add_assign(&mut z, &scaled)?;
-        Ok(self.session.truncate_keeping_form(&z, shift)?)
+        Ok((z, shift))
     }
 }
 
@@ -275,16 +289,14 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     }
 
     /// The product, with the bias joining it before its truncation
-    /// ([`PrivateBackend::truncate_with_bias`]).
+    /// ([`PrivateBackend::affine`]).
     fn matmul_add_row(
         &mut self,
         a: Input<'_, Self>,
         b: Input<'_, Self>,
         bias: &PrivateTensor<R>,
     ) -> Result<PrivateTensor<R>> {
-        let z = self.session.matmul(Self::operand(a), Self::operand(b))?;
-        let row = [1, bias.shape().iter().product()];
-        self.truncate_with_bias(z, bias, &row, self.fp.frac_bits())
+        self.affine(Affine::Dense { x: a, w: b, bias })
     }
 
     fn mul(&mut self, a: &PrivateTensor<R>, b: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
@@ -402,7 +414,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     }
 
     /// The convolution's (or pooled convolution's) product, with the bias joining it before its
-    /// truncation ([`PrivateBackend::truncate_with_bias`]).
+    /// truncation ([`PrivateBackend::affine`]).
     fn conv2d_add_channels(
         &mut self,
         x: Input<'_, Self>,
@@ -411,8 +423,7 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         window: Option<(usize, usize)>,
         bias: &PrivateTensor<R>,
     ) -> Result<PrivateTensor<R>> {
-        let (z, shift) = self.conv_product(x, w, g, window)?;
-        self.truncate_with_bias(z, bias, &[1, g.filters, 1, 1], shift)
+        self.affine(Affine::Conv { x, w, geometry: g, window, bias })
     }
 
     fn window_sum(&mut self, x: &PrivateTensor<R>, window: (usize, usize)) -> Result<PrivateTensor<R>> {
@@ -454,6 +465,17 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     /// power-of-two ring: the CRT rings refuse with a typed error.
     fn relu(&mut self, x: &PrivateTensor<R>) -> Result<(PrivateTensor<R>, PrivateTensor<R>)> {
         let r = self.session.relu_exact_in_range(x, &mut ComparisonSource::Online)?;
+        Ok((r.output, r.derivative))
+    }
+
+    /// The affine map's product with its bias, then its truncation fused with the exact ReLU
+    /// ([`pond_protocol::Session::truncate_relu_in_range`]): in Z64 the truncation's opening is
+    /// the comparison's, 2 rounds where the truncation and [`Backend::relu`] take 3. The same
+    /// values as the map followed by [`Backend::relu`], up to the truncation's rounding (the
+    /// ReLU is that of floor(z / 2^s) or one more, as the truncation's own result is).
+    fn affine_relu(&mut self, affine: Affine<'_, Self>) -> Result<ReluOutput<Self>> {
+        let (z, shift) = self.affine_product(affine)?;
+        let r = self.session.truncate_relu_in_range(&z, shift, &mut ComparisonSource::Online)?;
         Ok((r.output, r.derivative))
     }
 

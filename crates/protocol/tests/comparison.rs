@@ -80,6 +80,25 @@ fn relu_in_range_is_exact<R: ComparisonRing>(seed: u64, values: &[i128]) {
     }
 }
 
+/// `truncate_relu_in_range` by f of x = y·2^f + low (low in [0, 2^f)): the truncation t is y
+/// or y + 1 (Z64's dealer-assisted truncation and Z128's local one, [`Session::truncate`]), and
+/// the outputs must be max(t, 0) and [t >= 0] for one of the two. With low = 0 the truncation
+/// is exact in both rings (no borrow from the low bits), so t = y.
+fn truncate_relu_in_range_is_exact<R: ComparisonRing>(seed: u64, ys: &[i128], lows: &[i128], f: u32) {
+    let n = ys.len();
+    let xs: Vec<i128> = ys.iter().zip(lows).map(|(&y, &low)| (y << f) + low).collect();
+    let out = run_op::<R>(seed, &xs, &[n], |s, x| {
+        let r = s.truncate_relu_in_range(x, f, &mut ComparisonSource::Online)?;
+        Ok(vec![r.output, r.derivative])
+    });
+    for (i, (&y, &low)) in ys.iter().zip(lows).enumerate() {
+        let (relu, bit) = (out[0][i], out[1][i]);
+        let candidates = if low == 0 { vec![y] } else { vec![y, y + 1] };
+        let ok = candidates.iter().any(|&t| relu == t.max(0) && bit == i128::from(t >= 0));
+        assert!(ok, "{}: truncate_relu_in_range(({y} << {f}) + {low}) = ({relu}, {bit})", R::NAME);
+    }
+}
+
 /// The largest magnitude of an in-range fixed-point value: 2^(PRODUCT_BITS / 2) - 1.
 fn fixed_point_edge<R: Ring>() -> i128 {
     (1i128 << (R::PRODUCT_BITS / 2)) - 1
@@ -114,6 +133,29 @@ fn relu_in_range_is_exact_at_the_edges_of_the_fixed_point_range() {
     assert_eq!((out[0][0], out[1][0]), (0, 1));
 }
 
+#[test]
+fn truncate_relu_in_range_is_exact_at_the_edges() {
+    // y + 1 must stay in range too: the truncation may round up by one.
+    for (seed, f) in [(6, 16), (7, 1), (8, 32)] {
+        let edge = fixed_point_edge::<Z64>() - 1;
+        let ys = [0, 1, -1, -2, edge, -edge, edge - 1, -edge + 1, 1 << 16, -(1 << 16)];
+        let top = (1i128 << f) - 1;
+        let lows = [0, top, 0, top, top, 0, 1, top, 0, 1];
+        truncate_relu_in_range_is_exact::<Z64>(seed, &ys, &lows, f);
+    }
+    let edge = fixed_point_edge::<Z128>() - 1;
+    let ys = [0, 1, -1, -2, edge, -edge, 1 << 16, -(1 << 16)];
+    truncate_relu_in_range_is_exact::<Z128>(9, &ys, &[0, 1, 0, 65535, 65535, 0, 3, 7], 16);
+    // A shift that leaves fewer than 32 bits above it cannot fuse: a typed error, no message.
+    let err = run_local(LocalConfig::seeded(1), |s| {
+        let x = PrivateTensor::<Z64>::from_share(&[1], s.role().peer().map(|_| pond_core::ZTensor::zeros(&[1])));
+        s.truncate_relu_in_range(&x, 33, &mut ComparisonSource::Online).map(drop)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("truncation by 33"), "{err}");
+}
+
 fn in_range<R: Ring>() -> impl Strategy<Value = i128> {
     let edge = (1i128 << R::PRODUCT_BITS) - 1;
     prop_oneof![
@@ -146,6 +188,19 @@ proptest! {
     ) {
         relu_in_range_is_exact::<Z64>(seed, &z64);
         relu_in_range_is_exact::<Z128>(seed, &z128);
+    }
+
+    #[test]
+    fn truncate_relu_in_range_equals_plaintext(
+        z64 in prop::collection::vec((in_fixed_point_range::<Z64>(), 0i128..1 << 16), 1..200),
+        z128 in prop::collection::vec((in_fixed_point_range::<Z128>(), 0i128..1 << 16), 1..100),
+        seed in 0u64..1000,
+    ) {
+        // Keep y + 1 in range (the truncation may round up).
+        let (y64, low64): (Vec<i128>, Vec<i128>) = z64.into_iter().map(|(y, l)| (y.min(fixed_point_edge::<Z64>() - 1), l)).unzip();
+        let (y128, low128): (Vec<i128>, Vec<i128>) = z128.into_iter().map(|(y, l)| (y.min(fixed_point_edge::<Z128>() - 1), l)).unzip();
+        truncate_relu_in_range_is_exact::<Z64>(seed, &y64, &low64, 16);
+        truncate_relu_in_range_is_exact::<Z128>(seed, &y128, &low128, 16);
     }
 
     #[test]
@@ -340,6 +395,12 @@ fn costs_match<R: ComparisonRing>() {
         one,
     );
     assert_cost(
+        "truncate_relu_in_range",
+        measure::<R>(&sh, |s, x| s.truncate_relu_in_range(x, 16, &mut online()).map(drop)),
+        cost::truncate_relu_in_range::<R>(e),
+        one,
+    );
+    assert_cost(
         "max_exact",
         measure::<R>(&sh, |s, x| s.max_exact(x, &s.neg(x), &mut online()).map(drop)),
         cost::max_exact::<R>(e),
@@ -397,6 +458,12 @@ fn measured_traffic_equals_the_formulas() {
     // In range, 32 of Z64's bits and 64 of Z128's are compared.
     assert_eq!(cost::relu_exact_in_range::<Z64>(1), Cost { bytes: [40, 40, 47], rounds: 2 });
     assert_eq!(cost::relu_exact_in_range::<Z128>(1), Cost { bytes: [80, 80, 95], rounds: 2 });
+    // Fused with the truncation before it: Z64 saves the truncation's opening and round; Z128's
+    // truncation is local anyway.
+    let separate = pond_protocol::costs::truncation::<Z64>(1) + cost::relu_exact_in_range::<Z64>(1);
+    assert_eq!(separate, Cost { bytes: [48, 48, 63], rounds: 3 });
+    assert_eq!(cost::truncate_relu_in_range::<Z64>(1), Cost { bytes: [40, 40, 71], rounds: 2 });
+    assert_eq!(cost::truncate_relu_in_range::<Z128>(1), cost::relu_exact_in_range::<Z128>(1));
     assert_eq!(cost::tournament_rounds(4), 4);
     assert_eq!(cost::tournament_rounds(10), 8);
 }
@@ -429,10 +496,21 @@ fn pregenerated_material_gives_the_same_results_and_runs_out_loudly() {
         assert_eq!(offline, if s.role() == Role::Cp { bit_shares } else { 0 });
         assert_eq!(bit_shares, 3100);
         assert_eq!(src.remaining(), Some(0));
-        Ok(vec![a.output, b.output])
+        // Material for the truncating ReLU: the bit shares of r >> 16 and the truncation's two
+        // corrections; it serves only that shift.
+        let scaled = s.mul_scalar(x, 1 << 16);
+        let before = s.traffic();
+        let mut src = ComparisonSource::pregenerate_truncating(s, 100, 16)?;
+        let offline = s.traffic().since(&before).total_sent();
+        assert_eq!(offline, if s.role() == Role::Cp { bit_shares + 2 * 100 * 8 } else { 0 });
+        let err = s.truncate_relu_in_range(&scaled, 15, &mut src).unwrap_err().to_string();
+        assert!(err.contains("100 comparisons of 32 bits after a shift by 16 left"), "{err}");
+        let c = s.truncate_relu_in_range(&scaled, 16, &mut src)?;
+        assert_eq!(src.remaining(), Some(0));
+        Ok(vec![a.output, b.output, c.output])
     });
     let relu: Vec<i128> = values.iter().map(|&v| v.max(0)).collect();
-    assert_eq!((&out[0], &out[1]), (&relu, &relu));
+    assert_eq!((&out[0], &out[1], &out[2]), (&relu, &relu, &relu));
 }
 
 #[test]
@@ -482,15 +560,22 @@ fn run_recorded<T: Send>(seed: u64, program: impl Fn(&mut Session) -> Result<T> 
 /// small-field messages (bit shares to server1, blinded terms to cp) over Z_p. For cp, also
 /// the reconstructed terms d0 + d1: per element, a zero with probability 1/2 at a uniform
 /// position, the other terms uniform over Z_p^*. The secret is a fixed non-uniform constant.
-/// With `in_range`, the program is the in-range ReLU (fewer terms per element), else the exact
-/// ReLU and a max-pool over the whole word.
-fn views_are_uniform<R: ComparisonRing>(in_range: bool) {
+/// The program is the exact ReLU and a max-pool over the whole word ([`Viewed::WholeWord`]),
+/// the in-range ReLU (fewer terms per element), or the in-range ReLU fused with the truncation
+/// of a product (the secret then at scale 2^(2f)).
+fn views_are_uniform<R: ComparisonRing>(program: Viewed) {
     let l = <R::Word as pond_core::Word>::BITS as usize;
     let prime = if l == 64 { 67 } else { 131 };
+    let in_range = program != Viewed::WholeWord;
     let p = if in_range { pond_protocol::comparison::fixed_point_terms::<R>() } else { l };
     let fp = FixedPoint::<R>::default_for_ring();
     let n = 2048;
-    let secret = fp.encode(ArrayD::from_elem(vec![n], 1.5).view()).unwrap();
+    let f = fp.frac_bits();
+    let secret = match program {
+        // 1.5 as a product at scale 2^(2f).
+        Viewed::TruncatingInRange => tensor::<R>(&vec![3i128 << (2 * f - 1); n], &[n]),
+        _ => fp.encode(ArrayD::from_elem(vec![n], 1.5).view()).unwrap(),
+    };
     let shape = [2, 4, 16, 16];
     let (mut ring, mut field): ([Vec<u8>; 3], [Vec<u8>; 3]) = Default::default();
     let (mut zeros, mut positions, mut nonzero, mut elements) = (0usize, Vec::new(), Vec::new(), 0usize);
@@ -498,9 +583,10 @@ fn views_are_uniform<R: ComparisonRing>(in_range: bool) {
         let logs = run_recorded(seed, |s| {
             let x = s.share_input::<R>(Role::Server0, owned(s, Role::Server0, &secret), &[n])?;
             let mut src = ComparisonSource::Online;
-            if in_range {
-                s.relu_exact_in_range(&x, &mut src)?;
-                return Ok(());
+            match program {
+                Viewed::InRange => return s.relu_exact_in_range(&x, &mut src).map(drop),
+                Viewed::TruncatingInRange => return s.truncate_relu_in_range(&x, f, &mut src).map(drop),
+                Viewed::WholeWord => {}
             }
             s.relu_exact(&x, &mut src)?;
             let img = s.reshape(&x, &shape)?;
@@ -555,16 +641,29 @@ fn views_are_uniform<R: ComparisonRing>(in_range: bool) {
     assert!(stat < chi_square_threshold(prime - 2), "nonzero terms not uniform on Z_p^*: {stat}");
 }
 
+/// Which program [`views_are_uniform`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Viewed {
+    WholeWord,
+    InRange,
+    TruncatingInRange,
+}
+
 #[test]
 fn every_party_view_is_uniform() {
-    views_are_uniform::<Z64>(false);
-    views_are_uniform::<Z128>(false);
+    views_are_uniform::<Z64>(Viewed::WholeWord);
+    views_are_uniform::<Z128>(Viewed::WholeWord);
 }
 
 #[test]
 fn every_party_view_of_the_in_range_relu_is_uniform() {
-    views_are_uniform::<Z64>(true);
-    views_are_uniform::<Z128>(true);
+    views_are_uniform::<Z64>(Viewed::InRange);
+    views_are_uniform::<Z128>(Viewed::InRange);
+}
+
+#[test]
+fn every_party_view_of_the_truncating_relu_is_uniform() {
+    views_are_uniform::<Z64>(Viewed::TruncatingInRange);
 }
 
 #[test]

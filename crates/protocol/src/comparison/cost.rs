@@ -70,6 +70,20 @@ pub fn relu_exact_in_range<R: ComparisonRing>(n: u64) -> Cost {
     material_terms(n, m) + compare_online_terms::<R>(n, true, 0, m)
 }
 
+/// [`crate::Session::truncate_relu_in_range`] on n elements. Where truncation is local (Z128),
+/// [`relu_exact_in_range`]. Otherwise (Z64) the comparison's material carries the truncation's
+/// corrections for r >> f and msb(r) (cp 2·n·B more), the opening is the truncation's, and cp
+/// deals (r >> f)·γ and msb(r)·γ where it deals r·γ otherwise (n·B more): servers n·(B + m)
+/// each, cp n·(m - 1 + 5B); Z64: 40 / 40 / 71 bytes per element, where a truncation and
+/// [`relu_exact_in_range`] cost 48 / 48 / 63 and 3 rounds.
+pub fn truncate_relu_in_range<R: ComparisonRing>(n: u64) -> Cost {
+    if R::LOCAL_TRUNCATION {
+        return relu_exact_in_range::<R>(n);
+    }
+    let extra = Cost { bytes: [0, 0, 3 * n * b::<R>()], rounds: 0 };
+    relu_exact_in_range::<R>(n) + extra
+}
+
 /// [`crate::Session::max_exact`] on n elements.
 pub fn max_exact<R: ComparisonRing>(n: u64) -> Cost {
     relu_exact::<R>(n)

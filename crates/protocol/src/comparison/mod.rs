@@ -81,6 +81,18 @@
 //! bytes per element instead of 72 / 72 / 79. Beyond the range the sign is wrong (a test
 //! shows 2^31 on Z64 read as negative): `relu_exact` is the one for arbitrary ring elements.
 //!
+//! # Truncation fused with the comparison
+//! A ReLU usually follows a product's truncation, and in Z64 both open a masked value.
+//! [`Session::truncate_relu_in_range`] opens only the truncation's c = x + 2^62 + r
+//! ([`crate::truncation`]): the truncated y is C - (r >> f) + 2^(64-f)·w for the public
+//! C = (c >> f) - 2^(62-f) and the wrap bit w, so y ≡ C - (r >> f) (mod 2^32) for f <= 32,
+//! and the private compare on C against the bits of r >> f (which cp deals instead of those of
+//! r) gives the sign of y exactly. r >> f is uniform mod 2^32 (bits f..f+31 of a uniform r),
+//! so the argument above holds unchanged. The ReLU is y·γ = C·γ - (r >> f)·γ +
+//! 2^(64-f)·(1 - msb(c))·msb(r)·γ, with cp dealing the last two products; the truncation's
+//! shares of r >> f and msb(r) come with the material. 2 rounds where a truncation and a ReLU
+//! take 3; 40 / 40 / 71 bytes per element instead of 48 / 48 / 63.
+//!
 //! # Rings
 //! Z64 and Z128. CRT rings (int100) have no binary form to compare in: every operation returns
 //! [`ProtocolError::Usage`] naming the ring before any message is sent (a CRT-to-binary
@@ -101,7 +113,7 @@ mod ops;
 
 pub use ops::{ArgMax, ExactRelu, MaxPool};
 
-use crate::dealer::{deal_uniform, deal_value, purpose};
+use crate::dealer::{deal_uniform, deal_value, deal_values, purpose};
 use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::Held;
@@ -239,17 +251,40 @@ impl<M: CrtModuli> ComparisonRing for Crt<M> {
     }
 }
 
-/// cp's offline material for `n` comparisons of `terms` terms: the mask r and the Z_p shares of
-/// its low `terms - 1` bits.
+/// How a comparison reads its input x: the sign is bit `terms - 1` of y mod 2^terms, where y is
+/// x itself (`shift` 0) or x / 2^shift, truncated in the comparison's own opening (see
+/// [`compare`] and [`Session::truncate_relu_in_range`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// m: the number of low bits of y read, the top one as the sign; a power of two.
+    pub(crate) terms: usize,
+    /// Bits x is shifted right by before it is compared (0: no truncation).
+    pub(crate) shift: u32,
+}
+
+impl Reading {
+    /// Reads the sign at bit `terms - 1` of x itself.
+    pub(crate) fn plain(terms: usize) -> Self {
+        Reading { terms, shift: 0 }
+    }
+}
+
+/// cp's offline material for `n` comparisons read as `reading` says: the mask r and the Z_p
+/// shares of bits shift..shift+terms-2 of r (the low terms - 1 bits of r >> shift), and with a
+/// shift the truncation's shares of r >> shift and msb(r).
 #[derive(Debug, Clone)]
 pub struct ComparisonMaterial<R: ComparisonRing> {
     /// r: a server's share, or cp's whole value.
     r: Vec<R::Word>,
-    /// A server's shares in Z_p of bits 0..terms-2 of each r (terms - 1 bytes per element);
-    /// empty on cp.
+    /// A server's shares in Z_p of the low terms - 1 bits of each r >> shift (terms - 1 bytes
+    /// per element); empty on cp.
     bits: Vec<u8>,
-    /// The comparison width it serves (see [`compare`]).
-    terms: usize,
+    /// A server's shares of r >> shift and of msb(r) when `reading.shift` > 0; empty otherwise
+    /// and on cp.
+    r_hi: Vec<R::Word>,
+    r_msb: Vec<R::Word>,
+    /// The reading it serves (see [`compare`]).
+    reading: Reading,
 }
 
 impl<R: ComparisonRing> ComparisonMaterial<R> {
@@ -266,14 +301,15 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
     /// Deals material for `n` comparisons of the whole word now (all three parties call this).
     /// Traffic: cp sends n·(l - 1) bytes to server1; no server rounds.
     pub fn deal(s: &mut Session, n: usize) -> Result<Self> {
-        Self::deal_terms(s, n, whole_word::<R>())
+        Self::deal_reading(s, n, Reading::plain(whole_word::<R>()))
     }
 
-    /// [`ComparisonMaterial::deal`] for comparisons of `terms` terms: n·(terms - 1) bytes.
-    fn deal_terms(s: &mut Session, n: usize, terms: usize) -> Result<Self> {
+    /// [`ComparisonMaterial::deal`] for comparisons read as `reading` says: n·(terms - 1) bytes,
+    /// and with a shift 2·n·B more (the corrections for r >> shift and msb(r)).
+    fn deal_reading(s: &mut Session, n: usize, reading: Reading) -> Result<Self> {
         R::check_comparison("comparison material")?;
         let tag = s.next_tag();
-        let nb = terms - 1;
+        let (nb, shift) = (reading.terms - 1, reading.shift);
         let r: Held<R::Tensor> = deal_uniform(s, tag, purpose::EXTRA, &[n])?;
         let r = R::words(r.tensor())?.into_owned();
         let label = Session::stream(tag, purpose::EXTRA + 1);
@@ -294,36 +330,63 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
             }
             Role::Cp => {
                 let mut bits = kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Server0)?.derive(label), n, nb);
-                kernels::bit_corrections(&r, &mut bits, nb);
+                let shifted: Cow<'_, [R::Word]> = match shift {
+                    0 => Cow::Borrowed(&r),
+                    _ => Cow::Owned(r.par_iter().with_min_len(MIN_LEN).map(|w| w.shr_logical(shift)).collect()),
+                };
+                kernels::bit_corrections(&shifted, &mut bits, nb);
                 s.send_bytes(Role::Server1, tag, bits)?;
                 Vec::new()
             }
         };
-        Ok(ComparisonMaterial { r, bits, terms })
+        if shift == 0 {
+            return Ok(ComparisonMaterial { r, bits, r_hi: Vec::new(), r_msb: Vec::new(), reading });
+        }
+        let msb = R::Word::BITS - 1;
+        let [hi, top] = deal_values(s, tag, [purpose::EXTRA + 2, purpose::EXTRA + 3], &[n], || {
+            let hi = r.par_iter().with_min_len(MIN_LEN).map(|w| w.shr_logical(shift)).collect();
+            let top = r.par_iter().with_min_len(MIN_LEN).map(|w| R::Word::from_bit(w.bit(msb))).collect();
+            Ok([R::from_words(&[n], hi)?, R::from_words(&[n], top)?])
+        })?;
+        let (r_hi, r_msb) = match (hi, top) {
+            (Held::Share(hi), Held::Share(top)) => (R::words(&hi)?.into_owned(), R::words(&top)?.into_owned()),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Ok(ComparisonMaterial { r, bits, r_hi, r_msb, reading })
     }
 
-    /// Splits off the first `n` comparisons' material, for comparisons of `terms` terms.
-    fn take_front(&mut self, n: usize, terms: usize) -> Result<Self> {
-        if n > self.len() || terms != self.terms {
+    /// Splits off the first `n` comparisons' material, for comparisons read as `reading` says.
+    fn take_front(&mut self, n: usize, reading: Reading) -> Result<Self> {
+        if n > self.len() || reading != self.reading {
+            let describe = |r: Reading| match r.shift {
+                0 => format!("{} bits", r.terms),
+                shift => format!("{} bits after a shift by {shift}", r.terms),
+            };
             return Err(ProtocolError::Usage {
                 op: "pregenerated comparisons",
                 reason: format!(
-                    "{} comparisons of {} bits left, the program asked for {n} of {terms} bits",
+                    "{} comparisons of {} left, the program asked for {n} of {}",
                     self.len(),
-                    self.terms
+                    describe(self.reading),
+                    describe(reading)
                 ),
             });
         }
-        let nb = terms - 1;
-        let rest_r = self.r.split_off(n);
-        let r = std::mem::replace(&mut self.r, rest_r);
-        let bits = if self.bits.is_empty() {
-            Vec::new()
-        } else {
-            let rest_bits = self.bits.split_off(n * nb);
-            std::mem::replace(&mut self.bits, rest_bits)
-        };
-        Ok(ComparisonMaterial { r, bits, terms })
+        /// The first `len` entries of `v` (all of an empty `v`, which cp's parts are).
+        fn front<T>(v: &mut Vec<T>, len: usize) -> Vec<T> {
+            if v.is_empty() {
+                return Vec::new();
+            }
+            let rest = v.split_off(len);
+            std::mem::replace(v, rest)
+        }
+        Ok(ComparisonMaterial {
+            r: front(&mut self.r, n),
+            bits: front(&mut self.bits, n * (reading.terms - 1)),
+            r_hi: front(&mut self.r_hi, n),
+            r_msb: front(&mut self.r_msb, n),
+            reading,
+        })
     }
 }
 
@@ -348,7 +411,15 @@ impl<R: ComparisonRing> ComparisonSource<R> {
     /// [`ComparisonSource::pregenerate`] for in-range comparisons
     /// ([`Session::relu_exact_in_range`]): material for [`fixed_point_terms`] terms.
     pub fn pregenerate_in_range(s: &mut Session, comparisons: usize) -> Result<Self> {
-        Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal_terms(s, comparisons, fixed_point_terms::<R>())?))
+        let reading = Reading::plain(fixed_point_terms::<R>());
+        Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal_reading(s, comparisons, reading)?))
+    }
+
+    /// [`ComparisonSource::pregenerate_in_range`] for [`Session::truncate_relu_in_range`] by
+    /// `frac_bits` in a ring whose truncation is not local (Z64).
+    pub fn pregenerate_truncating(s: &mut Session, comparisons: usize, frac_bits: u32) -> Result<Self> {
+        let reading = Reading { terms: fixed_point_terms::<R>(), shift: frac_bits };
+        Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal_reading(s, comparisons, reading)?))
     }
 
     /// Comparisons left in a pregenerated source (`None` when online).
@@ -359,10 +430,10 @@ impl<R: ComparisonRing> ComparisonSource<R> {
         }
     }
 
-    fn take(&mut self, s: &mut Session, n: usize, terms: usize) -> Result<ComparisonMaterial<R>> {
+    fn take(&mut self, s: &mut Session, n: usize, reading: Reading) -> Result<ComparisonMaterial<R>> {
         match self {
-            ComparisonSource::Online => ComparisonMaterial::deal_terms(s, n, terms),
-            ComparisonSource::Pregenerated(m) => m.take_front(n, terms),
+            ComparisonSource::Online => ComparisonMaterial::deal_reading(s, n, reading),
+            ComparisonSource::Pregenerated(m) => m.take_front(n, reading),
         }
     }
 }
@@ -398,14 +469,56 @@ struct Selected<W> {
     extras: Vec<W>,
 }
 
+/// The truncation fused into a comparison's opening, Z64's dealer-assisted truncation
+/// ([`crate::truncation`]): the opened c = x + 2^(l-2) + r gives the public C = (c >> f) -
+/// 2^(l-2-f) and this server's share of y = C - (r >> f) + 2^(l-f)·w, w = msb(r)·(1 - msb(c)),
+/// with y in {floor(x / 2^f), floor(x / 2^f) + 1} for |x| < 2^(l-2).
+///
+/// For f <= l - m, y ≡ C - (r >> f) (mod 2^m): 2^(l-f)·w vanishes there. So the sign of an
+/// in-range y is compared exactly as that of a value opened as C with mask r >> f, whose low
+/// bits cp shares (the material's reading), and no second opening is needed.
+struct Truncated<W> {
+    /// C, public to the servers.
+    public: Vec<W>,
+    /// This server's share of y.
+    share: Vec<W>,
+}
+
+fn truncated<W: ComparisonWord>(c: &[W], r_hi: &[W], r_msb: &[W], f: u32, server0: bool) -> Truncated<W> {
+    let lift = W::from_i128(1i128 << (W::BITS - 2 - f));
+    let public: Vec<W> = c.par_iter().with_min_len(MIN_LEN).map(|c| c.shr_logical(f).wsub(lift)).collect();
+    let mut share = Vec::with_capacity(c.len());
+    (c, r_hi, r_msb, &public[..])
+        .into_par_iter()
+        .with_min_len(MIN_LEN)
+        .map(|(&c, &hi, &msb, &public)| {
+            let wrap = if c.bit(W::BITS - 1) == 0 { msb.shl(W::BITS - f) } else { W::default() };
+            let own = wrap.wsub(hi);
+            if server0 {
+                own.wadd(public)
+            } else {
+                own
+            }
+        })
+        .collect_into_vec(&mut share);
+    Truncated { public, share }
+}
+
 /// The comparison protocol on n elements (see the module docs). `z` and `extra` are this
 /// server's shares (`None` on cp); `extra` has `width` entries per element.
 ///
-/// `terms` (m) is the number of low bits of each z whose top bit is read as the sign: the whole
-/// word (l), or fewer when every z is known to be small. The opening of c = z + r is unchanged
-/// (l bits, r uniform in the ring); the private compare runs on the m - 1 bits below bit m - 1,
-/// and msb_m(x) = c_{m-1} XOR r_{m-1} XOR \[c mod 2^(m-1) < r mod 2^(m-1)\] is bit m - 1 of
-/// x mod 2^m, which is the sign of x when |x| < 2^(m-1). m is a power of two from 32 to l.
+/// `reading.terms` (m) is the number of low bits of each z whose top bit is read as the sign:
+/// the whole word (l), or fewer when every z is known to be small. The opening of c = z + r is
+/// unchanged (l bits, r uniform in the ring); the private compare runs on the m - 1 bits below
+/// bit m - 1, and msb_m(x) = c_{m-1} XOR r_{m-1} XOR \[c mod 2^(m-1) < r mod 2^(m-1)\] is bit
+/// m - 1 of x mod 2^m, which is the sign of x when |x| < 2^(m-1). m is a power of two from 32
+/// to l.
+///
+/// With `reading.shift` = f > 0 (no extra operand), z is truncated by f in the same opening
+/// ([`Truncated`]: server0 adds 2^(l-2) to its share of c) and the sign, ReLU and derivative are
+/// those of the truncated y: the compare runs on C and r >> f, γ takes bit f + m - 1 of r, and
+/// y·γ = C·γ - (r >> f)·γ + 2^(l-f)·(1 - msb(c))·msb(r)·γ, with cp dealing (r >> f)·γ and
+/// msb(r)·γ where it deals r·γ otherwise.
 #[allow(clippy::too_many_arguments)]
 fn compare<R: ComparisonRing>(
     s: &mut Session,
@@ -415,22 +528,34 @@ fn compare<R: ComparisonRing>(
     extra: Option<&[R::Word]>,
     width: usize,
     source: &mut ComparisonSource<R>,
-    terms: usize,
+    reading: Reading,
 ) -> Result<Selected<R::Word>> {
     R::check_comparison("comparison")?;
-    let material = source.take(s, n, terms)?;
-    let (nb, m) = (terms - 1, terms);
+    let (m, shift) = (reading.terms, reading.shift);
+    if shift > 0 && (width > 0 || shift as usize > R::Word::BITS as usize - m) {
+        return Err(ProtocolError::Usage {
+            op: "comparison",
+            reason: format!("a truncation by {shift} fuses with a comparison of {m} bits and no extra operand only"),
+        });
+    }
+    let material = source.take(s, n, reading)?;
+    let nb = m - 1;
     let server0 = s.role() == Role::Server0;
 
-    // Round 1: open c = z + r, and v - a for the extra operand.
+    // Round 1: open c = z + r (+ 2^(l-2) when truncating), and v - a for the extra operand.
     let tag = s.next_tag();
     let a: Option<Held<R::Tensor>> =
         if width > 0 { Some(deal_uniform(s, tag, purpose::LHS_MASK, &[n * width])?) } else { None };
     let a_words = a.as_ref().map(|a| R::words(a.tensor())).transpose()?;
+    let offset = R::Word::from_i128(if shift > 0 && server0 { 1i128 << (R::Word::BITS - 2) } else { 0 });
     let opened = match z {
         Some(z) => {
             let mut msg: Vec<R::Word> = Vec::with_capacity(n * (1 + width));
-            z.par_iter().zip(&material.r).with_min_len(MIN_LEN).map(|(&z, &r)| z.wadd(r)).collect_into_vec(&mut msg);
+            z.par_iter()
+                .zip(&material.r)
+                .with_min_len(MIN_LEN)
+                .map(|(&z, &r)| z.wadd(r).wadd(offset))
+                .collect_into_vec(&mut msg);
             if let (Some(v), Some(a)) = (extra, a_words.as_deref()) {
                 msg.par_extend(v.par_iter().zip(a).with_min_len(MIN_LEN).map(|(&v, &a)| v.wsub(a)));
             }
@@ -440,14 +565,22 @@ fn compare<R: ComparisonRing>(
         None => None,
     };
     let opened = opened.as_ref().map(R::words).transpose()?;
+    let truncated = match &opened {
+        Some(c) if shift > 0 => Some(truncated(c, &material.r_hi, &material.r_msb, shift, server0)),
+        _ => None,
+    };
+    // The values the private compare reads: c, or C when truncating.
+    let compared = truncated.as_ref().map(|t| &t.public[..]).or(opened.as_deref());
 
-    // Round 2: blinded terms to cp; cp answers with shares of γ, r·γ and a·γ.
+    // Round 2: blinded terms to cp; cp answers with shares of γ, r·γ (or (r >> f)·γ and
+    // msb(r)·γ) and a·γ.
     let tag = s.next_tag();
     let relu_len = if want_relu { n } else { 0 };
-    let dealt_len = n + relu_len + n * width;
-    let top = terms as u32 - 1;
+    let relu_parts = if shift > 0 { 2 } else { 1 };
+    let dealt_len = n + relu_parts * relu_len + n * width;
+    let top = m as u32 - 1;
     let mut beta = Vec::new();
-    if let Some(opened) = &opened {
+    if let Some(compared) = compared {
         let peer = s.role().peer().ok_or_else(|| ProtocolError::Usage {
             op: "comparison",
             reason: "only servers hold opened values".into(),
@@ -455,7 +588,7 @@ fn compare<R: ComparisonRing>(
         let common = s.key_with(peer)?.derive(Session::stream(tag, purpose::EXTRA));
         beta = vec![0u8; n];
         for piece in pieces(n) {
-            let (c, bits) = (&opened[piece.clone()], &material.bits[piece.start * nb..piece.end * nb]);
+            let (c, bits) = (&compared[piece.clone()], &material.bits[piece.start * nb..piece.end * nb]);
             let first_chunk = piece.start / kernels::CHUNK;
             let beta = &mut beta[piece.clone()];
             // SAFETY: `blinded_terms` writes every byte of its terms buffer (it checks that the
@@ -484,21 +617,30 @@ fn compare<R: ComparisonRing>(
             }
             kernels::has_zero::<R::Word>(&d[0], &d[1], zero, m);
         }
-        // γ, then r·γ, then a·γ (width entries per element), in one parallel pass per chunk.
+        // γ, then r·γ (or (r >> f)·γ and msb(r)·γ), then a·γ (width entries per element), in one
+        // parallel pass per chunk.
         let mut value = vec![R::Word::default(); dealt_len];
         let (gamma, rest) = value.split_at_mut(n);
-        let (rg, ag) = rest.split_at_mut(relu_len);
+        let (rg, ag) = rest.split_at_mut(relu_parts * relu_len);
         gamma
             .par_chunks_mut(kernels::CHUNK)
             .zip(zero.par_chunks(kernels::CHUNK))
             .zip(material.r.par_chunks(kernels::CHUNK))
             .for_each(|((g, zero), r)| {
                 for ((g, &z), &r) in g.iter_mut().zip(zero).zip(r) {
-                    *g = R::Word::from_bit(z ^ r.bit(top));
+                    *g = R::Word::from_bit(z ^ r.bit(top + shift));
                 }
             });
         let gamma = &*gamma;
-        rg.par_iter_mut().zip(gamma).zip(&material.r).with_min_len(MIN_LEN).for_each(|((o, &g), &r)| *o = g.wmul(r));
+        let (rg, msb_g) = rg.split_at_mut(relu_len);
+        rg.par_iter_mut()
+            .zip(gamma)
+            .zip(&material.r)
+            .with_min_len(MIN_LEN)
+            .for_each(|((o, &g), &r)| *o = g.wmul(r.shr_logical(shift)));
+        msb_g.par_iter_mut().zip(gamma).zip(&material.r).with_min_len(MIN_LEN).for_each(|((o, &g), &r)| {
+            *o = g.wmul(R::Word::from_bit(r.bit(R::Word::BITS - 1)));
+        });
         if let Some(a) = a_words.as_deref() {
             ag.par_chunks_mut(width).zip(a.par_chunks(width)).zip(gamma).with_min_len(MIN_LEN).for_each(
                 |((o, a), &g)| {
@@ -514,19 +656,29 @@ fn compare<R: ComparisonRing>(
     };
     let dealt =
         deal_value(s, tag, purpose::PRODUCT, &[dealt_len], || R::from_words(&[dealt_len], value.unwrap_or_default()))?;
-    let (Some(opened), Some(z)) = (opened, z) else {
+    let (Some(opened), Some(compared), Some(z)) = (opened.as_deref(), compared, z) else {
         return Ok(Selected { delta: Vec::new(), relu: Vec::new(), extras: Vec::new() });
     };
+    let z = truncated.as_ref().map_or(z, |t| &t.share[..]);
     let dealt = R::words(dealt.tensor())?;
 
     // Local: t = 1 XOR c_h XOR β; δ = t + (1 - 2t)γ; δ·z = t·z + (1 - 2t)(c·γ - r·γ);
-    // δ·v = t·v + (1 - 2t)((v - a)·γ + a·γ).
+    // δ·v = t·v + (1 - 2t)((v - a)·γ + a·γ). When truncating, c·γ - r·γ becomes
+    // C·γ - (r >> f)·γ + 2^(l-f)·(1 - msb(c))·msb(r)·γ (see [`Truncated`]).
     let one = R::Word::from_bit(u8::from(server0));
     let (gamma, rest) = dealt.split_at(n);
-    let (rg, ag) = rest.split_at(relu_len);
+    let (rg, ag) = rest.split_at(relu_parts * relu_len);
+    let (rg, msb_g) = rg.split_at(relu_len);
     let (c, e) = opened.split_at(n);
-    let flipped = |k: usize| (1 ^ c[k].bit(top) ^ beta[k]) == 1;
+    let flipped = |k: usize| (1 ^ compared[k].bit(top) ^ beta[k]) == 1;
     let select = |t: bool, plain: R::Word, flipped: R::Word| if t { plain.wsub(flipped) } else { flipped };
+    let selected_value = |k: usize| {
+        let value = compared[k].wmul(gamma[k]).wsub(rg[k]);
+        match msb_g.get(k) {
+            Some(&msb_g) if c[k].bit(R::Word::BITS - 1) == 0 => value.wadd(msb_g.shl(R::Word::BITS - shift)),
+            _ => value,
+        }
+    };
     let mut delta = Vec::with_capacity(n);
     (0..n)
         .into_par_iter()
@@ -538,7 +690,7 @@ fn compare<R: ComparisonRing>(
         .into_par_iter()
         .with_min_len(MIN_LEN)
         // x·γ = (c - r)·γ: c is public, r·γ was dealt.
-        .map(|k| select(flipped(k), z[k], c[k].wmul(gamma[k]).wsub(rg[k])))
+        .map(|k| select(flipped(k), z[k], selected_value(k)))
         .collect_into_vec(&mut relu);
     let mut extras = Vec::with_capacity(n * width);
     if let Some(v) = extra {

@@ -8,7 +8,7 @@
 //! carried along: after the first level (where the candidates' one-hot vectors are public) it is
 //! selected by the same comparison with a masked extra operand, so it costs traffic but no rounds.
 
-use super::{compare, fixed_point_terms, whole_word, ComparisonRing, ComparisonSource, ComparisonWord};
+use super::{compare, fixed_point_terms, whole_word, ComparisonRing, ComparisonSource, ComparisonWord, Reading};
 use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::{PrivateTensor, PublicTensor};
@@ -110,7 +110,8 @@ fn tournament<R: ComparisonRing>(
             ),
             _ => None,
         };
-        let sel = compare(s, z.as_deref(), n, true, extra.as_deref(), width, source, whole_word::<R>())?;
+        let sel =
+            compare(s, z.as_deref(), n, true, extra.as_deref(), width, source, Reading::plain(whole_word::<R>()))?;
         if let Some(v) = &vals {
             let mut new_vals = vec![zero; groups * next];
             for g in 0..groups {
@@ -175,7 +176,7 @@ impl Session {
     ) -> Result<PrivateTensor<R>> {
         self.op("drelu", |s| {
             let z = share_words(x)?;
-            let sel = compare(s, z.as_deref(), x.len(), false, None, 0, source, whole_word::<R>())?;
+            let sel = compare(s, z.as_deref(), x.len(), false, None, 0, source, Reading::plain(whole_word::<R>()))?;
             private(x.shape(), z.map(|_| sel.delta))
         })
     }
@@ -215,6 +216,32 @@ impl Session {
         self.relu_with_terms(x, source, fixed_point_terms::<R>())
     }
 
+    /// [`Session::relu_exact_in_range`] of x / 2^`frac_bits` (x a product at scale 2^(2f), say),
+    /// the truncation fused with the comparison: ReLU(y) and [y >= 0] for y the truncation of x
+    /// (floor(x / 2^f) or one more, as [`Session::truncate`] gives).
+    ///
+    /// In Z64, whose truncation opens c = x + 2^62 + r (one round), the comparison reads the
+    /// sign of y from that same c: the private compare runs on C = (c >> f) - 2^(62-f) against
+    /// the bits of r >> f, which y ≡ C - (r >> f) (mod 2^32) makes exact (see the module docs
+    /// of [`crate::comparison`]). 2 rounds instead of 3, and servers send n·(B + 32) bytes
+    /// instead of n·(2B + 32). Needs |x| < 2^62 (the truncation's range), |y| < 2^31 (the
+    /// in-range comparison's) and 1 <= `frac_bits` <= 32. In Z128, whose truncation is local,
+    /// this is the truncation followed by [`Session::relu_exact_in_range`].
+    /// Cost: [`super::cost::truncate_relu_in_range`]; 2 rounds.
+    pub fn truncate_relu_in_range<R: ComparisonRing>(
+        &mut self,
+        x: &PrivateTensor<R>,
+        frac_bits: u32,
+        source: &mut ComparisonSource<R>,
+    ) -> Result<ExactRelu<R>> {
+        if R::LOCAL_TRUNCATION || frac_bits == 0 {
+            let y = self.truncate(x, frac_bits)?;
+            return self.relu_exact_in_range(&y, source);
+        }
+        let reading = Reading { terms: fixed_point_terms::<R>(), shift: frac_bits };
+        self.exact_relu_op("truncate_relu", x, source, reading)
+    }
+
     /// Exact ReLU reading the sign at bit `terms - 1` (see [`compare`]).
     fn relu_with_terms<R: ComparisonRing>(
         &mut self,
@@ -222,9 +249,20 @@ impl Session {
         source: &mut ComparisonSource<R>,
         terms: usize,
     ) -> Result<ExactRelu<R>> {
-        self.op("relu_exact", |s| {
+        self.exact_relu_op("relu_exact", x, source, Reading::plain(terms))
+    }
+
+    /// The operation `name`: exact ReLU of x read as `reading` says.
+    fn exact_relu_op<R: ComparisonRing>(
+        &mut self,
+        name: &'static str,
+        x: &PrivateTensor<R>,
+        source: &mut ComparisonSource<R>,
+        reading: Reading,
+    ) -> Result<ExactRelu<R>> {
+        self.op(name, |s| {
             let z = share_words(x)?;
-            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source, terms)?;
+            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source, reading)?;
             let (delta, relu) = match z {
                 Some(_) => (Some(sel.delta), Some(sel.relu)),
                 None => (None, None),
@@ -244,7 +282,7 @@ impl Session {
         self.op("max_exact", |s| {
             let diff = s.sub(x, y)?;
             let z = share_words(&diff)?;
-            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source, whole_word::<R>())?;
+            let sel = compare(s, z.as_deref(), x.len(), true, None, 0, source, Reading::plain(whole_word::<R>()))?;
             let relu = private(x.shape(), z.map(|_| sel.relu))?;
             s.add(y, &relu)
         })
