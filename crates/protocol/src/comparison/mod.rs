@@ -486,21 +486,28 @@ struct Truncated<W> {
 
 fn truncated<W: ComparisonWord>(c: &[W], r_hi: &[W], r_msb: &[W], f: u32, server0: bool) -> Truncated<W> {
     let lift = W::from_i128(1i128 << (W::BITS - 2 - f));
-    let public: Vec<W> = c.par_iter().with_min_len(MIN_LEN).map(|c| c.shr_logical(f).wsub(lift)).collect();
-    let mut share = Vec::with_capacity(c.len());
-    (c, r_hi, r_msb, &public[..])
-        .into_par_iter()
-        .with_min_len(MIN_LEN)
-        .map(|(&c, &hi, &msb, &public)| {
-            let wrap = if c.bit(W::BITS - 1) == 0 { msb.shl(W::BITS - f) } else { W::default() };
+    let n = c.len();
+    let (mut public, mut share) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let outputs = public.spare_capacity_mut()[..n]
+        .par_chunks_mut(kernels::CHUNK)
+        .zip(share.spare_capacity_mut()[..n].par_chunks_mut(kernels::CHUNK));
+    outputs.enumerate().for_each(|(i, (public, share))| {
+        let k = i * kernels::CHUNK..i * kernels::CHUNK + public.len();
+        let inputs = c[k.clone()].iter().zip(&r_hi[k.clone()]).zip(&r_msb[k]);
+        for ((p, s), ((&c, &hi), &msb)) in public.iter_mut().zip(share.iter_mut()).zip(inputs) {
+            let open = c.shr_logical(f).wsub(lift);
+            let wrap = W::from_bit(1 ^ c.bit(W::BITS - 1)).wmul(msb).shl(W::BITS - f);
             let own = wrap.wsub(hi);
-            if server0 {
-                own.wadd(public)
-            } else {
-                own
-            }
-        })
-        .collect_into_vec(&mut share);
+            p.write(open);
+            s.write(if server0 { own.wadd(open) } else { own });
+        }
+    });
+    // SAFETY: the chunks cover the first n slots of both, and each chunk's loop writes all of its
+    // slots.
+    unsafe {
+        public.set_len(n);
+        share.set_len(n);
+    }
     Truncated { public, share }
 }
 
@@ -670,28 +677,50 @@ fn compare<R: ComparisonRing>(
     let (rg, ag) = rest.split_at(relu_parts * relu_len);
     let (rg, msb_g) = rg.split_at(relu_len);
     let (c, e) = opened.split_at(n);
-    let flipped = |k: usize| (1 ^ compared[k].bit(top) ^ beta[k]) == 1;
-    let select = |t: bool, plain: R::Word, flipped: R::Word| if t { plain.wsub(flipped) } else { flipped };
-    let selected_value = |k: usize| {
-        let value = compared[k].wmul(gamma[k]).wsub(rg[k]);
-        match msb_g.get(k) {
-            Some(&msb_g) if c[k].bit(R::Word::BITS - 1) == 0 => value.wadd(msb_g.shl(R::Word::BITS - shift)),
-            _ => value,
+    // t in β's buffer; select(t, plain, flipped) = t ? plain - flipped : flipped, branch-free.
+    let mut t = beta;
+    t.par_chunks_mut(kernels::CHUNK).zip(compared.par_chunks(kernels::CHUNK)).for_each(|(t, c)| {
+        for (t, c) in t.iter_mut().zip(c) {
+            *t ^= 1 ^ c.bit(top);
         }
+    });
+    let select = |t: u8, plain: R::Word, flipped: R::Word| {
+        flipped.wadd(R::Word::from_bit(t).wmul(plain.wsub(flipped.wadd(flipped))))
     };
-    let mut delta = Vec::with_capacity(n);
-    (0..n)
-        .into_par_iter()
-        .with_min_len(MIN_LEN)
-        .map(|k| select(flipped(k), one, gamma[k]))
-        .collect_into_vec(&mut delta);
-    let mut relu = Vec::with_capacity(relu_len);
-    (0..relu_len)
-        .into_par_iter()
-        .with_min_len(MIN_LEN)
-        // x·γ = (c - r)·γ: c is public, r·γ was dealt.
-        .map(|k| select(flipped(k), z[k], selected_value(k)))
-        .collect_into_vec(&mut relu);
+    // SAFETY (both): each chunk's loop writes every slot of its chunk.
+    let delta = unsafe {
+        vec_written_by(n, |out| {
+            out.par_chunks_mut(kernels::CHUNK)
+                .zip(t.par_chunks(kernels::CHUNK))
+                .zip(gamma.par_chunks(kernels::CHUNK))
+                .for_each(|((out, t), gamma)| {
+                    for ((o, &t), &g) in out.iter_mut().zip(t).zip(gamma) {
+                        o.write(select(t, one, g));
+                    }
+                })
+        })
+    };
+    let relu = unsafe {
+        vec_written_by(relu_len, |out| {
+            out.par_chunks_mut(kernels::CHUNK).enumerate().for_each(|(i, out)| {
+                let k = i * kernels::CHUNK..i * kernels::CHUNK + out.len();
+                let values = compared[k.clone()].iter().zip(&gamma[k.clone()]).zip(&rg[k.clone()]);
+                let inputs = out.iter_mut().zip(&t[k.clone()]).zip(&z[k.clone()]);
+                if shift == 0 {
+                    // x·γ = (c - r)·γ: c is public, r·γ was dealt.
+                    for (((o, &t), &z), ((&c, &g), &rg)) in inputs.zip(values) {
+                        o.write(select(t, z, c.wmul(g).wsub(rg)));
+                    }
+                } else {
+                    let wraps = c[k.clone()].iter().zip(&msb_g[k]);
+                    for ((((o, &t), &z), ((&cv, &g), &rg)), (&c, &mg)) in inputs.zip(values).zip(wraps) {
+                        let wrap = R::Word::from_bit(1 ^ c.bit(R::Word::BITS - 1)).wmul(mg).shl(R::Word::BITS - shift);
+                        o.write(select(t, z, cv.wmul(g).wsub(rg).wadd(wrap)));
+                    }
+                }
+            })
+        })
+    };
     let mut extras = Vec::with_capacity(n * width);
     if let Some(v) = extra {
         (0..n * width)
@@ -699,7 +728,7 @@ fn compare<R: ComparisonRing>(
             .with_min_len(MIN_LEN)
             .map(|j| {
                 let k = j / width;
-                select(flipped(k), v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
+                select(t[k], v[j], e[j].wmul(gamma[k]).wadd(ag[j]))
             })
             .collect_into_vec(&mut extras);
     }
