@@ -418,7 +418,7 @@ impl<R: ComparisonRing> ComparisonSource<R> {
     /// [`ComparisonSource::pregenerate_in_range`] for [`Session::truncate_relu_in_range`] by
     /// `frac_bits` in a ring whose truncation is not local (Z64).
     pub fn pregenerate_truncating(s: &mut Session, comparisons: usize, frac_bits: u32) -> Result<Self> {
-        let reading = Reading { terms: fixed_point_terms::<R>(), shift: frac_bits };
+        let reading = truncating_reading::<R>(frac_bits);
         Ok(ComparisonSource::Pregenerated(ComparisonMaterial::deal_reading(s, comparisons, reading)?))
     }
 
@@ -436,6 +436,14 @@ impl<R: ComparisonRing> ComparisonSource<R> {
             ComparisonSource::Pregenerated(m) => m.take_front(n, reading),
         }
     }
+}
+
+/// The reading of [`Session::truncate_relu_in_range`] by `frac_bits`: the truncation fused in
+/// where the ring's truncation opens a value (Z64), none where it is local (Z128), whose
+/// truncation runs first.
+fn truncating_reading<R: ComparisonRing>(frac_bits: u32) -> Reading {
+    let shift = if R::LOCAL_TRUNCATION { 0 } else { frac_bits };
+    Reading { terms: fixed_point_terms::<R>(), shift }
 }
 
 /// Terms of a comparison that reads the whole word: l, exact for every ring element.

@@ -8,7 +8,10 @@
 //! carried along: after the first level (where the candidates' one-hot vectors are public) it is
 //! selected by the same comparison with a masked extra operand, so it costs traffic but no rounds.
 
-use super::{compare, fixed_point_terms, whole_word, ComparisonRing, ComparisonSource, ComparisonWord, Reading};
+use super::{
+    compare, fixed_point_terms, truncating_reading, whole_word, ComparisonRing, ComparisonSource, ComparisonWord,
+    Reading,
+};
 use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::{PrivateTensor, PublicTensor};
@@ -234,11 +237,11 @@ impl Session {
         frac_bits: u32,
         source: &mut ComparisonSource<R>,
     ) -> Result<ExactRelu<R>> {
-        if R::LOCAL_TRUNCATION || frac_bits == 0 {
+        let reading = truncating_reading::<R>(frac_bits);
+        if reading.shift == 0 {
             let y = self.truncate(x, frac_bits)?;
             return self.relu_exact_in_range(&y, source);
         }
-        let reading = Reading { terms: fixed_point_terms::<R>(), shift: frac_bits };
         self.exact_relu_op("truncate_relu", x, source, reading)
     }
 

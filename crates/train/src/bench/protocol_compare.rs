@@ -1,5 +1,6 @@
-//! `pond bench protocol`, exact comparisons: `relu_exact`, `relu_exact_in_range` (the layers'
-//! ReLU), `maxpool_exact` and `argmax_exact` on three local parties, with `relu_poly` (the
+//! `pond bench protocol`, exact comparisons: `relu_exact`, `relu_exact_in_range`,
+//! `truncate_relu_in_range` (the layers' ReLU, with the truncation of the product before it),
+//! `maxpool_exact` and `argmax_exact` on three local parties, with `relu_poly` (the
 //! polynomial ReLU) measured in the same run as the baseline, against the same operation on
 //! plaintext ring values.
 //!
@@ -28,6 +29,8 @@ enum Offline {
     Comparisons(usize),
     /// Pregenerate in-range comparison material for this many comparisons.
     InRange(usize),
+    /// Pregenerate material for this many comparisons fused with a truncation by this many bits.
+    Truncating(usize, u32),
     /// Record the correlations (products, truncations) once and replay them.
     Recorded,
 }
@@ -60,9 +63,10 @@ fn measure<R: ComparisonRing>(
             s.sync()?;
             total.push(timed(|| op(s, &px, &mut ComparisonSource::Online))?);
             match offline {
-                Offline::Comparisons(count) | Offline::InRange(count) => {
+                Offline::Comparisons(count) | Offline::InRange(count) | Offline::Truncating(count, _) => {
                     let mut source = match offline {
                         Offline::InRange(_) => ComparisonSource::pregenerate_in_range(s, count)?,
+                        Offline::Truncating(_, shift) => ComparisonSource::pregenerate_truncating(s, count, shift)?,
                         _ => ComparisonSource::pregenerate(s, count)?,
                     };
                     s.sync()?;
@@ -123,6 +127,21 @@ fn run_ring<R: ComparisonRing>(sizes: &[usize], reps: usize, emit: &mut impl FnM
         emit(row::<R>("relu_exact", vec![shape.to_vec()], m, plain, cost::relu_exact::<R>(n as u64)));
         let m = measure::<R>(reps, &x, Offline::InRange(n), &|s, x, src| s.relu_exact_in_range(x, src).map(drop))?;
         emit(row::<R>("relu_exact_in_range", vec![shape.to_vec()], m, plain, cost::relu_exact_in_range::<R>(n as u64)));
+        // The layers' ReLU of a product at scale 2^2f, its truncation fused in; plaintext: the
+        // shift and the max.
+        let f = fp.frac_bits();
+        let scaled = R::Tensor::from_signed(ints.mapv(|v| v << f).view());
+        let plain = median_ms(plain_reps, || drop(std::hint::black_box(ints.mapv(|v| (v << f >> f).max(0)))));
+        let m = measure::<R>(reps, &scaled, Offline::Truncating(n, f), &|s, x, src| {
+            s.truncate_relu_in_range(x, f, src).map(drop)
+        })?;
+        emit(row::<R>(
+            "truncate_relu_in_range",
+            vec![shape.to_vec()],
+            m,
+            plain,
+            cost::truncate_relu_in_range::<R>(n as u64),
+        ));
 
         // Max-pool 2x2, stride 2, with the argmax mask, on [n/1e5, 10, 100, 100].
         let shape = [n.div_ceil(100_000), 10, 100, 100];
