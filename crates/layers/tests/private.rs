@@ -20,7 +20,7 @@ use pond_core::{FixedPoint, Z64};
 use pond_layers::activation::{RELU_GRAD, SIGMOID_GRAD};
 use pond_layers::*;
 use pond_protocol::polynomial::{Polynomial, RELU, SIGMOID};
-use pond_protocol::{run_local, LocalConfig, Role};
+use pond_protocol::{comparison, costs, run_local, Bilinear, LocalConfig, Role};
 
 fn max_abs(a: &ArrayD<f64>) -> f64 {
     a.iter().fold(0.0, |m, v| m.max(v.abs()))
@@ -169,6 +169,64 @@ fn convolution_then_average_pooling_runs_fused() {
     let wm = w.values().map(max_abs).fold(0.0, f64::max);
     let bound = product(2 * 3 * 3, max_abs(&x), wm, u) + u / 2.0;
     check("conv2d + avg_pool2d", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
+}
+
+/// A dense layer followed by an exact ReLU runs as one step (`Backend::affine_relu`): in Z64 the
+/// layer's truncation is fused with the ReLU's comparison, so the pair takes 2 rounds (the
+/// masking of the input is free here: cp owns it) and the traffic equals the cost formula, which
+/// counts the fused operation and no separate truncation. Values: the dense output is off by at
+/// most `product(k, |x|, |w|, u) + e0` (k = 6 terms, the truncation's u included, e0 for the
+/// bias), whether the truncation is fused or not, and ReLU is 1-Lipschitz, so the ReLU is off by
+/// as much. The backward pass gets both layers' caches, and its gradients are those of the
+/// unfused pass: inputs keep the pre-activations at least 0.05 from 0, so no bit flips and the
+/// dense layer's bounds of [`bounds`] apply to the gradients through the ReLU mask.
+#[test]
+fn dense_then_exact_relu_runs_fused() {
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    let u = fp.ulp();
+    let spec = ModelSpec {
+        input_shape: vec![6],
+        layers: vec![LayerSpec::Dense { inputs: 6, outputs: 5 }, LayerSpec::Relu { mode: ReluMode::Exact }],
+    };
+    let x = uniform(4, &[4, 6], 2.0, 0.05);
+    let w = spec.init(9);
+    let mut pb = PlainBackend;
+    let plain = Sequential::input(&mut pb, &spec, Role::Cp, Some(&w)).unwrap();
+    let (y, _) = plain.forward(&mut pb, Activation::Value(x.clone())).unwrap();
+    let out = run_local(LocalConfig::seeded(5), |s| {
+        let (own, client) = (s.role() == Role::Server0, s.role() == Role::Cp);
+        let mut b = PrivateBackend::new(s, fp);
+        let mut model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
+        for layer in &mut model.layers {
+            if let AnyLayer::Dense(d) = layer {
+                d.prepare_weight(&mut b)?;
+            }
+        }
+        let xs = b.input(Role::Cp, client.then_some(&x), x.shape())?;
+        let before = b.session().traffic();
+        let (ys, caches) = model.forward(&mut b, Activation::Value(xs))?;
+        assert_eq!(caches.len(), 2, "one cache per layer");
+        let traffic = b.session().traffic().since(&before);
+        let revealed = b.output(&ys, Role::Server0)?;
+        Ok((revealed, traffic))
+    })
+    .unwrap();
+    // The forward pass: cp's product correction (its input needs no mask) and the fused
+    // operation; the model's formula is that plus the input's sharing and the reveal.
+    let expected = costs::product::<Z64>(Bilinear::Matmul, &[4, 6], true, &[6, 5], true)
+        + comparison::cost::truncate_relu_in_range::<Z64>(4 * 5);
+    assert_eq!(
+        cost::inference_batch::<Z64>(&spec, 4, Role::Cp, Role::Server0).unwrap(),
+        costs::share_input::<Z64>(Role::Cp, 4 * 6) + expected + costs::reveal_to::<Z64>(4 * 5, Role::Server0)
+    );
+    for (role, (_, traffic)) in out.iter().enumerate() {
+        assert_eq!(traffic.total_sent(), expected.bytes[role], "party {role}: bytes sent vs the formula");
+    }
+    assert_eq!(out[1].1.rounds, 2, "server1: the fused truncation and ReLU take 2 rounds");
+    assert_eq!(expected.rounds, 2);
+    let wm = w.values().map(max_abs).fold(0.0, f64::max);
+    let bound = product(6, max_abs(&x), wm, u) + u / 2.0;
+    check("dense + relu", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
 }
 
 /// In the CRT ring (int100) Dense, Conv2D and a fused Conv2D + AvgPool2D add their bias to the
