@@ -492,6 +492,8 @@ struct Truncated<W> {
     share: Vec<W>,
 }
 
+/// [`Truncated`] from the opened `c` and this server's shares `r_hi` of r >> f and `r_msb` of
+/// msb(r), in one parallel pass.
 fn truncated<W: ComparisonWord>(c: &[W], r_hi: &[W], r_msb: &[W], f: u32, server0: bool) -> Truncated<W> {
     let lift = W::from_i128(1i128 << (W::BITS - 2 - f));
     let n = c.len();
