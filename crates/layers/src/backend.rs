@@ -254,7 +254,27 @@ pub trait Backend {
     where
         Self: Sized,
     {
-        let y = affine.apply(self)?;
+        let (z, shift) = self.affine_unscaled(affine)?;
+        self.rescale_relu(&z, shift)
+    }
+    /// `affine`'s output before its rescaling, and the shift s that rescales it: a value at
+    /// scale 2^(f + s), for [`Backend::rescale_relu`] or for operations that commute with the
+    /// rescaling (a max-pool: floor is monotone). The private backend returns its product with
+    /// the bias added and no truncation; by default, the map's output and s = 0.
+    fn affine_unscaled(&mut self, affine: Affine<'_, Self>) -> Result<(Self::Tensor, u32)> {
+        Ok((affine.apply(self)?, 0))
+    }
+    /// [`Backend::relu`] of z / 2^`shift` for a value z from [`Backend::affine_unscaled`] (or a
+    /// max-pool of one): the private backend fuses the truncation with the comparison
+    /// ([`pond_protocol::Session::truncate_relu_in_range`]). Default: scale, then relu.
+    fn rescale_relu(&mut self, z: &Self::Tensor, shift: u32) -> Result<ReluOutput<Self>>
+    where
+        Self: Sized,
+    {
+        if shift == 0 {
+            return self.relu(z);
+        }
+        let y = self.scale(z, 0.5f64.powi(shift as i32))?;
         self.relu(&y)
     }
     /// Row maxima of a 2-D x [m, k]: (max [m], one-hot [m, k] of the first maximum).

@@ -101,6 +101,13 @@ impl<B: Backend> Conv2d<B> {
         self.forward_with(b, x, pool, |b, affine| b.affine_relu(affine))
     }
 
+    /// [`Layer::forward`] before the output's rescaling ([`Backend::affine_unscaled`]): the
+    /// output at scale 2^(f + s) with the shift s, and this layer's cache. For a max-pool that
+    /// runs on the unscaled output (the rescaling commutes with the max).
+    pub fn forward_unscaled(&self, b: &mut B, x: Activation<B>) -> Result<ConvForward<(B::Tensor, u32), B>> {
+        self.forward_with(b, x, None, |b, affine| b.affine_unscaled(affine))
+    }
+
     /// The convolution of x, pooled by `pool` if given (which must fuse with it), handed with
     /// the bias to `apply`; the bias commutes with the pooling, being constant over each window.
     fn forward_with<T>(

@@ -20,7 +20,9 @@
 //!   cost; Sigmoid: its polynomial's cost. Flatten: nothing. An exact ReLU right after a Dense or
 //!   Conv2D (pooled or not) is fused with that layer's truncation
 //!   ([`pond_protocol::comparison::cost::truncate_relu_in_range`]), as
-//!   [`crate::Backend::affine_relu`] runs them.
+//!   [`crate::Backend::affine_relu`] runs them. A Conv2D, MaxPool2D and exact ReLU cost the
+//!   product, the max-pool's tournament on the unscaled product and the fused truncation and
+//!   ReLU of the pooled output.
 //!
 //! In the CRT rings the outputs of Dense, Conv2D (pooled or not) and of a polynomial carry their
 //! masked form: their final truncation masks it for free
@@ -91,6 +93,14 @@ fn layer_cost<R: ComparisonRing>(
             let params = Conv2dParams { stride, padding };
             let g = ConvGeometry::new(shape, &filters, params)?;
             let out = vec![g.batch, g.filters, g.output.0, g.output.1];
+            if let (Some(LayerSpec::MaxPool2d { .. }), true) = (rest.first(), exact_relu(1)) {
+                // The max-pool runs on the unscaled product; its result's truncation is fused
+                // with the ReLU (as `Sequential` runs them).
+                let (max, pooled, _, _) = layer_cost::<R>(&rest[0], &[], &out, false, false)?;
+                let product = costs::product::<R>(Bilinear::Conv2d(params), shape, known, &filters, true);
+                let rescaling = compare::truncate_relu_in_range::<R>(count(&pooled));
+                return Ok((product + max + rescaling, pooled, false, 3));
+            }
             let pooled = match rest.first() {
                 Some(&LayerSpec::AvgPool2d { size, stride }) if AvgPool2d { size, stride }.fuses_with_conv(&out) => {
                     Some(size)

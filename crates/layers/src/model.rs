@@ -369,9 +369,11 @@ impl<B: Backend> Sequential<B> {
 
     /// The forward pass, pushing every layer's cache to `caches` when given (training), else
     /// by [`Layer::infer`]. Either way, a convolution followed by an average pooling it can
-    /// fuse with runs as one fused layer, and a dense or convolution layer (pooled or not)
-    /// followed by an exact ReLU runs with the ReLU as one step ([`Backend::affine_relu`]), each
-    /// layer getting the cache its own forward pass would make.
+    /// fuse with runs as one fused layer, a dense or convolution layer (pooled or not)
+    /// followed by an exact ReLU runs with the ReLU as one step ([`Backend::affine_relu`]), and
+    /// a convolution, max-pool and exact ReLU run with the max-pool on the convolution's unscaled
+    /// output and its rescaling fused with the ReLU ([`Backend::rescale_relu`]), each layer
+    /// getting the cache its own forward pass would make.
     fn run(&self, b: &mut B, x: Activation<B>, mut caches: Option<&mut Vec<AnyCache<B>>>) -> Result<B::Tensor> {
         let mut x = x;
         let mut layers = self.layers.iter().peekable();
@@ -385,8 +387,31 @@ impl<B: Backend> Sequential<B> {
                 }
                 _ => None,
             };
+            let exact_relu =
+                |l: Option<&&AnyLayer<B>>| matches!(l, Some(AnyLayer::Relu(Relu { mode: ReluMode::Exact })));
+            // A convolution, a max-pool and an exact ReLU: the max-pool runs on the convolution's
+            // unscaled output, and its result's rescaling is fused with the ReLU.
+            if let (AnyLayer::Conv2d(conv), None, Some(AnyLayer::MaxPool2d(maxpool))) = (layer, pool, layers.peek()) {
+                let mut ahead = layers.clone();
+                ahead.next();
+                if exact_relu(ahead.peek()) {
+                    layers.nth(1);
+                    let ((z, shift), conv_cache, _) = conv.forward_unscaled(b, x)?;
+                    let (pooled, pool_cache) = maxpool.forward(b, Activation::Value(z))?;
+                    let (y, bits) = b.rescale_relu(&pooled, shift)?;
+                    if let Some(caches) = caches.as_deref_mut() {
+                        caches.extend([
+                            AnyCache::Conv2d(conv_cache),
+                            AnyCache::Pool(pool_cache),
+                            AnyCache::Relu(ReluCache::Bits(bits)),
+                        ]);
+                    }
+                    x = Activation::Value(y);
+                    continue;
+                }
+            }
             let affine = matches!(layer, AnyLayer::Dense(_) | AnyLayer::Conv2d(_));
-            let relu = affine && matches!(layers.peek(), Some(AnyLayer::Relu(Relu { mode: ReluMode::Exact })));
+            let relu = affine && exact_relu(layers.peek());
             if relu {
                 layers.next();
             }

@@ -468,14 +468,19 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok((r.output, r.derivative))
     }
 
-    /// The affine map's product with its bias, then its truncation fused with the exact ReLU
+    /// The affine map's product with its bias added at the product's scale, untruncated
+    /// ([`PrivateBackend::affine_product`]).
+    fn affine_unscaled(&mut self, affine: Affine<'_, Self>) -> Result<(PrivateTensor<R>, u32)> {
+        self.affine_product(affine)
+    }
+
+    /// The truncation of z fused with the exact ReLU
     /// ([`pond_protocol::Session::truncate_relu_in_range`]): in Z64 the truncation's opening is
     /// the comparison's, 2 rounds where the truncation and [`Backend::relu`] take 3. The same
-    /// values as the map followed by [`Backend::relu`], up to the truncation's rounding (the
-    /// ReLU is that of floor(z / 2^s) or one more, as the truncation's own result is).
-    fn affine_relu(&mut self, affine: Affine<'_, Self>) -> Result<ReluOutput<Self>> {
-        let (z, shift) = self.affine_product(affine)?;
-        let r = self.session.truncate_relu_in_range(&z, shift, &mut ComparisonSource::Online)?;
+    /// values as the truncation followed by [`Backend::relu`] (the ReLU is that of
+    /// floor(z / 2^s) or one more, as the truncation's own result is).
+    fn rescale_relu(&mut self, z: &PrivateTensor<R>, shift: u32) -> Result<ReluOutput<Self>> {
+        let r = self.session.truncate_relu_in_range(z, shift, &mut ComparisonSource::Online)?;
         Ok((r.output, r.derivative))
     }
 

@@ -229,6 +229,57 @@ fn dense_then_exact_relu_runs_fused() {
     check("dense + relu", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
 }
 
+/// A convolution, a max-pool and an exact ReLU: the max-pool runs on the convolution's product
+/// before its truncation (floor is monotone, so the max commutes with it, and the whole-word
+/// comparison is exact for differences of in-range products), and the pooled output's
+/// truncation is fused with the ReLU: the traffic equals the formula, which counts no
+/// truncation of the convolution's output. Values: each convolution output is off by at most
+/// `product(k, |x|, |w|, u) + e0` (k = 9 terms, the truncation's u included, e0 for the bias);
+/// max and ReLU are 1-Lipschitz in the largest difference, so the output is off by as much.
+#[test]
+fn convolution_maxpool_relu_runs_fused() {
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    let u = fp.ulp();
+    let conv = LayerSpec::Conv2d { in_channels: 1, out_channels: 2, kernel: (3, 3), stride: (1, 1), padding: (1, 1) };
+    let spec = ModelSpec {
+        input_shape: vec![1, 4, 6],
+        layers: vec![
+            conv,
+            LayerSpec::MaxPool2d { size: (2, 2), stride: (2, 2) },
+            LayerSpec::Relu { mode: ReluMode::Exact },
+        ],
+    };
+    let x = uniform(12, &[3, 1, 4, 6], 2.0, 0.05);
+    let w = spec.init(13);
+    let mut pb = PlainBackend;
+    let plain = Sequential::input(&mut pb, &spec, Role::Server0, Some(&w)).unwrap();
+    let (y, _) = plain.forward(&mut pb, Activation::Value(x.clone())).unwrap();
+    let out = run_local(LocalConfig::seeded(13), |s| {
+        let own = s.role() == Role::Server0;
+        let mut b = PrivateBackend::new(s, fp);
+        let mut model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
+        for layer in &mut model.layers {
+            if let AnyLayer::Conv2d(c) = layer {
+                c.prepare_weight(&mut b)?;
+            }
+        }
+        let before = b.session().traffic();
+        let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
+        let (ys, caches) = model.forward(&mut b, Activation::Value(xs))?;
+        assert_eq!(caches.len(), 3, "one cache per layer");
+        let revealed = b.output(&ys, Role::Server0)?;
+        Ok((revealed, b.session().traffic().since(&before)))
+    })
+    .unwrap();
+    let expected = cost::inference_batch::<Z64>(&spec, 3, Role::Server0, Role::Server0).unwrap();
+    for (role, (_, traffic)) in out.iter().enumerate() {
+        assert_eq!(traffic.total_sent(), expected.bytes[role], "party {role}: bytes sent vs the formula");
+    }
+    let wm = w.values().map(max_abs).fold(0.0, f64::max);
+    let bound = product(9, max_abs(&x), wm, u) + u / 2.0;
+    check("conv2d + max_pool2d + relu", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
+}
+
 /// In the CRT ring (int100) Dense, Conv2D and a fused Conv2D + AvgPool2D add their bias to the
 /// product before its one truncation, which masks the result for free: the output carries its
 /// masked form, in Z64 it does not, and a polynomial ReLU on it opens nothing (its traffic is
