@@ -126,6 +126,37 @@ fn exact_relu_on_crt_is_a_clear_error() {
     assert!(err.contains("power-of-two ring"), "{err}");
 }
 
+/// One private batch of `spec` in Z64 (seeded): server0 owns the weights (convolution filters
+/// prepared once) and the input, the forward pass keeps one cache per layer (checked), and
+/// server0 gets the output. Per party: the output it received and the traffic of the whole
+/// batch (input sharing, forward pass, reveal), for comparison with
+/// [`cost::inference_batch`].
+fn private_batch(
+    seed: u64,
+    spec: &ModelSpec,
+    w: &Weights,
+    x: &ArrayD<f64>,
+) -> [(Option<ArrayD<f64>>, pond_protocol::Traffic); 3] {
+    let fp = FixedPoint::<Z64>::default_for_ring();
+    run_local(LocalConfig::seeded(seed), |s| {
+        let own = s.role() == Role::Server0;
+        let mut b = PrivateBackend::new(s, fp);
+        let mut model = Sequential::input(&mut b, spec, Role::Server0, own.then_some(w))?;
+        for layer in &mut model.layers {
+            if let AnyLayer::Conv2d(c) = layer {
+                c.prepare_weight(&mut b)?;
+            }
+        }
+        let before = b.session().traffic();
+        let xs = b.input(Role::Server0, own.then_some(x), x.shape())?;
+        let (ys, caches) = model.forward(&mut b, Activation::Value(xs))?;
+        assert_eq!(caches.len(), spec.layers.len(), "one cache per layer");
+        let revealed = b.output(&ys, Role::Server0)?;
+        Ok((revealed, b.session().traffic().since(&before)))
+    })
+    .unwrap()
+}
+
 /// A convolution followed by a 2x2 average pooling that tiles its output runs fused: one
 /// truncation, of the pooled output, by f + 2. The average of four k-term products, each off by
 /// at most k (|x| e0 + |w| e0 + e0^2) before that truncation, is off by as much; the truncation
@@ -146,22 +177,7 @@ fn convolution_then_average_pooling_runs_fused() {
     let model = Sequential::input(&mut pb, &spec, Role::Server0, Some(&w)).unwrap();
     let (y, caches) = model.forward(&mut pb, Activation::Value(x.clone())).unwrap();
     assert_eq!(caches.len(), 2, "one cache per layer");
-    let out = run_local(LocalConfig::seeded(3), |s| {
-        let own = s.role() == Role::Server0;
-        let mut b = PrivateBackend::new(s, fp);
-        let mut model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
-        for layer in &mut model.layers {
-            if let AnyLayer::Conv2d(c) = layer {
-                c.prepare_weight(&mut b)?;
-            }
-        }
-        let before = b.session().traffic();
-        let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
-        let (ys, _) = model.forward(&mut b, Activation::Value(xs))?;
-        let revealed = b.output(&ys, Role::Server0)?;
-        Ok((revealed, b.session().traffic().since(&before)))
-    })
-    .unwrap();
+    let out = private_batch(3, &spec, &w, &x);
     let expected = cost::inference_batch::<Z64>(&spec, 2, Role::Server0, Role::Server0).unwrap();
     for (role, (_, traffic)) in out.iter().enumerate() {
         assert_eq!(traffic.total_sent(), expected.bytes[role], "party {role}: bytes sent vs the formula");
@@ -254,23 +270,7 @@ fn convolution_maxpool_relu_runs_fused() {
     let mut pb = PlainBackend;
     let plain = Sequential::input(&mut pb, &spec, Role::Server0, Some(&w)).unwrap();
     let (y, _) = plain.forward(&mut pb, Activation::Value(x.clone())).unwrap();
-    let out = run_local(LocalConfig::seeded(13), |s| {
-        let own = s.role() == Role::Server0;
-        let mut b = PrivateBackend::new(s, fp);
-        let mut model = Sequential::input(&mut b, &spec, Role::Server0, own.then_some(&w))?;
-        for layer in &mut model.layers {
-            if let AnyLayer::Conv2d(c) = layer {
-                c.prepare_weight(&mut b)?;
-            }
-        }
-        let before = b.session().traffic();
-        let xs = b.input(Role::Server0, own.then_some(&x), x.shape())?;
-        let (ys, caches) = model.forward(&mut b, Activation::Value(xs))?;
-        assert_eq!(caches.len(), 3, "one cache per layer");
-        let revealed = b.output(&ys, Role::Server0)?;
-        Ok((revealed, b.session().traffic().since(&before)))
-    })
-    .unwrap();
+    let out = private_batch(13, &spec, &w, &x);
     let expected = cost::inference_batch::<Z64>(&spec, 3, Role::Server0, Role::Server0).unwrap();
     for (role, (_, traffic)) in out.iter().enumerate() {
         assert_eq!(traffic.total_sent(), expected.bytes[role], "party {role}: bytes sent vs the formula");
