@@ -21,10 +21,10 @@ pub enum Input<'a, B: Backend + ?Sized> {
     Prepared(&'a B::Operand),
 }
 
-/// A ReLU's output and its 0/1 derivative ([`Backend::relu`], [`Backend::affine_relu`]).
+/// A ReLU's output and its 0/1 derivative ([`Backend::relu`], [`Affine::relu`]).
 pub type ReluOutput<B> = (<B as Backend>::Tensor, <B as Backend>::Tensor);
 
-/// A layer's affine map, the operand of [`Backend::affine_relu`]: a dense layer's x W + b, or a
+/// A layer's affine map, for [`Affine::apply`] and [`Affine::relu`]: a dense layer's x W + b, or a
 /// convolution (with the average pooling fused with it when `window` is set) plus its bias per
 /// output channel.
 pub enum Affine<'a, B: Backend + ?Sized> {
@@ -59,6 +59,18 @@ impl<B: Backend + ?Sized> Affine<'_, B> {
             Affine::Dense { x, w, bias } => b.matmul_add_row(x, w, bias),
             Affine::Conv { x, w, geometry, window, bias } => b.conv2d_add_channels(x, w, geometry, window, bias),
         }
+    }
+}
+
+impl<B: Backend> Affine<'_, B> {
+    /// [`Backend::relu`] of the map's output (the ReLU and its 0/1 derivative) as one step:
+    /// [`Backend::affine_unscaled`], then [`Backend::rescale_relu`], in which the private
+    /// backend fuses the product's rescaling with the comparison
+    /// ([`pond_protocol::Session::truncate_relu_in_range`]: in Z64 one round and one opening
+    /// fewer).
+    pub fn relu(self, b: &mut B) -> Result<ReluOutput<B>> {
+        let (z, shift) = b.affine_unscaled(self)?;
+        b.rescale_relu(&z, shift)
     }
 }
 
@@ -246,17 +258,6 @@ pub trait Backend {
     }
     /// Exact ReLU: (max(x, 0), [x >= 0] as 0/1 bits for the backward pass).
     fn relu(&mut self, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Tensor)>;
-    /// [`Backend::relu`] of `affine`'s output (the ReLU and its 0/1 derivative) as one step, in
-    /// which the private backend fuses the product's rescaling with the comparison
-    /// ([`pond_protocol::Session::truncate_relu_in_range`]: in Z64 one round and one opening
-    /// fewer). Default: the map, then [`Backend::relu`].
-    fn affine_relu(&mut self, affine: Affine<'_, Self>) -> Result<ReluOutput<Self>>
-    where
-        Self: Sized,
-    {
-        let (z, shift) = self.affine_unscaled(affine)?;
-        self.rescale_relu(&z, shift)
-    }
     /// `affine`'s output before its rescaling, and the shift s that rescales it: a value at
     /// scale 2^(f + s), for [`Backend::rescale_relu`] or for operations that commute with the
     /// rescaling (a max-pool: floor is monotone). The private backend returns its product with

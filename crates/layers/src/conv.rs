@@ -90,7 +90,7 @@ impl<B: Backend> Conv2d<B> {
     }
 
     /// [`Layer::forward`] (or [`Conv2d::forward_avg_pooled`] with `pool`) with the exact ReLU
-    /// after it fused in ([`Backend::affine_relu`]): the ReLU and its 0/1 derivative (the ReLU
+    /// after it fused in ([`Affine::relu`]): the ReLU and its 0/1 derivative (the ReLU
     /// layer's cache), this layer's cache and the pooling's.
     pub fn forward_relu(
         &self,
@@ -98,7 +98,7 @@ impl<B: Backend> Conv2d<B> {
         x: Activation<B>,
         pool: Option<&AvgPool2d>,
     ) -> Result<ConvForward<ReluOutput<B>, B>> {
-        self.forward_with(b, x, pool, |b, affine| b.affine_relu(affine))
+        self.forward_with(b, x, pool, |b, affine| affine.relu(b))
     }
 
     /// [`Layer::forward`] before the output's rescaling ([`Backend::affine_unscaled`]): the

@@ -20,7 +20,7 @@
 //!   cost; Sigmoid: its polynomial's cost. Flatten: nothing. An exact ReLU right after a Dense or
 //!   Conv2D (pooled or not) is fused with that layer's truncation
 //!   ([`pond_protocol::comparison::cost::truncate_relu_in_range`]), as
-//!   [`crate::Backend::affine_relu`] runs them. A Conv2D, MaxPool2D and exact ReLU cost the
+//!   [`crate::Affine::relu`] runs them. A Conv2D, MaxPool2D and exact ReLU cost the
 //!   product, the max-pool's tournament on the unscaled product and the fused truncation and
 //!   ReLU of the pooled output.
 //!

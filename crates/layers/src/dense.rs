@@ -51,10 +51,10 @@ impl<B: Backend> Dense<B> {
         Ok(())
     }
 
-    /// [`Layer::forward`] with the exact ReLU after it fused in ([`Backend::affine_relu`]): the
+    /// [`Layer::forward`] with the exact ReLU after it fused in ([`Affine::relu`]): the
     /// ReLU and its 0/1 derivative (the ReLU layer's cache), and this layer's cache.
     pub fn forward_relu(&self, b: &mut B, x: Activation<B>) -> Result<(ReluOutput<B>, DenseCache<B>)> {
-        self.forward_with(b, x, |b, affine| b.affine_relu(affine))
+        self.forward_with(b, x, |b, affine| affine.relu(b))
     }
 
     /// One product x W with both operands prepared (x here, unless it comes prepared; W once

@@ -370,7 +370,7 @@ impl<B: Backend> Sequential<B> {
     /// The forward pass, pushing every layer's cache to `caches` when given (training), else
     /// by [`Layer::infer`]. Either way, a convolution followed by an average pooling it can
     /// fuse with runs as one fused layer, a dense or convolution layer (pooled or not)
-    /// followed by an exact ReLU runs with the ReLU as one step ([`Backend::affine_relu`]), and
+    /// followed by an exact ReLU runs with the ReLU as one step ([`Affine::relu`]), and
     /// a convolution, max-pool and exact ReLU run with the max-pool on the convolution's unscaled
     /// output and its rescaling fused with the ReLU ([`Backend::rescale_relu`]), each layer
     /// getting the cache its own forward pass would make.
@@ -388,46 +388,42 @@ impl<B: Backend> Sequential<B> {
                 _ => None,
             };
             let exact_relu =
-                |l: Option<&&AnyLayer<B>>| matches!(l, Some(AnyLayer::Relu(Relu { mode: ReluMode::Exact })));
+                |l: Option<&AnyLayer<B>>| matches!(l, Some(AnyLayer::Relu(Relu { mode: ReluMode::Exact })));
             // A convolution, a max-pool and an exact ReLU: the max-pool runs on the convolution's
             // unscaled output, and its result's rescaling is fused with the ReLU.
-            if let (AnyLayer::Conv2d(conv), None, Some(AnyLayer::MaxPool2d(maxpool))) = (layer, pool, layers.peek()) {
-                let mut ahead = layers.clone();
-                ahead.next();
-                if exact_relu(ahead.peek()) {
+            let mut ahead = layers.clone();
+            let maxpool = match (layer, pool, ahead.next(), ahead.next()) {
+                (AnyLayer::Conv2d(_), None, Some(AnyLayer::MaxPool2d(maxpool)), after) if exact_relu(after) => {
                     layers.nth(1);
-                    let ((z, shift), conv_cache, _) = conv.forward_unscaled(b, x)?;
-                    let (pooled, pool_cache) = maxpool.forward(b, Activation::Value(z))?;
-                    let (y, bits) = b.rescale_relu(&pooled, shift)?;
-                    if let Some(caches) = caches.as_deref_mut() {
-                        caches.extend([
-                            AnyCache::Conv2d(conv_cache),
-                            AnyCache::Pool(pool_cache),
-                            AnyCache::Relu(ReluCache::Bits(bits)),
-                        ]);
-                    }
-                    x = Activation::Value(y);
-                    continue;
+                    Some(*maxpool)
                 }
-            }
+                _ => None,
+            };
             let affine = matches!(layer, AnyLayer::Dense(_) | AnyLayer::Conv2d(_));
-            let relu = affine && exact_relu(layers.peek());
+            let relu = maxpool.is_none() && affine && exact_relu(layers.peek().copied());
             if relu {
                 layers.next();
             }
             let training = caches.is_some();
-            let (y, made) = match (layer, relu, pool) {
-                (AnyLayer::Dense(dense), true, _) => {
+            let (y, made) = match (layer, relu, pool, maxpool) {
+                (AnyLayer::Conv2d(conv), _, _, Some(maxpool)) => {
+                    let ((z, shift), conv_cache, _) = conv.forward_unscaled(b, x)?;
+                    let (pooled, pool_cache) = maxpool.forward(b, Activation::Value(z))?;
+                    let (y, bits) = b.rescale_relu(&pooled, shift)?;
+                    let relu_cache = AnyCache::Relu(ReluCache::Bits(bits));
+                    (y, vec![AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache), relu_cache])
+                }
+                (AnyLayer::Dense(dense), true, _, _) => {
                     let ((y, bits), cache) = dense.forward_relu(b, x)?;
                     (y, vec![AnyCache::Dense(cache), AnyCache::Relu(ReluCache::Bits(bits))])
                 }
-                (AnyLayer::Conv2d(conv), true, pool) => {
+                (AnyLayer::Conv2d(conv), true, pool, _) => {
                     let ((y, bits), cache, pool_cache) = conv.forward_relu(b, x, pool.as_ref())?;
                     let relu_cache = AnyCache::Relu(ReluCache::Bits(bits));
                     let made = [AnyCache::Conv2d(cache)].into_iter().chain(pool_cache.map(AnyCache::Pool));
                     (y, made.chain([relu_cache]).collect())
                 }
-                (AnyLayer::Conv2d(conv), false, Some(pool)) => {
+                (AnyLayer::Conv2d(conv), false, Some(pool), _) => {
                     let (y, (conv_cache, pool_cache)) = conv.forward_avg_pooled(b, x, &pool)?;
                     (y, vec![AnyCache::Conv2d(conv_cache), AnyCache::Pool(pool_cache)])
                 }

@@ -2,7 +2,7 @@
 //!
 //! Every product is one Beaver product and one truncation (error below 1 ulp = 2^-f per
 //! truncation, [`pond_protocol::truncation`]); a dense or convolution layer followed by an exact
-//! ReLU has its truncation fused with the ReLU's comparison ([`Backend::affine_relu`]); prepared
+//! ReLU has its truncation fused with the ReLU's comparison ([`Affine::relu`]); prepared
 //! operands are [`MaskedTensor`]s, so a
 //! tensor used by several products (a weight in forward and backward, a layer input in forward
 //! and in the weight gradient, a training set sliced into batches) is opened once.
@@ -187,7 +187,7 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
     }
 
     /// (z + bias·2^shift) / 2^shift for a product z at scale 2^(f + shift) and a bias at scale
-    /// 2^f ([`PrivateBackend::affine_product`]): the bias joins the product before its one
+    /// 2^f ([`Backend::affine_unscaled`]): the bias joins the product before its one
     /// truncation. floor((z + b·2^s) / 2^s) = floor(z / 2^s) + b, so the value is
     /// that of the truncated product plus the bias (the truncation's own error aside, below
     /// 1 ulp either way), and the result is the truncation's: in rings whose truncation masks
@@ -196,30 +196,8 @@ impl<'s, R: ComparisonRing> PrivateBackend<'s, R> {
     /// truncation; its range condition now applies to the layer's output z/2^(f+s) + b, which
     /// must be in range anyway.
     fn affine(&mut self, affine: Affine<'_, Self>) -> Result<PrivateTensor<R>> {
-        let (z, shift) = self.affine_product(affine)?;
+        let (z, shift) = self.affine_unscaled(affine)?;
         Ok(self.session.truncate_keeping_form(&z, shift)?)
-    }
-
-    /// An affine map's product with the bias added at the product's scale, and the shift that
-    /// rescales it: for a product z at scale 2^(f + shift) and a bias at scale 2^f, z +
-    /// bias·2^shift, the bias reshaped to the map's bias shape and broadcast to z's shape.
-    fn affine_product(&mut self, affine: Affine<'_, Self>) -> Result<(PrivateTensor<R>, u32)> {
-        let (mut z, shift, bias, bias_shape) = match affine {
-            Affine::Dense { x, w, bias } => {
-                let z = self.session.matmul(Self::operand(x), Self::operand(w))?;
-                (z, self.fp.frac_bits(), bias, vec![1, bias.len()])
-            }
-            Affine::Conv { x, w, geometry, window, bias } => {
-                let (z, shift) = self.conv_product(x, w, geometry, window)?;
-                (z, shift, bias, vec![1, geometry.filters, 1, 1])
-            }
-        };
-        let scaled = self.session.mul_scalar(bias, 1i128 << shift);
-        let scaled = self.session.reshape_owned(scaled, &bias_shape)?;
-        let scaled = self.session.broadcast_to(&scaled, z.shape())?;
-        // In the product's own buffer: no second tensor of the product's size.
-        self.session.add_assign(&mut z, &scaled)?;
-        Ok((z, shift))
     }
 }
 
@@ -468,10 +446,26 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         Ok((r.output, r.derivative))
     }
 
-    /// The affine map's product with its bias added at the product's scale, untruncated
-    /// ([`PrivateBackend::affine_product`]).
+    /// An affine map's product, untruncated, with the bias added at the product's scale, and the shift that
+    /// rescales it: for a product z at scale 2^(f + shift) and a bias at scale 2^f, z +
+    /// bias·2^shift, the bias reshaped to the map's bias shape and broadcast to z's shape.
     fn affine_unscaled(&mut self, affine: Affine<'_, Self>) -> Result<(PrivateTensor<R>, u32)> {
-        self.affine_product(affine)
+        let (mut z, shift, bias, bias_shape) = match affine {
+            Affine::Dense { x, w, bias } => {
+                let z = self.session.matmul(Self::operand(x), Self::operand(w))?;
+                (z, self.fp.frac_bits(), bias, vec![1, bias.len()])
+            }
+            Affine::Conv { x, w, geometry, window, bias } => {
+                let (z, shift) = self.conv_product(x, w, geometry, window)?;
+                (z, shift, bias, vec![1, geometry.filters, 1, 1])
+            }
+        };
+        let scaled = self.session.mul_scalar(bias, 1i128 << shift);
+        let scaled = self.session.reshape_owned(scaled, &bias_shape)?;
+        let scaled = self.session.broadcast_to(&scaled, z.shape())?;
+        // In the product's own buffer: no second tensor of the product's size.
+        self.session.add_assign(&mut z, &scaled)?;
+        Ok((z, shift))
     }
 
     /// The truncation of z fused with the exact ReLU

@@ -187,7 +187,7 @@ fn convolution_then_average_pooling_runs_fused() {
     check("conv2d + avg_pool2d", "forward", out[0].0.as_ref().expect("server0 owns the output"), &y, bound);
 }
 
-/// A dense layer followed by an exact ReLU runs as one step (`Backend::affine_relu`): in Z64 the
+/// A dense layer followed by an exact ReLU runs as one step (`Affine::relu`): in Z64 the
 /// layer's truncation is fused with the ReLU's comparison, so the pair takes 2 rounds (the
 /// masking of the input is free here: cp owns it) and the traffic equals the cost formula, which
 /// counts the fused operation and no separate truncation. Values: the dense output is off by at

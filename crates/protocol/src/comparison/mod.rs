@@ -313,6 +313,9 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
         let r: Held<R::Tensor> = deal_uniform(s, tag, purpose::EXTRA, &[n])?;
         let r = R::words(r.tensor())?.into_owned();
         let label = Session::stream(tag, purpose::EXTRA + 1);
+        // cp's r >> shift: the compared bits come from it, and with a shift it is dealt too.
+        let mut r_hi: Option<Vec<R::Word>> = (shift > 0 && s.role() == Role::Cp)
+            .then(|| r.par_iter().with_min_len(MIN_LEN).map(|w| w.shr_logical(shift)).collect());
         let bits = match s.role() {
             Role::Server0 => kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Cp)?.derive(label), n, nb),
             Role::Server1 => {
@@ -330,11 +333,7 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
             }
             Role::Cp => {
                 let mut bits = kernels::seeded_bit_shares::<R::Word>(&s.key_with(Role::Server0)?.derive(label), n, nb);
-                let shifted: Cow<'_, [R::Word]> = match shift {
-                    0 => Cow::Borrowed(&r),
-                    _ => Cow::Owned(r.par_iter().with_min_len(MIN_LEN).map(|w| w.shr_logical(shift)).collect()),
-                };
-                kernels::bit_corrections(&shifted, &mut bits, nb);
+                kernels::bit_corrections(r_hi.as_deref().unwrap_or(&r), &mut bits, nb);
                 s.send_bytes(Role::Server1, tag, bits)?;
                 Vec::new()
             }
@@ -344,7 +343,7 @@ impl<R: ComparisonRing> ComparisonMaterial<R> {
         }
         let msb = R::Word::BITS - 1;
         let [hi, top] = deal_values(s, tag, [purpose::EXTRA + 2, purpose::EXTRA + 3], &[n], || {
-            let hi = r.par_iter().with_min_len(MIN_LEN).map(|w| w.shr_logical(shift)).collect();
+            let hi = r_hi.take().unwrap_or_default();
             let top = r.par_iter().with_min_len(MIN_LEN).map(|w| R::Word::from_bit(w.bit(msb))).collect();
             Ok([R::from_words(&[n], hi)?, R::from_words(&[n], top)?])
         })?;

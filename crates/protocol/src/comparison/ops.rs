@@ -202,7 +202,7 @@ impl Session {
         x: &PrivateTensor<R>,
         source: &mut ComparisonSource<R>,
     ) -> Result<ExactRelu<R>> {
-        self.relu_with_terms(x, source, whole_word::<R>())
+        self.exact_relu_op("relu_exact", x, source, Reading::plain(whole_word::<R>()))
     }
 
     /// [`Session::relu_exact`] of fixed-point values: exact when |x| < 2^(PRODUCT_BITS / 2),
@@ -216,7 +216,7 @@ impl Session {
         x: &PrivateTensor<R>,
         source: &mut ComparisonSource<R>,
     ) -> Result<ExactRelu<R>> {
-        self.relu_with_terms(x, source, fixed_point_terms::<R>())
+        self.exact_relu_op("relu_exact", x, source, Reading::plain(fixed_point_terms::<R>()))
     }
 
     /// [`Session::relu_exact_in_range`] of x / 2^`frac_bits` (x a product at scale 2^(2f), say),
@@ -245,17 +245,7 @@ impl Session {
         self.exact_relu_op("truncate_relu", x, source, reading)
     }
 
-    /// Exact ReLU reading the sign at bit `terms - 1` (see [`compare`]).
-    fn relu_with_terms<R: ComparisonRing>(
-        &mut self,
-        x: &PrivateTensor<R>,
-        source: &mut ComparisonSource<R>,
-        terms: usize,
-    ) -> Result<ExactRelu<R>> {
-        self.exact_relu_op("relu_exact", x, source, Reading::plain(terms))
-    }
-
-    /// The operation `name`: exact ReLU of x read as `reading` says.
+    /// The operation `name`: exact ReLU of x read as `reading` says (see [`compare`]).
     fn exact_relu_op<R: ComparisonRing>(
         &mut self,
         name: &'static str,
