@@ -1,12 +1,17 @@
-//! AVX-512 versions of the comparison kernels for byte lanes: BW for byte arithmetic, VBMI for
-//! byte permutes (the suffix sums and the rotation), VBMI2 for compressing accepted draws.
+//! AVX-512 versions of the comparison kernels, in two tiers:
 //!
-//! Every entry point takes an [`Avx512`] token, which exists only after runtime detection of all
-//! four features. Each one computes exactly what its portable counterpart in `kernels` computes
-//! (the tests compare them on random inputs), so the protocol's messages do not depend on the CPU.
+//! - F, BW and VL (every AVX-512 CPU since Skylake-SP): 16-bit lanes for the terms, with 16-bit
+//!   permutes for the suffix sums and the rotation, and 32-bit compression of accepted draws;
+//! - with VBMI and VBMI2 as well (Ice Lake and later, Zen 4): one byte lane per term, byte
+//!   permutes, and 16-bit compression.
+//!
+//! Every entry point takes an [`Avx512`] token, which exists only after runtime detection of the
+//! first tier and records whether the second is there. Each one computes exactly what its portable
+//! counterpart in `kernels` computes (the tests compare every tier the CPU has on random inputs),
+//! so the protocol's messages do not depend on the CPU.
 
 use super::kernels::{TermDraws, TermsOut};
-use pond_core::cpu::Avx512Bytes;
+use pond_core::cpu::{Avx512Bytes, Avx512Words};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -14,14 +19,31 @@ use std::mem::MaybeUninit;
 /// m = 64 or 32 terms fill one register of bytes, or its lower half).
 const P: u8 = 67;
 
-/// The comparison kernels, callable once the CPU's features are proven ([`Avx512Bytes`]).
+/// The comparison kernels, callable once the CPU's features are proven ([`Avx512Words`], and
+/// [`Avx512Bytes`] for the byte-lane tier).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512(Avx512Bytes);
+pub(super) struct Avx512 {
+    _words: Avx512Words,
+    bytes: Option<Avx512Bytes>,
+}
 
 impl Avx512 {
-    /// Returns the token if the CPU has every feature the kernels use.
+    /// Returns the token if the CPU has AVX-512 F, BW and VL, with the byte-lane tier if it has
+    /// VBMI and VBMI2 too.
     pub(super) fn detect() -> Option<Self> {
-        Avx512Bytes::detect().map(Avx512)
+        Avx512Words::detect().map(|words| Avx512 { _words: words, bytes: Avx512Bytes::detect() })
+    }
+
+    /// The same token restricted to the 16-bit tier (for tests that compare the tiers).
+    #[cfg(test)]
+    pub(super) fn words_only(self) -> Self {
+        Avx512 { bytes: None, ..self }
+    }
+
+    /// Whether the byte-lane tier runs.
+    #[cfg(test)]
+    pub(super) fn has_bytes(self) -> bool {
+        self.bytes.is_some()
     }
 
     /// The accepted digit pairs of the 16-bit draws in `words` (see `kernels::sample_below`),
@@ -30,8 +52,15 @@ impl Avx512 {
     /// a whole register).
     pub(super) fn digit_pairs<const B: u16>(self, words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
         assert!(words.len().is_multiple_of(8) && kept.len() >= 8 * words.len() + 64, "digit_pairs buffer sizes");
-        // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
-        unsafe { digit_pairs::<B>(words, kept) }
+        // SAFETY: `self` exists only if the features of the tier called were detected at runtime;
+        // sizes checked above.
+        unsafe {
+            if self.bytes.is_some() {
+                digit_pairs_compress16::<B>(words, kept)
+            } else {
+                digit_pairs_compress32::<B>(words, kept)
+            }
+        }
     }
 
     /// The blinded terms of Z64 comparisons with `M` terms (64, or 32 for values below 2^31;
@@ -57,8 +86,15 @@ impl Avx512 {
                 && out.beta.len() == n,
             "terms_z64 buffer sizes"
         );
-        // SAFETY: `self` exists only if the features were detected at runtime; sizes checked above.
-        unsafe { terms_z64::<M>(c, bits, draws, server0, out) }
+        // SAFETY: `self` exists only if the features of the tier called were detected at runtime;
+        // sizes checked above.
+        unsafe {
+            match (self.bytes.is_some(), M) {
+                (true, _) => terms_z64_bytes::<M>(c, bits, draws, server0, out),
+                (false, 32) => terms_z64_words::<1>(c, bits, draws, server0, out),
+                (false, _) => terms_z64_words::<2>(c, bits, draws, server0, out),
+            }
+        }
     }
 
     /// cp's zero test (see `kernels::has_zero`) for `m` terms per element, m 32 or a multiple
@@ -87,32 +123,62 @@ impl Avx512 {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
-fn digit_pairs<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
+/// The digit pairs (high digit in the high byte) of the 32 16-bit draws of a group of 8 words,
+/// and the mask of the accepted ones.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn digits_of_group<const B: u16>(group: &[u64]) -> (__m512i, __mmask32) {
     let square = B * B;
     let zone = ((1u32 << 16) / u32::from(square) * u32::from(square)) as u16;
-    let zone_v = _mm512_set1_epi16(zone as i16);
+    // The 16-bit lanes of the words are their halves, low half first (x86 is little-endian).
+    // SAFETY: `group` is 8 words, 64 readable bytes; unaligned loads are allowed.
+    let v = unsafe { _mm512_loadu_si512(group[..8].as_ptr().cast()) };
+    let mut draws = [0u16; 32];
+    // SAFETY: `draws` is 64 writable bytes.
+    unsafe { _mm512_storeu_si512(draws.as_mut_ptr().cast(), v) };
+    let mut digits = [0u16; 32];
+    // Constant divisors: the compiler turns this loop into 16-bit multiply-highs.
+    for (d, &v) in digits.iter_mut().zip(&draws) {
+        let r = v % square;
+        let hi = r / B;
+        *d = (hi << 8) | (r - hi * B);
+    }
+    // SAFETY: `digits` is 64 readable bytes.
+    let digits = unsafe { _mm512_loadu_si512(digits.as_ptr().cast()) };
+    (digits, _mm512_cmplt_epu16_mask(v, _mm512_set1_epi16(zone as i16)))
+}
+
+/// `digit_pairs` with VBMI2's 16-bit compression: one compressed store per group.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+fn digit_pairs_compress16<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
     let mut filled = 0;
     for group in words.chunks_exact(8) {
-        // The 16-bit lanes of the words are their halves, low half first (x86 is little-endian).
-        // SAFETY: `group` is 64 readable bytes; unaligned loads are allowed.
-        let v = unsafe { _mm512_loadu_si512(group.as_ptr().cast()) };
-        let mut draws = [0u16; 32];
-        // SAFETY: `draws` is 64 writable bytes.
-        unsafe { _mm512_storeu_si512(draws.as_mut_ptr().cast(), v) };
-        let mut digits = [0u16; 32];
-        for (d, &v) in digits.iter_mut().zip(&draws) {
-            let r = v % square;
-            let hi = r / B;
-            *d = (hi << 8) | (r - hi * B);
-        }
-        // SAFETY: `digits` is 64 readable bytes.
-        let digits = unsafe { _mm512_loadu_si512(digits.as_ptr().cast()) };
-        let keep = _mm512_cmplt_epu16_mask(v, zone_v);
+        let (digits, keep) = digits_of_group::<B>(group);
         // SAFETY: filled <= the bytes of the groups before this one, so kept[filled..filled + 64]
         // is in bounds by the caller's size check.
         unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), _mm512_maskz_compress_epi16(keep, digits)) };
         filled += 2 * keep.count_ones() as usize;
+    }
+    filled
+}
+
+/// `digit_pairs` with AVX-512 F's 32-bit compression: each half of a group is widened to 32-bit
+/// lanes, compressed and narrowed back, two 32-byte stores per group.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn digit_pairs_compress32<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
+    let mut filled = 0;
+    for group in words.chunks_exact(8) {
+        let (digits, keep) = digits_of_group::<B>(group);
+        for (half, pairs) in
+            [_mm512_castsi512_si256(digits), _mm512_extracti64x4_epi64::<1>(digits)].into_iter().enumerate()
+        {
+            let keep = (keep >> (16 * half)) as __mmask16;
+            let packed = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(keep, _mm512_cvtepu16_epi32(pairs)));
+            // SAFETY: filled <= the bytes of the draws before this half, so kept[filled..filled + 32]
+            // is in bounds by the caller's size check.
+            unsafe { _mm256_storeu_si256(kept.as_mut_ptr().add(filled).cast(), packed) };
+            filled += 2 * keep.count_ones() as usize;
+        }
     }
     filled
 }
@@ -124,23 +190,36 @@ fn reduce(x: __m512i, p: __m512i) -> __m512i {
     _mm512_min_epu8(x, _mm512_sub_epi8(x, p))
 }
 
+/// x mod p for 16-bit lanes x < 2p.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn reduce16(x: __m512i, p: __m512i) -> __m512i {
+    _mm512_min_epu16(x, _mm512_sub_epi16(x, p))
+}
+
 /// (e·s + mask) mod 67 for 16-bit lanes with e, s, mask < 67: the quotient estimate
 /// x·979 >> 16 is the quotient or one above it for x < 2^13, and the wrapped remainder is fixed
 /// by a minimum.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn mul_add_mod(e: __m256i, s: __m256i, mask: __m256i) -> __m256i {
-    let x = _mm512_add_epi16(
-        _mm512_mullo_epi16(_mm512_cvtepu8_epi16(e), _mm512_cvtepu8_epi16(s)),
-        _mm512_cvtepu8_epi16(mask),
-    );
+fn mul_add_mod16(e: __m512i, s: __m512i, mask: __m512i) -> __m512i {
+    let x = _mm512_add_epi16(_mm512_mullo_epi16(e, s), mask);
     let q = _mm512_mulhi_epu16(x, _mm512_set1_epi16(979));
     let r = _mm512_sub_epi16(x, _mm512_mullo_epi16(q, _mm512_set1_epi16(i16::from(P))));
-    _mm512_cvtepi16_epi8(_mm512_min_epu16(r, _mm512_add_epi16(r, _mm512_set1_epi16(i16::from(P)))))
+    _mm512_min_epu16(r, _mm512_add_epi16(r, _mm512_set1_epi16(i16::from(P))))
 }
 
+/// [`mul_add_mod16`] on 32 byte lanes, giving bytes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn mul_add_mod(e: __m256i, s: __m256i, mask: __m256i) -> __m256i {
+    let wide = _mm512_cvtepu8_epi16;
+    _mm512_cvtepi16_epi8(mul_add_mod16(wide(e), wide(s), wide(mask)))
+}
+
+/// `terms_z64` with one byte lane per term (VBMI's byte permutes).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn terms_z64<const M: usize>(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+fn terms_z64_bytes<const M: usize>(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
     // The lanes of the compared bits, and of all M terms.
     const { assert!(M == 32 || M == 64) };
     let low: u64 = u64::MAX >> (65 - M);
@@ -206,6 +285,82 @@ fn terms_z64<const M: usize>(c: &[u64], bits: &[u8], draws: TermDraws<'_>, serve
         let idx = _mm512_and_si512(_mm512_sub_epi8(iota, _mm512_set1_epi8(rho as i8)), _mm512_set1_epi8(M as i8 - 1));
         // SAFETY: `d` is M writable bytes, the lanes written.
         unsafe { _mm512_mask_storeu_epi8(d.as_mut_ptr().cast(), lanes, _mm512_permutexvar_epi8(idx, v)) };
+    }
+}
+
+/// `terms_z64` in 16-bit lanes, H = M / 32 registers per element (lane i of register h is term
+/// 32h + i): for CPUs without byte permutes. Two-source 16-bit permutes move lanes across the
+/// registers.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn terms_z64_words<const H: usize>(c: &[u64], bits: &[u8], draws: TermDraws<'_>, server0: bool, out: TermsOut<'_>) {
+    const { assert!(H == 1 || H == 2) };
+    let m = 32 * H;
+    // The compared bits: M - 1 lanes.
+    let low: u64 = u64::MAX >> (65 - m);
+    let p = _mm512_set1_epi16(i16::from(P));
+    let own = _mm512_set1_epi16(i16::from(server0));
+    let one = _mm512_set1_epi16(1);
+    let iota = _mm512_set_epi16(
+        31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+        1, 0,
+    );
+    // Lane i of register h of `later(v, k)` reads lane 32h + i + k of the M lanes (0 past them):
+    // the two-source permute's index bit 5 selects the next register.
+    let zero = _mm512_setzero_si512();
+    let shifted = |v: &[__m512i; H], k: i16| -> [__m512i; H] {
+        let idx = _mm512_add_epi16(iota, _mm512_set1_epi16(k));
+        std::array::from_fn(|h| _mm512_permutex2var_epi16(v[h], idx, *v.get(h + 1).unwrap_or(&zero)))
+    };
+    // Loads 32 bytes at `at` of `src` (the lanes of `mask` only) as 16-bit lanes.
+    let widen = |src: &[u8], at: usize, mask: __mmask32| -> __m512i {
+        // SAFETY: the callers' masks cover bytes of `src` only (checked by `terms_z64`'s sizes).
+        unsafe { _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mask, src.as_ptr().add(at).cast())) }
+    };
+    let elements = out.d.chunks_exact_mut(m).zip(out.beta.iter_mut()).zip(c).zip(bits.chunks_exact(m - 1));
+    let randomness = draws.heads.iter().zip(draws.s.chunks_exact(m)).zip(draws.u.chunks_exact(m));
+    for ((((d, beta), &cv), bits), ((&head, s), u)) in elements.zip(randomness) {
+        let flip = head & 1 == 1;
+        let rho = i16::from(head >> 1) & (m as i16 - 1);
+        *beta = head & 1;
+        let cm = |h: usize| ((cv & low) >> (32 * h)) as __mmask32;
+        let r: [__m512i; H] = std::array::from_fn(|h| widen(bits, 32 * h, (low >> (32 * h)) as __mmask32));
+        let pr = r.map(|r| _mm512_sub_epi16(p, r));
+        // w_i = r_i XOR c_i (server0 adds the public part); lane M - 1 stays 0.
+        let mut suffix: [__m512i; H] =
+            std::array::from_fn(|h| _mm512_mask_blend_epi16(cm(h), r[h], reduce16(_mm512_add_epi16(pr[h], own), p)));
+        // Inclusive suffix sums U_i = sum of w_k for k >= i, mod p.
+        for j in 0..m.trailing_zeros() {
+            let moved = shifted(&suffix, 1 << j);
+            suffix = std::array::from_fn(|h| reduce16(_mm512_add_epi16(suffix[h], moved[h]), p));
+        }
+        // S_i = U_{i+1}; the equality term's total is U_0.
+        let later = shifted(&suffix, 1);
+        let total = _mm512_permutexvar_epi16(zero, suffix[0]);
+        let last = if flip { total } else { own };
+        // `s` and `u` are M bytes each, the lanes read.
+        let sv: [__m512i; H] = std::array::from_fn(|h| _mm512_add_epi16(widen(s, 32 * h, u32::MAX), one));
+        let uv: [__m512i; H] = std::array::from_fn(|h| widen(u, 32 * h, u32::MAX));
+        let v: [__m512i; H] = std::array::from_fn(|h| {
+            // (1 - 2β)(c_i - r_i) + 1 with server0 holding the public part, plus S_i, mod p.
+            let (base, adj) = if flip {
+                (r[h], _mm512_maskz_mov_epi16(!cm(h), own))
+            } else {
+                (pr[h], _mm512_add_epi16(own, _mm512_maskz_mov_epi16(cm(h), own)))
+            };
+            let e = reduce16(_mm512_add_epi16(reduce16(_mm512_add_epi16(base, adj), p), later[h]), p);
+            let e = if h == H - 1 { _mm512_mask_blend_epi16(1 << 31, e, last) } else { e };
+            // A server1 mask of p (u = 0) is p mod p: reduce before the products.
+            let mask = if server0 { uv[h] } else { reduce16(_mm512_sub_epi16(p, uv[h]), p) };
+            mul_add_mod16(e, sv[h], mask)
+        });
+        // Rotation by ρ: term i goes to position (i + ρ) mod M.
+        for h in 0..H {
+            let at = _mm512_add_epi16(iota, _mm512_set1_epi16(32 * h as i16 - rho));
+            let idx = _mm512_and_si512(at, _mm512_set1_epi16(m as i16 - 1));
+            let terms = _mm512_cvtepi16_epi8(_mm512_permutex2var_epi16(v[0], idx, v[H - 1]));
+            // SAFETY: `d` is M writable bytes, 32 per register.
+            unsafe { _mm256_storeu_si256(d.as_mut_ptr().add(32 * h).cast(), terms) };
+        }
     }
 }
 

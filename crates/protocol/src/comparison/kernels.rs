@@ -503,13 +503,30 @@ mod tests {
         v
     }
 
+    /// Every vector tier the CPU has (the byte-lane tier, when present, and the 16-bit tier).
+    #[cfg(target_arch = "x86_64")]
+    fn vector_tiers() -> Vec<Avx512> {
+        let Some(simd) = Avx512::detect() else {
+            eprintln!("no AVX-512 F/BW/VL on this CPU: only the portable kernels run");
+            return Vec::new();
+        };
+        if !simd.has_bytes() {
+            eprintln!("no AVX-512 VBMI/VBMI2 on this CPU: the byte-lane kernels are not tested");
+            return vec![simd];
+        }
+        vec![simd, simd.words_only()]
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_kernels_equal_the_portable_ones() {
-        let Some(simd) = Avx512::detect() else {
-            eprintln!("no AVX-512 BW/VBMI/VBMI2 on this CPU: only the portable kernels run");
-            return;
-        };
+        for simd in vector_tiers() {
+            vector_kernels_equal_the_portable_ones_on(simd);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn vector_kernels_equal_the_portable_ones_on(simd: Avx512) {
         let key = PrgKey::from_seed(21);
         let mut draws = vec![0u64; BLOCK_WORDS];
         fill_u64(&key, 4, &mut draws);
@@ -559,7 +576,7 @@ mod tests {
                 // SAFETY: as above.
                 let d1 = unsafe { vec_written_by(m * n, vector) };
                 assert_eq!(beta0, beta1);
-                assert_eq!(d0, d1, "m = {m}, server0: {server0}");
+                assert_eq!(d0, d1, "m = {m}, server0: {server0}, {simd:?}");
             }
 
             let (mut a, mut b) = (bits.clone(), bits);
