@@ -1,4 +1,5 @@
-//! Run-time proofs of CPU features that several kernels share.
+//! Run-time proofs of CPU features that several kernels share, and the AVX-512 byte-layout
+//! helpers they share.
 
 /// Proof that the running CPU supports AVX-512 F, BW, VBMI and VBMI2: byte and 16-bit lanes,
 /// byte permutes and compression. Exists only after run-time detection, so kernels that take it
@@ -43,5 +44,31 @@ impl Avx512Words {
             return Some(Avx512Words { _detected: () });
         }
         None
+    }
+}
+
+/// AVX-512 helpers shared by kernels of several modules.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Packs the low three bytes of each 32-bit lane of `v` into its low 48 bytes (the rest is
+    /// zero): within each 128-bit lane to its first 12 bytes, then the four runs together.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(crate) fn pack3(v: __m512i) -> __m512i {
+        let within = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1));
+        let across = _mm512_setr_epi32(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 3, 7, 11, 15);
+        _mm512_permutexvar_epi32(across, _mm512_shuffle_epi8(v, within))
+    }
+
+    /// The inverse of [`pack3`]: the 16 three-byte values in the low 48 bytes of `v`, each in a
+    /// 32-bit lane with its top byte zero.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(crate) fn unpack3(v: __m512i) -> __m512i {
+        let across = _mm512_setr_epi32(0, 1, 2, 0, 3, 4, 5, 0, 6, 7, 8, 0, 9, 10, 11, 0);
+        let within = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1));
+        _mm512_shuffle_epi8(_mm512_permutexvar_epi32(across, v), within)
     }
 }

@@ -2,13 +2,14 @@
 //! little-endian bytes (two for tf-encrypted's moduli, three for int100's 21-bit ones), and its
 //! decoding with the check that every residue is reduced.
 //!
-//! Three-byte residues do not vectorise as plain loops; on CPUs with AVX-512 VBMI (runtime
-//! detection) 16 residues at a time are packed or unpacked by one byte permutation (`avx512`),
-//! with the same bytes and values as the plain loops (the tests compare them).
+//! Three-byte residues do not vectorise as plain loops; on CPUs with AVX-512 F and BW (runtime
+//! detection) 16 residues at a time are packed or unpacked by a byte shuffle within 128-bit
+//! lanes and a 32-bit permutation across them (`avx512`), with the same bytes and values as the
+//! plain loops (the tests compare them).
 
 use super::{CrtModuli, Modulus};
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::Avx512Bytes;
+use crate::cpu::Avx512Words;
 use crate::error::CoreError;
 use std::mem::MaybeUninit;
 
@@ -18,7 +19,7 @@ use std::mem::MaybeUninit;
 pub(super) fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [MaybeUninit<u8>]) {
     #[cfg(target_arch = "x86_64")]
     if M::RESIDUE_BYTES == 3 {
-        if let Some(token) = Avx512Bytes::detect() {
+        if let Some(token) = Avx512Words::detect() {
             let done = avx512::encode3(token, src, dst);
             return encode_scalar::<M>(&src[done..], &mut dst[3 * done..]);
         }
@@ -31,7 +32,7 @@ pub(super) fn encode_residues<M: CrtModuli>(src: &[u32], dst: &mut [MaybeUninit<
 pub(super) fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [MaybeUninit<u32>], m: u32) -> bool {
     #[cfg(target_arch = "x86_64")]
     if M::RESIDUE_BYTES == 3 {
-        if let Some(token) = Avx512Bytes::detect() {
+        if let Some(token) = Avx512Words::detect() {
             let (done, max) = avx512::decode3(token, src, out);
             return max.max(decode_scalar::<M>(&src[3 * done..], &mut out[done..])) < m;
         }
@@ -45,7 +46,7 @@ pub(super) fn decode_residues<M: CrtModuli>(src: &[u8], out: &mut [MaybeUninit<u
 pub(super) fn decode_add_residues<M: CrtModuli>(src: &[u8], acc: &mut [u32], m: Modulus) -> bool {
     #[cfg(target_arch = "x86_64")]
     if M::RESIDUE_BYTES == 3 {
-        if let Some(token) = Avx512Bytes::detect() {
+        if let Some(token) = Avx512Words::detect() {
             let (done, max) = avx512::decode_add3(token, src, acc, m.m);
             return max.max(decode_add_scalar::<M>(&src[3 * done..], &mut acc[done..], m)) < m.m;
         }
@@ -118,10 +119,11 @@ fn decode_add_scalar<M: CrtModuli>(src: &[u8], acc: &mut [u32], m: Modulus) -> u
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    //! Three-byte residues, 16 per register: VBMI's byte permutation moves bytes 0-2 of each
-    //! 32-bit lane to consecutive positions (or back, zeroing byte 3), BW's masked byte loads and
-    //! stores touch exactly 48 bytes.
-    use crate::cpu::Avx512Bytes;
+    //! Three-byte residues, 16 per register: a byte shuffle moves bytes 0-2 of each 32-bit lane
+    //! to the front of its 128-bit lane and a 32-bit permutation joins the four 12-byte runs (or
+    //! the reverse, zeroing byte 3); BW's masked byte loads and stores touch exactly 48 bytes.
+    use crate::cpu::x86::{pack3, unpack3};
+    use crate::cpu::Avx512Words;
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
@@ -129,35 +131,25 @@ mod avx512 {
     const LANES: usize = 16;
     /// The low 48 bytes of a register.
     const BYTES48: __mmask64 = (1 << 48) - 1;
-    /// Every byte but the top one of each 32-bit lane.
-    const LOW3: __mmask64 = 0x7777_7777_7777_7777;
-
-    /// Byte i of the result is byte `index[i]` of the source.
-    fn indices(index: impl Fn(usize) -> usize) -> [u8; 64] {
-        std::array::from_fn(|i| index(i) as u8)
-    }
 
     /// Writes the whole registers' worth of `src` (a multiple of 16 residues, each below 2^24) as
     /// three bytes each to `dst`; returns how many residues it wrote.
-    pub(super) fn encode3(_token: Avx512Bytes, src: &[u32], dst: &mut [MaybeUninit<u8>]) -> usize {
+    pub(super) fn encode3(_token: Avx512Words, src: &[u32], dst: &mut [MaybeUninit<u8>]) -> usize {
         let n = src.len().min(dst.len() / 3) / LANES * LANES;
-        // Byte 3k + b of the packed residues is byte b of lane k (bytes past 48 are not stored).
-        let pack = indices(|i| (i / 3) * 4 + i % 3);
-        // SAFETY: the token proves F, BW and VBMI; 16·k residues and 48·k bytes are in bounds.
-        unsafe { encode3_kernel(&src[..n], &mut dst[..3 * n], &pack) };
+        // SAFETY: the token proves F and BW; 16·k residues and 48·k bytes are in bounds.
+        unsafe { encode3_kernel(&src[..n], &mut dst[..3 * n]) };
         n
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn encode3_kernel(src: &[u32], dst: &mut [MaybeUninit<u8>], pack: &[u8; 64]) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn encode3_kernel(src: &[u32], dst: &mut [MaybeUninit<u8>]) {
         let steps = src.len() / LANES;
         // SAFETY (whole body): step i reads residues 16i.. of `src` (src.len() = 16·steps) and
         // writes bytes 48i.. of `dst` (dst.len() = 48·steps): 64 bytes, whose last 16 the next
         // step overwrites, except in the last step, which writes exactly 48.
         unsafe {
-            let pack = _mm512_loadu_si512(pack.as_ptr().cast());
             for i in 0..steps {
-                let v = _mm512_permutexvar_epi8(pack, _mm512_loadu_si512(src.as_ptr().add(LANES * i).cast()));
+                let v = pack3(_mm512_loadu_si512(src.as_ptr().add(LANES * i).cast()));
                 let d = dst.as_mut_ptr().add(3 * LANES * i);
                 if i + 1 < steps {
                     _mm512_storeu_si512(d.cast(), v);
@@ -168,31 +160,23 @@ mod avx512 {
         }
     }
 
-    /// The byte permutation that spreads 16 packed three-byte residues to 32-bit lanes (byte 3 of
-    /// each lane comes from a position the zeroing mask clears).
-    fn unpack_indices() -> [u8; 64] {
-        indices(|i| if i % 4 == 3 { 0 } else { (i / 4) * 3 + i % 4 })
-    }
-
     /// Reads the whole registers' worth of three-byte residues of `src` into `out`; returns how
     /// many it read and the largest.
-    pub(super) fn decode3(_token: Avx512Bytes, src: &[u8], out: &mut [MaybeUninit<u32>]) -> (usize, u32) {
+    pub(super) fn decode3(_token: Avx512Words, src: &[u8], out: &mut [MaybeUninit<u32>]) -> (usize, u32) {
         let n = out.len().min(src.len() / 3) / LANES * LANES;
-        // SAFETY: the token proves F, BW and VBMI; 16·k residues and 48·k bytes are in bounds.
-        let max = unsafe { decode3_kernel(&src[..3 * n], &mut out[..n], &unpack_indices()) };
+        // SAFETY: the token proves F and BW; 16·k residues and 48·k bytes are in bounds.
+        let max = unsafe { decode3_kernel(&src[..3 * n], &mut out[..n]) };
         (n, max)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn decode3_kernel(src: &[u8], out: &mut [MaybeUninit<u32>], unpack: &[u8; 64]) -> u32 {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn decode3_kernel(src: &[u8], out: &mut [MaybeUninit<u32>]) -> u32 {
         // SAFETY (whole body): each step reads 48 bytes of `src` and writes 16 slots of `out`,
         // both in bounds since src.len() = 48·k and out.len() = 16·k.
         unsafe {
-            let unpack = _mm512_loadu_si512(unpack.as_ptr().cast());
             let mut max = _mm512_setzero_si512();
             for (s, o) in src.chunks_exact(3 * LANES).zip(out.chunks_exact_mut(LANES)) {
-                let bytes = _mm512_maskz_loadu_epi8(BYTES48, s.as_ptr().cast());
-                let v = _mm512_maskz_permutexvar_epi8(LOW3, unpack, bytes);
+                let v = unpack3(_mm512_maskz_loadu_epi8(BYTES48, s.as_ptr().cast()));
                 max = _mm512_max_epu32(max, v);
                 _mm512_storeu_si512(o.as_mut_ptr().cast(), v);
             }
@@ -202,23 +186,21 @@ mod avx512 {
 
     /// `acc[i] = (acc[i] + residue i) mod m` over the whole registers' worth of `src`, for
     /// `acc` below `m` < 2^21; returns how many it added and the largest residue read.
-    pub(super) fn decode_add3(_token: Avx512Bytes, src: &[u8], acc: &mut [u32], m: u32) -> (usize, u32) {
+    pub(super) fn decode_add3(_token: Avx512Words, src: &[u8], acc: &mut [u32], m: u32) -> (usize, u32) {
         let n = acc.len().min(src.len() / 3) / LANES * LANES;
-        // SAFETY: the token proves F, BW and VBMI; 16·k residues and 48·k bytes are in bounds.
-        let max = unsafe { decode_add3_kernel(&src[..3 * n], &mut acc[..n], m, &unpack_indices()) };
+        // SAFETY: the token proves F and BW; 16·k residues and 48·k bytes are in bounds.
+        let max = unsafe { decode_add3_kernel(&src[..3 * n], &mut acc[..n], m) };
         (n, max)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn decode_add3_kernel(src: &[u8], acc: &mut [u32], m: u32, unpack: &[u8; 64]) -> u32 {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn decode_add3_kernel(src: &[u8], acc: &mut [u32], m: u32) -> u32 {
         // SAFETY (whole body): as in `decode3_kernel`, with `acc` for `out`.
         unsafe {
-            let unpack = _mm512_loadu_si512(unpack.as_ptr().cast());
             let modulus = _mm512_set1_epi32(m as i32);
             let mut max = _mm512_setzero_si512();
             for (s, a) in src.chunks_exact(3 * LANES).zip(acc.chunks_exact_mut(LANES)) {
-                let bytes = _mm512_maskz_loadu_epi8(BYTES48, s.as_ptr().cast());
-                let v = _mm512_maskz_permutexvar_epi8(LOW3, unpack, bytes);
+                let v = unpack3(_mm512_maskz_loadu_epi8(BYTES48, s.as_ptr().cast()));
                 max = _mm512_max_epu32(max, v);
                 // (a + v) mod m as `Modulus::add`: the smaller of the sum and the sum minus m
                 // (which wraps above it when the sum is below m).

@@ -1,10 +1,12 @@
-//! AVX-512 versions of the residue sampler: for 16-bit draws BW for the products and compares
-//! and VBMI2 for compressing the accepted candidates; for 24-bit draws VBMI for spreading three
+//! AVX-512 versions of the residue sampler: for 16-bit draws BW for the products and compares,
+//! and VBMI2's 16-bit compression of the accepted candidates where the CPU has it (else they are
+//! widened and compressed as 32-bit lanes); for 24-bit draws BW's byte shuffle to spread three
 //! bytes to a 32-bit lane; for 32-bit draws F alone. They compute
 //! exactly what the scalar sampler in the parent module computes (the tests compare them), so
 //! streams do not depend on the CPU.
 
-use crate::cpu::Avx512Bytes;
+use crate::cpu::x86::unpack3;
+use crate::cpu::{Avx512Bytes, Avx512Words};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -13,12 +15,33 @@ const LANES: usize = 32;
 /// 32-bit draws per register.
 const LANES32: usize = 16;
 
-/// The sampler, callable once the CPU's features are proven ([`Avx512Bytes`]: F, BW and VBMI2
-/// are the ones it uses).
+/// The sampler, callable once the CPU's features are proven ([`Avx512Words`], and
+/// [`Avx512Bytes`] for the 16-bit compression).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512(pub(super) Avx512Bytes);
+pub(super) struct Avx512 {
+    _words: Avx512Words,
+    bytes: Option<Avx512Bytes>,
+}
 
 impl Avx512 {
+    /// Returns the token if the CPU has AVX-512 F, BW and VL, with VBMI2's compression if it
+    /// has VBMI and VBMI2 too.
+    pub(super) fn detect() -> Option<Self> {
+        Avx512Words::detect().map(|words| Avx512 { _words: words, bytes: Avx512Bytes::detect() })
+    }
+
+    /// The same token without the 16-bit compression (for tests that compare the tiers).
+    #[cfg(test)]
+    pub(super) fn words_only(self) -> Self {
+        Avx512 { bytes: None, ..self }
+    }
+
+    /// Whether VBMI2's 16-bit compression runs.
+    #[cfg(test)]
+    pub(super) fn has_bytes(self) -> bool {
+        self.bytes.is_some()
+    }
+
     /// Lemire's multiply-and-reject on 16-bit `draws` (see `residues`): writes the accepted
     /// candidates floor(w · modulus / 2^16), in draw order, to the front of `kept` and returns
     /// their number. `draws.len()` is a multiple of 32, `kept` has room for `draws.len() + 32`
@@ -26,8 +49,15 @@ impl Avx512 {
     /// `threshold` = 2^16 mod `modulus`.
     pub(super) fn accept_draws16(self, draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
         assert!(draws.len().is_multiple_of(LANES) && kept.len() >= draws.len() + LANES, "accept_draws16 buffer sizes");
-        // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
-        unsafe { accept_draws16(draws, modulus, threshold, kept) }
+        // SAFETY: `self` exists only if the features of the tier called were detected at run
+        // time; sizes checked above.
+        unsafe {
+            if self.bytes.is_some() {
+                accept_draws16_compress16(draws, modulus, threshold, kept)
+            } else {
+                accept_draws16_compress32(draws, modulus, threshold, kept)
+            }
+        }
     }
 
     /// The same on 32-bit `draws`: candidates floor(w · modulus / 2^32), kept iff
@@ -44,7 +74,7 @@ impl Avx512 {
             draws.len().is_multiple_of(LANES32) && kept.len() >= draws.len() + LANES32,
             "accept_draws32 buffer sizes"
         );
-        // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
+        // SAFETY: `self` exists only if the features were detected at run time; sizes checked above.
         unsafe { accept_draws32(draws, modulus, threshold, kept) }
     }
 
@@ -68,26 +98,55 @@ impl Avx512 {
                 && modulus < 1 << 24,
             "accept_draws24 buffer sizes"
         );
-        // SAFETY: `self.0` exists only if the features were detected at run time; sizes checked above.
+        // SAFETY: `self` exists only if the features were detected at run time; sizes checked above.
         unsafe { accept_draws24(bytes, draws, modulus, threshold, kept) }
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
-fn accept_draws16(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
+/// The candidates floor(w · modulus / 2^16) of 32 16-bit draws and the mask of the accepted ones.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn candidates16(chunk: &[u16], modulus: u16, threshold: u16) -> (__m512i, __mmask32) {
     let m = _mm512_set1_epi16(modulus as i16);
-    let t = _mm512_set1_epi16(threshold as i16);
+    // SAFETY: `chunk` holds 32 u16 (64 bytes); unaligned loads are allowed.
+    let w = unsafe { _mm512_loadu_si512(chunk[..LANES].as_ptr().cast()) };
+    // w · modulus < 2^28: its low 16 bits decide acceptance, its high 16 bits are the candidate.
+    let keep = _mm512_cmpge_epu16_mask(_mm512_mullo_epi16(w, m), _mm512_set1_epi16(threshold as i16));
+    (_mm512_mulhi_epu16(w, m), keep)
+}
+
+/// `accept_draws16` with VBMI2's 16-bit compression: one compressed store per 32 draws.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+fn accept_draws16_compress16(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
     let mut filled = 0;
     for chunk in draws.chunks_exact(LANES) {
-        // SAFETY: `chunk` holds 32 u16 (64 bytes); unaligned loads are allowed.
-        let w = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
-        // w · modulus < 2^28: its low 16 bits decide acceptance, its high 16 bits are the candidate.
-        let keep = _mm512_cmpge_epu16_mask(_mm512_mullo_epi16(w, m), t);
-        let candidates = _mm512_maskz_compress_epi16(keep, _mm512_mulhi_epu16(w, m));
+        let (candidates, keep) = candidates16(chunk, modulus, threshold);
         // SAFETY: filled <= the draws seen so far, so 32 values from `filled` fit in `kept`
         // (room for draws.len() + 32, checked by the caller).
-        unsafe { _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), candidates) };
+        unsafe {
+            _mm512_storeu_si512(kept.as_mut_ptr().add(filled).cast(), _mm512_maskz_compress_epi16(keep, candidates))
+        };
         filled += keep.count_ones() as usize;
+    }
+    filled
+}
+
+/// `accept_draws16` with AVX-512 F's 32-bit compression: each half of 16 candidates is widened,
+/// compressed and narrowed back.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn accept_draws16_compress32(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
+    let mut filled = 0;
+    for chunk in draws.chunks_exact(LANES) {
+        let (candidates, keep) = candidates16(chunk, modulus, threshold);
+        let halves = [_mm512_castsi512_si256(candidates), _mm512_extracti64x4_epi64::<1>(candidates)];
+        for (half, candidates) in halves.into_iter().enumerate() {
+            let keep = (keep >> (16 * half)) as __mmask16;
+            let packed = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(keep, _mm512_cvtepu16_epi32(candidates)));
+            // SAFETY: filled <= the draws before this half, so 16 values from `filled` fit in
+            // `kept` (room for draws.len() + 32, checked by the caller).
+            unsafe { _mm256_storeu_si256(kept.as_mut_ptr().add(filled).cast(), packed) };
+            filled += keep.count_ones() as usize;
+        }
     }
     filled
 }
@@ -120,20 +179,16 @@ fn accept_draws32(draws: &[u32], modulus: u32, threshold: u32, kept: &mut [Maybe
     filled
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn accept_draws24(bytes: &[u8], draws: usize, modulus: u32, threshold: u32, kept: &mut [MaybeUninit<u32>]) -> usize {
-    // Byte k of 32-bit lane i takes draw byte 3i + k (k < 3); the AND clears byte 3.
-    let spread: [u8; 64] = std::array::from_fn(|b| ((b / 4) * 3 + (b % 4).min(2)) as u8);
-    // SAFETY: `spread` is 64 bytes; unaligned loads are allowed.
-    let spread = unsafe { _mm512_loadu_si512(spread.as_ptr().cast()) };
     let (m, t) = (_mm512_set1_epi64(i64::from(modulus)), _mm512_set1_epi32(threshold as i32));
-    let (draw_bits, low_bits) = (_mm512_set1_epi32(0x00ff_ffff), _mm512_set1_epi64(0x00ff_ffff));
+    let low_bits = _mm512_set1_epi64(0x00ff_ffff);
     let mut filled = 0;
     for step in 0..draws / LANES32 {
         // SAFETY: bytes 48·step .. 48·step + 64 are in `bytes` (16 bytes of slack past the draws,
-        // checked by the caller); the 16 past the step's 48 are cleared by the permutation.
+        // checked by the caller); the 16 past the step's 48 are not read by the unpacking.
         let packed = unsafe { _mm512_loadu_si512(bytes.as_ptr().add(3 * LANES32 * step).cast()) };
-        let w = _mm512_and_si512(_mm512_permutexvar_epi8(spread, packed), draw_bits);
+        let w = unpack3(packed);
         // w · modulus < 2^48: the products of the even and of the odd draws, each in a 64-bit
         // lane; low 24 bits decide, the bits above are the candidates (below 2^24).
         let even = _mm512_mul_epu32(w, m);
