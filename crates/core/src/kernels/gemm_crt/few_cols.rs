@@ -7,13 +7,14 @@
 //! matrix is read, widened and written back before the kernel reads it). Here `B` (k·n entries,
 //! at most 16 per row) is widened once into a small buffer that stays in L1, and each row of `A`
 //! is broadcast entry by entry against it: per four rows and inner index, one or two `B`
-//! vectors, four broadcasts and four or eight `vpmadd52luq` into accumulators held in registers
-//! over the whole inner dimension.
+//! vectors, four broadcasts and four or eight multiply-adds (`vpmadd52luq` with IFMA, else
+//! `vpmuludq` and `vpaddq`; see [`Madd`]) into accumulators held in registers over the whole
+//! inner dimension.
 //!
 //! Exactness is the caller's, as for every kernel of this module: entries below 2^26 (products
-//! below 2^52, which `vpmadd52luq` keeps whole) and sums that fit a `u64`.
+//! below 2^52, which both multiply-adds keep whole) and sums that fit a `u64`.
 
-use super::ifma::Ifma;
+use super::ifma::{Ifma, Madd, Mul32};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -33,8 +34,8 @@ const PAR_WORK: usize = 1 << 20;
 /// Writes the exact `u64` sums A·B into `c` (m×n, standard layout), for `A` whose rows are
 /// contiguous and `B` with at most [`MAX_COLS`] columns; `false` (and nothing written) when `A`'s
 /// rows are not contiguous or `B` is wider, for the caller to take the blocked path.
-pub(super) fn product(
-    token: Ifma,
+pub(super) fn product<M: Madd + RowsKernel>(
+    token: M,
     a: ArrayView2<'_, u32>,
     b: ArrayView2<'_, u32>,
     mut c: ArrayViewMut2<'_, u64>,
@@ -65,15 +66,9 @@ pub(super) fn product(
     let job = |(j, out): (usize, &mut [u64])| {
         let first = j * ROWS_PER_JOB;
         let rows = first..first + out.len() / n;
-        // SAFETY: the token proves AVX-512F and IFMA; the slices have the lengths the kernel
-        // reads and writes (rows.len() rows of k entries at `row_stride`, out rows of n).
-        unsafe {
-            if width == 16 {
-                rows_kernel::<2>(token, a_rows(rows), row_stride, k, &wide, out, n)
-            } else {
-                rows_kernel::<1>(token, a_rows(rows), row_stride, k, &wide, out, n)
-            }
-        }
+        // SAFETY: the token proves its features; the slices have the lengths the kernel reads
+        // and writes (rows.len() rows of k entries at `row_stride`, out rows of n).
+        unsafe { token.rows(width == 16, a_rows(rows), row_stride, k, &wide, out, n) }
     };
     let jobs = c.chunks_mut(ROWS_PER_JOB * n).enumerate();
     if m * k * n >= PAR_WORK {
@@ -84,15 +79,60 @@ pub(super) fn product(
     true
 }
 
+/// [`rows_kernel`] compiled with a token's features.
+pub(super) trait RowsKernel {
+    /// [`rows_kernel`] with V = 2 if `two` (n ≤ 16), else V = 1 (n ≤ 8).
+    ///
+    /// # Safety
+    /// As [`rows_kernel`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows(self, two: bool, a: &[u32], stride: usize, k: usize, wide: &[u64], out: &mut [u64], n: usize);
+}
+
+/// Implements [`RowsKernel`] for a token by a function compiled with its features.
+macro_rules! rows_kernel_for {
+    ($token:ty, $features:literal, $entry:ident) => {
+        impl RowsKernel for $token {
+            unsafe fn rows(
+                self,
+                two: bool,
+                a: &[u32],
+                stride: usize,
+                k: usize,
+                wide: &[u64],
+                out: &mut [u64],
+                n: usize,
+            ) {
+                // SAFETY: the token proves the features; the rest is forwarded from the caller.
+                unsafe { $entry(two, a, stride, k, wide, out, n) }
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn $entry(two: bool, a: &[u32], stride: usize, k: usize, wide: &[u64], out: &mut [u64], n: usize) {
+            // SAFETY: forwarded from the caller; the features are enabled here.
+            unsafe {
+                if two {
+                    rows_kernel::<$token, 2>(a, stride, k, wide, out, n)
+                } else {
+                    rows_kernel::<$token, 1>(a, stride, k, wide, out, n)
+                }
+            }
+        }
+    };
+}
+
+rows_kernel_for!(Ifma, "avx512f,avx512ifma", rows_ifma);
+rows_kernel_for!(Mul32, "avx512f", rows_mul32);
+
 /// `out` row r (n sums) = Σ_t a[r·stride + t]·wide[t·8V ..][..n], for the out.len() / n rows of
 /// `a`, in blocks of [`ROWS`] rows with 8·V sums per row in registers.
 ///
 /// # Safety
-/// The CPU has AVX-512F and IFMA (the token); `a` holds the rows (`stride` apart, `k` entries
-/// each), `wide` holds k rows of 8·V values, `n` ≤ 8·V.
-#[target_feature(enable = "avx512f,avx512ifma")]
-unsafe fn rows_kernel<const V: usize>(
-    _token: Ifma,
+/// The CPU has `M`'s features and the caller is compiled with them; `a` holds the rows
+/// (`stride` apart, `k` entries each), `wide` holds k rows of 8·V values, `n` ≤ 8·V.
+#[inline(always)]
+unsafe fn rows_kernel<M: Madd, const V: usize>(
     a: &[u32],
     stride: usize,
     k: usize,
@@ -122,7 +162,7 @@ unsafe fn rows_kernel<const V: usize>(
                 for (i, row) in sums.iter_mut().enumerate() {
                     let x = _mm512_set1_epi64(i64::from(*a.get_unchecked((r + i) * stride + t)));
                     for (s, &b) in row.iter_mut().zip(&b) {
-                        *s = _mm512_madd52lo_epu64(*s, x, b);
+                        *s = M::madd(*s, x, b);
                     }
                 }
             }
@@ -136,7 +176,7 @@ unsafe fn rows_kernel<const V: usize>(
             for t in 0..k {
                 let x = _mm512_set1_epi64(i64::from(*a.get_unchecked(r * stride + t)));
                 for (v, s) in sums.iter_mut().enumerate() {
-                    *s = _mm512_madd52lo_epu64(*s, x, _mm512_loadu_si512(wide.as_ptr().add(t * 8 * V + 8 * v).cast()));
+                    *s = M::madd(*s, x, _mm512_loadu_si512(wide.as_ptr().add(t * 8 * V + 8 * v).cast()));
                 }
             }
             store(&sums, out.as_mut_ptr().add(r * n));

@@ -16,8 +16,11 @@
 //! k·(P-1)^2 ≤ 2^64 - 1 ([`exact_chunk`]); longer inner dimensions are split into chunks of that
 //! length, each reduced before the chunks are added. With AVX-512 IFMA (detected at runtime)
 //! each multiply-add is one lane of `vpmadd52luq` (the low 52 bits of the product, which is the
-//! whole product); elsewhere a plain loop computes the same sums.
+//! whole product), with AVX-512F alone one lane of `vpmuludq` and `vpaddq`; elsewhere a plain
+//! loop computes the same sums.
 
+#[cfg(target_arch = "x86_64")]
+use super::ifma::Madd;
 use super::{add_reduced, check_planes, exact_chunk, gemm_groups, lift_to_group, sums_below_2_52, Group, Isa};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
@@ -44,13 +47,14 @@ trait RowWord: Copy + Send + Sync + 'static {
     /// Σ_t a[t]·(entry of row t in `w`) for t < `ROWS`, in wrapping `u64` arithmetic.
     fn dot(a: &[u64; PACKED_ROWS], w: Self) -> u64;
 
-    /// `sum + Σ_t a[t]·(entries of row t in the 8 words at ptr)`, lane by lane, for t < `ROWS`.
+    /// `sum + Σ_t a[t]·(entries of row t in the 8 words at ptr)`, lane by lane, for t < `ROWS`,
+    /// by `M`'s multiply-add.
     ///
     /// # Safety
-    /// `ptr` must be valid for reading 8 words, the CPU must have AVX-512F and AVX-512 IFMA, and
-    /// every product must be below 2^52 (the instruction keeps the low 52 bits).
+    /// `ptr` must be valid for reading 8 words, the CPU must have `M`'s features (and the caller
+    /// be compiled with them), and every entry must be below 2^26.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn madd8(
+    unsafe fn madd8<M: Madd>(
         sum: std::arch::x86_64::__m512i,
         a: &[std::arch::x86_64::__m512i; PACKED_ROWS],
         ptr: *const Self,
@@ -66,16 +70,15 @@ impl RowWord for u32 {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    #[inline]
-    unsafe fn madd8(
+    #[inline(always)]
+    unsafe fn madd8<M: Madd>(
         sum: std::arch::x86_64::__m512i,
         a: &[std::arch::x86_64::__m512i; PACKED_ROWS],
         ptr: *const u32,
     ) -> std::arch::x86_64::__m512i {
         use std::arch::x86_64::*;
         // SAFETY: the caller guarantees 8 readable values (32 bytes) and the features.
-        unsafe { _mm512_madd52lo_epu64(sum, a[0], _mm512_cvtepu32_epi64(_mm256_loadu_si256(ptr.cast()))) }
+        unsafe { M::madd(sum, a[0], _mm512_cvtepu32_epi64(_mm256_loadu_si256(ptr.cast()))) }
     }
 }
 
@@ -97,9 +100,8 @@ impl RowWord for Packed {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    #[inline]
-    unsafe fn madd8(
+    #[inline(always)]
+    unsafe fn madd8<M: Madd>(
         sum: std::arch::x86_64::__m512i,
         a: &[std::arch::x86_64::__m512i; PACKED_ROWS],
         ptr: *const Packed,
@@ -113,9 +115,9 @@ impl RowWord for Packed {
             let low = _mm512_and_si512(w, mask);
             let middle = _mm512_and_si512(_mm512_srli_epi64::<FIELD_BITS>(w), mask);
             let high = _mm512_srli_epi64::<{ 2 * FIELD_BITS }>(w);
-            let sum = _mm512_madd52lo_epu64(sum, a[0], low);
-            let sum = _mm512_madd52lo_epu64(sum, a[1], middle);
-            _mm512_madd52lo_epu64(sum, a[2], high)
+            let sum = M::madd(sum, a[0], low);
+            let sum = M::madd(sum, a[1], middle);
+            M::madd(sum, a[2], high)
         }
     }
 }
@@ -302,10 +304,12 @@ fn piece_product<W: RowWord>(
 fn add_row_products<W: RowWord>(isa: Isa, acc: &mut [u64], a: &[u32], b: &[W]) {
     match isa {
         Isa::Portable => add_columns(acc, a, b, 0..acc.len()),
-        // SAFETY: the token exists only if AVX-512F and IFMA were detected at runtime; callers
-        // keep products below 2^52 (entries below 2^26).
+        // SAFETY (both): the token exists only if its features were detected at runtime; callers
+        // keep entries below 2^26.
         #[cfg(target_arch = "x86_64")]
-        Isa::Ifma(_) => unsafe { ifma::add_row_products(acc, a, b) },
+        Isa::Ifma(_) => unsafe { ifma::add_row_products_ifma(acc, a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Mul32(_) => unsafe { ifma::add_row_products_mul32(acc, a, b) },
     }
 }
 
@@ -330,9 +334,30 @@ fn add_columns<W: RowWord>(acc: &mut [u64], a: &[u32], b: &[W], cols: Range<usiz
 
 #[cfg(target_arch = "x86_64")]
 mod ifma {
-    //! The few-rows kernel with AVX-512 IFMA.
+    //! The few-rows kernel on AVX-512, with IFMA or AVX-512F's multiply-add (see [`Madd`]).
+    use super::super::ifma::{Ifma, Madd, Mul32};
     use super::{add_columns, multipliers, RowWord, PACKED_ROWS};
     use std::arch::x86_64::*;
+
+    /// [`add_row_products`] with IFMA.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512 IFMA, and every entry must be below 2^26.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn add_row_products_ifma<W: RowWord>(acc: &mut [u64], a: &[u32], b: &[W]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { add_row_products::<W, Ifma>(acc, a, b) }
+    }
+
+    /// [`add_row_products`] with AVX-512F alone.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and every entry must be below 2^26.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_row_products_mul32<W: RowWord>(acc: &mut [u64], a: &[u32], b: &[W]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { add_row_products::<W, Mul32>(acc, a, b) }
+    }
 
     /// [`super::add_row_products`]: column blocks of up to 128 sums held in zmm registers over
     /// the whole of `a`, so `acc` is read and written once per block instead of once per word
@@ -342,9 +367,10 @@ mod ifma {
     /// the latency of too few independent sums.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F and AVX-512 IFMA, and every product must be below 2^52.
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn add_row_products<W: RowWord>(acc: &mut [u64], a: &[u32], b: &[W]) {
+    /// The CPU must have `M`'s features (and the caller be compiled with them), and every entry
+    /// must be below 2^26.
+    #[inline(always)]
+    unsafe fn add_row_products<W: RowWord, M: Madd>(acc: &mut [u64], a: &[u32], b: &[W]) {
         let n = acc.len();
         debug_assert_eq!(b.len() * W::ROWS, a.len() * n);
         let mut j = 0;
@@ -352,22 +378,22 @@ mod ifma {
             // SAFETY: forwarded from the caller.
             j += unsafe {
                 match (n - j).div_ceil(8) {
-                    16.. => column_block::<W, 16>(acc, a, b, j),
-                    15 => column_block::<W, 15>(acc, a, b, j),
-                    14 => column_block::<W, 14>(acc, a, b, j),
-                    13 => column_block::<W, 13>(acc, a, b, j),
-                    12 => column_block::<W, 12>(acc, a, b, j),
-                    11 => column_block::<W, 11>(acc, a, b, j),
-                    10 => column_block::<W, 10>(acc, a, b, j),
-                    9 => column_block::<W, 9>(acc, a, b, j),
-                    8 => column_block::<W, 8>(acc, a, b, j),
-                    7 => column_block::<W, 7>(acc, a, b, j),
-                    6 => column_block::<W, 6>(acc, a, b, j),
-                    5 => column_block::<W, 5>(acc, a, b, j),
-                    4 => column_block::<W, 4>(acc, a, b, j),
-                    3 => column_block::<W, 3>(acc, a, b, j),
-                    2 => column_block::<W, 2>(acc, a, b, j),
-                    _ => column_block::<W, 1>(acc, a, b, j),
+                    16.. => column_block::<W, M, 16>(acc, a, b, j),
+                    15 => column_block::<W, M, 15>(acc, a, b, j),
+                    14 => column_block::<W, M, 14>(acc, a, b, j),
+                    13 => column_block::<W, M, 13>(acc, a, b, j),
+                    12 => column_block::<W, M, 12>(acc, a, b, j),
+                    11 => column_block::<W, M, 11>(acc, a, b, j),
+                    10 => column_block::<W, M, 10>(acc, a, b, j),
+                    9 => column_block::<W, M, 9>(acc, a, b, j),
+                    8 => column_block::<W, M, 8>(acc, a, b, j),
+                    7 => column_block::<W, M, 7>(acc, a, b, j),
+                    6 => column_block::<W, M, 6>(acc, a, b, j),
+                    5 => column_block::<W, M, 5>(acc, a, b, j),
+                    4 => column_block::<W, M, 4>(acc, a, b, j),
+                    3 => column_block::<W, M, 3>(acc, a, b, j),
+                    2 => column_block::<W, M, 2>(acc, a, b, j),
+                    _ => column_block::<W, M, 1>(acc, a, b, j),
                 }
             };
         }
@@ -379,9 +405,13 @@ mod ifma {
     ///
     /// # Safety
     /// As [`add_row_products`].
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    #[inline]
-    unsafe fn column_block<W: RowWord, const V: usize>(acc: &mut [u64], a: &[u32], b: &[W], j: usize) -> usize {
+    #[inline(always)]
+    unsafe fn column_block<W: RowWord, M: Madd, const V: usize>(
+        acc: &mut [u64],
+        a: &[u32],
+        b: &[W],
+        j: usize,
+    ) -> usize {
         let n = acc.len();
         let word_rows = b.len() / n;
         assert!(j < n && b.len() == word_rows * n && a.len() == word_rows * W::ROWS);
@@ -402,7 +432,7 @@ mod ifma {
                 let a: [__m512i; PACKED_ROWS] = std::array::from_fn(|t| _mm512_set1_epi64(a[t] as i64));
                 let row = b.as_ptr().add(q * n + j);
                 for (v, sum) in sums.iter_mut().enumerate() {
-                    *sum = W::madd8(*sum, &a, row.add(8 * v));
+                    *sum = W::madd8::<M>(*sum, &a, row.add(8 * v));
                 }
             }
             for (v, sum) in sums.iter().enumerate() {

@@ -16,6 +16,8 @@
 //!   12 × 16 tile of `vpmadd52luq`: it adds the low 52 bits of each 104-bit product to a 64-bit
 //!   lane, which is the whole product since (P-1)^2 < 2^52. One instruction is eight exact
 //!   multiply-adds, at the same rate as a zmm f64 FMA (twice ymm FMA per instruction).
+//! - With AVX-512F but no IFMA (Skylake-SP, Cascade Lake) the same tile multiplies by
+//!   `vpmuludq` (the low 32 bits of each lane, which hold the whole entry) and adds by `vpaddq`.
 //! - Elsewhere the portable plain-Rust kernel of `kernels::blocking` computes the same sums with
 //!   ordinary `u64` arithmetic, so both paths give identical results.
 //! - `A` with few rows (matrix-vector and the like) skips the panels: see [`few_rows`], which
@@ -23,7 +25,7 @@
 //!   right operand again and again.
 //! - `B` with at most 16 columns and a single modulus per GEMM (a convolution's filters, lifted
 //!   to one modulus; every group of the five 21-bit moduli) reads `A`'s rows in place: see
-//!   `few_cols` (AVX-512 IFMA only).
+//!   `few_cols` (AVX-512 only).
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
@@ -297,6 +299,9 @@ enum Isa {
     /// AVX-512F + AVX-512 IFMA, proven present by the token.
     #[cfg(target_arch = "x86_64")]
     Ifma(ifma::Ifma),
+    /// AVX-512F without IFMA, proven present by the token.
+    #[cfg(target_arch = "x86_64")]
+    Mul32(ifma::Mul32),
 }
 
 impl Isa {
@@ -305,6 +310,10 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if let Some(token) = ifma::Ifma::detect() {
             return Isa::Ifma(token);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(token) = ifma::Mul32::detect() {
+            return Isa::Mul32(token);
         }
         Isa::Portable
     }
@@ -316,6 +325,8 @@ impl Isa {
             Isa::Portable => blocked(a, b, c, Portable, None),
             #[cfg(target_arch = "x86_64")]
             Isa::Ifma(token) => blocked(a, b, c, token, None),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Mul32(token) => blocked(a, b, c, token, None),
         }
     }
 }
@@ -393,7 +404,7 @@ fn group_with(
 }
 
 /// Writes the exact sums A·B into `c` by the few-columns kernel ([`few_cols`]) when it applies:
-/// AVX-512 IFMA, a single modulus (no pair to lift), `B` at most 16 columns wide and `A`'s rows
+/// AVX-512 (with or without IFMA), a single modulus (no pair to lift), `B` at most 16 columns wide and `A`'s rows
 /// contiguous. Returns whether it did.
 fn few_columns(
     isa: Isa,
@@ -405,6 +416,8 @@ fn few_columns(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Ifma(token) if !group.is_pair() => few_cols::product(token, a[0], b[0], c),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Mul32(token) if !group.is_pair() => few_cols::product(token, a[0], b[0], c),
         _ => false,
     }
 }
@@ -434,8 +447,12 @@ pub fn gemm_mod_reference(a: ArrayView2<'_, u32>, b: ArrayView2<'_, u32>, m: u32
 
 #[cfg(target_arch = "x86_64")]
 mod ifma {
-    //! AVX-512 IFMA kernels. Every entry point takes an [`Ifma`] token, which can only be
-    //! created after runtime detection of AVX-512F and AVX-512 IFMA.
+    //! AVX-512 kernels. Every entry point takes a token that implements [`Madd`], which can only
+    //! be created after runtime detection of its features: [`Ifma`] (AVX-512F and IFMA, one
+    //! `vpmadd52luq` per eight multiply-adds) or [`Mul32`] (AVX-512F alone, `vpmuludq` and
+    //! `vpaddq`, for CPUs without IFMA such as Skylake-SP and Cascade Lake). Both give the exact
+    //! sums for entries below 2^26, so the two paths agree with each other and with the portable
+    //! kernel.
     use super::super::blocking::zmm::{load_row, store_tile, zmm_micro_kernel, MR, NR};
     use std::arch::x86_64::*;
 
@@ -453,25 +470,87 @@ mod ifma {
         }
     }
 
+    /// Proof that the running CPU supports AVX-512F.
+    #[derive(Clone, Copy)]
+    pub(super) struct Mul32 {
+        _detected: (),
+    }
+
+    impl Mul32 {
+        /// Returns the token if the CPU has AVX-512F.
+        pub(super) fn detect() -> Option<Self> {
+            is_x86_feature_detected!("avx512f").then_some(Mul32 { _detected: () })
+        }
+    }
+
+    /// An exact eight-lane multiply-add of `u64` lanes holding values below 2^26.
+    pub(super) trait Madd: Copy + Send + Sync {
+        /// `sum + a·b` lane by lane, for `a` and `b` below 2^26 (products below 2^52).
+        ///
+        /// # Safety
+        /// The CPU has the token's features; the caller is compiled with them (the method is
+        /// inlined into it).
+        unsafe fn madd(sum: __m512i, a: __m512i, b: __m512i) -> __m512i;
+    }
+
+    impl Madd for Ifma {
+        #[inline(always)]
+        unsafe fn madd(sum: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: forwarded from the caller. The instruction adds the low 52 bits of each
+            // product, which is the whole product below 2^52.
+            unsafe { _mm512_madd52lo_epu64(sum, a, b) }
+        }
+    }
+
+    impl Madd for Mul32 {
+        #[inline(always)]
+        unsafe fn madd(sum: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: forwarded from the caller. `vpmuludq` multiplies the low 32 bits of each
+            // lane, which hold the whole value below 2^26.
+            unsafe { _mm512_add_epi64(sum, _mm512_mul_epu32(a, b)) }
+        }
+    }
+
     zmm_micro_kernel!(Ifma, tile_ifma);
+    zmm_micro_kernel!(Mul32, tile_mul32);
+
+    /// [`tile`] with IFMA.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn tile_ifma<const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+        // SAFETY: the features are enabled here.
+        unsafe { tile::<Ifma, V>(a, b, out) }
+    }
+
+    /// [`tile`] with AVX-512F alone.
+    #[target_feature(enable = "avx512f")]
+    fn tile_mul32<const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+        // SAFETY: the features are enabled here.
+        unsafe { tile::<Mul32, V>(a, b, out) }
+    }
 
     /// The `MR × 8V` micro-kernel: `V` = 2 for a full tile, 1 when at most 8 columns are needed
     /// (the rest of `out` is left untouched). Per k step: `V` loads of `b`, then per row one
-    /// broadcast of `a` and `V` `vpmadd52luq` into the zmm accumulators. Exact for entries
+    /// broadcast of `a` and `V` multiply-adds into the zmm accumulators. Exact for entries
     /// below 2^26 (products below 2^52) while the sums fit in 64 bits.
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    fn tile_ifma<const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
-        let mut acc = [[_mm512_setzero_si512(); V]; MR];
-        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            let bv = load_row::<V>(bp);
-            for (acc_row, &av) in acc.iter_mut().zip(ap) {
-                let av = _mm512_set1_epi64(av as i64);
-                for (acc_v, &b_v) in acc_row.iter_mut().zip(&bv) {
-                    *acc_v = _mm512_madd52lo_epu64(*acc_v, av, b_v);
+    ///
+    /// # Safety
+    /// The CPU has `M`'s features and the caller is compiled with them.
+    #[inline(always)]
+    unsafe fn tile<M: Madd, const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+        // SAFETY (whole body): the features come from the caller.
+        unsafe {
+            let mut acc = [[_mm512_setzero_si512(); V]; MR];
+            for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+                let bv = load_row::<V>(bp);
+                for (acc_row, &av) in acc.iter_mut().zip(ap) {
+                    let av = _mm512_set1_epi64(av as i64);
+                    for (acc_v, &b_v) in acc_row.iter_mut().zip(&bv) {
+                        *acc_v = M::madd(*acc_v, av, b_v);
+                    }
                 }
             }
+            store_tile(&acc, out);
         }
-        store_tile(&acc, out);
     }
 }
 
@@ -504,8 +583,10 @@ mod tests {
     /// Every instruction-set path available on this machine.
     pub(super) fn all_isas() -> Vec<Isa> {
         let mut isas = vec![Isa::Portable];
-        if !matches!(Isa::detect(), Isa::Portable) {
-            isas.push(Isa::detect());
+        #[cfg(target_arch = "x86_64")]
+        {
+            isas.extend(super::ifma::Ifma::detect().map(Isa::Ifma));
+            isas.extend(super::ifma::Mul32::detect().map(Isa::Mul32));
         }
         isas
     }
