@@ -47,6 +47,29 @@ impl Avx512Words {
     }
 }
 
+/// The AVX-512 tiers a kernel family may use: F, BW and VL, and the byte tier
+/// ([`Avx512Bytes`]) where the CPU has it.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Tiers {
+    /// The 16-bit tier, always present.
+    pub words: Avx512Words,
+    /// The byte tier, if the CPU has it.
+    pub bytes: Option<Avx512Bytes>,
+}
+
+impl Avx512Tiers {
+    /// The tiers the CPU has; `None` without AVX-512 F, BW and VL.
+    pub fn detect() -> Option<Self> {
+        Avx512Words::detect().map(|words| Avx512Tiers { words, bytes: Avx512Bytes::detect() })
+    }
+
+    /// The same without the byte tier, so that tests can run the 16-bit kernels on CPUs that
+    /// have both.
+    pub fn words_only(self) -> Self {
+        Avx512Tiers { bytes: None, ..self }
+    }
+}
+
 /// AVX-512 helpers shared by kernels of several modules.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {

@@ -6,7 +6,7 @@
 //! streams do not depend on the CPU.
 
 use crate::cpu::x86::unpack3;
-use crate::cpu::{Avx512Bytes, Avx512Words};
+use crate::cpu::Avx512Tiers;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -15,31 +15,15 @@ const LANES: usize = 32;
 /// 32-bit draws per register.
 const LANES32: usize = 16;
 
-/// The sampler, callable once the CPU's features are proven ([`Avx512Words`], and
-/// [`Avx512Bytes`] for the 16-bit compression).
+/// The sampler, callable once the CPU's features are proven ([`Avx512Tiers`]: the byte tier
+/// for the 16-bit compression).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512 {
-    _words: Avx512Words,
-    bytes: Option<Avx512Bytes>,
-}
+pub(super) struct Avx512(pub(super) Avx512Tiers);
 
 impl Avx512 {
-    /// Returns the token if the CPU has AVX-512 F, BW and VL, with VBMI2's compression if it
-    /// has VBMI and VBMI2 too.
+    /// Returns the token if the CPU has AVX-512 F, BW and VL (see [`Avx512Tiers`]).
     pub(super) fn detect() -> Option<Self> {
-        Avx512Words::detect().map(|words| Avx512 { _words: words, bytes: Avx512Bytes::detect() })
-    }
-
-    /// The same token without the 16-bit compression (for tests that compare the tiers).
-    #[cfg(test)]
-    pub(super) fn words_only(self) -> Self {
-        Avx512 { bytes: None, ..self }
-    }
-
-    /// Whether VBMI2's 16-bit compression runs.
-    #[cfg(test)]
-    pub(super) fn has_bytes(self) -> bool {
-        self.bytes.is_some()
+        Avx512Tiers::detect().map(Avx512)
     }
 
     /// Lemire's multiply-and-reject on 16-bit `draws` (see `residues`): writes the accepted
@@ -52,7 +36,7 @@ impl Avx512 {
         // SAFETY: `self` exists only if the features of the tier called were detected at run
         // time; sizes checked above.
         unsafe {
-            if self.bytes.is_some() {
+            if self.0.bytes.is_some() {
                 accept_draws16_compress16(draws, modulus, threshold, kept)
             } else {
                 accept_draws16_compress32(draws, modulus, threshold, kept)

@@ -448,8 +448,8 @@ mod tests {
             eprintln!("no AVX-512 F/BW/VL on this CPU: only the scalar sampler runs");
             return;
         };
-        if token.has_bytes() {
-            vector_sampler_equals_the_scalar_one_on(token.words_only());
+        if token.0.bytes.is_some() {
+            vector_sampler_equals_the_scalar_one_on(avx512::Avx512(token.0.words_only()));
         } else {
             eprintln!("no AVX-512 VBMI/VBMI2 on this CPU: the 16-bit compression is not tested");
         }

@@ -11,7 +11,7 @@
 //! so the protocol's messages do not depend on the CPU.
 
 use super::kernels::{TermDraws, TermsOut};
-use pond_core::cpu::{Avx512Bytes, Avx512Words};
+use pond_core::cpu::Avx512Tiers;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -19,31 +19,15 @@ use std::mem::MaybeUninit;
 /// m = 64 or 32 terms fill one register of bytes, or its lower half).
 const P: u8 = 67;
 
-/// The comparison kernels, callable once the CPU's features are proven ([`Avx512Words`], and
-/// [`Avx512Bytes`] for the byte-lane tier).
+/// The comparison kernels, callable once the CPU's features are proven ([`Avx512Tiers`]: the
+/// byte tier for the byte-lane kernels).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512 {
-    _words: Avx512Words,
-    bytes: Option<Avx512Bytes>,
-}
+pub(super) struct Avx512(pub(super) Avx512Tiers);
 
 impl Avx512 {
-    /// Returns the token if the CPU has AVX-512 F, BW and VL, with the byte-lane tier if it has
-    /// VBMI and VBMI2 too.
+    /// Returns the token if the CPU has AVX-512 F, BW and VL (see [`Avx512Tiers`]).
     pub(super) fn detect() -> Option<Self> {
-        Avx512Words::detect().map(|words| Avx512 { _words: words, bytes: Avx512Bytes::detect() })
-    }
-
-    /// The same token restricted to the 16-bit tier (for tests that compare the tiers).
-    #[cfg(test)]
-    pub(super) fn words_only(self) -> Self {
-        Avx512 { bytes: None, ..self }
-    }
-
-    /// Whether the byte-lane tier runs.
-    #[cfg(test)]
-    pub(super) fn has_bytes(self) -> bool {
-        self.bytes.is_some()
+        Avx512Tiers::detect().map(Avx512)
     }
 
     /// The accepted digit pairs of the 16-bit draws in `words` (see `kernels::sample_below`),
@@ -55,7 +39,7 @@ impl Avx512 {
         // SAFETY: `self` exists only if the features of the tier called were detected at runtime;
         // sizes checked above.
         unsafe {
-            if self.bytes.is_some() {
+            if self.0.bytes.is_some() {
                 digit_pairs_compress16::<B>(words, kept)
             } else {
                 digit_pairs_compress32::<B>(words, kept)
@@ -89,7 +73,7 @@ impl Avx512 {
         // SAFETY: `self` exists only if the features of the tier called were detected at runtime;
         // sizes checked above.
         unsafe {
-            match (self.bytes.is_some(), M) {
+            match (self.0.bytes.is_some(), M) {
                 (true, _) => terms_z64_bytes::<M>(c, bits, draws, server0, out),
                 (false, 32) => terms_z64_words::<1>(c, bits, draws, server0, out),
                 (false, _) => terms_z64_words::<2>(c, bits, draws, server0, out),

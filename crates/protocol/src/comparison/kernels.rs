@@ -510,11 +510,11 @@ mod tests {
             eprintln!("no AVX-512 F/BW/VL on this CPU: only the portable kernels run");
             return Vec::new();
         };
-        if !simd.has_bytes() {
+        if simd.0.bytes.is_none() {
             eprintln!("no AVX-512 VBMI/VBMI2 on this CPU: the byte-lane kernels are not tested");
             return vec![simd];
         }
-        vec![simd, simd.words_only()]
+        vec![simd, Avx512(simd.0.words_only())]
     }
 
     #[cfg(target_arch = "x86_64")]

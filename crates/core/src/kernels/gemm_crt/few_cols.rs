@@ -68,7 +68,8 @@ pub(super) fn product<M: Madd + RowsKernel>(
         let rows = first..first + out.len() / n;
         // SAFETY: the token proves its features; the slices have the lengths the kernel reads
         // and writes (rows.len() rows of k entries at `row_stride`, out rows of n).
-        unsafe { token.rows(width == 16, a_rows(rows), row_stride, k, &wide, out, n) }
+        let input = RowsInput { a: a_rows(rows), stride: row_stride, k, wide: &wide, n };
+        unsafe { token.rows(width == 16, input, out) }
     };
     let jobs = c.chunks_mut(ROWS_PER_JOB * n).enumerate();
     if m * k * n >= PAR_WORK {
@@ -79,43 +80,45 @@ pub(super) fn product<M: Madd + RowsKernel>(
     true
 }
 
+/// What one job of [`rows_kernel`] reads: `rows` rows of `A` (`stride` apart, `k` entries
+/// each) in `a`, and `k` rows of `B` widened to 8·V values each in `wide`, of which the first
+/// `n` are columns of `B`.
+#[derive(Clone, Copy)]
+pub(super) struct RowsInput<'a> {
+    a: &'a [u32],
+    stride: usize,
+    k: usize,
+    wide: &'a [u64],
+    n: usize,
+}
+
 /// [`rows_kernel`] compiled with a token's features.
 pub(super) trait RowsKernel {
     /// [`rows_kernel`] with V = 2 if `two` (n ≤ 16), else V = 1 (n ≤ 8).
     ///
     /// # Safety
     /// As [`rows_kernel`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rows(self, two: bool, a: &[u32], stride: usize, k: usize, wide: &[u64], out: &mut [u64], n: usize);
+    unsafe fn rows(self, two: bool, input: RowsInput<'_>, out: &mut [u64]);
 }
 
 /// Implements [`RowsKernel`] for a token by a function compiled with its features.
 macro_rules! rows_kernel_for {
     ($token:ty, $features:literal, $entry:ident) => {
         impl RowsKernel for $token {
-            unsafe fn rows(
-                self,
-                two: bool,
-                a: &[u32],
-                stride: usize,
-                k: usize,
-                wide: &[u64],
-                out: &mut [u64],
-                n: usize,
-            ) {
+            unsafe fn rows(self, two: bool, input: RowsInput<'_>, out: &mut [u64]) {
                 // SAFETY: the token proves the features; the rest is forwarded from the caller.
-                unsafe { $entry(two, a, stride, k, wide, out, n) }
+                unsafe { $entry(two, input, out) }
             }
         }
 
         #[target_feature(enable = $features)]
-        unsafe fn $entry(two: bool, a: &[u32], stride: usize, k: usize, wide: &[u64], out: &mut [u64], n: usize) {
+        unsafe fn $entry(two: bool, input: RowsInput<'_>, out: &mut [u64]) {
             // SAFETY: forwarded from the caller; the features are enabled here.
             unsafe {
                 if two {
-                    rows_kernel::<$token, 2>(a, stride, k, wide, out, n)
+                    rows_kernel::<$token, 2>(input, out)
                 } else {
-                    rows_kernel::<$token, 1>(a, stride, k, wide, out, n)
+                    rows_kernel::<$token, 1>(input, out)
                 }
             }
         }
@@ -129,17 +132,11 @@ rows_kernel_for!(Mul32, "avx512f", rows_mul32);
 /// `a`, in blocks of [`ROWS`] rows with 8·V sums per row in registers.
 ///
 /// # Safety
-/// The CPU has `M`'s features and the caller is compiled with them; `a` holds the rows
-/// (`stride` apart, `k` entries each), `wide` holds k rows of 8·V values, `n` ≤ 8·V.
+/// The CPU has `M`'s features and the caller is compiled with them; `input` is as its docs say
+/// with out.len() / n rows, and `n` ≤ 8·V.
 #[inline(always)]
-unsafe fn rows_kernel<M: Madd, const V: usize>(
-    a: &[u32],
-    stride: usize,
-    k: usize,
-    wide: &[u64],
-    out: &mut [u64],
-    n: usize,
-) {
+unsafe fn rows_kernel<M: Madd, const V: usize>(input: RowsInput<'_>, out: &mut [u64]) {
+    let RowsInput { a, stride, k, wide, n } = input;
     let rows = out.len() / n;
     // Lanes of the last vector of a row that hold one of its n sums.
     let tail: __mmask8 = if n.is_multiple_of(8) { 0xff } else { (1u8 << (n % 8)) - 1 };
