@@ -23,8 +23,8 @@ pub struct BenchArgs {
     /// `results`, `infer`: only the first N test images for the accuracy runs.
     #[arg(long)]
     limit: Option<usize>,
-    /// `protocol`: only the basic operations of this ring (z64, z128, crt10, crt5), without the
-    /// comparison lines.
+    /// `protocol`: only the basic operations of this ring (z64, z128, crt10, crt5; int100 is
+    /// crt5), without the comparison lines.
     #[arg(long, value_name = "RING")]
     ring: Option<String>,
 }

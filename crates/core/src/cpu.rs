@@ -70,6 +70,32 @@ impl Avx512Tiers {
     }
 }
 
+/// The running machine as the kernels see it: the CPU model (from `/proc/cpuinfo` where there is
+/// one), the threads available, and which vector tiers the kernels detect, e.g.
+/// "Intel(R) Xeon(R) Processor @ 2.50GHz, 2 threads; AVX-512 F/BW/VL yes, VBMI/VBMI2 no, IFMA no".
+pub fn describe_machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, v)| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let yes = |present: bool| if present { "yes" } else { "no" };
+    #[cfg(target_arch = "x86_64")]
+    let ifma = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let ifma = false;
+    format!(
+        "{model}, {threads} threads; AVX-512 F/BW/VL {}, VBMI/VBMI2 {}, IFMA {}",
+        yes(Avx512Words::detect().is_some()),
+        yes(Avx512Bytes::detect().is_some()),
+        yes(ifma)
+    )
+}
+
 /// AVX-512 helpers shared by kernels of several modules.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {

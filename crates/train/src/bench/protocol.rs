@@ -196,13 +196,15 @@ fn run_ring<R: ProtocolRing>(quick: bool, emit: &mut impl FnMut(ProtocolRow)) ->
 }
 
 /// Runs the protocol benchmark for Z64, Z128 and both CRT moduli sets, or only for the ring
-/// named `only` (a ring's `NAME`: z64, z128, crt10, crt5); an unknown name is an error.
+/// named `only` (a ring's `NAME`: z64, z128, crt10, crt5, or int100 as `pond infer` calls crt5);
+/// an unknown name is an error.
 pub fn run(quick: bool, only: Option<&str>, mut emit: impl FnMut(ProtocolRow)) -> Result<()> {
     let names = [Z64::NAME, Z128::NAME, Crt::<TfeModuli>::NAME, Crt::<WideModuli>::NAME];
+    let only = only.map(|name| if name == "int100" { Crt::<WideModuli>::NAME } else { name });
     if let Some(name) = only.filter(|n| !names.contains(n)) {
         return Err(pond_protocol::ProtocolError::Usage {
             op: "bench protocol",
-            reason: format!("unknown ring {name:?}; expected one of {}", names.join(", ")),
+            reason: format!("unknown ring {name:?}; expected one of {} (or int100 for crt5)", names.join(", ")),
         });
     }
     let wanted = |name: &str| only.is_none_or(|o| o == name);

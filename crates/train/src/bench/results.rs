@@ -92,6 +92,7 @@ pub fn run(
     let images = accuracy.first().map(|r| r.images).unwrap_or(0);
     let _ = writeln!(md, "# pond results: private MNIST inference\n");
     let _ = writeln!(md, "Regenerate with `cargo run --release -- bench results --out docs` (three local parties on one 2-core machine; times are medians of a shared, noisy machine). Networks: see `crates/train/src/mnist/nets.rs`.\n");
+    let _ = writeln!(md, "Machine: {}.\n", pond_core::cpu::describe_machine());
     let _ = writeln!(md, "## Accuracy and KL divergence ({images} test images, batch 100)\n");
     let _ = writeln!(md, "| net | ReLU | ring | plaintext acc. (same ReLU) | private acc. | agreement | KL(plain ‖ private) | max abs logit error |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
