@@ -61,8 +61,9 @@ impl<'k> DrawStream<'k> {
 /// stream.
 ///
 /// The digits and the acceptance of a run of draws are computed in one vectorisable pass (u16
-/// arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2
-/// compression when the CPU has it, branch-free scalar code otherwise.
+/// arithmetic, constant divisors) and the accepted pairs are compacted: by AVX-512 VBMI2's
+/// 16-bit compression when the CPU has it, by AVX-512 F's 32-bit compression when it has
+/// AVX-512 F, BW and VL, by branch-free scalar code otherwise.
 pub(crate) fn sample_below(stream: &mut DrawStream<'_>, bound: u32, out: &mut [MaybeUninit<u8>]) {
     match bound {
         66 => sample_digits::<66>(stream, out),

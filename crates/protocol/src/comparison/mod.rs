@@ -44,11 +44,12 @@
 //! Per element and server: about 2l values of common randomness (blinding s_i, masks u_i) and,
 //! on server0 and cp, l - 1 bit shares, all drawn exactly (two base-p digits per accepted 16-bit
 //! draw; one keystream per chunk, read on from one sampling to the next), so ChaCha8 and the
-//! kernel's page handling are the main costs. On CPUs with AVX-512 BW/VBMI/VBMI2 (runtime
-//! detection) accepted draws are compressed in registers and a Z64 element's l terms are one
-//! register of byte lanes (suffix sums by log-step permutes, mod p by min, the rotation one
-//! permute); other CPUs run portable code with identical outputs. The servers send their terms
-//! in pieces as they compute them, and cp tests each piece on arrival.
+//! kernel's page handling are the main costs. On CPUs with AVX-512 (runtime detection) accepted
+//! draws are compressed in registers and a Z64 element's l terms are one register of byte lanes
+//! with VBMI and VBMI2, or l/32 registers of 16-bit lanes with BW and VL alone (suffix sums by
+//! log-step permutes, mod p by min, the rotation one permute); other CPUs run portable code with
+//! identical outputs. The servers send their terms in pieces as they compute them, and cp tests
+//! each piece on arrival.
 //!
 //! # Security
 //! Semi-honest, non-colluding, as the rest of the crate. server views: c = x + r (uniform),
