@@ -96,10 +96,32 @@ pub fn describe_machine() -> String {
     )
 }
 
-/// AVX-512 helpers shared by kernels of several modules.
+/// AVX-512 helpers shared by kernels of several modules and crates.
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod x86 {
+pub mod x86 {
     use std::arch::x86_64::*;
+
+    /// Stores the 16-bit lanes of `v` selected by `keep`, in lane order, from `dst` on, and
+    /// returns how many it stored, with AVX-512 F's 32-bit compression: each half of `v` is
+    /// widened to 32-bit lanes, compressed and narrowed back (for CPUs without VBMI2's 16-bit
+    /// compression).
+    ///
+    /// # Safety
+    /// `dst` is valid for writing 32 values: each half's store writes 16 values (those past the
+    /// kept ones are scratch), the second from at most 16 on.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn compress_store_u16(keep: __mmask32, v: __m512i, dst: *mut u16) -> usize {
+        let mut stored = 0;
+        for (half, lanes) in [_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v)].into_iter().enumerate() {
+            let keep = (keep >> (16 * half)) as __mmask16;
+            let packed = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(keep, _mm512_cvtepu16_epi32(lanes)));
+            // SAFETY: the caller's bound: `stored` is at most 16 here, and 16 values follow it.
+            unsafe { _mm256_storeu_si256(dst.add(stored).cast(), packed) };
+            stored += keep.count_ones() as usize;
+        }
+        stored
+    }
 
     /// Packs the low three bytes of each 32-bit lane of `v` into its low 48 bytes (the rest is
     /// zero): within each 128-bit lane to its first 12 bytes, then the four runs together.

@@ -5,7 +5,7 @@
 //! exactly what the scalar sampler in the parent module computes (the tests compare them), so
 //! streams do not depend on the CPU.
 
-use crate::cpu::x86::unpack3;
+use crate::cpu::x86::{compress_store_u16, unpack3};
 use crate::cpu::Avx512Tiers;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -115,22 +115,15 @@ fn accept_draws16_compress16(draws: &[u16], modulus: u16, threshold: u16, kept: 
     filled
 }
 
-/// `accept_draws16` with AVX-512 F's 32-bit compression: each half of 16 candidates is widened,
-/// compressed and narrowed back.
+/// `accept_draws16` with AVX-512 F's 32-bit compression ([`compress_store_u16`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 fn accept_draws16_compress32(draws: &[u16], modulus: u16, threshold: u16, kept: &mut [u16]) -> usize {
     let mut filled = 0;
     for chunk in draws.chunks_exact(LANES) {
         let (candidates, keep) = candidates16(chunk, modulus, threshold);
-        let halves = [_mm512_castsi512_si256(candidates), _mm512_extracti64x4_epi64::<1>(candidates)];
-        for (half, candidates) in halves.into_iter().enumerate() {
-            let keep = (keep >> (16 * half)) as __mmask16;
-            let packed = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(keep, _mm512_cvtepu16_epi32(candidates)));
-            // SAFETY: filled <= the draws before this half, so 16 values from `filled` fit in
-            // `kept` (room for draws.len() + 32, checked by the caller).
-            unsafe { _mm256_storeu_si256(kept.as_mut_ptr().add(filled).cast(), packed) };
-            filled += keep.count_ones() as usize;
-        }
+        // SAFETY: filled <= the draws seen so far, so the 32 values from `filled` that the store
+        // may write fit in `kept` (room for draws.len() + 32, checked by the caller).
+        filled += unsafe { compress_store_u16(keep, candidates, kept.as_mut_ptr().add(filled)) };
     }
     filled
 }

@@ -11,6 +11,7 @@
 //! so the protocol's messages do not depend on the CPU.
 
 use super::kernels::{TermDraws, TermsOut};
+use pond_core::cpu::x86::compress_store_u16;
 use pond_core::cpu::Avx512Tiers;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -146,23 +147,15 @@ fn digit_pairs_compress16<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u
     filled
 }
 
-/// `digit_pairs` with AVX-512 F's 32-bit compression: each half of a group is widened to 32-bit
-/// lanes, compressed and narrowed back, two 32-byte stores per group.
+/// `digit_pairs` with AVX-512 F's 32-bit compression ([`compress_store_u16`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 fn digit_pairs_compress32<const B: u16>(words: &[u64], kept: &mut [MaybeUninit<u8>]) -> usize {
     let mut filled = 0;
     for group in words.chunks_exact(8) {
         let (digits, keep) = digits_of_group::<B>(group);
-        for (half, pairs) in
-            [_mm512_castsi512_si256(digits), _mm512_extracti64x4_epi64::<1>(digits)].into_iter().enumerate()
-        {
-            let keep = (keep >> (16 * half)) as __mmask16;
-            let packed = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(keep, _mm512_cvtepu16_epi32(pairs)));
-            // SAFETY: filled <= the bytes of the draws before this half, so kept[filled..filled + 32]
-            // is in bounds by the caller's size check.
-            unsafe { _mm256_storeu_si256(kept.as_mut_ptr().add(filled).cast(), packed) };
-            filled += 2 * keep.count_ones() as usize;
-        }
+        // SAFETY: filled <= the bytes of the groups before this one, so the 64 bytes from
+        // kept[filled] that the store may write are in bounds by the caller's size check.
+        filled += 2 * unsafe { compress_store_u16(keep, digits, kept.as_mut_ptr().add(filled).cast()) };
     }
     filled
 }

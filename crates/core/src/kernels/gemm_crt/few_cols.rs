@@ -34,7 +34,7 @@ const PAR_WORK: usize = 1 << 20;
 /// Writes the exact `u64` sums A·B into `c` (m×n, standard layout), for `A` whose rows are
 /// contiguous and `B` with at most [`MAX_COLS`] columns; `false` (and nothing written) when `A`'s
 /// rows are not contiguous or `B` is wider, for the caller to take the blocked path.
-pub(super) fn product<M: Madd + RowsKernel>(
+pub(super) fn product<M: RowsKernel>(
     token: M,
     a: ArrayView2<'_, u32>,
     b: ArrayView2<'_, u32>,
@@ -93,7 +93,7 @@ pub(super) struct RowsInput<'a> {
 }
 
 /// [`rows_kernel`] compiled with a token's features.
-pub(super) trait RowsKernel {
+pub(super) trait RowsKernel: Copy + Send + Sync {
     /// [`rows_kernel`] with V = 2 if `two` (n ≤ 16), else V = 1 (n ≤ 8).
     ///
     /// # Safety
