@@ -18,6 +18,10 @@
 //! masked) + |y| (if y is not masked) elements, cp sends |x ∘ y| elements to server1; one round
 //! when something is opened, none when both operands are masked.
 //!
+//! With cp dealing online, server1 receives cp's product correction only after its local
+//! products ([`crate::ProductShare::FromCp`]): server1 computes while cp computes the product,
+//! instead of waiting for it first. Same messages and bytes; only the order of work changes.
+//!
 //! # Inputs cp owns
 //! When one operand is an input that cp shared as its owner ([`PrivateTensor::known_to_cp`]) and
 //! the other is masked (y = F + b, F opened, cp holding b), cp knows x and b, so
@@ -31,7 +35,7 @@
 //! input and its own mask); server1's correction is uniform. This is pond's prediction client
 //! (cp) feeding the first layer: the layer's input is never opened.
 
-use crate::dealer::{deal_value, purpose, Bilinear, Correlation, MaskSide};
+use crate::dealer::{deal_product_value, Bilinear, Correlation, MaskSide};
 use crate::error::{ProtocolError, Result};
 use crate::session::Session;
 use crate::tensors::{Held, MaskedTensor, PrivateTensor, PublicTensor};
@@ -122,16 +126,16 @@ impl Session {
             _ => {}
         }
         self.op(name, |s| {
-            let dealt = s.deal::<R>(&Correlation::Product { op, lhs: x.side(), rhs: y.side() })?;
+            let (masks, c) = s.deal_product::<R>(&Correlation::Product { op, lhs: x.side(), rhs: y.side() })?;
             let tag = s.next_tag();
             if s.role() == Role::Cp {
                 return Ok(PrivateTensor::from_share(&out_shape, None));
             }
-            let mut dealt = dealt.into_iter().map(Held::into_tensor);
+            let mut masks = masks.into_iter().map(Held::into_tensor);
             let mut fresh = |operand: Operand<'a, R>| -> Result<Option<(R::Tensor, R::Tensor)>> {
                 match operand {
                     Operand::Private(p) => {
-                        let mask = dealt.next().expect("one mask per fresh operand");
+                        let mask = masks.next().expect("one mask per fresh operand");
                         let diff = p.share().expect("servers hold shares").sub(&mask)?;
                         Ok(Some((mask, diff)))
                     }
@@ -139,7 +143,6 @@ impl Session {
                 }
             };
             let (x_fresh, y_fresh) = (fresh(x)?, fresh(y)?);
-            let c = dealt.next().expect("the product share comes last");
             // Open both differences in one round: send both, then receive both.
             let peer = s.peer_server(name)?;
             for (_, diff) in x_fresh.iter().chain(y_fresh.iter()) {
@@ -160,14 +163,15 @@ impl Session {
                     }
                 };
             let (e, f) = (open(x_fresh, x)?, open(y_fresh, y)?);
-            // Both products accumulate into c in place, in the form that reads the larger
-            // operand's mask share rather than its value share (see the module docs).
-            let mut z = c;
-            if count(y.shape()) > count(x.shape()) {
-                op.add_apply_pair(&mut z, (x.value_share(), &f.diff), (&e.diff, &f.mask))?;
-            } else {
-                op.add_apply_pair(&mut z, (&e.diff, y.value_share()), (&e.mask, &f.diff))?;
-            }
+            // Both products accumulate into the product share in place, in the form that reads
+            // the larger operand's mask share rather than its value share (see the module docs).
+            let z = c.accumulate(s, &out_shape, |z| {
+                if count(y.shape()) > count(x.shape()) {
+                    op.add_apply_pair(z, (x.value_share(), &f.diff), (&e.diff, &f.mask))
+                } else {
+                    op.add_apply_pair(z, (&e.diff, y.value_share()), (&e.mask, &f.diff))
+                }
+            })?;
             Ok(PrivateTensor::from_share(&out_shape, Some(z)))
         })
     }
@@ -185,7 +189,7 @@ impl Session {
         let ordered = |k, m| if left { (k, m) } else { (m, k) };
         self.op(op.name(), |s| {
             let tag = s.next_tag();
-            let dealt = deal_value(s, tag, purpose::PRODUCT, out_shape, || {
+            let share = deal_product_value(s, tag, out_shape, true, || {
                 let value = x.cp_value().ok_or_else(|| ProtocolError::Usage {
                     op: op.name(),
                     reason: "cp has no copy of the input it owns".into(),
@@ -196,10 +200,9 @@ impl Session {
             if s.role() == Role::Cp {
                 return Ok(PrivateTensor::from_share(out_shape, None));
             }
-            let mut z = dealt.into_tensor();
             let diff = masked.masked.as_ref().expect("servers hold the opened difference");
             let (a, b) = ordered(x.share().expect("servers hold shares"), diff);
-            op.add_apply(&mut z, a, b)?;
+            let z = share.accumulate(s, out_shape, |z| op.add_apply(z, a, b))?;
             Ok(PrivateTensor::from_share(out_shape, Some(z)))
         })
     }
@@ -250,19 +253,18 @@ impl Session {
     /// Traffic: servers n·B each, cp n·B to server1; one round.
     pub fn square<R: ProtocolRing>(&mut self, x: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
         self.op("square", |s| {
-            let dealt = s.deal::<R>(&Correlation::Square { shape: x.shape() })?;
+            let (masks, c) = s.deal_product::<R>(&Correlation::Square { shape: x.shape() })?;
             let tag = s.next_tag();
             let Some(xi) = x.share() else {
                 return Ok(PrivateTensor::from_share(x.shape(), None));
             };
-            let [a, c]: [R::Tensor; 2] =
-                dealt.into_iter().map(Held::into_tensor).collect::<Vec<_>>().try_into().map_err(|_| {
-                    crate::ProtocolError::Usage { op: "square", reason: "square needs two dealt tensors".into() }
+            let [a]: [R::Tensor; 1] =
+                masks.into_iter().map(Held::into_tensor).collect::<Vec<_>>().try_into().map_err(|_| {
+                    crate::ProtocolError::Usage { op: "square", reason: "square needs one dealt mask".into() }
                 })?;
             let e = s.open_owned(tag, xi.sub(&a)?)?;
             // z = c + E·a + E·x on each server's shares, accumulated in place in one pass.
-            let mut z = c;
-            z.mul_add_pair_assign((&a, &e), (xi, &e))?;
+            let z = c.accumulate(s, x.shape(), |z| z.mul_add_pair_assign((&a, &e), (xi, &e)))?;
             Ok(PrivateTensor::from_share(x.shape(), Some(z)))
         })
     }

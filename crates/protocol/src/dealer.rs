@@ -251,6 +251,62 @@ pub fn deal_value<T: RingTensor>(
     Ok(dealt)
 }
 
+/// A product correlation as an operation uses it: the fresh masks (in [`Dealt`]'s order) and the
+/// product share.
+pub type DealtProduct<T> = (Dealt<T>, ProductShare<T>);
+
+/// A party's share of a dealt product: the last value of a product or square correlation,
+/// which the operation adds into its result.
+#[derive(Debug)]
+pub enum ProductShare<T> {
+    /// In hand: server0's seeded share, a share dealt ahead of time, or cp's whole value.
+    Dealt(Held<T>),
+    /// server1's share while cp deals online: cp's correction, sent under this tag and received
+    /// only when the operation adds it in, so that server1 computes its local products while cp
+    /// computes the product (rather than waiting for cp first).
+    FromCp(Tag),
+}
+
+impl<T: RingTensor> ProductShare<T> {
+    /// The share plus what `local` adds into it: `local` runs on the share in place, or, for
+    /// [`ProductShare::FromCp`], on zeros of `shape` before cp's correction is received and added.
+    pub fn accumulate(
+        self,
+        s: &mut Session,
+        shape: &[usize],
+        local: impl FnOnce(&mut T) -> pond_core::Result<()>,
+    ) -> Result<T> {
+        match self {
+            ProductShare::Dealt(share) => {
+                let mut z = share.into_tensor();
+                local(&mut z)?;
+                Ok(z)
+            }
+            ProductShare::FromCp(tag) => {
+                let mut z = T::zeros(shape);
+                local(&mut z)?;
+                s.recv_into(Role::Cp, tag, &mut z)?;
+                Ok(z)
+            }
+        }
+    }
+}
+
+/// [`deal_value`] for a product share that the operation adds in last: dealt now, except that
+/// with `later` server1 gets [`ProductShare::FromCp`] and receives cp's correction then.
+pub fn deal_product_value<T: RingTensor>(
+    s: &mut Session,
+    tag: Tag,
+    shape: &[usize],
+    later: bool,
+    value: impl FnOnce() -> Result<T>,
+) -> Result<ProductShare<T>> {
+    if later && s.role() == Role::Server1 {
+        return Ok(ProductShare::FromCp(tag));
+    }
+    deal_value(s, tag, purpose::PRODUCT, shape, value).map(ProductShare::Dealt)
+}
+
 /// [`deal_value`] of K values of one shape, the K corrections in one message to server1 (one
 /// message where K would cost K; the same bytes). `purposes` must be distinct.
 pub fn deal_values<T: RingTensor, const K: usize>(
@@ -326,30 +382,52 @@ pub struct OnlineDealer;
 
 impl<R: ProtocolRing> TripleSource<R> for OnlineDealer {
     fn deal(&mut self, s: &mut Session, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
-        let tag = s.next_tag();
-        match *c {
-            Correlation::Product { op, lhs, rhs } => {
-                let fresh = |s: &Session, side: &MaskSide<'_, R::Tensor>, p| match side {
-                    MaskSide::Fresh(shape) => deal_uniform::<R::Tensor>(s, tag, p, shape).map(Some),
-                    MaskSide::Reused(_) => Ok(None),
-                };
-                let a = fresh(s, &lhs, purpose::LHS_MASK)?;
-                let b = fresh(s, &rhs, purpose::RHS_MASK)?;
-                let shape = op.output_shape(lhs.shape(), rhs.shape())?;
-                let c = deal_value(s, tag, purpose::PRODUCT, &shape, || {
-                    let a = mask(&a, &lhs);
-                    let b = mask(&b, &rhs);
-                    Ok(op.apply(a, b)?)
-                })?;
-                Ok(a.into_iter().chain(b).chain(std::iter::once(c)).collect())
-            }
-            Correlation::Square { shape } => {
-                let a: Held<R::Tensor> = deal_uniform(s, tag, purpose::LHS_MASK, shape)?;
-                let c = deal_value(s, tag, purpose::PRODUCT, shape, || Ok(a.tensor().mul(a.tensor())?))?;
-                Ok(vec![a, c])
-            }
-            Correlation::Truncation { shape, frac_bits } => R::deal_truncation(s, tag, shape, frac_bits),
+        if let Correlation::Truncation { shape, frac_bits } = *c {
+            let tag = s.next_tag();
+            return R::deal_truncation(s, tag, shape, frac_bits);
         }
+        let (mut dealt, share) = deal_product_online(s, c, false)?;
+        match share {
+            ProductShare::Dealt(share) => dealt.push(share),
+            ProductShare::FromCp(_) => unreachable!("a product share dealt with `later` false is in hand"),
+        }
+        Ok(dealt)
+    }
+}
+
+/// A product or square correlation dealt now: the fresh masks ([lhs if fresh, rhs if fresh] or
+/// [a]) and the product share (see [`deal_product_value`] for `later`).
+fn deal_product_online<R: ProtocolRing>(
+    s: &mut Session,
+    c: &Correlation<'_, R>,
+    later: bool,
+) -> Result<DealtProduct<R::Tensor>> {
+    let tag = s.next_tag();
+    match *c {
+        Correlation::Product { op, lhs, rhs } => {
+            let fresh = |s: &Session, side: &MaskSide<'_, R::Tensor>, p| match side {
+                MaskSide::Fresh(shape) => deal_uniform::<R::Tensor>(s, tag, p, shape).map(Some),
+                MaskSide::Reused(_) => Ok(None),
+            };
+            let a = fresh(s, &lhs, purpose::LHS_MASK)?;
+            let b = fresh(s, &rhs, purpose::RHS_MASK)?;
+            let shape = op.output_shape(lhs.shape(), rhs.shape())?;
+            let c = deal_product_value(s, tag, &shape, later, || {
+                let a = mask(&a, &lhs);
+                let b = mask(&b, &rhs);
+                Ok(op.apply(a, b)?)
+            })?;
+            Ok((a.into_iter().chain(b).collect(), c))
+        }
+        Correlation::Square { shape } => {
+            let a: Held<R::Tensor> = deal_uniform(s, tag, purpose::LHS_MASK, shape)?;
+            let c = deal_product_value(s, tag, shape, later, || Ok(a.tensor().mul(a.tensor())?))?;
+            Ok((vec![a], c))
+        }
+        Correlation::Truncation { .. } => Err(ProtocolError::Usage {
+            op: "deal",
+            reason: format!("`{}` is not a product correlation", c.signature()),
+        }),
     }
 }
 
@@ -433,19 +511,32 @@ impl Session {
 
     /// Deals `c` through the installed source for ring `R`, or online.
     pub fn deal<R: ProtocolRing>(&mut self, c: &Correlation<'_, R>) -> Result<Dealt<R::Tensor>> {
-        let installed = self.set_triple_source(None);
-        let result = match installed {
-            Some(mut any) => {
-                let out = match any.downcast_mut::<Box<dyn TripleSource<R>>>() {
-                    Some(source) => source.deal(self, c),
-                    None => OnlineDealer.deal(self, c),
-                };
-                self.set_triple_source(Some(any));
-                out
+        self.deal_installed(c).unwrap_or_else(|| OnlineDealer.deal(self, c))
+    }
+
+    /// Deals a product or square correlation `c` for an operation that adds the product share
+    /// into its result last: the fresh masks (in [`Dealt`]'s order) and the product share. With
+    /// cp dealing online, server1's share is [`ProductShare::FromCp`].
+    pub fn deal_product<R: ProtocolRing>(&mut self, c: &Correlation<'_, R>) -> Result<DealtProduct<R::Tensor>> {
+        match self.deal_installed(c) {
+            Some(dealt) => {
+                let mut dealt = dealt?;
+                let share = dealt.pop().ok_or_else(|| ProtocolError::Usage {
+                    op: "deal",
+                    reason: format!("the source dealt nothing for `{}`", c.signature()),
+                })?;
+                Ok((dealt, ProductShare::Dealt(share)))
             }
-            None => OnlineDealer.deal(self, c),
-        };
-        result
+            None => deal_product_online(self, c, true),
+        }
+    }
+
+    /// Deals `c` through the installed source for ring `R`; `None` when there is none.
+    fn deal_installed<R: ProtocolRing>(&mut self, c: &Correlation<'_, R>) -> Option<Result<Dealt<R::Tensor>>> {
+        let mut installed = self.set_triple_source(None)?;
+        let out = installed.downcast_mut::<Box<dyn TripleSource<R>>>().map(|source| source.deal(self, c));
+        self.set_triple_source(Some(installed));
+        out
     }
 }
 

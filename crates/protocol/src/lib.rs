@@ -32,7 +32,10 @@ pub mod transport;
 pub mod truncation;
 
 pub use beaver::Operand;
-pub use dealer::{Bilinear, Correlation, OnlineDealer, PregeneratedTriples, Recording, RecordingDealer, TripleSource};
+pub use dealer::{
+    Bilinear, Correlation, DealtProduct, OnlineDealer, PregeneratedTriples, ProductShare, Recording, RecordingDealer,
+    TripleSource,
+};
 pub use error::{ProtocolError, Result};
 pub use runtime::{collect_outputs, run_local, run_local_parties, run_local_with, LocalConfig};
 pub use session::{KeySetup, OpStats, Session};
