@@ -47,6 +47,24 @@ impl Avx512Words {
     }
 }
 
+/// Proof that the running CPU supports AVX-512 F and IFMA (52-bit integer multiply-add, Ice
+/// Lake and later, Zen 4). Exists only after run-time detection.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Ifma {
+    _detected: (),
+}
+
+impl Avx512Ifma {
+    /// The token if the CPU has both features.
+    pub fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma") {
+            return Some(Avx512Ifma { _detected: () });
+        }
+        None
+    }
+}
+
 /// The AVX-512 tiers a kernel family may use: F, BW and VL, and the byte tier
 /// ([`Avx512Bytes`]) where the CPU has it.
 #[derive(Clone, Copy, Debug)]
@@ -84,15 +102,11 @@ pub fn describe_machine() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let yes = |present: bool| if present { "yes" } else { "no" };
-    #[cfg(target_arch = "x86_64")]
-    let ifma = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let ifma = false;
     format!(
         "{model}, {threads} threads; AVX-512 F/BW/VL {}, VBMI/VBMI2 {}, IFMA {}",
         yes(Avx512Words::detect().is_some()),
         yes(Avx512Bytes::detect().is_some()),
-        yes(ifma)
+        yes(Avx512Ifma::detect().is_some())
     )
 }
 

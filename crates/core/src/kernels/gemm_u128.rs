@@ -185,7 +185,7 @@ mod ifma {
 
     /// Whether the running CPU has the instructions this path needs.
     pub(super) fn available() -> bool {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma")
+        crate::cpu::Avx512Ifma::detect().is_some()
     }
 
     /// Splits `v` into limbs `[v mod 2^52, (v >> 52) mod 2^52, v >> 104]`.

@@ -453,7 +453,8 @@ fn whole_word<R: ComparisonRing>() -> usize {
 
 /// Terms of a comparison of in-range fixed-point values: a valid [`pond_core::FixedPoint`]
 /// keeps |x| < 2^(PRODUCT_BITS / 2), so the sign is bit m - 1 for the smallest power of two
-/// m > PRODUCT_BITS / 2 (at least 32): 32 on Z64, 64 on Z128 (see the `compare` function of this module).
+/// m > PRODUCT_BITS / 2 (at least 32): 32 on Z64, 64 on Z128 (see the `compare` function of
+/// this module).
 pub fn fixed_point_terms<R: ComparisonRing>() -> usize {
     ((R::PRODUCT_BITS / 2 + 1) as usize).next_power_of_two().clamp(32, whole_word::<R>())
 }

@@ -465,8 +465,7 @@ mod ifma {
     impl Ifma {
         /// Returns the token if the CPU has AVX-512F and AVX-512 IFMA.
         pub(super) fn detect() -> Option<Self> {
-            (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma"))
-                .then_some(Ifma { _detected: () })
+            crate::cpu::Avx512Ifma::detect().map(|_| Ifma { _detected: () })
         }
     }
 
