@@ -1,4 +1,4 @@
-//! 2,000 back-to-back private inferences of net A at batch 1 in one session over QUIC: no
+//! 6,000 back-to-back private inferences of net A at batch 1 in one session over QUIC: no
 //! error, and the parties' resident memory does not grow.
 //!
 //! How memory is measured: while the client runs, the test reads `VmRSS` of the three
@@ -6,20 +6,22 @@
 //! answers the client has printed. The base level of a party is its highest RSS while requests
 //! 300 to 499 are answered (by then the model is shared and masked, and buffers and QUIC
 //! windows have reached their working size: levels still move by a few MiB before request 300);
-//! the end level is its highest RSS from request 1900 on.
+//! the end level is its highest RSS from request 5,800 on.
 //!
-//! The bound: the end level must stay below the base level plus 4 MiB. A leak of `L` bytes per
-//! request adds `L × 1400` or more between the two windows, so a leak of 3 KiB per request
-//! alone exceeds the bound (a party sends 28-32 KiB per request; keeping any one of its messages
-//! would exceed it by far). Levels tend to fall by 1-5 MiB after request 300, which can hide
-//! part of a small leak: an injected leak of 4 KiB per request in the serve loop made the test
-//! fail in 2 runs of 2 (on a server, +4.4 and +5.1 MiB); without it, 6 runs passed with every
-//! party between -6 and +0.7 MiB.
+//! The bound: the end level must stay below the base level plus 12 MiB. A leak of `L` bytes per
+//! request adds `L × 5300` or more between the two windows, so a leak of 3 KiB per request
+//! alone adds 15.5 MiB (a party sends 28-32 KiB per request; keeping any one of its messages
+//! would exceed the bound by far). An injected leak of 3 KiB per request in the serve loop made
+//! the test fail (a server +14.5 MiB). Without a leak the level moves in persistent steps of
+//! 1-3 MiB, mostly down: in 21 runs of 2,000 requests every party ended between -6.5 and
+//! +3.9 MiB of its base, but once in those runs and once in CI a party ended 5-7.5 MiB higher,
+//! which failed the earlier bound of 4 MiB over 2,000 requests. Hence the longer run and the
+//! wider bound: in 5 runs of 6,000 requests every party ended between -5.4 and +3.3 MiB.
 //!
 //! The parties run with `MIMALLOC_PURGE_DELAY=0`: mimalloc then returns freed pages to the
 //! system at once instead of after its default delay, so RSS follows the live heap. With the
 //! default delay RSS moves up and down by up to 10 MiB in steps that depend only on timing;
-//! with the purge at once, every party's level falls or stays flat after request 300.
+//! with the purge at once the steps are smaller and mostly downward (the figures above).
 
 mod net_support;
 
@@ -27,13 +29,13 @@ use net_support::{json_lines, local_setup, Proc, TempDir};
 use pond_protocol::Role;
 use std::time::{Duration, Instant};
 
-const REQUESTS: usize = 2000;
+const REQUESTS: usize = 6000;
 /// Requests whose answers set the base level.
 const BASE: std::ops::Range<usize> = 300..500;
 /// Requests from which on the end level is taken.
-const END_FROM: usize = 1900;
+const END_FROM: usize = 5800;
 /// Allowed growth from the base to the end level, in KiB (see the module doc).
-const SLACK_KIB: u64 = 4 << 10;
+const SLACK_KIB: u64 = 12 << 10;
 
 #[test]
 fn net_a_inferences_in_one_session_without_memory_growth() {
