@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 /// Most columns of `B` this path takes: two registers of eight `u64` sums per row.
-const MAX_COLS: usize = 16;
+pub(super) const MAX_COLS: usize = 16;
 
 /// Rows of `A` per register block.
 const ROWS: usize = 4;
