@@ -3,7 +3,7 @@
 //!
 //! Summing the outputs at rows i·kh + di (di < kh) of a convolution with vertical stride s reads
 //! input rows (i·kh + di)·s + u = i·(kh·s) + (di·s + u): it is the convolution with stride kh·s,
-//! the same padding and the filter W'[p] = Σ_{di·s + u = p} W[u], of height s·(kh - 1) + KH (and
+//! the same padding and the filter `W'[p] = Σ_{di·s + u = p} W[u]`, of height s·(kh - 1) + KH (and
 //! likewise across). The map W -> W' is linear, so this is exact in every ring. For average
 //! pooling after a 5x5 convolution with 2x2 windows, the one 6x6 convolution with stride 2 reads
 //! 36 values per output where the convolution and its sums read 4·25, and never builds the

@@ -6,7 +6,7 @@
 //!
 //! Every plane is kept in standard (row-major, contiguous) layout, so elementwise work runs on flat
 //! slices: split into chunks, spread over rayon's threads when the tensor is large, and compiled for
-//! AVX2 when the CPU has it (see [`vectorised`]; additions, multiplications and the reduction of
+//! AVX2 when the CPU has it (see `vectorised`; additions, multiplications and the reduction of
 //! wide integers also for AVX-512, see `vectorised_wide` and `limb_reduce`).
 
 use crate::error::{CoreError, Result};
@@ -913,7 +913,7 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         Ok(out)
     }
 
-    /// Runs im2col and the residue GEMMs on [`CONV_CHUNK_ROWS`]-row chunks of images; each
+    /// Runs im2col and the residue GEMMs on `CONV_CHUNK_ROWS`-row chunks of images; each
     /// chunk's product is added straight into `self`: neither the patch matrix of the whole batch
     /// (C·KH·KW residues per output position and plane) nor a temporary convolution is built.
     /// Per GEMM group of one or two moduli (see [`kernels::gemm_crt::gemm_groups`]), the input and

@@ -28,7 +28,7 @@
 //! `z2` may wrap freely (only its low 24 bits survive the shift by 104), `z0`
 //! gains less than `2^52` per step and `z1` less than `3·2^52`, so a block of
 //! up to 1365 steps of `k` cannot lose a carry. The `k` dimension is therefore
-//! processed in blocks of at most [`ifma::KC_MAX`] steps, each block's
+//! processed in blocks of at most `ifma::KC_MAX` steps, each block's
 //! accumulators being folded into the `u128` output before the next starts.
 //!
 //! `B` is split into limb planes and packed once into panels of eight columns

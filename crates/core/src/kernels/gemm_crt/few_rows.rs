@@ -136,7 +136,7 @@ pub struct PackedRows {
 }
 
 impl PackedRows {
-    /// Packs the residue planes `b[i]` (entries in [0, moduli[i])) of one k×n matrix; `None` if
+    /// Packs the residue planes `b[i]` (entries in `[0, moduli[i])`) of one k×n matrix; `None` if
     /// a GEMM group's modulus is above 2^21 (it would not fit a 21-bit field). Panics unless
     /// there is one plane per modulus, all of the same shape.
     pub fn new(b: &[ArrayView2<'_, u32>], moduli: &[u32]) -> Option<Self> {

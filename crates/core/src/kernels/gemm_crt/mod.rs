@@ -28,7 +28,7 @@
 //!   hold the whole entry) and adds by `vpaddq` with AVX-512F, and elsewhere the portable
 //!   plain-Rust kernel computes the same sums with ordinary `u64` arithmetic: every path gives
 //!   identical results.
-//! - `A` with few rows (matrix-vector and the like) skips the panels: see [`few_rows`], which
+//! - `A` with few rows (matrix-vector and the like) skips the panels: see `few_rows`, which
 //!   can also read `B` packed three rows to a word ([`PackedRows`]) for a matrix that is the
 //!   right operand again and again.
 //! - `B` with at most 16 columns and a single modulus per GEMM (a convolution's filters, lifted
