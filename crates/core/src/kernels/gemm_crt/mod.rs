@@ -16,13 +16,13 @@
 //!   12 × 16 tile of `vpmadd52luq`: it adds the low 52 bits of each 104-bit product to a 64-bit
 //!   lane, which is the whole product since (P-1)^2 < 2^52. One instruction is eight exact
 //!   multiply-adds, at the same rate as a zmm f64 FMA (twice ymm FMA per instruction).
-//! - Without IFMA the group's GEMM runs in f64 (the `gemm` crate, whose AVX-512 or AVX2 kernels
-//!   are chosen at run time): operands lifted to f64, inner dimension split into chunks of
-//!   `f64_exact_chunk` (1024 for moduli up to 2^21), so that every sum is an integer below
-//!   2^52 and the result is exact whatever the order of the additions. One FMA is eight exact
-//!   multiply-adds where the integer tile needs `vpmuludq` and `vpaddq`: on an AVX-512 Xeon
-//!   without IFMA, net S int100 at batch 100 went from 199 to 170 ms per batch and net A int100
-//!   from 39.0 to 29.9 ms (medians of 3 alternated runs).
+//! - Without IFMA the group's GEMM runs in f64 (`gemm-f64` of the `gemm` crates, whose AVX-512
+//!   or AVX2 kernels are chosen at run time): operands lifted to f64, inner dimension split into
+//!   chunks of `f64_exact_chunk` (1024 for moduli up to 2^21), so that every sum is an integer
+//!   below 2^52 and the result is exact whatever the order of the additions. One FMA is eight
+//!   exact multiply-adds where the integer tile needs `vpmuludq` and `vpaddq`: on an AVX-512 Xeon
+//!   without IFMA, net S int100 at batch 100 went from 224 to 176 ms per batch and net A int100
+//!   from 41.3 to 24.6 ms (medians of alternated runs; docs/performance.md).
 //! - Where the f64 GEMM does not apply (a modulus near 2^26, whose exact chunks are short), the
 //!   tile of `kernels::blocking` multiplies by `vpmuludq` (the low 32 bits of each lane, which
 //!   hold the whole entry) and adds by `vpaddq` with AVX-512F, and elsewhere the portable
@@ -501,7 +501,7 @@ fn lifted_f64(planes: &[ArrayView2<'_, u32>], group: Group) -> Array2<f64> {
     unsafe { lifted.assume_init() }
 }
 
-/// A·B for standard-layout f64 matrices (the `gemm` crate; its AVX-512 or AVX2 kernels are
+/// A·B for standard-layout f64 matrices (the `gemm` crates; their AVX-512 or AVX2 kernels are
 /// chosen at run time), on all of rayon's threads when the product is large.
 fn f64_matmul(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
     let ((m, k), n) = (a.dim(), b.ncols());
@@ -509,15 +509,16 @@ fn f64_matmul(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
     assert!(a.is_standard_layout() && b.is_standard_layout(), "operands are lifted in standard layout");
     let mut c = Array2::<f64>::zeros((m, n));
     let parallelism = if m * k * n >= F64_PARALLEL_WORK {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
+        gemm_common::Parallelism::Rayon(rayon::current_num_threads())
     } else {
-        gemm::Parallelism::None
+        gemm_common::Parallelism::None
     };
+    let gemm = gemm_f64::gemm::f64::get_gemm_fn();
     // SAFETY: `c` is m×n, `a` m×k and `b` k×n, all in standard layout (row stride = columns,
     // column stride 1), so every index gemm forms from these dimensions and strides is in
-    // bounds; `c` does not alias `a` or `b`.
+    // bounds; `c` does not alias `a` or `b`. With `read_dst` false, c = 1.0 · a·b.
     unsafe {
-        gemm::gemm(
+        gemm(
             m,
             n,
             k,
