@@ -14,7 +14,7 @@
 //! would exceed the bound by far). An injected leak of 3 KiB per request in the serve loop made
 //! the test fail (a server +14.5 MiB). Without a leak the level moves in persistent steps of
 //! 1-3 MiB, mostly down: in 21 runs of 2,000 requests every party ended between -6.5 and
-//! +3.9 MiB of its base, but once in those runs and once in CI a party ended 5-7.5 MiB higher,
+//! +3.9 MiB of its base, but once in 26 local runs and once in CI a party ended 5-7.5 MiB higher,
 //! which failed the earlier bound of 4 MiB over 2,000 requests. Hence the longer run and the
 //! wider bound: in 5 runs of 6,000 requests every party ended between -5.4 and +3.3 MiB.
 //!

@@ -62,8 +62,14 @@ const CHUNK: usize = 1 << 15;
 /// Largest inner dimension whose residue dot products modulo `p` (entries in [0, p)) are exact
 /// in a `u64`: k·(p-1)^2 ≤ 2^64 - 1.
 pub fn exact_chunk(p: u64) -> usize {
+    longest_sum_within(p, u128::from(u64::MAX))
+}
+
+/// Largest k with k·(p-1)^2 ≤ `bound`: the longest sum of products of values in [0, p) that
+/// stays within `bound`.
+fn longest_sum_within(p: u64, bound: u128) -> usize {
     let largest_product = u128::from(p.saturating_sub(1)).pow(2).max(1);
-    (u128::from(u64::MAX) / largest_product).min(usize::MAX as u128) as usize
+    (bound / largest_product).min(usize::MAX as u128) as usize
 }
 
 /// Splits `moduli` into GEMM groups: consecutive pairs whose product is at most
@@ -419,12 +425,12 @@ fn group_with(
     if m == 0 || n == 0 {
         return out;
     }
-    if acc.len() < m * n {
-        acc.resize(m * n, 0);
-    }
     if isa.takes_f64(group, n) {
         group_in_f64(a, b, moduli, group, &mut out);
         return out;
+    }
+    if acc.len() < m * n {
+        acc.resize(m * n, 0);
     }
     let mut c = ArrayViewMut2::from_shape((m, n), &mut acc[..m * n]).expect("m·n scratch values");
     let chunk = exact_chunk(group.p).max(1);
@@ -449,8 +455,7 @@ fn group_with(
 /// below 2^53, which f64 holds exactly, whatever the order of the additions and with or without
 /// fused multiply-adds.
 fn f64_exact_chunk(p: u64) -> usize {
-    let largest_product = u128::from(p.saturating_sub(1)).pow(2).max(1);
-    (((1u128 << 52) - 1) / largest_product).min(usize::MAX as u128) as usize
+    longest_sum_within(p, (1 << 52) - 1)
 }
 
 /// Shortest exact f64 chunk worth an f64 GEMM (1024 for moduli up to 2^21, pond's rings). A
