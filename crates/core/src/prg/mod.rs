@@ -211,6 +211,7 @@ fn fill_residues(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &mut 
         let block_words = if bits == 24 { BLOCK_WORDS * 3 / 4 } else { BLOCK_WORDS };
         let mut filled = 0;
         while filled < chunk.len() {
+            let block_words = piece_words(bits, chunk.len() - filled).min(block_words);
             keystream.fill(bytemuck::cast_slice_mut(&mut words[..block_words]));
             let (words, slack) = (&words[..block_words], &words[..]);
             #[cfg(target_arch = "x86_64")]
@@ -257,6 +258,18 @@ fn fill_residues(key: &PrgKey, stream: u64, plane: u64, modulus: u32, out: &mut 
             };
         }
     });
+}
+
+/// Keystream words that the residue sampler reads next for `wanted` more residues: enough for
+/// `wanted` draws if none were rejected, in whole groups of 16 words (12 for 24-bit draws), so
+/// that a short tensor reads a few ChaCha blocks and not a whole block of [`BLOCK_WORDS`]. The
+/// draws are the stream's in order whatever the pieces, so the output does not depend on them.
+fn piece_words(bits: u32, wanted: usize) -> usize {
+    match bits {
+        16 => wanted.div_ceil(2).next_multiple_of(16),
+        24 => wanted.div_ceil(16) * 12,
+        _ => wanted.next_multiple_of(16),
+    }
 }
 
 /// Bits per draw of the residue sampler for `modulus` (see [`residues`]).
@@ -438,6 +451,11 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
             let single = pool.install(|| residues(&key, 4, plane, modulus, n));
             assert_eq!(single, expected, "modulus {modulus}, one thread");
+            // Short tensors read short pieces of keystream (`piece_words`), some ending within a
+            // block of the sampler, some past one; each is a prefix of the long one.
+            for short in [1, 15, 16, 17, 128, 700, 1000, 1100, 2049] {
+                assert_eq!(residues(&key, 4, plane, modulus, short), expected[..short], "modulus {modulus}, {short}");
+            }
         }
     }
 
