@@ -226,23 +226,24 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
     }
 
     /// Deals [r, -(r >> f)] as corrections, r uniform in [0, 2^(k+41)) from cp's private
-    /// randomness. Both are reduced straight from cp's random words, run by run. cp keeps
-    /// -(r >> f), the mask of a masked truncation's result, and not r.
+    /// randomness, both reduced from cp's random words in one pass
+    /// ([`CrtTensor::truncation_masks`]). cp keeps -(r >> f), the mask of a masked truncation's
+    /// result, and not r.
     fn deal_truncation(s: &mut Session, tag: Tag, shape: &[usize], f: u32) -> Result<Dealt<CrtTensor<M>>> {
-        let words: Option<ZTensor<u128>> = (s.role() == Role::Cp).then(|| s.private_random(tag, purpose::EXTRA, shape));
-        let r_of = |w: u128| w & ((1u128 << (Self::PRODUCT_BITS + 41)) - 1);
-        let from_words = |value: &(dyn Fn(u128) -> i128 + Sync)| {
-            let words = words.as_ref().expect("cp drew the words");
+        let masks = if s.role() == Role::Cp {
+            let words: ZTensor<u128> = s.private_random(tag, purpose::EXTRA, shape);
             let words = words.array().as_slice().expect("fresh random tensors are contiguous");
-            CrtTensor::from_values(shape, words, value)
+            Some(CrtTensor::truncation_masks(shape, words, Self::PRODUCT_BITS + 41, f)?)
+        } else {
+            None
         };
-        // Dropping r on cp before the second value is built keeps one value of the input's size
-        // less alive at cp's peak.
+        let (mut r, mut neg_r_hi) = masks.map_or((None, None), |(r, neg)| (Some(r), Some(neg)));
         let server = s.role() != Role::Cp;
-        let r = deal_value(s, tag, purpose::EXTRA, shape, || Ok(from_words(&|w| r_of(w) as i128)?))?;
+        // Only cp builds the values, and it built both above.
+        let r = deal_value(s, tag, purpose::EXTRA, shape, || Ok(r.take().expect("cp built r")))?;
         let r = server.then_some(r);
         let neg_r_hi =
-            deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(from_words(&|w| -((r_of(w) >> f) as i128))?))?;
+            deal_value(s, tag, purpose::EXTRA + 1, shape, || Ok(neg_r_hi.take().expect("cp built -(r >> f)")))?;
         Ok(r.into_iter().chain([neg_r_hi]).collect())
     }
 

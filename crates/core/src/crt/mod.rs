@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use wire::{decode_add_residues, decode_residues, encode_residues, unreduced_residue};
 
 mod shift;
+mod truncation_masks;
 mod wire;
 
 /// A set of pairwise-coprime moduli, all below 2^21, with product below 2^127.
@@ -457,10 +458,7 @@ const LIMB_BLOCK: usize = 512;
 /// level: block by block, one pass per limb, then one pass per modulus over the block's limbs.
 #[inline(always)]
 fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
-    let weights: Vec<[f64; LIMBS]> = moduli
-        .iter()
-        .map(|m| std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64))
-        .collect();
+    let weights = limb_weights(moduli);
     let mut limbs = [[0.0; LIMB_BLOCK]; LIMBS];
     for (b, block) in values.chunks(LIMB_BLOCK).enumerate() {
         let (start, n) = (b * LIMB_BLOCK, block.len());
@@ -475,6 +473,14 @@ fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], a
             limb_residues(limbs, w, m, &mut plane[start..start + n], accumulate);
         }
     }
+}
+
+/// 2^(24j) mod m for each limb j (see [`limb_reduce`]) and each of `moduli`, as f64s.
+fn limb_weights(moduli: &[Modulus]) -> Vec<[f64; LIMBS]> {
+    moduli
+        .iter()
+        .map(|m| std::array::from_fn(|j| ((1u128 << (LIMB_BITS * j as u32)) % u128::from(m.m)) as f64))
+        .collect()
 }
 
 /// Limb `J` (see [`limb_reduce`]) of every value, into `out`, as exact f64s, converted by bit
