@@ -566,7 +566,7 @@ fn reduce_values(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus],
 }
 
 /// The planes split into runs of [`RUN`] elements: entry r holds run r of every plane.
-fn runs_mut<'a, P: AsMut<[u32]> + 'a>(planes: &'a mut [P]) -> Vec<Vec<&'a mut [u32]>> {
+fn runs_mut<'a, T: 'a, P: AsMut<[T]> + 'a>(planes: &'a mut [P]) -> Vec<Vec<&'a mut [T]>> {
     let mut columns: Vec<_> = planes.iter_mut().map(|p| p.as_mut().chunks_mut(RUN)).collect();
     let runs = columns.first().map_or(0, |c| c.len());
     (0..runs).map(|_| columns.iter_mut().map(|c| c.next().expect("planes have equal lengths")).collect()).collect()

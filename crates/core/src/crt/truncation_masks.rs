@@ -16,6 +16,10 @@ use super::{
 };
 use crate::error::{CoreError, Result};
 use crate::kernels::gemm_crt::{reduce, to_f64, to_u64};
+use std::mem::MaybeUninit;
+
+/// A residue slot that the kernel writes before anything reads it.
+type Slot = MaybeUninit<u32>;
 
 /// The largest truncation shift f: r mod 2^f is then exact in f64 with room for h·(2^f mod m).
 pub(crate) const MAX_FRAC_BITS: u32 = 48;
@@ -43,28 +47,40 @@ impl<M: CrtModuli> CrtTensor<M> {
             )));
         }
         let moduli = Modulus::all::<M>();
-        let mut r: Vec<Vec<u32>> = moduli.iter().map(|_| vec![0u32; n]).collect();
-        let mut neg_hi: Vec<Vec<u32>> = moduli.iter().map(|_| vec![0u32; n]).collect();
-        let jobs: Vec<_> = words.chunks(RUN).zip(runs_mut(&mut r)).zip(runs_mut(&mut neg_hi)).collect();
+        // Written straight into the planes' spare capacity (no zero-fill pass first).
+        let mut r: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(n)).collect();
+        let mut neg_hi: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(n)).collect();
+        let (mut r_slots, mut neg_slots) = (spare_slots(&mut r, n), spare_slots(&mut neg_hi, n));
+        let jobs: Vec<_> = words.chunks(RUN).zip(runs_mut(&mut r_slots)).zip(runs_mut(&mut neg_slots)).collect();
         run_jobs(jobs, 2 * n * moduli.len(), |((words, mut r), mut neg_hi)| {
             masks_run(words, bits, f, &moduli, &mut r, &mut neg_hi);
         });
+        for p in r.iter_mut().chain(&mut neg_hi) {
+            // SAFETY: the runs cover slots 0..n of every plane, and `masks_kernel` writes every
+            // slot of the runs it is given.
+            unsafe { p.set_len(n) };
+        }
         let tensor = |planes: Vec<Vec<u32>>| Self::from_planes(planes.into_iter().map(|p| plane(shape, p)).collect());
         Ok((tensor(r), tensor(neg_hi)))
     }
 }
 
+/// The first `n` slots of each plane's spare capacity (each plane has room for `n`).
+fn spare_slots(planes: &mut [Vec<u32>], n: usize) -> Vec<&mut [Slot]> {
+    planes.iter_mut().map(|p| &mut p.spare_capacity_mut()[..n]).collect()
+}
+
 /// [`masks_kernel`] compiled for the widest vector instructions the CPU has. Dispatched by
 /// hand, as [`super::limb_reduce`] is, so that `floor` and `mul_add` are inlined.
-fn masks_run(words: &[u128], bits: u32, f: u32, moduli: &[Modulus], r: &mut [&mut [u32]], neg_hi: &mut [&mut [u32]]) {
+fn masks_run(words: &[u128], bits: u32, f: u32, moduli: &[Modulus], r: &mut [&mut [Slot]], neg_hi: &mut [&mut [Slot]]) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-        fn with_avx512(w: &[u128], bits: u32, f: u32, m: &[Modulus], r: &mut [&mut [u32]], neg: &mut [&mut [u32]]) {
+        fn with_avx512(w: &[u128], bits: u32, f: u32, m: &[Modulus], r: &mut [&mut [Slot]], neg: &mut [&mut [Slot]]) {
             masks_kernel(w, bits, f, m, r, neg);
         }
         #[target_feature(enable = "avx2,fma")]
-        fn with_avx2(w: &[u128], bits: u32, f: u32, m: &[Modulus], r: &mut [&mut [u32]], neg: &mut [&mut [u32]]) {
+        fn with_avx2(w: &[u128], bits: u32, f: u32, m: &[Modulus], r: &mut [&mut [Slot]], neg: &mut [&mut [Slot]]) {
             masks_kernel(w, bits, f, m, r, neg);
         }
         match Simd::detect() {
@@ -80,15 +96,16 @@ fn masks_run(words: &[u128], bits: u32, f: u32, moduli: &[Modulus], r: &mut [&mu
 }
 
 /// The work of [`CrtTensor::truncation_masks`] on one run of words, block by block: h's limbs
-/// and l as f64s, then one pass per modulus over them. `bits` and `f` are checked by the caller.
+/// and l as f64s, then one pass per modulus over them, writing every slot of `r` and `neg_hi`
+/// from `words`' first on. `bits` and `f` are checked by the caller.
 #[inline(always)]
 fn masks_kernel(
     words: &[u128],
     bits: u32,
     f: u32,
     moduli: &[Modulus],
-    r: &mut [&mut [u32]],
-    neg_hi: &mut [&mut [u32]],
+    r: &mut [&mut [Slot]],
+    neg_hi: &mut [&mut [Slot]],
 ) {
     let weights = limb_weights(moduli);
     let shifted: Vec<f64> = moduli.iter().map(|m| ((1u128 << f) % u128::from(m.m)) as f64).collect();
@@ -115,8 +132,8 @@ fn masks_kernel(
             let (r, neg_hi) = (&mut r[i][start..start + n], &mut neg_hi[i][start..start + n]);
             for (k, (r, neg_hi)) in r.iter_mut().zip(neg_hi.iter_mut()).enumerate() {
                 let h = limb_residue(limbs, weights, k, mf, inv);
-                *neg_hi = m.sub(0, h);
-                *r = to_u64(reduce(f64::from(h).mul_add(shifted, low[k]), mf, inv)) as u32;
+                neg_hi.write(m.sub(0, h));
+                r.write(to_u64(reduce(f64::from(h).mul_add(shifted, low[k]), mf, inv)) as u32);
             }
         }
     }
