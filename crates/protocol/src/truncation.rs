@@ -285,8 +285,7 @@ impl<M: CrtModuli> ProtocolRing for Crt<M> {
             return Ok(MaskedTensor { value: PrivateTensor::from_share(x.shape(), None), mask, masked: None });
         };
         let (c, mask) = open_crt_truncation(s, tag, xi, dealt)?;
-        let mut e = CrtTensor::zeros(x.shape());
-        add_truncated_opening(&mut e, &c, f)?;
+        let e = truncated_opening(&c, f)?;
         let value = if s.role() == Role::Server0 { mask.add(&e)? } else { mask.clone() };
         Ok(MaskedTensor {
             value: PrivateTensor::from_share(x.shape(), Some(value)),
@@ -318,6 +317,12 @@ fn add_truncated_opening<M: CrtModuli>(z: &mut CrtTensor<M>, c: &CrtTensor<M>, f
     let k = Crt::<M>::PRODUCT_BITS;
     // x + 2^k + r < 2^(k+42) <= M as an integer, so it is (c + 2^k) mod M.
     Ok(z.add_shifted(c, 1u128 << k, f, -(1i128 << (k - f)))?)
+}
+
+/// `(c + 2^k) >> f - 2^(k-f)` as a new tensor (see [`add_truncated_opening`]).
+fn truncated_opening<M: CrtModuli>(c: &CrtTensor<M>, f: u32) -> Result<CrtTensor<M>> {
+    let k = Crt::<M>::PRODUCT_BITS;
+    Ok(CrtTensor::shifted(c, 1u128 << k, f, -(1i128 << (k - f)))?)
 }
 
 impl Session {

@@ -1373,7 +1373,8 @@ mod tests {
     }
 
     /// `add_shifted` of `c` into `z` equals z + ((c + add) mod M) >> shift + offset computed on
-    /// canonical integers, and refuses add = M.
+    /// canonical integers, `shifted` equals ((c + add) mod M) >> shift + offset, and both refuse
+    /// add = M.
     fn check_add_shifted<M: CrtModuli>(c: &CrtTensor<M>, z: &CrtTensor<M>, add: u128, shift: u32, offset: i128) {
         let modulus = u128::try_from(Crt::<M>::modulus()).unwrap();
         let mut fused = z.clone();
@@ -1387,6 +1388,10 @@ mod tests {
         let shifted =
             CrtTensor::<M>::from_signed(ndarray::ArrayD::from_shape_vec(IxDyn(&[c.len()]), shifted).unwrap().view());
         assert_eq!(&fused, &z.add(&shifted).unwrap(), "add {add}, shift {shift}, offset {offset}");
+        // The same values as a new tensor (written without zeros where the fast path applies).
+        let fresh = CrtTensor::shifted(c, add, shift, offset).unwrap();
+        assert_eq!(fresh, shifted, "new tensor: add {add}, shift {shift}, offset {offset}");
+        assert!(CrtTensor::shifted(c, modulus, shift, offset).is_err());
     }
 
     /// Values of c where the low-bits path cannot trust its f64 estimate (c near 0 or M, c + add

@@ -20,6 +20,7 @@ use super::{flat, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Reconstruct
 use crate::error::{CoreError, Result};
 use crate::layout;
 use crate::ring::RingTensor;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Distance to an integer below which the f64 fraction is not trusted (see the module docs).
@@ -44,35 +45,99 @@ impl<M: CrtModuli> CrtTensor<M> {
     /// `shift` is not below 128.
     pub fn add_shifted(&mut self, c: &Self, add: u128, shift: u32, offset: i128) -> Result<()> {
         layout::check_same_shape("add_shifted", self.shape(), c.shape())?;
-        let rec = Reconstruction::new(M::MODULI);
-        if add >= rec.modulus || shift >= 128 {
-            return Err(CoreError::InvalidConfig(format!(
-                "add_shifted: add {add} must be below M and the shift {shift} below 128"
-            )));
-        }
-        let (n, moduli) = (self.len(), Modulus::all::<M>());
-        let c: Vec<&[u32]> = c.planes.iter().map(flat).collect();
-        let fast = shift <= MAX_SHIFT && moduli.iter().all(|m| m.m >= MIN_MODULUS);
-        let low_bits = fast.then(|| LowBits::new(&rec, &moduli, add, shift, offset));
+        let (rec, moduli) = (checked_reconstruction::<M>(add, shift)?, Modulus::all::<M>());
         let mut planes: Vec<&mut [u32]> = self
             .planes_mut()
             .iter_mut()
             .map(|p| p.as_slice_mut().expect("CRT planes are kept in standard layout"))
             .collect();
-        let jobs: Vec<(usize, Vec<&mut [u32]>)> =
-            runs_mut(&mut planes).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
-        run_jobs(jobs, n * moduli.len(), |(start, mut out)| {
-            let c: Vec<&[u32]> = c.iter().map(|p| &p[start..start + out[0].len()]).collect();
-            match &low_bits {
-                Some(fast) => fast.run(&rec, &c, &mut out),
-                None => {
+        match fast_path(&rec, &moduli, add, shift, offset) {
+            Some(fast) => run_fast(&fast, &rec, c, &mut planes),
+            None => {
+                let jobs: Vec<(usize, Vec<&mut [u32]>)> =
+                    runs_mut(&mut planes).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
+                run_jobs(jobs, c.len() * moduli.len(), |(start, mut out)| {
+                    let c: Vec<&[u32]> = c.planes.iter().map(|p| &flat(p)[start..start + out[0].len()]).collect();
                     let shifted: Vec<i128> =
                         (0..c[0].len()).map(|j| (exact_shifted(&rec, &c, j, add) >> shift) as i128 + offset).collect();
                     super::reduce_values(&shifted, &mut out, &moduli, true);
-                }
+                });
             }
-        });
+        }
         Ok(())
+    }
+
+    /// `floor(((c + add) mod M) / 2^shift) + offset` as a new tensor: [`CrtTensor::add_shifted`]
+    /// into zeros, with the same errors, written without a zero-filled tensor first where the
+    /// fast path applies.
+    pub fn shifted(c: &Self, add: u128, shift: u32, offset: i128) -> Result<Self> {
+        let (rec, moduli) = (checked_reconstruction::<M>(add, shift)?, Modulus::all::<M>());
+        let Some(fast) = fast_path(&rec, &moduli, add, shift, offset) else {
+            let mut z = Self::zeros(c.shape());
+            z.add_shifted(c, add, shift, offset)?;
+            return Ok(z);
+        };
+        let n = c.len();
+        let mut out: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(n)).collect();
+        let mut slots: Vec<&mut [MaybeUninit<u32>]> =
+            out.iter_mut().map(|p| &mut p.spare_capacity_mut()[..n]).collect();
+        run_fast(&fast, &rec, c, &mut slots);
+        for p in &mut out {
+            // SAFETY: the runs of `run_fast` cover slots 0..n of every plane, and the kernel
+            // writes every slot of its runs.
+            unsafe { p.set_len(n) };
+        }
+        Ok(Self::from_planes(out.into_iter().map(|p| super::plane(c.shape(), p)).collect()))
+    }
+}
+
+/// The reconstruction of M's moduli, or an error if `add` is not below M or `shift` not below 128.
+fn checked_reconstruction<M: CrtModuli>(add: u128, shift: u32) -> Result<Reconstruction> {
+    let rec = Reconstruction::new(M::MODULI);
+    if add >= rec.modulus || shift >= 128 {
+        return Err(CoreError::InvalidConfig(format!(
+            "add_shifted: add {add} must be below M and the shift {shift} below 128"
+        )));
+    }
+    Ok(rec)
+}
+
+/// The fast path's constants, if it applies: shifts up to [`MAX_SHIFT`] and moduli from
+/// [`MIN_MODULUS`] on.
+fn fast_path(rec: &Reconstruction, moduli: &[Modulus], add: u128, shift: u32, offset: i128) -> Option<LowBits> {
+    (shift <= MAX_SHIFT && moduli.iter().all(|m| m.m >= MIN_MODULUS))
+        .then(|| LowBits::new(rec, moduli, add, shift, offset))
+}
+
+/// The fast path over every run of `c` and of the output planes `out` (one per modulus, each of
+/// c's length), in parallel when large.
+fn run_fast<M: CrtModuli, O: Slot>(fast: &LowBits, rec: &Reconstruction, c: &CrtTensor<M>, out: &mut [&mut [O]]) {
+    let c: Vec<&[u32]> = c.planes.iter().map(flat).collect();
+    let jobs: Vec<(usize, Vec<&mut [O]>)> = runs_mut(out).into_iter().enumerate().map(|(r, p)| (r * RUN, p)).collect();
+    run_jobs(jobs, c.len() * c.first().map_or(0, |p| p.len()), |(start, mut out)| {
+        let c: Vec<&[u32]> = c.iter().map(|p| &p[start..start + out[0].len()]).collect();
+        fast.run(rec, &c, &mut out);
+    });
+}
+
+/// An output residue of the fast path's kernel: added to (`u32`, already a residue) or written
+/// (`MaybeUninit<u32>`, a new tensor's slot).
+trait Slot: Send {
+    /// Puts the residue `v` modulo `m` into the slot.
+    fn put(&mut self, m: Modulus, v: u32);
+}
+
+impl Slot for u32 {
+    #[inline(always)]
+    fn put(&mut self, m: Modulus, v: u32) {
+        *self = m.add(*self, v);
+    }
+}
+
+impl Slot for MaybeUninit<u32> {
+    #[inline(always)]
+    fn put(&mut self, _: Modulus, v: u32) {
+        self.write(v);
     }
 }
 
@@ -128,17 +193,17 @@ impl LowBits {
         }
     }
 
-    /// `out` (one run of every plane) += the shifted values of the run `c` of c's planes.
-    fn run(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+    /// The shifted values of the run `c` of c's planes put into `out` (one run of every plane).
+    fn run<O: Slot>(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
         // Dispatched by hand, as `limb_reduce` is: the kernel is inlined into each copy.
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-            fn with_avx512(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+            fn with_avx512<O: Slot>(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
                 this.kernel(rec, c, out);
             }
             #[target_feature(enable = "avx2,fma")]
-            fn with_avx2(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+            fn with_avx2<O: Slot>(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
                 this.kernel(rec, c, out);
             }
             match Simd::detect() {
@@ -156,7 +221,7 @@ impl LowBits {
     /// The work of [`LowBits::run`], block by block of [`BLOCK`] elements (whose temporaries stay
     /// in L1).
     #[inline(always)]
-    fn kernel(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [u32]]) {
+    fn kernel<O: Slot>(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
         let len = c.first().map_or(0, |p| p.len());
         let mut scratch = ([0.0f64; BLOCK], [0u64; BLOCK], [false; BLOCK]);
         for start in (0..len).step_by(BLOCK) {
@@ -167,11 +232,11 @@ impl LowBits {
     /// Elements `range` (at most [`BLOCK`]) of [`LowBits::kernel`]: y mod 2^s for every element
     /// (fast, then exactly where the estimate is not trusted), then one pass per modulus.
     #[inline(always)]
-    fn block(
+    fn block<O: Slot>(
         &self,
         rec: &Reconstruction,
         c: &[&[u32]],
-        out: &mut [&mut [u32]],
+        out: &mut [&mut [O]],
         range: Range<usize>,
         scratch: &mut ([f64; BLOCK], [u64; BLOCK], [bool; BLOCK]),
     ) {
@@ -220,7 +285,7 @@ impl LowBits {
                 let q = (v * m.inv + ROUNDER) - ROUNDER;
                 let d = ((-q).mul_add(modulus, v) + ROUNDER).to_bits() as u32;
                 let d = d.min(d.wrapping_add(m.m));
-                *o = m.add(*o, m.add(m.mul(d, inverse), offset));
+                o.put(m, m.add(m.mul(d, inverse), offset));
             }
         }
     }
