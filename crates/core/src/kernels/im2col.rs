@@ -108,15 +108,26 @@ pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeo
     }
     if per_image > 0 && image_len > 0 {
         let src = x.as_slice().expect("standard layout is contiguous");
+        let ((h, w), (sy, sx)) = (g.input, g.params.stride);
         crate::parallel::for_each_chunk_mut(flat, per_image, |i, out| {
             let image = &src[i * image_len..][..image_len];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let row = &mut out[(oy * ow + ox) * cols..][..cols];
+            for (position, row) in out.chunks_exact_mut(cols).enumerate() {
+                let (oy, ox) = (position / ow, position % ow);
+                if padded {
                     for_each_window_line(g, (oy, ox), |c, ky, first, taps| {
                         let dst = &mut row[(c * kh + ky) * kw..][..kw];
                         copy_line(&mut dst[taps.clone()], &image[first..first + taps.len()]);
                     });
+                    continue;
+                }
+                // Without padding every line is whole: KW values from (c, oy·sy + ky, ox·sx).
+                let mut lines = row.chunks_exact_mut(kw);
+                for c in 0..g.channels {
+                    for ky in 0..kh {
+                        let first = (c * h + oy * sy + ky) * w + ox * sx;
+                        let dst = lines.next().expect("a row holds C·KH lines of KW");
+                        copy_line(dst, &image[first..first + kw]);
+                    }
                 }
             }
         });
@@ -267,6 +278,8 @@ mod tests {
             ([3, 2, 7, 6], (3, 2), 2, 1),
             ([1, 3, 4, 5], (2, 2), 2, 0),
             ([2, 2, 3, 3], (3, 3), 1, 3),
+            // Lines longer than the fixed-size copies, two channels, no padding.
+            ([1, 2, 12, 11], (3, 10), 1, 0),
         ] {
             let params = Conv2dParams { stride: (stride, stride), padding: (padding, padding) };
             let g = ConvGeometry::new(&shape, &[4, shape[1], kernel.0, kernel.1], params).expect("valid geometry");
