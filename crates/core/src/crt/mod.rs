@@ -670,21 +670,36 @@ impl<M: CrtModuli> CrtTensor<M> {
         fill: impl Fn(usize, Range<usize>, &mut [MaybeUninit<u32>]) + Sync + Send,
     ) -> Self {
         let n: usize = shape.iter().product();
+        let write = |planes: &mut [&mut [MaybeUninit<u32>]]| {
+            let jobs: Vec<(usize, usize, &mut [MaybeUninit<u32>])> = planes
+                .iter_mut()
+                .enumerate()
+                .flat_map(|(i, o)| o.chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk)))
+                .collect();
+            run_jobs(jobs, n * M::MODULI.len(), |(i, start, chunk)| fill(i, start..start + chunk.len(), chunk));
+        };
+        // SAFETY: the chunks cover every slot of every plane, and the caller's `fill` writes every
+        // slot of every chunk.
+        unsafe { Self::written_planes(shape, write) }.0
+    }
+
+    /// New planes of `shape`, written by `fill` through each plane's uninitialised slots (one
+    /// slice per modulus, as many slots as `shape` has elements; no zero-fill pass first), and
+    /// what `fill` returns.
+    ///
+    /// # Safety
+    /// `fill` must write every slot of every plane.
+    unsafe fn written_planes<R>(shape: &[usize], fill: impl FnOnce(&mut [&mut [MaybeUninit<u32>]]) -> R) -> (Self, R) {
+        let n: usize = shape.iter().product();
         let mut out: Vec<Vec<u32>> = M::MODULI.iter().map(|_| Vec::with_capacity(n)).collect();
-        let jobs: Vec<(usize, usize, &mut [MaybeUninit<u32>])> = out
-            .iter_mut()
-            .enumerate()
-            .flat_map(|(i, o)| {
-                o.spare_capacity_mut()[..n].chunks_mut(CHUNK).enumerate().map(move |(c, chunk)| (i, c * CHUNK, chunk))
-            })
-            .collect();
-        run_jobs(jobs, n * M::MODULI.len(), |(i, start, chunk)| fill(i, start..start + chunk.len(), chunk));
+        let mut slots: Vec<&mut [MaybeUninit<u32>]> =
+            out.iter_mut().map(|p| &mut p.spare_capacity_mut()[..n]).collect();
+        let result = fill(&mut slots);
         for o in &mut out {
-            // SAFETY: the chunks cover slots 0..n of every plane, and the caller's `fill` wrote
-            // every slot of every chunk.
+            // SAFETY: the caller's `fill` wrote slots 0..n of every plane.
             unsafe { o.set_len(n) };
         }
-        Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect())
+        (Self::from_planes(out.into_iter().map(|o| plane(shape, o)).collect()), result)
     }
 
     /// Elementwise `f(modulus, x, y)` of two tensors of equal shape.

@@ -77,17 +77,9 @@ impl<M: CrtModuli> CrtTensor<M> {
             z.add_shifted(c, add, shift, offset)?;
             return Ok(z);
         };
-        let n = c.len();
-        let mut out: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(n)).collect();
-        let mut slots: Vec<&mut [MaybeUninit<u32>]> =
-            out.iter_mut().map(|p| &mut p.spare_capacity_mut()[..n]).collect();
-        run_fast(&fast, &rec, c, &mut slots);
-        for p in &mut out {
-            // SAFETY: the runs of `run_fast` cover slots 0..n of every plane, and the kernel
-            // writes every slot of its runs.
-            unsafe { p.set_len(n) };
-        }
-        Ok(Self::from_planes(out.into_iter().map(|p| super::plane(c.shape(), p)).collect()))
+        // SAFETY: the runs of `run_fast` cover every slot of every plane (c's shape), and the
+        // kernel writes every slot of its runs.
+        Ok(unsafe { Self::written_planes(c.shape(), |slots| run_fast(&fast, &rec, c, slots)) }.0)
     }
 }
 

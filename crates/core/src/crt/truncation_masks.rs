@@ -11,7 +11,7 @@
 //! [`limb_reduce`]: super::limb_reduce
 
 use super::{
-    fill_limb, limb_residue, limb_weights, plane, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Simd, LIMBS,
+    fill_limb, limb_residue, limb_weights, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Simd, LIMBS,
     LIMBS_MAX_BITS, LIMB_BLOCK, RUN,
 };
 use crate::error::{CoreError, Result};
@@ -47,27 +47,18 @@ impl<M: CrtModuli> CrtTensor<M> {
             )));
         }
         let moduli = Modulus::all::<M>();
-        // Written straight into the planes' spare capacity (no zero-fill pass first).
-        let mut r: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(n)).collect();
-        let mut neg_hi: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(n)).collect();
-        let (mut r_slots, mut neg_slots) = (spare_slots(&mut r, n), spare_slots(&mut neg_hi, n));
-        let jobs: Vec<_> = words.chunks(RUN).zip(runs_mut(&mut r_slots)).zip(runs_mut(&mut neg_slots)).collect();
-        run_jobs(jobs, 2 * n * moduli.len(), |((words, mut r), mut neg_hi)| {
-            masks_run(words, bits, f, &moduli, &mut r, &mut neg_hi);
-        });
-        for p in r.iter_mut().chain(&mut neg_hi) {
-            // SAFETY: the runs cover slots 0..n of every plane, and `masks_kernel` writes every
-            // slot of the runs it is given.
-            unsafe { p.set_len(n) };
-        }
-        let tensor = |planes: Vec<Vec<u32>>| Self::from_planes(planes.into_iter().map(|p| plane(shape, p)).collect());
-        Ok((tensor(r), tensor(neg_hi)))
+        let write = |r: &mut [&mut [Slot]], neg_hi: &mut [&mut [Slot]]| {
+            let jobs: Vec<_> = words.chunks(RUN).zip(runs_mut(r)).zip(runs_mut(neg_hi)).collect();
+            run_jobs(jobs, 2 * n * moduli.len(), |((words, mut r), mut neg_hi)| {
+                masks_run(words, bits, f, &moduli, &mut r, &mut neg_hi);
+            });
+        };
+        // SAFETY: the runs cover every slot of both tensors' planes (one word per element), and
+        // `masks_kernel` writes every slot of the runs it is given.
+        let (r, (neg_hi, ())) =
+            unsafe { Self::written_planes(shape, |r| Self::written_planes(shape, |neg_hi| write(r, neg_hi))) };
+        Ok((r, neg_hi))
     }
-}
-
-/// The first `n` slots of each plane's spare capacity (each plane has room for `n`).
-fn spare_slots(planes: &mut [Vec<u32>], n: usize) -> Vec<&mut [Slot]> {
-    planes.iter_mut().map(|p| &mut p.spare_capacity_mut()[..n]).collect()
 }
 
 /// [`masks_kernel`] compiled for the widest vector instructions the CPU has. Dispatched by

@@ -100,13 +100,13 @@ pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeo
     let per_image = oh * ow * cols;
     let image_len = g.channels * g.input.0 * g.input.1;
     let flat = patches.as_slice_mut().expect("freshly allocated arrays are contiguous");
-    let padded = g.params.padding != (0, 0);
-    if per_image == 0 || image_len == 0 || padded {
+    let (padded, copies) = (g.params.padding != (0, 0), per_image > 0 && image_len > 0);
+    if padded || !copies {
         flat.iter_mut().for_each(|p| {
             p.write(T::default());
         });
     }
-    if per_image > 0 && image_len > 0 {
+    if copies {
         let src = x.as_slice().expect("standard layout is contiguous");
         let ((h, w), (sy, sx)) = (g.input, g.params.stride);
         crate::parallel::for_each_chunk_mut(flat, per_image, |i, out| {
