@@ -123,6 +123,14 @@ pub(crate) trait MicroKernel<const MR: usize, const NR: usize>: Copy + Send + Sy
     /// (one per column), both with the same `kc`. Writes the `MR × NR` result into `out`;
     /// only its first `cols` columns are needed, the kernel may skip the others.
     fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]);
+
+    /// `c + t` for a value `c` already in `C` and a tile's value `t` of a later k-block, in the
+    /// kernel's lane format: wrapping `u64` addition, unless the kernel's lanes hold something
+    /// else (f64 bits).
+    #[inline(always)]
+    fn accumulate(c: u64, t: u64) -> u64 {
+        c.wrapping_add(t)
+    }
 }
 
 thread_local! {
@@ -373,7 +381,7 @@ fn run_tasks<K, const MR: usize, const NR: usize>(
                             if store {
                                 c_row.for_each(|(cv, &tv)| *cv = tv);
                             } else {
-                                c_row.for_each(|(cv, &tv)| *cv = cv.wrapping_add(tv));
+                                c_row.for_each(|(cv, &tv)| *cv = K::accumulate(*cv, tv));
                             }
                         }
                     }
@@ -425,10 +433,19 @@ pub(crate) mod zmm {
 
     /// Implements [`super::MicroKernel`] for the detection token `$token` with the tile kernel
     /// `$kernel::<V>`: `V` = 1 (one zmm per row) when at most 8 columns are needed, else 2. The
-    /// kernel must only need the CPU features whose detection creates `$token`.
+    /// kernel must only need the CPU features whose detection creates `$token`. A third argument
+    /// replaces wrapping addition as [`super::MicroKernel::accumulate`].
     macro_rules! zmm_micro_kernel {
         ($token:ty, $kernel:ident) => {
+            zmm_micro_kernel!($token, $kernel, |c: u64, t: u64| c.wrapping_add(t));
+        };
+        ($token:ty, $kernel:ident, $accumulate:expr) => {
             impl $crate::kernels::blocking::MicroKernel<MR, NR> for $token {
+                #[inline(always)]
+                fn accumulate(c: u64, t: u64) -> u64 {
+                    ($accumulate)(c, t)
+                }
+
                 fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
                     if cols <= NR / 2 {
                         // SAFETY: `self` exists only if the kernel's CPU features were detected.

@@ -16,13 +16,18 @@
 //!   12 × 16 tile of `vpmadd52luq`: it adds the low 52 bits of each 104-bit product to a 64-bit
 //!   lane, which is the whole product since (P-1)^2 < 2^52. One instruction is eight exact
 //!   multiply-adds, at the same rate as a zmm f64 FMA (twice ymm FMA per instruction).
-//! - Without IFMA the group's GEMM runs in f64 (`gemm-f64` of the `gemm` crates, whose AVX-512
-//!   or AVX2 kernels are chosen at run time): operands lifted to f64, inner dimension split into
-//!   chunks of `f64_exact_chunk` (1024 for moduli up to 2^21), so that every sum is an integer
-//!   below 2^52 and the result is exact whatever the order of the additions. One FMA is eight
-//!   exact multiply-adds where the integer tile needs `vpmuludq` and `vpaddq`: on an AVX-512 Xeon
-//!   without IFMA, net S int100 at batch 100 went from 224 to 176 ms per batch and net A int100
-//!   from 41.3 to 24.6 ms (medians of alternated runs; docs/performance.md).
+//! - Without IFMA the group's GEMM runs in f64: inner dimension split into chunks of
+//!   `f64_exact_chunk` (1024 for moduli up to 2^21), so that every sum is an integer below 2^52
+//!   and the result is exact whatever the order of the additions. One FMA is eight exact
+//!   multiply-adds where the integer tile needs `vpmuludq` and `vpaddq`. With AVX-512F the
+//!   blocked framework runs a 12 × 16 tile of `vfmadd231pd` on lanes that hold f64 bits, and
+//!   packing lifts the residues to f64 on the fly; this replaced `gemm-f64` on lifted copies of
+//!   the operands (net A int100 at batch 100: 24.1 → 21.9 ms, net S 144.5 → 139.3 ms,
+//!   medians of alternated runs). Without AVX-512, the operands are lifted and multiplied by
+//!   `gemm-f64` (the `gemm` crates, whose AVX2 or portable kernels are chosen at run time).
+//!   Against the integer tile, on an AVX-512 Xeon without IFMA, the f64 GEMM took net S int100
+//!   at batch 100 from 224 to 176 ms per batch and net A int100 from 41.3 to 24.6 ms
+//!   (docs/performance.md).
 //! - Where the f64 GEMM does not apply (a modulus near 2^26, whose exact chunks are short), the
 //!   tile of `kernels::blocking` multiplies by `vpmuludq` (the low 32 bits of each lane, which
 //!   hold the whole entry) and adds by `vpaddq` with AVX-512F, and elsewhere the portable
@@ -34,7 +39,8 @@
 //! - `B` with at most 16 columns and a single modulus per GEMM (a convolution's filters, lifted
 //!   to one modulus; every group of the five 21-bit moduli) reads `A`'s rows in place: see
 //!   `few_cols` (AVX-512 only). It beats the f64 GEMM there (net S int100 at batch 100: 184
-//!   against 195 ms with the f64 GEMM for the convolution too).
+//!   against 195 ms with `gemm-f64` for the convolution too, and medians of 161 against 177 ms
+//!   with the f64 tile).
 //!
 //! The final reduction of the `u64` sums to `u32` residues is one fused, vectorised pass.
 
@@ -154,13 +160,13 @@ fn add_reduced(out: &mut [u32], acc: &[u64], m: u32, narrow: bool) {
     });
 }
 
-/// `out[i] = (out[i] + acc[i]) mod m` for residues `out` in [0, m) and exact integer sums `acc`
-/// in [0, 2^53).
-fn add_reduced_f64(out: &mut [u32], acc: &[f64], m: u32) {
+/// `out[i] = (out[i] + acc[i]) mod m` for residues `out` in [0, m) and exact integer sums in
+/// [0, 2^53) held as the bits of their f64 values in `acc`.
+fn add_reduced_f64_bits(out: &mut [u32], acc: &[u64], m: u32) {
     let (mf, inv_m) = (f64::from(m), 1.0 / f64::from(m));
     for_chunks(out, |start, out| {
         let acc = &acc[start..start + out.len()];
-        vectorised(|| add_each(out, acc, mf, |x| reduce(x, mf, inv_m)));
+        vectorised(|| add_each(out, acc, mf, |x| reduce(f64::from_bits(x), mf, inv_m)));
     });
 }
 
@@ -255,6 +261,9 @@ struct Residues<'a> {
     /// Whether the lines are rows.
     row_major: bool,
     group: Group,
+    /// Whether each entry is read as the bits of its f64 value (for the f64 micro-kernel)
+    /// rather than as a `u64`.
+    f64_lanes: bool,
 }
 
 impl<'a> Residues<'a> {
@@ -266,7 +275,13 @@ impl<'a> Residues<'a> {
             Some(_) => planes.iter().map(|p| CowArray::from(*p)).collect(),
             None => planes.iter().map(|p| CowArray::from(p.as_standard_layout().into_owned())).collect(),
         };
-        Residues { planes, row_major: in_place.unwrap_or(true), group }
+        Residues { planes, row_major: in_place.unwrap_or(true), group, f64_lanes: false }
+    }
+
+    /// [`Residues::new`], read as the bits of each entry's f64 value.
+    #[cfg(target_arch = "x86_64")]
+    fn new_f64(planes: &[ArrayView2<'a, u32>], group: Group) -> Self {
+        Residues { f64_lanes: true, ..Residues::new(planes, group) }
     }
 
     /// `dst[t]` = entry `entries.start + t` of line `line` (`dst.len() == entries.len()`).
@@ -274,9 +289,17 @@ impl<'a> Residues<'a> {
         let (r0, group) = (self.line(0, line, entries.clone()), self.group);
         if group.is_pair() {
             let r1 = self.line(1, line, entries);
+            let f64_lanes = self.f64_lanes;
             vectorised(|| {
                 for ((d, &x), &y) in dst.iter_mut().zip(r0).zip(r1) {
-                    *d = group.lift(x, y);
+                    let v = group.lift(x, y);
+                    *d = if f64_lanes { to_f64(v).to_bits() } else { v };
+                }
+            });
+        } else if self.f64_lanes {
+            vectorised(|| {
+                for (d, &x) in dst.iter_mut().zip(r0) {
+                    *d = f64::from(x).to_bits();
                 }
             });
         } else {
@@ -425,14 +448,14 @@ fn group_with(
     if m == 0 || n == 0 {
         return out;
     }
-    if isa.takes_f64(group, n) {
-        group_in_f64(a, b, moduli, group, &mut out);
-        return out;
-    }
     if acc.len() < m * n {
         acc.resize(m * n, 0);
     }
     let mut c = ArrayViewMut2::from_shape((m, n), &mut acc[..m * n]).expect("m·n scratch values");
+    if isa.takes_f64(group, n) {
+        group_in_f64(a, b, moduli, group, isa, c, &mut out);
+        return out;
+    }
     let chunk = exact_chunk(group.p).max(1);
     for start in (0..k).step_by(chunk) {
         let end = (start + chunk).min(k);
@@ -506,13 +529,17 @@ fn lifted_f64(planes: &[ArrayView2<'_, u32>], group: Group) -> Array2<f64> {
     unsafe { lifted.assume_init() }
 }
 
-/// A·B for standard-layout f64 matrices (the `gemm` crates; their AVX-512 or AVX2 kernels are
-/// chosen at run time), on all of rayon's threads when the product is large.
-fn f64_matmul(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+/// Writes A·B for standard-layout f64 matrices into `c` (standard layout) as f64 bits (the
+/// `gemm` crates; their AVX2 or portable kernels are chosen at run time), on all of rayon's
+/// threads when the product is large.
+fn f64_matmul(a: &Array2<f64>, b: &Array2<f64>, mut c: ArrayViewMut2<'_, u64>) {
     let ((m, k), n) = (a.dim(), b.ncols());
     assert_eq!(k, b.nrows(), "callers check matmul shapes");
+    assert_eq!(c.dim(), (m, n), "the output is A's rows × B's columns");
     assert!(a.is_standard_layout() && b.is_standard_layout(), "operands are lifted in standard layout");
-    let mut c = Array2::<f64>::zeros((m, n));
+    assert!(c.is_standard_layout(), "the output is in standard layout");
+    // Zeros (0.0's bits), so that no stale value survives whatever entries gemm writes.
+    c.fill(0);
     let parallelism = if m * k * n >= F64_PARALLEL_WORK {
         gemm_common::Parallelism::Rayon(rayon::current_num_threads())
     } else {
@@ -521,13 +548,14 @@ fn f64_matmul(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
     let gemm = gemm_f64::gemm::f64::get_gemm_fn();
     // SAFETY: `c` is m×n, `a` m×k and `b` k×n, all in standard layout (row stride = columns,
     // column stride 1), so every index gemm forms from these dimensions and strides is in
-    // bounds; `c` does not alias `a` or `b`. With `read_dst` false, c = 1.0 · a·b.
+    // bounds; `c` does not alias `a` or `b`, and its `u64`s have f64's size and alignment. With
+    // `read_dst` false, c = 1.0 · a·b.
     unsafe {
         gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c.as_mut_ptr().cast::<f64>(),
             1,
             n as isize,
             false,
@@ -545,16 +573,20 @@ fn f64_matmul(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
             parallelism,
         );
     }
-    c
 }
 
-/// A_i·B_i mod m_i for the moduli of one group, added into `out`, through exact f64 GEMMs over
-/// chunks of the inner dimension ([`f64_exact_chunk`]).
+/// A_i·B_i mod m_i for the moduli of one group, added into `out`, through exact f64 products
+/// over chunks of the inner dimension ([`f64_exact_chunk`]), whose sums `c` (A's rows × B's
+/// columns, scratch) holds as f64 bits. With AVX-512 the product runs on the blocked framework
+/// with the f64 tile, lifting the operands to f64 while it packs them (no lifted copies); elsewhere
+/// the operands are lifted and multiplied by `gemm-f64`.
 fn group_in_f64(
     a: &[ArrayView2<'_, u32>],
     b: &[ArrayView2<'_, u32>],
     moduli: &[u32],
     group: Group,
+    isa: Isa,
+    mut c: ArrayViewMut2<'_, u64>,
     out: &mut [Array2<u32>],
 ) {
     let k = a[0].ncols();
@@ -563,10 +595,17 @@ fn group_in_f64(
         let end = (start + chunk).min(k);
         let a_part: Vec<_> = a.iter().map(|p| p.slice(s![.., start..end])).collect();
         let b_part: Vec<_> = b.iter().map(|p| p.slice(s![start..end, ..])).collect();
-        let sums = f64_matmul(&lifted_f64(&a_part, group), &lifted_f64(&b_part, group));
-        let sums = sums.as_slice().expect("a fresh array is in standard layout");
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Mul32(token) => {
+                let (a_part, b_part) = (Residues::new_f64(&a_part, group), Residues::new_f64(&b_part, group));
+                blocked(&a_part, &b_part, c.view_mut(), ifma::Fma64::from(token), None);
+            }
+            _ => f64_matmul(&lifted_f64(&a_part, group), &lifted_f64(&b_part, group), c.view_mut()),
+        }
+        let sums = c.as_slice().expect("scratch is in standard layout");
         for (o, &m) in out.iter_mut().zip(moduli) {
-            add_reduced_f64(o.as_slice_mut().expect("fresh arrays are in standard layout"), sums, m);
+            add_reduced_f64_bits(o.as_slice_mut().expect("fresh arrays are in standard layout"), sums, m);
         }
     }
 }
@@ -650,6 +689,20 @@ mod ifma {
         }
     }
 
+    /// Proof that the running CPU supports AVX-512F, for the f64 tile: its lanes hold the bits
+    /// of f64 values, multiplied and added by `vfmadd231pd`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Fma64 {
+        _detected: (),
+    }
+
+    impl From<Mul32> for Fma64 {
+        /// AVX-512F, which `Mul32` proves, has the f64 fused multiply-add on zmm registers.
+        fn from(_: Mul32) -> Self {
+            Fma64 { _detected: () }
+        }
+    }
+
     /// An exact eight-lane multiply-add of `u64` lanes holding values below 2^26.
     pub(super) trait Madd: Copy + Send + Sync {
         /// `sum + a·b` lane by lane, for `a` and `b` below 2^26 (products below 2^52).
@@ -678,8 +731,32 @@ mod ifma {
         }
     }
 
+    impl Madd for Fma64 {
+        #[inline(always)]
+        unsafe fn madd(sum: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: forwarded from the caller. The lanes hold f64 values: integers below 2^26
+            // whose products and sums stay below 2^53 (the caller's chunks), so every result
+            // is exact.
+            unsafe {
+                _mm512_castpd_si512(_mm512_fmadd_pd(
+                    _mm512_castsi512_pd(a),
+                    _mm512_castsi512_pd(b),
+                    _mm512_castsi512_pd(sum),
+                ))
+            }
+        }
+    }
+
     zmm_micro_kernel!(Ifma, tile_ifma);
     zmm_micro_kernel!(Mul32, tile_mul32);
+    zmm_micro_kernel!(Fma64, tile_fma64, |c: u64, t: u64| (f64::from_bits(c) + f64::from_bits(t)).to_bits());
+
+    /// [`tile`] with f64 lanes (AVX-512F).
+    #[target_feature(enable = "avx512f")]
+    fn tile_fma64<const V: usize>(a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+        // SAFETY: the features are enabled here.
+        unsafe { tile::<Fma64, V>(a, b, out) }
+    }
 
     /// [`tile`] with IFMA.
     #[target_feature(enable = "avx512f,avx512ifma")]
