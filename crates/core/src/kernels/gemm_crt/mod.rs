@@ -22,8 +22,8 @@
 //!   multiply-adds where the integer tile needs `vpmuludq` and `vpaddq`. With AVX-512F the
 //!   blocked framework runs a 12 × 16 tile of `vfmadd231pd` on lanes that hold f64 bits, and
 //!   packing lifts the residues to f64 on the fly; this replaced `gemm-f64` on lifted copies of
-//!   the operands (net A int100 at batch 100: 24.1 → 21.9 ms, net S 144.5 → 139.3 ms,
-//!   medians of alternated runs). Without AVX-512, the operands are lifted and multiplied by
+//!   the operands (`pond bench kernels`, crt5, ratio to the f64 GEMM: 1000×2304×100 5.24 → 4.63,
+//!   1024³ 4.37 → 3.43; docs/performance.md). Without AVX-512, the operands are lifted and multiplied by
 //!   `gemm-f64` (the `gemm` crates, whose AVX2 or portable kernels are chosen at run time).
 //!   Against the integer tile, on an AVX-512 Xeon without IFMA, the f64 GEMM took net S int100
 //!   at batch 100 from 224 to 176 ms per batch and net A int100 from 41.3 to 24.6 ms
