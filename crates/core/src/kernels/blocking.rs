@@ -433,18 +433,17 @@ pub(crate) mod zmm {
 
     /// Implements [`super::MicroKernel`] for the detection token `$token` with the tile kernel
     /// `$kernel::<V>`: `V` = 1 (one zmm per row) when at most 8 columns are needed, else 2. The
-    /// kernel must only need the CPU features whose detection creates `$token`. A third argument
-    /// replaces wrapping addition as [`super::MicroKernel::accumulate`].
+    /// kernel must only need the CPU features whose detection creates `$token`. A third argument,
+    /// if given, replaces the default [`super::MicroKernel::accumulate`] (wrapping addition).
     macro_rules! zmm_micro_kernel {
-        ($token:ty, $kernel:ident) => {
-            zmm_micro_kernel!($token, $kernel, |c: u64, t: u64| c.wrapping_add(t));
-        };
-        ($token:ty, $kernel:ident, $accumulate:expr) => {
+        ($token:ty, $kernel:ident $(, $accumulate:expr)?) => {
             impl $crate::kernels::blocking::MicroKernel<MR, NR> for $token {
-                #[inline(always)]
-                fn accumulate(c: u64, t: u64) -> u64 {
-                    ($accumulate)(c, t)
-                }
+                $(
+                    #[inline(always)]
+                    fn accumulate(c: u64, t: u64) -> u64 {
+                        ($accumulate)(c, t)
+                    }
+                )?
 
                 fn tile(self, a: &[u64], b: &[u64], cols: usize, out: &mut [[u64; NR]; MR]) {
                     if cols <= NR / 2 {

@@ -22,9 +22,10 @@
 //!   multiply-adds where the integer tile needs `vpmuludq` and `vpaddq`. With AVX-512F the
 //!   blocked framework runs a 12 × 16 tile of `vfmadd231pd` on lanes that hold f64 bits, and
 //!   packing lifts the residues to f64 on the fly; this replaced `gemm-f64` on lifted copies of
-//!   the operands (`pond bench kernels`, crt5, ratio to the f64 GEMM: 1000×2304×100 5.24 → 4.63,
-//!   1024³ 4.37 → 3.43; docs/performance.md). Without AVX-512, the operands are lifted and multiplied by
-//!   `gemm-f64` (the `gemm` crates, whose AVX2 or portable kernels are chosen at run time).
+//!   the operands (`pond bench kernels`, crt5, ratio to the f64 GEMM: 1000×2304×100 5.24 →
+//!   4.63, 1024³ 4.37 → 3.43; docs/performance.md). Without AVX-512, the operands are lifted
+//!   and multiplied by `gemm-f64` (the `gemm` crates, whose AVX2 or portable kernels are chosen
+//!   at run time).
 //!   Against the integer tile, on an AVX-512 Xeon without IFMA, the f64 GEMM took net S int100
 //!   at batch 100 from 224 to 176 ms per batch and net A int100 from 41.3 to 24.6 ms
 //!   (docs/performance.md).
@@ -216,10 +217,16 @@ impl Group {
     /// The residue in [0, P) of (r0 mod m0, r1 mod m1).
     #[inline(always)]
     fn lift(self, r0: u32, r1: u32) -> u64 {
+        to_u64(self.lift_f64(r0, r1))
+    }
+
+    /// [`Group::lift`] as an (exact, integer-valued) f64.
+    #[inline(always)]
+    fn lift_f64(self, r0: u32, r1: u32) -> f64 {
         let r0 = f64::from(r0);
         // Garner: x = r0 + m0 * ((r1 - r0) * m0^-1 mod m1), |(r1 - r0) * m0^-1| < 2^52.
         let t = (f64::from(r1) - r0) * self.inv01;
-        to_u64(reduce(t, self.m[1], self.inv_m1).mul_add(self.m[0], r0))
+        reduce(t, self.m[1], self.inv_m1).mul_add(self.m[0], r0)
     }
 }
 
@@ -292,8 +299,8 @@ impl<'a> Residues<'a> {
             let f64_lanes = self.f64_lanes;
             vectorised(|| {
                 for ((d, &x), &y) in dst.iter_mut().zip(r0).zip(r1) {
-                    let v = group.lift(x, y);
-                    *d = if f64_lanes { to_f64(v).to_bits() } else { v };
+                    let v = group.lift_f64(x, y);
+                    *d = if f64_lanes { v.to_bits() } else { to_u64(v) };
                 }
             });
         } else if self.f64_lanes {
@@ -511,7 +518,7 @@ fn lifted_f64(planes: &[ArrayView2<'_, u32>], group: Group) -> Array2<f64> {
         vectorised(|| {
             if group.is_pair() {
                 for ((o, &x), &y) in out.iter_mut().zip(r0).zip(r1) {
-                    o.write(to_f64(group.lift(x, y)));
+                    o.write(group.lift_f64(x, y));
                 }
             } else {
                 for (o, &x) in out.iter_mut().zip(r0) {
