@@ -110,8 +110,35 @@ pub fn concat<T: Clone>(axis: usize, parts: &[&ArrayD<T>]) -> Result<ArrayD<T>> 
 
 /// Numpy-style broadcast to `shape`, materialised.
 pub fn broadcast_to<T: Clone + Default>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+    broadcast_view(a, shape).map(materialise)
+}
+
+/// How a tensor of shape `from` repeats when broadcast to `to`, if it does so in runs: as
+/// (outer, mid, inner) with `from` holding `mid` values, where element i of the broadcast (in
+/// standard order) is value (i / inner) mod mid of `from`. That is the case when `from`'s axes
+/// that are not 1 are the same contiguous block of `to`'s axes (right-aligned, as numpy
+/// aligns them), such as a bias [1, F, 1, 1] over [N, F, H, W] or [1, N] over [B, N]. `None`
+/// for other broadcasts (and for shapes that do not broadcast).
+pub fn broadcast_runs(from: &[usize], to: &[usize]) -> Option<(usize, usize, usize)> {
+    if from.len() > to.len() {
+        return None;
+    }
+    let padded: Vec<usize> = std::iter::repeat_n(1, to.len() - from.len()).chain(from.iter().copied()).collect();
+    if padded.iter().zip(to).any(|(&f, &t)| f != t && f != 1) {
+        return None;
+    }
+    let kept: Vec<usize> = (0..to.len()).filter(|&i| padded[i] != 1).collect();
+    let (first, last) = match (kept.first(), kept.last()) {
+        (Some(&first), Some(&last)) => (first, last),
+        _ => return Some((to.iter().product(), 1, 1)),
+    };
+    (last + 1 - first == kept.len())
+        .then(|| (to[..first].iter().product(), to[first..=last].iter().product(), to[last + 1..].iter().product()))
+}
+
+/// Numpy-style broadcast to `shape`, as a view (repeated axes have stride 0).
+pub fn broadcast_view<'a, T>(a: &'a ArrayD<T>, shape: &[usize]) -> Result<ArrayViewD<'a, T>> {
     a.broadcast(IxDyn(shape))
-        .map(materialise)
         .ok_or_else(|| invalid("broadcast_to", shape, a.shape(), "shapes are not broadcast-compatible"))
 }
 
@@ -191,6 +218,22 @@ pub fn window_sum<T: Copy + Default + Send + Sync>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn broadcasts_in_runs() {
+        assert_eq!(broadcast_runs(&[1, 16, 1, 1], &[100, 16, 12, 12]), Some((100, 16, 144)));
+        assert_eq!(broadcast_runs(&[1, 10], &[100, 10]), Some((100, 10, 1)));
+        // Fewer axes are aligned on the right, as numpy aligns them.
+        assert_eq!(broadcast_runs(&[10], &[100, 10]), Some((100, 10, 1)));
+        assert_eq!(broadcast_runs(&[16, 1, 1], &[2, 16, 3, 3]), Some((2, 16, 9)));
+        assert_eq!(broadcast_runs(&[1, 1], &[4, 5]), Some((20, 1, 1)));
+        assert_eq!(broadcast_runs(&[4, 5], &[4, 5]), Some((1, 20, 1)));
+        assert_eq!(broadcast_runs(&[], &[4, 5]), Some((20, 1, 1)));
+        // Kept axes that are not contiguous, and shapes that do not broadcast.
+        assert_eq!(broadcast_runs(&[2, 1, 4], &[2, 3, 4]), None);
+        assert_eq!(broadcast_runs(&[3], &[4, 5]), None);
+        assert_eq!(broadcast_runs(&[1, 4, 5], &[4, 5]), None);
+    }
+
     use super::*;
 
     #[test]

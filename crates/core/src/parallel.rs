@@ -56,6 +56,28 @@ where
     }
 }
 
+/// `out[i] = f(out[i], runs[(i / inner) % runs.len()])` for every i: a tensor broadcast in runs
+/// ([`crate::layout::broadcast_runs`]) combined into `out` without a broadcast copy. `out`'s
+/// length is a multiple of `runs.len() · inner`.
+pub fn zip_assign_runs<A: Copy + Send + Sync>(out: &mut [A], runs: &[A], inner: usize, f: impl Fn(A, A) -> A + Sync) {
+    let block = runs.len() * inner;
+    if block == 0 {
+        return;
+    }
+    let apply = |block: &mut [A]| {
+        for (run, &v) in block.chunks_exact_mut(inner).zip(runs) {
+            run.iter_mut().for_each(|x| *x = f(*x, v));
+        }
+    };
+    if out.len() >= PARALLEL_MIN_ELEMENTS {
+        use rayon::prelude::*;
+        let blocks_per_job = (PARALLEL_MIN_ELEMENTS / block).max(1);
+        out.par_chunks_mut(blocks_per_job * block).for_each(|job| job.chunks_exact_mut(block).for_each(apply));
+    } else {
+        out.chunks_exact_mut(block).for_each(apply);
+    }
+}
+
 /// `f(a[i])` for every i, into a new array.
 pub fn map<A, C>(a: ArrayViewD<'_, A>, f: impl Fn(A) -> C + Sync + Send) -> ArrayD<C>
 where

@@ -113,8 +113,24 @@ pub trait RingTensor: Clone + Debug + PartialEq + Send + Sync + Sized + 'static 
         self.mul_add_assign(a1, b1)?;
         self.mul_add_assign(a2, b2)
     }
+    /// In-place `self += c * other` elementwise, with c the ring element `c mod M` (one pass where
+    /// the ring allows; the terms of a polynomial, summed without a scaled copy of each power).
+    fn add_scaled_assign(&mut self, other: &Self, c: i128) -> Result<()> {
+        self.add_assign(&other.mul_scalar(c))
+    }
+    /// In-place `self += other` with `other` broadcast to `self`'s shape (no broadcast copy
+    /// where the ring allows; a layer's bias). An error if the shapes are not
+    /// broadcast-compatible.
+    fn add_broadcast_assign(&mut self, other: &Self) -> Result<()> {
+        let other = other.broadcast_to(self.shape())?;
+        self.add_assign(&other)
+    }
     /// Adds the ring element `c mod M` to every element.
     fn add_scalar(&self, c: i128) -> Self;
+    /// In-place [`RingTensor::add_scalar`].
+    fn add_scalar_assign(&mut self, c: i128) {
+        *self = self.add_scalar(c);
+    }
     /// Multiplies every element by the ring element `c mod M`.
     fn mul_scalar(&self, c: i128) -> Self;
 

@@ -4,7 +4,7 @@
 use crate::error::{CoreError, Result};
 use crate::kernels::{self, im2col::ConvGeometry};
 use crate::layout;
-use crate::parallel::{map, zip3_assign, zip_assign, zip_map, PARALLEL_MIN_ELEMENTS};
+use crate::parallel::{map, zip3_assign, zip_assign, zip_assign_runs, zip_map, PARALLEL_MIN_ELEMENTS};
 use crate::prg::{self, PrgKey};
 use crate::ring::{Conv2dParams, PowerOfTwoTensor, Ring, RingTensor};
 use ndarray::{Array2, ArrayD, ArrayViewD, Ix2, IxDyn};
@@ -266,6 +266,10 @@ impl<W: Word> RingTensor for ZTensor<W> {
         zip3_assign(self.data.view_mut(), a.data.view(), b.data.view(), |acc, x, y| acc.wadd(x.wmul(y)));
         Ok(())
     }
+    fn add_scaled_assign(&mut self, other: &Self, c: i128) -> Result<()> {
+        let c = W::from_i128(c);
+        self.binary_assign("add_scaled", other, |x, y| x.wadd(y.wmul(c)))
+    }
     fn mul_add_pair_assign(&mut self, (a1, b1): (&Self, &Self), (a2, b2): (&Self, &Self)) -> Result<()> {
         for t in [a1, b1, a2, b2] {
             layout::check_same_shape("mul_add_pair", self.shape(), t.shape())?;
@@ -284,9 +288,28 @@ impl<W: Word> RingTensor for ZTensor<W> {
         });
         Ok(())
     }
+    fn add_broadcast_assign(&mut self, other: &Self) -> Result<()> {
+        let shape = self.shape().to_vec();
+        if let (Some((_, _, inner)), Some(out), Some(values)) =
+            (layout::broadcast_runs(other.shape(), &shape), self.data.as_slice_mut(), other.data.as_slice())
+        {
+            zip_assign_runs(out, values, inner, W::wadd);
+            return Ok(());
+        }
+        zip_assign(self.data.view_mut(), layout::broadcast_view(&other.data, &shape)?, W::wadd);
+        Ok(())
+    }
     fn add_scalar(&self, c: i128) -> Self {
         let c = W::from_i128(c);
         self.unary(|x| x.wadd(c))
+    }
+    fn add_scalar_assign(&mut self, c: i128) {
+        let c = W::from_i128(c);
+        if self.len() >= PARALLEL_MIN_ELEMENTS {
+            self.data.par_mapv_inplace(|x| x.wadd(c));
+        } else {
+            self.data.mapv_inplace(|x| x.wadd(c));
+        }
     }
     fn mul_scalar(&self, c: i128) -> Self {
         let c = W::from_i128(c);

@@ -216,6 +216,26 @@ fn fused_ops_match<R: Ring>(seed: u64, shape: &[usize]) {
     assert_eq!(pair, c.add(&a.mul(&b).unwrap()).unwrap().add(&d.mul(&c).unwrap()).unwrap());
     let longer = random::<R>(seed ^ 4, &[a.len() + 1]);
     assert!(pair.mul_add_pair_assign((&a, &b), (&d, &longer)).is_err(), "a shape mismatch is an error");
+    // A scalar anywhere in i128: small, negative, and far above every ring's modulus.
+    let scalar = (seed as i128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835u128 as i128) >> (seed % 127);
+    let mut scaled = c.clone();
+    scaled.add_scaled_assign(&a, scalar).unwrap();
+    assert_eq!(scaled, c.add(&a.mul_scalar(scalar)).unwrap());
+    assert!(scaled.add_scaled_assign(&longer, scalar).is_err(), "a shape mismatch is an error");
+    let mut shifted = c.clone();
+    shifted.add_scalar_assign(scalar);
+    assert_eq!(shifted, c.add_scalar(scalar));
+    // Broadcast operands: every other axis of the shape cut to 1, from the first (a bias-like
+    // tensor, repeated in runs) and from the second (for three axes or more, not in runs).
+    for parity in [0, 1] {
+        let cut: Vec<usize> = shape.iter().enumerate().map(|(i, &d)| if i % 2 == parity { 1 } else { d }).collect();
+        let bias = random::<R>(seed ^ 5, &cut);
+        let mut biased = c.clone();
+        biased.add_broadcast_assign(&bias).unwrap();
+        assert_eq!(biased, c.add(&bias.broadcast_to(shape).unwrap()).unwrap(), "{cut:?} broadcast to {shape:?}");
+    }
+    let mut biased = c.clone();
+    assert!(biased.add_broadcast_assign(&longer).is_err(), "incompatible shapes are an error");
     let mut from = a.clone();
     from.sub_from_assign(&b).unwrap();
     assert_eq!(from, b.sub(&a).unwrap());

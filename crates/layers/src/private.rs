@@ -342,8 +342,9 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
     }
 
     fn add_row(&mut self, x: &PrivateTensor<R>, row: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
-        let b = self.session.broadcast_to(row, x.shape())?;
-        Ok(self.session.add(x, &b)?)
+        let mut sum = x.clone();
+        self.session.add_broadcast_assign(&mut sum, row)?;
+        Ok(sum)
     }
 
     fn sum_axis(&mut self, x: &PrivateTensor<R>, axis: usize) -> Result<PrivateTensor<R>> {
@@ -462,9 +463,9 @@ impl<R: ComparisonRing> Backend for PrivateBackend<'_, R> {
         };
         let scaled = self.session.mul_scalar(bias, 1i128 << shift);
         let scaled = self.session.reshape_owned(scaled, &bias_shape)?;
-        let scaled = self.session.broadcast_to(&scaled, z.shape())?;
-        // In the product's own buffer: no second tensor of the product's size.
-        self.session.add_assign(&mut z, &scaled)?;
+        // In the product's own buffer, broadcast as it is added: no tensor of the product's
+        // size besides the product.
+        self.session.add_broadcast_assign(&mut z, &scaled)?;
         Ok((z, shift))
     }
 

@@ -56,6 +56,28 @@ impl Session {
         Ok(())
     }
 
+    /// x += c * y for a ring scalar c, in x's buffer (no scaled copy of y).
+    pub fn add_scaled_assign<R: Ring>(&self, x: &mut PrivateTensor<R>, y: &PrivateTensor<R>, c: i128) -> Result<()> {
+        same_shape("add_scaled_assign", x.shape(), y.shape())?;
+        if let (Some(a), Some(b)) = (x.share_mut(), y.share()) {
+            a.add_scaled_assign(b, c)?;
+        }
+        Ok(())
+    }
+
+    /// x += y with y broadcast to x's shape, in x's buffer (no broadcast copy of y).
+    pub fn add_broadcast_assign<R: Ring>(&self, x: &mut PrivateTensor<R>, y: &PrivateTensor<R>) -> Result<()> {
+        match (x.share_mut(), y.share()) {
+            (Some(a), Some(b)) => a.add_broadcast_assign(b)?,
+            // cp holds no share but checks the shapes as the servers do.
+            _ => {
+                let proxy = ShapeProxy::default(ndarray::IxDyn(y.shape()));
+                layout::broadcast_view(&proxy, x.shape())?;
+            }
+        }
+        Ok(())
+    }
+
     /// x - y.
     pub fn sub<R: Ring>(&self, x: &PrivateTensor<R>, y: &PrivateTensor<R>) -> Result<PrivateTensor<R>> {
         same_shape("sub", x.shape(), y.shape())?;
@@ -88,6 +110,15 @@ impl Session {
             other => other.cloned(),
         };
         PrivateTensor::from_share(x.shape(), share)
+    }
+
+    /// [`Session::add_scalar`] of a tensor the caller no longer needs, in its buffer.
+    pub fn add_scalar_owned<R: Ring>(&self, mut x: PrivateTensor<R>, c: i128) -> PrivateTensor<R> {
+        // share_mut drops the masked form, which the sum would make stale, on every party.
+        if let Some(a) = x.share_mut().filter(|_| self.role() == Role::Server0) {
+            a.add_scalar_assign(c);
+        }
+        x
     }
 
     /// c * x for a ring scalar c.

@@ -260,11 +260,11 @@ fn add_term<R: ProtocolRing>(
     if c == 0.0 {
         return Ok(acc);
     }
-    let term = s.mul_scalar(u, fp.encode_scalar(c, i)?);
+    let c = fp.encode_scalar(c, i)?;
     Ok(Some(match acc {
-        None => term,
+        None => s.mul_scalar(u, c),
         Some(mut a) => {
-            s.add_assign(&mut a, &term)?;
+            s.add_scaled_assign(&mut a, u, c)?;
             a
         }
     }))
@@ -408,7 +408,7 @@ impl Session {
         // same, and where the ring's truncation masks for free, its masked form is the result's
         // as it stands (no reshaped or shifted copy of mask and difference), so the product that
         // consumes it (the next layer's) opens nothing.
-        let acc = s.add_scalar(&s.reshape_owned(acc, &shape)?, constant << shift);
+        let acc = s.add_scalar_owned(s.reshape_owned(acc, &shape)?, constant << shift);
         s.truncate_keeping_form(&acc, shift)
     }
 

@@ -889,6 +889,16 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         });
         Ok(())
     }
+    fn add_scaled_assign(&mut self, other: &Self, c: i128) -> Result<()> {
+        layout::check_same_shape("add_scaled", self.shape(), other.shape())?;
+        let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
+        let b = other.flats();
+        self.update_chunks(|i, m, start, a| {
+            let (b, c) = (&b[i][start..start + a.len()], constants[i]);
+            vectorised_wide(|| zip_assign(a, b, |x, y| m.add(x, m.mul(y, c))));
+        });
+        Ok(())
+    }
     fn mul_add_pair_assign(&mut self, (a1, b1): (&Self, &Self), (a2, b2): (&Self, &Self)) -> Result<()> {
         for t in [a1, b1, a2, b2] {
             layout::check_same_shape("mul_add_pair", self.shape(), t.shape())?;
@@ -905,9 +915,28 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
         });
         Ok(())
     }
+    fn add_broadcast_assign(&mut self, other: &Self) -> Result<()> {
+        let (moduli, runs) = (Modulus::all::<M>(), layout::broadcast_runs(other.shape(), self.shape()));
+        for ((plane, other), m) in self.planes.iter_mut().zip(&other.planes).zip(moduli) {
+            let shape = plane.shape().to_vec();
+            if let (Some((_, _, inner)), Some(out), Some(values)) = (runs, plane.as_slice_mut(), other.as_slice()) {
+                crate::parallel::zip_assign_runs(out, values, inner, |x, y| m.add(x, y));
+                continue;
+            }
+            crate::parallel::zip_assign(plane.view_mut(), layout::broadcast_view(other, &shape)?, |x, y| m.add(x, y));
+        }
+        Ok(())
+    }
     fn add_scalar(&self, c: i128) -> Self {
         let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
         self.unary(&constants, |m, x, c| m.add(x, c))
+    }
+    fn add_scalar_assign(&mut self, c: i128) {
+        let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();
+        self.update_chunks(|i, m, _, a| {
+            let c = constants[i];
+            vectorised_wide(|| a.iter_mut().for_each(|x| *x = m.add(*x, c)));
+        });
     }
     fn mul_scalar(&self, c: i128) -> Self {
         let constants: Vec<u32> = Modulus::all::<M>().iter().map(|m| m.reduce_signed(c)).collect();

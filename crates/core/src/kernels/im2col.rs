@@ -108,27 +108,16 @@ pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeo
     }
     if copies {
         let src = x.as_slice().expect("standard layout is contiguous");
-        let ((h, w), (sy, sx)) = (g.input, g.params.stride);
         crate::parallel::for_each_chunk_mut(flat, per_image, |i, out| {
             let image = &src[i * image_len..][..image_len];
+            if !padded {
+                return unpadded_image(image, out, g);
+            }
             for (position, row) in out.chunks_exact_mut(cols).enumerate() {
-                let (oy, ox) = (position / ow, position % ow);
-                if padded {
-                    for_each_window_line(g, (oy, ox), |c, ky, first, taps| {
-                        let dst = &mut row[(c * kh + ky) * kw..][..kw];
-                        copy_line(&mut dst[taps.clone()], &image[first..first + taps.len()]);
-                    });
-                    continue;
-                }
-                // Without padding every line is whole: KW values from (c, oy·sy + ky, ox·sx).
-                let mut lines = row.chunks_exact_mut(kw);
-                for c in 0..g.channels {
-                    for ky in 0..kh {
-                        let first = (c * h + oy * sy + ky) * w + ox * sx;
-                        let dst = lines.next().expect("a row holds C·KH lines of KW");
-                        copy_line(dst, &image[first..first + kw]);
-                    }
-                }
+                for_each_window_line(g, (position / ow, position % ow), |c, ky, first, taps| {
+                    let dst = &mut row[(c * kh + ky) * kw..][..kw];
+                    copy_line(&mut dst[taps.clone()], &image[first..first + taps.len()]);
+                });
             }
         });
     }
@@ -136,6 +125,56 @@ pub fn im2col<T: Copy + Default + Send + Sync>(x: ArrayViewD<'_, T>, g: &ConvGeo
     // it, the window lines of each row cover all C*KH*KW entries (every tap is inside the image),
     // and every row of every image was visited.
     unsafe { patches.assume_init() }
+}
+
+/// The patch rows of one image without padding, where every window line is whole: line (c, ky)
+/// of position (oy, ox) is the KW values from (c, oy·sy + ky, ox·sx). Visited input line by
+/// input line (c, oy, ky) so that the position ox is the inner loop, with the filter width a
+/// constant for the widths of pond's networks (a line is then a few moves, with no per-line
+/// index arithmetic beyond two strides).
+fn unpadded_image<T: Copy>(image: &[T], out: &mut [MaybeUninit<T>], g: &ConvGeometry) {
+    match g.kernel.1 {
+        1 => unpadded_lines::<T, 1>(image, out, g),
+        2 => unpadded_lines::<T, 2>(image, out, g),
+        3 => unpadded_lines::<T, 3>(image, out, g),
+        4 => unpadded_lines::<T, 4>(image, out, g),
+        5 => unpadded_lines::<T, 5>(image, out, g),
+        6 => unpadded_lines::<T, 6>(image, out, g),
+        7 => unpadded_lines::<T, 7>(image, out, g),
+        8 => unpadded_lines::<T, 8>(image, out, g),
+        _ => unpadded_lines::<T, 0>(image, out, g),
+    }
+}
+
+/// [`unpadded_image`] for filters `KW` wide, or any width with `KW` = 0.
+#[inline(always)]
+fn unpadded_lines<T: Copy, const KW: usize>(image: &[T], out: &mut [MaybeUninit<T>], g: &ConvGeometry) {
+    let (((h, w), (sy, sx)), (oh, ow), (kh, kw)) = ((g.input, g.params.stride), g.output, g.kernel);
+    let cols = g.patch_cols();
+    for c in 0..g.channels {
+        for oy in 0..oh {
+            let rows = &mut out[oy * ow * cols..][..ow * cols];
+            for ky in 0..kh {
+                let line = &image[(c * h + oy * sy + ky) * w..][..w];
+                let at = (c * kh + ky) * kw;
+                for (ox, row) in rows.chunks_exact_mut(cols).enumerate() {
+                    let src = &line[ox * sx..][..kw];
+                    let dst = &mut row[at..at + kw];
+                    if KW == 0 {
+                        copy_line(dst, src);
+                    } else {
+                        let (dst, src): (&mut [MaybeUninit<T>; KW], &[T; KW]) = (
+                            dst.try_into().expect("the line holds KW values"),
+                            src.try_into().expect("the line holds KW values"),
+                        );
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            d.write(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `dst` = `src` (equal lengths). Lines of up to 8 values (a filter row) are copied as fixed-size
@@ -277,6 +316,8 @@ mod tests {
             ([2, 1, 28, 28], (5, 5), 2, 2),
             ([3, 2, 7, 6], (3, 2), 2, 1),
             ([1, 3, 4, 5], (2, 2), 2, 0),
+            // Net S's convolution with its 2x2 average pooling folded in: 6x6, stride 2.
+            ([2, 1, 28, 28], (6, 6), 2, 0),
             ([2, 2, 3, 3], (3, 3), 1, 3),
             // Lines longer than the fixed-size copies, two channels, no padding.
             ([1, 2, 12, 11], (3, 10), 1, 0),
