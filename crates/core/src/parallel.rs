@@ -65,8 +65,13 @@ pub fn zip_assign_runs<A: Copy + Send + Sync>(out: &mut [A], runs: &[A], inner: 
         return;
     }
     let apply = |block: &mut [A]| {
-        for (run, &v) in block.chunks_exact_mut(inner).zip(runs) {
-            run.iter_mut().for_each(|x| *x = f(*x, v));
+        if inner == 1 {
+            // Runs of one (a dense layer's bias over its batch): a plain zip, which vectorises.
+            block.iter_mut().zip(runs).for_each(|(x, &v)| *x = f(*x, v));
+        } else {
+            for (run, &v) in block.chunks_exact_mut(inner).zip(runs) {
+                run.iter_mut().for_each(|x| *x = f(*x, v));
+            }
         }
     };
     if out.len() >= PARALLEL_MIN_ELEMENTS {

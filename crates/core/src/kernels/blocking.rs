@@ -228,6 +228,18 @@ fn pack_across_lines<const W: usize>(src: &impl Operand, rows: Range<usize>, col
         // stays in L1.
         for c0 in (0..kc).step_by(LINE_SEGMENT) {
             let entries = cols.start + c0..cols.start + kc.min(c0 + LINE_SEGMENT);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(transposes) = zmm::Transposes::detect().filter(|_| rows_here == W && W.is_multiple_of(4)) {
+                // Each line converted into a row of a block, then the block transposed into the
+                // strip in registers: one vector store per 8 values instead of a scalar store
+                // each.
+                let mut block = [[0u64; LINE_SEGMENT]; W];
+                for (row, i) in block.iter_mut().zip(lines.clone()) {
+                    src.read_line(i, entries.clone(), &mut row[..entries.len()], 1);
+                }
+                transposes.strip_from_rows(&block, entries.len(), &mut strip[c0 * W..(c0 + entries.len()) * W]);
+                continue;
+            }
             for (r, i) in lines.clone().enumerate() {
                 src.read_line(i, entries.clone(), &mut strip[c0 * W + r..], W);
             }
@@ -467,6 +479,116 @@ pub(crate) mod zmm {
         unsafe { _mm512_loadu_si512(src.as_ptr().cast()) }
     }
 
+    /// Proof that the running CPU supports AVX-512F, for the in-register transposes that pack
+    /// converted lines into strips ([`super::pack_strips`]).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Transposes {
+        _detected: (),
+    }
+
+    impl Transposes {
+        /// The token if the CPU has AVX-512F (detected once, then cached by the standard library).
+        pub(crate) fn detect() -> Option<Self> {
+            is_x86_feature_detected!("avx512f").then_some(Transposes { _detected: () })
+        }
+
+        /// `strip[p · W + r] = rows[r][p]` for every `p < len` and `r < W`: the first `len`
+        /// columns of `W` rows written column by column, as a packed strip of `W` rows. `W` must
+        /// be a multiple of 4, `len` at most [`super::LINE_SEGMENT`], and `strip` hold `len · W`
+        /// values.
+        pub(crate) fn strip_from_rows<const W: usize>(
+            self,
+            rows: &[[u64; super::LINE_SEGMENT]; W],
+            len: usize,
+            strip: &mut [u64],
+        ) {
+            assert!(
+                W.is_multiple_of(4) && len <= super::LINE_SEGMENT && strip.len() == len * W,
+                "strip_from_rows: sizes"
+            );
+            // SAFETY: the token proves AVX-512F; the sizes were checked above.
+            unsafe { transpose_rows(rows, len, strip) }
+        }
+    }
+
+    /// [`Transposes::strip_from_rows`]: blocks of 8 columns by 8 rows (the last block of a
+    /// strip of 4 more rows padded with zero rows and stored under a mask), then the columns
+    /// after the last whole block one value at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `W` is a multiple of 4, `len` ≤ `LINE_SEGMENT` and
+    /// `strip.len() == len · W`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_rows<const W: usize>(rows: &[[u64; super::LINE_SEGMENT]; W], len: usize, strip: &mut [u64]) {
+        let whole = len / 8 * 8;
+        for p in (0..whole).step_by(8) {
+            for r0 in (0..W).step_by(8) {
+                let n = (W - r0).min(8);
+                let block: [__m512i; 8] = std::array::from_fn(|r| {
+                    if r < n {
+                        load8(rows[r0 + r][p..p + 8].try_into().expect("8 values"))
+                    } else {
+                        _mm512_setzero_si512()
+                    }
+                });
+                let columns = transpose8(block);
+                let mask: __mmask8 = if n == 8 { 0xff } else { 0x0f };
+                for (j, column) in columns.into_iter().enumerate() {
+                    let at = (p + j) * W + r0;
+                    // SAFETY: p + j < len, so values at..at + n lie inside `strip` (len · W
+                    // values, r0 + n ≤ W); the mask leaves the other lanes untouched, and masked
+                    // lanes are never accessed.
+                    unsafe { _mm512_mask_storeu_epi64(strip.as_mut_ptr().add(at).cast(), mask, column) };
+                }
+            }
+        }
+        for p in whole..len {
+            for (r, row) in rows.iter().enumerate() {
+                strip[p * W + r] = row[p];
+            }
+        }
+    }
+
+    /// The transpose of an 8 × 8 block of `u64` rows: the columns, as registers. Three stages
+    /// of pairwise interleaves (values, then 128-bit lanes twice).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose8(r: [__m512i; 8]) -> [__m512i; 8] {
+        // t: pairs of rows interleaved: [a0 b0 a2 b2 a4 b4 a6 b6] and [a1 b1 a3 b3 ...].
+        let t = [
+            _mm512_unpacklo_epi64(r[0], r[1]),
+            _mm512_unpackhi_epi64(r[0], r[1]),
+            _mm512_unpacklo_epi64(r[2], r[3]),
+            _mm512_unpackhi_epi64(r[2], r[3]),
+            _mm512_unpacklo_epi64(r[4], r[5]),
+            _mm512_unpackhi_epi64(r[4], r[5]),
+            _mm512_unpacklo_epi64(r[6], r[7]),
+            _mm512_unpackhi_epi64(r[6], r[7]),
+        ];
+        // u: lanes 0 and 2 (0x88) or 1 and 3 (0xdd) of two t's: [a0 b0 a4 b4 c0 d0 c4 d4], ...
+        let u = [
+            _mm512_shuffle_i64x2::<0x88>(t[0], t[2]),
+            _mm512_shuffle_i64x2::<0x88>(t[1], t[3]),
+            _mm512_shuffle_i64x2::<0xdd>(t[0], t[2]),
+            _mm512_shuffle_i64x2::<0xdd>(t[1], t[3]),
+            _mm512_shuffle_i64x2::<0x88>(t[4], t[6]),
+            _mm512_shuffle_i64x2::<0x88>(t[5], t[7]),
+            _mm512_shuffle_i64x2::<0xdd>(t[4], t[6]),
+            _mm512_shuffle_i64x2::<0xdd>(t[5], t[7]),
+        ];
+        // Column j: the same selection from u[j mod 4] (rows a-d) and u[4 + j mod 4] (rows e-h).
+        [
+            _mm512_shuffle_i64x2::<0x88>(u[0], u[4]),
+            _mm512_shuffle_i64x2::<0x88>(u[1], u[5]),
+            _mm512_shuffle_i64x2::<0x88>(u[2], u[6]),
+            _mm512_shuffle_i64x2::<0x88>(u[3], u[7]),
+            _mm512_shuffle_i64x2::<0xdd>(u[0], u[4]),
+            _mm512_shuffle_i64x2::<0xdd>(u[1], u[5]),
+            _mm512_shuffle_i64x2::<0xdd>(u[2], u[6]),
+            _mm512_shuffle_i64x2::<0xdd>(u[3], u[7]),
+        ]
+    }
+
     /// Stores 8 `u64`s to `dst`.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -527,5 +649,35 @@ pub(crate) mod test_shapes {
             1 => Just(KC_MAX + 1),
             1 => Just(2 * KC_MAX + 3),
         ]
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod transpose_tests {
+    use super::{zmm::Transposes, LINE_SEGMENT};
+
+    /// The in-register transpose writes exactly the scalar definition, for strips of 4 to 16
+    /// rows and segments with and without a partial block of columns.
+    fn check<const W: usize>(transposes: Transposes) {
+        let rows: [[u64; LINE_SEGMENT]; W] =
+            std::array::from_fn(|r| std::array::from_fn(|p| (r as u64) << 32 | p as u64 | 0x8000_0000_0000_0000));
+        for len in [0, 1, 7, 8, 9, 63, LINE_SEGMENT - 1, LINE_SEGMENT] {
+            let mut strip = vec![u64::MAX; len * W];
+            transposes.strip_from_rows(&rows, len, &mut strip);
+            let expected: Vec<u64> = (0..len * W).map(|k| rows[k % W][k / W]).collect();
+            assert_eq!(strip, expected, "{W} rows, {len} columns");
+        }
+    }
+
+    #[test]
+    fn strips_from_rows_match_the_scalar_transpose() {
+        let Some(transposes) = Transposes::detect() else {
+            eprintln!("no AVX-512F on this CPU: the transposing pack does not run here");
+            return;
+        };
+        check::<4>(transposes);
+        check::<8>(transposes);
+        check::<12>(transposes);
+        check::<16>(transposes);
     }
 }
