@@ -165,6 +165,40 @@ fn vectorised_wide<R>(f: impl FnOnce() -> R) -> R {
     vectorised(f)
 }
 
+/// Work that [`run_vectorised`] compiles once per instruction set. `run` must be
+/// `#[inline(always)]`, so that its loops are compiled inside each copy, with its features (a
+/// closure handed to [`vectorised`] is inlined only if the compiler chooses to).
+pub(crate) trait VectorKernel {
+    /// What the work returns.
+    type Output;
+    /// The work.
+    fn run(self) -> Self::Output;
+}
+
+/// `kernel.run()` in a copy compiled for AVX-512 (F, DQ, BW, VL), AVX2 or the baseline, whichever
+/// is the widest the running CPU has.
+pub(crate) fn run_vectorised<K: VectorKernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+        fn with_avx512<K: VectorKernel>(kernel: K) -> K::Output {
+            kernel.run()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn with_avx2<K: VectorKernel>(kernel: K) -> K::Output {
+            kernel.run()
+        }
+        match Simd::detect() {
+            // SAFETY: the CPU has the features each copy is compiled for.
+            Simd::Avx512 => return unsafe { with_avx512(kernel) },
+            // SAFETY: as above.
+            Simd::Avx2 => return unsafe { with_avx2(kernel) },
+            Simd::Baseline => {}
+        }
+    }
+    kernel.run()
+}
+
 /// The widest vector instruction set of the running CPU that the modular loops use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Simd {

@@ -40,6 +40,8 @@
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
+mod limbs;
+
 /// C = A · B over Z_2^128 (wrapping). A is m×k, B is k×n; any strides/layouts accepted.
 ///
 /// Uses an AVX-512 IFMA kernel when the running CPU supports it and a blocked
@@ -67,7 +69,11 @@ pub fn gemm_u128(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) -> Array2<u12
         ifma::gemm(a, b, c.view_mut());
         return c;
     }
-    portable::gemm(a, b, c.view_mut());
+    if a.nrows() >= limbs::MIN_ROWS {
+        limbs::gemm(a, b, c.view_mut());
+    } else {
+        portable::gemm(a, b, c.view_mut());
+    }
     c
 }
 
@@ -446,6 +452,11 @@ mod tests {
             portable::gemm(a, b, c.view_mut());
         }
         assert_eq!(c, want, "portable path");
+        let mut c = Array2::zeros(want.dim());
+        if !c.is_empty() && a.ncols() > 0 {
+            limbs::gemm(a, b, c.view_mut());
+        }
+        assert_eq!(c, want, "limb path");
     }
 
     /// Shapes around the tile sizes (8), odd/prime sizes and the vectors cases.
@@ -501,6 +512,16 @@ mod tests {
         let b = Array2::from_elem((k, 10), u128::MAX);
         check(a.view(), b.view());
         let a = Array2::from_elem((5, k), u128::MAX >> 24);
+        check(a.view(), b.view());
+    }
+
+    #[test]
+    fn the_limb_path_takes_more_moduli_for_long_inner_dimensions() {
+        // k = 2^18 + 1 needs eight primes to hold k·(2^64 - 1)^2; all-ones low halves reach it.
+        let k = (1 << 18) + 1;
+        let a = Array2::from_elem((2, k), u128::MAX);
+        let b =
+            Array2::from_shape_fn((k, 3), |(p, j)| if j == 0 { u128::MAX } else { u128::from(u64::MAX) << (p % 64) });
         check(a.view(), b.view());
     }
 
