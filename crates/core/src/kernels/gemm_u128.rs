@@ -3,8 +3,10 @@
 //! [`gemm_u128`] computes `C = A · B mod 2^128` for arbitrary strides and
 //! layouts. On x86-64 CPUs with AVX-512 IFMA (detected at run time) it uses a
 //! packed, register-tiled kernel built on the 52-bit multiply-accumulate
-//! instructions `vpmadd52luq` / `vpmadd52huq`; everywhere else it falls back to
-//! a cache-blocked scalar kernel on `u128` wrapping arithmetic. Both paths are
+//! instructions `vpmadd52luq` / `vpmadd52huq`. Elsewhere, `A` with at least
+//! `limbs::MIN_ROWS` rows is multiplied through pond's Z_2^64 and CRT GEMMs on
+//! the operands' 64-bit halves (see `limbs`), and smaller products by a
+//! cache-blocked scalar kernel on `u128` wrapping arithmetic. Every path is
 //! parallelised with rayon.
 //!
 //! # The IFMA method
@@ -44,8 +46,10 @@ mod limbs;
 
 /// C = A · B over Z_2^128 (wrapping). A is m×k, B is k×n; any strides/layouts accepted.
 ///
-/// Uses an AVX-512 IFMA kernel when the running CPU supports it and a blocked
-/// scalar kernel otherwise; both run in parallel on the current rayon pool.
+/// Uses an AVX-512 IFMA kernel when the running CPU supports it, otherwise the
+/// Z_2^64 and CRT GEMMs on 64-bit halves (or, for fewer than
+/// `limbs::MIN_ROWS` rows, a blocked scalar kernel); all run in parallel on the
+/// current rayon pool.
 ///
 /// # Panics
 ///

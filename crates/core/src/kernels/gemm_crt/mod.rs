@@ -140,7 +140,7 @@ pub(crate) fn to_u64(x: f64) -> u64 {
 /// x mod m for any `u64` x (m < 2^26), given `two32` = 2^32 mod m: with x = h·2^32 + l,
 /// (h mod m)·two32 + l < 2^52 + 2^32 is exact in f64, and [`reduce`] finishes.
 #[inline(always)]
-pub(crate) fn reduce_u64(x: u64, m: f64, inv_m: f64, two32: f64) -> f64 {
+fn reduce_u64(x: u64, m: f64, inv_m: f64, two32: f64) -> f64 {
     let h = reduce(to_f64(x >> 32), m, inv_m);
     reduce(h.mul_add(two32, to_f64(x & 0xffff_ffff)), m, inv_m)
 }
