@@ -3,11 +3,11 @@
 //! [`gemm_u128`] computes `C = A · B mod 2^128` for arbitrary strides and
 //! layouts. On x86-64 CPUs with AVX-512 IFMA (detected at run time) it uses a
 //! packed, register-tiled kernel built on the 52-bit multiply-accumulate
-//! instructions `vpmadd52luq` / `vpmadd52huq`. Elsewhere, `A` with at least
-//! `limbs::MIN_ROWS` rows is multiplied through pond's Z_2^64 and CRT GEMMs on
-//! the operands' 64-bit halves (see `limbs`), and smaller products by a
-//! cache-blocked scalar kernel on `u128` wrapping arithmetic. Every path is
-//! parallelised with rayon.
+//! instructions `vpmadd52luq` / `vpmadd52huq`. On other AVX-512 CPUs, `A` with
+//! at least a few rows is multiplied through pond's Z_2^64 and CRT GEMMs on the
+//! operands' 64-bit halves (see `limbs`); everything else runs a cache-blocked
+//! scalar kernel on `u128` wrapping arithmetic. Every path is parallelised with
+//! rayon.
 //!
 //! # The IFMA method
 //!
@@ -47,9 +47,9 @@ mod limbs;
 /// C = A · B over Z_2^128 (wrapping). A is m×k, B is k×n; any strides/layouts accepted.
 ///
 /// Uses an AVX-512 IFMA kernel when the running CPU supports it, otherwise the
-/// Z_2^64 and CRT GEMMs on 64-bit halves (or, for fewer than
-/// `limbs::MIN_ROWS` rows, a blocked scalar kernel); all run in parallel on the
-/// current rayon pool.
+/// Z_2^64 and CRT GEMMs on 64-bit halves where they run their AVX-512 kernels
+/// and `A` has a few rows, else a blocked scalar kernel; all run in parallel on
+/// the current rayon pool.
 ///
 /// # Panics
 ///
@@ -73,7 +73,7 @@ pub fn gemm_u128(a: ArrayView2<'_, u128>, b: ArrayView2<'_, u128>) -> Array2<u12
         ifma::gemm(a, b, c.view_mut());
         return c;
     }
-    if a.nrows() >= limbs::MIN_ROWS {
+    if limbs::preferred(a.nrows()) {
         limbs::gemm(a, b, c.view_mut());
     } else {
         portable::gemm(a, b, c.view_mut());

@@ -33,8 +33,24 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// `A` with fewer rows than this takes the scalar kernel: at one row (a matrix-vector product,
-/// 784 × 128) splitting `B` into halves and residues costs as much as the scalar product.
-pub(super) const MIN_ROWS: usize = 8;
+/// 784 × 128) splitting `B` into halves and residues costs twice the scalar product (0.6-0.7
+/// against 0.3 ms).
+const MIN_ROWS: usize = 8;
+
+/// Whether [`gemm`] is the faster path for `A` with `rows` rows on the running CPU. It was
+/// measured only where the Z_2^64 and f64 GEMMs run their AVX-512 kernels (F and DQ); other CPUs
+/// keep the scalar kernel.
+pub(super) fn preferred(rows: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        rows >= MIN_ROWS && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = rows;
+        false
+    }
+}
 
 /// Primes just below 2^21 (the CRT GEMM's largest moduli), the first `t` of which hold `P`.
 const PRIMES: [u32; 9] = [2097143, 2097133, 2097131, 2097097, 2097091, 2097083, 2097047, 2097041, 2097031];
