@@ -55,8 +55,12 @@ pub(super) fn preferred(rows: usize) -> bool {
 /// Primes just below 2^21 (the CRT GEMM's largest moduli), the first `t` of which hold `P`.
 const PRIMES: [u32; 9] = [2097143, 2097133, 2097131, 2097097, 2097091, 2097083, 2097047, 2097041, 2097031];
 
-/// Rows per unit of parallel work in the splitting and rebuilding passes.
+/// Fewest rows per block of the splitting and rebuilding passes (a unit of parallel work).
 const ROWS_PER_TASK: usize = 16;
+/// Fewest entries per block of those passes.
+const BLOCK_ELEMENTS: usize = 2048;
+/// Entries of a row split at a time, with their limbs in a stack buffer.
+const SEGMENT: usize = 256;
 
 /// How many of [`PRIMES`] it takes for their product to exceed k·(2^64 - 1)^2, the bound on
 /// `P`'s entries: log2 of the product of the first t is above 20.99·t, so t primes hold every
@@ -114,35 +118,41 @@ impl Split {
         let mut halves: Vec<u64> = Vec::with_capacity(2 * rows * cols);
         let mut residues: Vec<Vec<u32>> = moduli.iter().map(|_| Vec::with_capacity(rows * cols)).collect();
         {
-            // Each row's (lo, hi) destinations.
+            // Work in blocks of whole rows, each block's destinations taken once.
+            let block = block_rows(cols) * cols;
             let spare = &mut halves.spare_capacity_mut()[..2 * rows * cols];
-            let row_halves: Vec<(Slots<'_, u64>, Slots<'_, u64>)> = match layout {
-                Layout::SideBySide => spare.chunks_mut(2 * cols).map(|row| row.split_at_mut(cols)).collect(),
+            let block_halves: Vec<BlockHalves<'_>> = match layout {
+                Layout::SideBySide => spare.chunks_mut(2 * block).map(BlockHalves::SideBySide).collect(),
                 Layout::Stacked => {
                     let (hi, lo) = spare.split_at_mut(rows * cols);
-                    lo.chunks_mut(cols).zip(hi.chunks_mut(cols)).collect()
+                    lo.chunks_mut(block)
+                        .zip(hi.chunks_mut(block))
+                        .map(|(lo, hi)| BlockHalves::Stacked { lo, hi })
+                        .collect()
                 }
             };
             let reducers: Vec<LimbReducer> = moduli.iter().map(|&m| LimbReducer::new(m)).collect();
-            let mut plane_rows: Vec<_> =
-                residues.iter_mut().map(|plane| plane.spare_capacity_mut()[..rows * cols].chunks_mut(cols)).collect();
+            let mut plane_blocks: Vec<_> =
+                residues.iter_mut().map(|plane| plane.spare_capacity_mut()[..rows * cols].chunks_mut(block)).collect();
             let work: Vec<_> = flat
-                .chunks(cols)
-                .zip(row_halves)
-                .map(|(src, (lo, hi))| {
-                    let planes =
-                        plane_rows.iter_mut().map(|rows| rows.next().expect("a residue row per row")).collect();
-                    SplitRow { src, lo, hi, planes, reducers: &reducers }
+                .chunks(block)
+                .zip(block_halves)
+                .map(|(src, halves)| {
+                    let planes = plane_blocks
+                        .iter_mut()
+                        .map(|blocks| blocks.next().expect("a residue block per block"))
+                        .collect();
+                    SplitBlock { src, cols, halves, planes, reducers: &reducers }
                 })
                 .collect();
             if rows * cols >= PARALLEL_MIN_ELEMENTS {
-                work.into_par_iter().with_min_len(ROWS_PER_TASK).for_each(run_vectorised);
+                work.into_par_iter().for_each(run_vectorised);
             } else {
                 work.into_iter().for_each(run_vectorised);
             }
         }
-        // SAFETY: the rows' kernels wrote every slot of both buffers (each row its `cols` slots of
-        // lo and of hi, and of every plane).
+        // SAFETY: the blocks' kernels wrote every slot of both buffers (each row its `cols` slots
+        // of lo and of hi, and of every plane).
         unsafe {
             halves.set_len(2 * rows * cols);
             residues.iter_mut().for_each(|plane| plane.set_len(rows * cols));
@@ -151,43 +161,71 @@ impl Split {
     }
 }
 
+/// Rows per block of the splitting and rebuilding passes: at least [`ROWS_PER_TASK`], and
+/// enough for [`BLOCK_ELEMENTS`] entries when rows are short (a convolution's patches).
+fn block_rows(cols: usize) -> usize {
+    ROWS_PER_TASK.max(BLOCK_ELEMENTS / cols.max(1))
+}
+
 /// Slots to be written.
 type Slots<'a, T> = &'a mut [MaybeUninit<T>];
 
-/// One row of [`Split::new`]: the halves of `src` into `lo` and `hi`, and lo's residues into
-/// `planes` (one per reducer), every slot written.
-struct SplitRow<'a> {
+/// Where a block of rows puts its halves (see [`Layout`]).
+enum BlockHalves<'a> {
+    /// Each row's lo then its hi.
+    SideBySide(Slots<'a, u64>),
+    /// The rows' lo halves in one run, their hi halves in another.
+    Stacked { lo: Slots<'a, u64>, hi: Slots<'a, u64> },
+}
+
+impl BlockHalves<'_> {
+    /// Row `r`'s (lo, hi) slots, `cols` each.
+    #[inline(always)]
+    fn row(&mut self, r: usize, cols: usize) -> (Slots<'_, u64>, Slots<'_, u64>) {
+        match self {
+            BlockHalves::SideBySide(both) => both[2 * r * cols..][..2 * cols].split_at_mut(cols),
+            BlockHalves::Stacked { lo, hi } => (&mut lo[r * cols..][..cols], &mut hi[r * cols..][..cols]),
+        }
+    }
+}
+
+/// One block of rows of [`Split::new`]: the halves of `src` (whole rows of `cols` entries) into
+/// `halves`, and the low halves' residues into `planes` (one per reducer), every slot written.
+struct SplitBlock<'a> {
     src: &'a [u128],
-    lo: Slots<'a, u64>,
-    hi: Slots<'a, u64>,
+    cols: usize,
+    halves: BlockHalves<'a>,
     planes: Vec<Slots<'a, u32>>,
     reducers: &'a [LimbReducer],
 }
 
-impl VectorKernel for SplitRow<'_> {
+impl VectorKernel for SplitBlock<'_> {
     type Output = ();
 
     #[inline(always)]
     fn run(mut self) {
-        let n = self.src.len();
-        // The low halves' limbs, one array each (so that the loops below run on whole vectors).
-        let mut limbs = vec![0f64; 3 * n];
-        let (l0, rest) = limbs.split_at_mut(n);
-        let (l1, l2) = rest.split_at_mut(n);
-        for (((l, h), &v), ((x0, x1), x2)) in self
-            .lo
-            .iter_mut()
-            .zip(self.hi.iter_mut())
-            .zip(self.src)
-            .zip(l0.iter_mut().zip(l1.iter_mut()).zip(l2.iter_mut()))
-        {
-            l.write(v as u64);
-            h.write((v >> 64) as u64);
-            [*x0, *x1, *x2] = LimbReducer::limbs(v as u64);
-        }
-        for (plane, reducer) in self.planes.iter_mut().zip(self.reducers) {
-            for (out, ((&x0, &x1), &x2)) in plane.iter_mut().zip(l0.iter().zip(l1.iter()).zip(l2.iter())) {
-                out.write(reducer.reduce(&[x0, x1, x2]));
+        // The low halves' limbs of a segment of a row, one array each, on the stack (so that
+        // the loops below run on whole vectors and nothing is allocated per row).
+        let mut limbs = [[0f64; SEGMENT]; 3];
+        for (r, row) in self.src.chunks_exact(self.cols).enumerate() {
+            let (lo, hi) = self.halves.row(r, self.cols);
+            for start in (0..self.cols).step_by(SEGMENT) {
+                let len = SEGMENT.min(self.cols - start);
+                let [l0, l1, l2] = &mut limbs;
+                let limbs_out = l0[..len].iter_mut().zip(&mut l1[..len]).zip(&mut l2[..len]);
+                for (((l, h), &v), ((x0, x1), x2)) in
+                    lo[start..].iter_mut().zip(&mut hi[start..]).zip(&row[start..start + len]).zip(limbs_out)
+                {
+                    l.write(v as u64);
+                    h.write((v >> 64) as u64);
+                    [*x0, *x1, *x2] = LimbReducer::limbs(v as u64);
+                }
+                for (plane, reducer) in self.planes.iter_mut().zip(self.reducers) {
+                    let out = &mut plane[r * self.cols + start..][..len];
+                    for (o, ((&x0, &x1), &x2)) in out.iter_mut().zip(l0.iter().zip(l1.iter()).zip(l2.iter())) {
+                        o.write(reducer.reduce(&[x0, x1, x2]));
+                    }
+                }
             }
         }
     }
@@ -202,44 +240,51 @@ fn rebuild(p: &[Array2<u32>], x: &Array2<u64>, moduli: &[u32], mut c: ArrayViewM
     let t = moduli.len();
     let garner = Garner::new(moduli);
     let n = x.ncols();
-    let row = |(i, c_row): (usize, ndarray::ArrayViewMut1<'_, u128>)| {
-        let digits = run_vectorised(Digits { p, i, moduli, garner: &garner });
-        let c_row = c_row.into_slice().expect("c is in standard layout");
-        let x_row = &x.as_slice().expect("GEMM outputs are in standard layout")[i * n..][..n];
-        for (l, (out, &hi)) in c_row.iter_mut().zip(x_row).enumerate() {
-            let digit = |j: usize| u128::from(to_u64(digits[j * n + l]));
-            let sum = (0..t).fold(0u128, |s, j| s.wrapping_add(digit(j).wrapping_mul(garner.weights[j])));
-            *out = sum.wrapping_add(u128::from(hi) << 64);
+    let rows = block_rows(n);
+    let x = x.as_slice().expect("GEMM outputs are in standard layout");
+    let block = |(b, mut c_rows): (usize, ArrayViewMut2<'_, u128>)| {
+        // One scratch for the block's rows.
+        let (mut digits, mut sums) = (vec![0f64; t * n], vec![0f64; n]);
+        for (r, c_row) in c_rows.axis_iter_mut(Axis(0)).enumerate() {
+            let i = b * rows + r;
+            run_vectorised(Digits { p, i, garner: &garner, digits: &mut digits, sums: &mut sums });
+            let c_row = c_row.into_slice().expect("c is in standard layout");
+            for (l, (out, &hi)) in c_row.iter_mut().zip(&x[i * n..][..n]).enumerate() {
+                let digit = |j: usize| u128::from(to_u64(digits[j * n + l]));
+                let sum = (0..t).fold(0u128, |s, j| s.wrapping_add(digit(j).wrapping_mul(garner.weights[j])));
+                *out = sum.wrapping_add(u128::from(hi) << 64);
+            }
         }
     };
     if c.len() >= PARALLEL_MIN_ELEMENTS {
-        c.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(row);
+        c.axis_chunks_iter_mut(Axis(0), rows).into_par_iter().enumerate().for_each(block);
     } else {
-        c.axis_iter_mut(Axis(0)).enumerate().for_each(row);
+        c.axis_chunks_iter_mut(Axis(0), rows).enumerate().for_each(block);
     }
 }
 
-/// Garner's digits of row `i` of the residue planes `p`: `digits[j·n + l]` is v_j of entry l.
+/// Garner's digits of row `i` of the residue planes `p` into `digits` (t·n values, with
+/// `digits[j·n + l]` = v_j of entry l), using `sums` (n values) as scratch.
 struct Digits<'a> {
     p: &'a [Array2<u32>],
     i: usize,
-    moduli: &'a [u32],
     garner: &'a Garner,
+    digits: &'a mut [f64],
+    sums: &'a mut [f64],
 }
 
 impl VectorKernel for Digits<'_> {
-    type Output = Vec<f64>;
+    type Output = ();
 
     #[inline(always)]
-    fn run(self) -> Vec<f64> {
-        let (t, n) = (self.moduli.len(), self.p[0].ncols());
-        let mut digits = vec![0f64; t * n];
-        let mut sums = vec![0f64; n];
+    fn run(self) {
+        let n = self.p[0].ncols();
+        let (digits, sums) = (self.digits, self.sums);
         let row = |j: usize| &self.p[j].as_slice().expect("GEMM outputs are in standard layout")[self.i * n..][..n];
         for (d, &r) in digits[..n].iter_mut().zip(row(0)) {
             *d = f64::from(r);
         }
-        for step in 1..t {
+        for (step, reducer) in self.garner.reducers.iter().enumerate().skip(1) {
             let (done, rest) = digits.split_at_mut(step * n);
             sums.fill(0.0);
             for (j, &coefficient) in self.garner.coefficients[step].iter().enumerate() {
@@ -247,14 +292,13 @@ impl VectorKernel for Digits<'_> {
                     *s += d * coefficient;
                 }
             }
-            let (reducer, inverse) = (LimbReducer::new(self.moduli[step]), self.garner.inverses[step]);
+            let inverse = self.garner.inverses[step];
             // p_i + m_i·2^26 - s is positive (s < 9·2^42) and below 2^48.
-            let offset = f64::from(self.moduli[step]) * f64::from(1u32 << 26);
-            for ((d, &s), &r) in rest[..n].iter_mut().zip(&sums).zip(row(step)) {
+            let offset = reducer.m * f64::from(1u32 << 26);
+            for ((d, &s), &r) in rest[..n].iter_mut().zip(sums.iter()).zip(row(step)) {
                 *d = reducer.residue(reducer.residue(f64::from(r) + offset - s) * inverse);
             }
         }
-        digits
     }
 }
 
@@ -308,8 +352,10 @@ impl LimbReducer {
 }
 
 /// Garner's constants for `moduli`: `coefficients[i][j]` = W_j mod m_i (j < i), `inverses[i]` =
-/// W_i⁻¹ mod m_i, `weights[j]` = W_j mod 2^128, where W_j = m_0···m_{j-1}.
+/// W_i⁻¹ mod m_i, `weights[j]` = W_j mod 2^128, where W_j = m_0···m_{j-1}, and a reducer per
+/// modulus.
 struct Garner {
+    reducers: Vec<LimbReducer>,
     coefficients: Vec<Vec<f64>>,
     inverses: Vec<f64>,
     weights: Vec<u128>,
@@ -324,7 +370,8 @@ impl Garner {
             moduli.iter().enumerate().map(|(i, &m)| inverse_mod(w_mod(i, u64::from(m)), u64::from(m)) as f64).collect();
         let weights =
             (0..moduli.len()).map(|j| moduli[..j].iter().fold(1u128, |w, &q| w.wrapping_mul(u128::from(q)))).collect();
-        Garner { coefficients, inverses, weights }
+        let reducers = moduli.iter().map(|&m| LimbReducer::new(m)).collect();
+        Garner { reducers, coefficients, inverses, weights }
     }
 }
 
