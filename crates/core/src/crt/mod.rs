@@ -459,29 +459,27 @@ fn limb_reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], a
     if out_of_range {
         return false;
     }
-    // Dispatched by hand: a closure passed to `vectorised` is not reliably inlined into its
-    // copies here, which would leave `floor` and `mul_add` as library calls.
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-        fn with_avx512(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
-            limb_kernel(values, planes, moduli, add);
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn with_avx2(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], add: bool) {
-            limb_kernel(values, planes, moduli, add);
-        }
-        match Simd::detect() {
-            // SAFETY: the CPU has the features each copy is compiled for.
-            Simd::Avx512 => unsafe { with_avx512(values, planes, moduli, accumulate) },
-            // SAFETY: as above.
-            Simd::Avx2 => unsafe { with_avx2(values, planes, moduli, accumulate) },
-            Simd::Baseline => limb_kernel(values, planes, moduli, accumulate),
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    limb_kernel(values, planes, moduli, accumulate);
+    // A `VectorKernel`, not a closure passed to `vectorised`: such a closure is not reliably
+    // inlined into its copies here, which would leave `floor` and `mul_add` as library calls.
+    run_vectorised(LimbReduce { values, planes, moduli, accumulate });
     true
+}
+
+/// [`limb_kernel`]'s arguments, run by [`run_vectorised`].
+struct LimbReduce<'a, 'p> {
+    values: &'a [i128],
+    planes: &'a mut [&'p mut [u32]],
+    moduli: &'a [Modulus],
+    accumulate: bool,
+}
+
+impl VectorKernel for LimbReduce<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        limb_kernel(self.values, self.planes, self.moduli, self.accumulate);
+    }
 }
 
 /// Values per block of [`limb_kernel`]: the block's limbs (20 KiB of `f64`) stay in L1 while
@@ -489,7 +487,7 @@ fn limb_reduce(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], a
 const LIMB_BLOCK: usize = 512;
 
 /// The work of [`limb_reduce`] for in-range values, inlined into its copies for each [`Simd`]
-/// level: block by block, one pass per limb, then one pass per modulus over the block's limbs.
+/// level ([`run_vectorised`]): block by block, one pass per limb, then one pass per modulus over the block's limbs.
 #[inline(always)]
 fn limb_kernel(values: &[i128], planes: &mut [&mut [u32]], moduli: &[Modulus], accumulate: bool) {
     let weights = limb_weights(moduli);

@@ -16,7 +16,9 @@
 //! Shifts above [`MAX_SHIFT`] (none in pond's fixed-point configurations) and moduli sets with a
 //! modulus below [`MIN_MODULUS`] take the exact reconstruction for every element.
 
-use super::{flat, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Reconstruction, Simd, RUN};
+use super::{
+    flat, run_jobs, run_vectorised, runs_mut, CrtModuli, CrtTensor, Modulus, Reconstruction, VectorKernel, RUN,
+};
 use crate::error::{CoreError, Result};
 use crate::layout;
 use crate::ring::RingTensor;
@@ -114,6 +116,23 @@ fn run_fast<M: CrtModuli, O: Slot>(fast: &LowBits, rec: &Reconstruction, c: &Crt
 
 /// An output residue of the fast path's kernel: added to (`u32`, already a residue) or written
 /// (`MaybeUninit<u32>`, a new tensor's slot).
+/// [`LowBits::run`]'s arguments, run by [`run_vectorised`].
+struct ShiftRun<'a, 'c, 'o, O> {
+    low_bits: &'a LowBits,
+    rec: &'a Reconstruction,
+    c: &'a [&'c [u32]],
+    out: &'a mut [&'o mut [O]],
+}
+
+impl<O: Slot> VectorKernel for ShiftRun<'_, '_, '_, O> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        self.low_bits.kernel(self.rec, self.c, self.out);
+    }
+}
+
 trait Slot: Send {
     /// Puts the residue `v` modulo `m` into the slot.
     fn put(&mut self, m: Modulus, v: u32);
@@ -187,27 +206,8 @@ impl LowBits {
 
     /// The shifted values of the run `c` of c's planes put into `out` (one run of every plane).
     fn run<O: Slot>(&self, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
-        // Dispatched by hand, as `limb_reduce` is: the kernel is inlined into each copy.
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-            fn with_avx512<O: Slot>(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
-                this.kernel(rec, c, out);
-            }
-            #[target_feature(enable = "avx2,fma")]
-            fn with_avx2<O: Slot>(this: &LowBits, rec: &Reconstruction, c: &[&[u32]], out: &mut [&mut [O]]) {
-                this.kernel(rec, c, out);
-            }
-            match Simd::detect() {
-                // SAFETY: the CPU has the features each copy is compiled for.
-                Simd::Avx512 => unsafe { with_avx512(self, rec, c, out) },
-                // SAFETY: as above.
-                Simd::Avx2 => unsafe { with_avx2(self, rec, c, out) },
-                Simd::Baseline => self.kernel(rec, c, out),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        self.kernel(rec, c, out);
+        // A `VectorKernel`, as `limb_reduce`'s is: the kernel is inlined into each copy.
+        run_vectorised(ShiftRun { low_bits: self, rec, c, out });
     }
 
     /// The work of [`LowBits::run`], block by block of [`BLOCK`] elements (whose temporaries stay

@@ -11,8 +11,8 @@
 //! [`limb_reduce`]: super::limb_reduce
 
 use super::{
-    fill_limb, limb_residue, limb_weights, run_jobs, runs_mut, CrtModuli, CrtTensor, Modulus, Simd, LIMBS,
-    LIMBS_MAX_BITS, LIMB_BLOCK, RUN,
+    fill_limb, limb_residue, limb_weights, run_jobs, run_vectorised, runs_mut, CrtModuli, CrtTensor, Modulus,
+    VectorKernel, LIMBS, LIMBS_MAX_BITS, LIMB_BLOCK, RUN,
 };
 use crate::error::{CoreError, Result};
 use crate::kernels::gemm_crt::{reduce, to_f64, to_u64};
@@ -61,29 +61,29 @@ impl<M: CrtModuli> CrtTensor<M> {
     }
 }
 
-/// [`masks_kernel`] compiled for the widest vector instructions the CPU has. Dispatched by
-/// hand, as [`super::limb_reduce`] is, so that `floor` and `mul_add` are inlined.
+/// [`masks_kernel`] compiled for the widest vector instructions the CPU has, as a
+/// [`VectorKernel`] (as [`super::limb_reduce`] is), so that `floor` and `mul_add` are inlined.
 fn masks_run(words: &[u128], bits: u32, f: u32, moduli: &[Modulus], r: &mut [&mut [Slot]], neg_hi: &mut [&mut [Slot]]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-        fn with_avx512(w: &[u128], bits: u32, f: u32, m: &[Modulus], r: &mut [&mut [Slot]], neg: &mut [&mut [Slot]]) {
-            masks_kernel(w, bits, f, m, r, neg);
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn with_avx2(w: &[u128], bits: u32, f: u32, m: &[Modulus], r: &mut [&mut [Slot]], neg: &mut [&mut [Slot]]) {
-            masks_kernel(w, bits, f, m, r, neg);
-        }
-        match Simd::detect() {
-            // SAFETY: the CPU has the features each copy is compiled for.
-            Simd::Avx512 => unsafe { with_avx512(words, bits, f, moduli, r, neg_hi) },
-            // SAFETY: as above.
-            Simd::Avx2 => unsafe { with_avx2(words, bits, f, moduli, r, neg_hi) },
-            Simd::Baseline => masks_kernel(words, bits, f, moduli, r, neg_hi),
-        }
+    run_vectorised(MasksRun { words, bits, f, moduli, r, neg_hi });
+}
+
+/// [`masks_kernel`]'s arguments, run by [`run_vectorised`].
+struct MasksRun<'a, 'r, 'n> {
+    words: &'a [u128],
+    bits: u32,
+    f: u32,
+    moduli: &'a [Modulus],
+    r: &'a mut [&'r mut [Slot]],
+    neg_hi: &'a mut [&'n mut [Slot]],
+}
+
+impl VectorKernel for MasksRun<'_, '_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        masks_kernel(self.words, self.bits, self.f, self.moduli, self.r, self.neg_hi);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    masks_kernel(words, bits, f, moduli, r, neg_hi);
 }
 
 /// The work of [`CrtTensor::truncation_masks`] on one run of words, block by block: h's limbs
