@@ -949,8 +949,8 @@ impl<M: CrtModuli> RingTensor for CrtTensor<M> {
     }
     fn add_broadcast_assign(&mut self, other: &Self) -> Result<()> {
         let (moduli, runs) = (Modulus::all::<M>(), layout::broadcast_runs(other.shape(), self.shape()));
+        let shape = self.shape().to_vec();
         for ((plane, other), m) in self.planes.iter_mut().zip(&other.planes).zip(moduli) {
-            let shape = plane.shape().to_vec();
             if let (Some((_, _, inner)), Some(out), Some(values)) = (runs, plane.as_slice_mut(), other.as_slice()) {
                 crate::parallel::zip_assign_runs(out, values, inner, |x, y| m.add(x, y));
                 continue;
